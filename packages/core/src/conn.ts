@@ -1,0 +1,456 @@
+/**
+ * `Conn`: one WebSocket connection, read by pulling, with a real close-handshake state machine.
+ * @module
+ */
+import {
+  assertSendableClose,
+  CloseCode,
+  CloseError,
+  InternalErrorMessage,
+  isCloseError,
+  NormalClosureMessage,
+  truncateReason,
+  utf8Length,
+} from './close.js'
+import { MESSAGE_OVERHEAD_BYTES, type Message, type MessageData } from './contracts.js'
+import type { RuntimeSocket, SocketEvents } from './port.js'
+
+/**
+ * Where a connection is in its life:
+ * - `open`: messages flow both ways;
+ * - `closing`: a close frame was sent (or a fault was seen); waiting for the peer's close frame;
+ * - `closed`: the connection is over; reads and sends reject with its {@link CloseError}.
+ */
+export type ConnState = 'open' | 'closing' | 'closed'
+
+/** The limits a connection enforces. Set through {@link UpgradeOptions}. */
+export interface ConnLimits {
+  readonly closeHandshakeTimeout: number
+  readonly debug: boolean
+  readonly maxMessageSize: number
+  readonly maxInboundBuffer: number
+  readonly sendHighWaterMark: number
+}
+
+interface Waiter<T> {
+  resolve(value: T): void
+  reject(reason: unknown): void
+}
+
+const DRAIN_POLL_MIN_MS = 1
+const DRAIN_POLL_MAX_MS = 50
+const resolved = Promise.resolve()
+const noop = () => {}
+
+/** Marks a rejected promise as handled, so a send nobody awaits cannot crash the process. */
+function quiet<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(noop)
+  return promise
+}
+
+/**
+ * One upgraded WebSocket connection, handed to `serve`.
+ *
+ * Read it with `for await (const msg of conn)` or `await conn.read()`, write with
+ * `await conn.send(data)`, and end it with `await conn.close(code, reason)`. Connections are
+ * made by the upgrader; do not construct one.
+ */
+export class Conn implements AsyncIterable<Message> {
+  /** The subprotocol chosen during the upgrade, or `''` when none was. */
+  readonly protocol: string
+  /** Whether {@link Conn.ping} works on this runtime (false on Deno and Cloudflare Workers). */
+  readonly canPing: boolean
+  /**
+   * Aborts when the connection starts closing or has closed, from either side, so `serve` can
+   * cancel the work it started. Its `reason` is a {@link CloseError}.
+   */
+  readonly signal: AbortSignal
+
+  readonly #socket: RuntimeSocket
+  readonly #limits: ConnLimits
+  readonly #abort = new AbortController()
+  #closeHandshakeTimeout: number
+  #state: ConnState = 'open'
+
+  // Inbound: messages that arrived before `serve` asked for them, and the one pending read.
+  #inbox: (Message | undefined)[] = []
+  #inboxHead = 0
+  #inboxBytes = 0
+  #paused = false
+  #reader: Waiter<Message> | undefined
+
+  // The end: the fault that ends the connection, the final error, and who waits for it.
+  #fault: CloseError | undefined
+  #closeError: CloseError | undefined
+  #closeTimer: ReturnType<typeof setTimeout> | undefined
+  #closed: Promise<void>
+  #settleClosed: () => void = noop
+
+  // Outbound: sends waiting for the runtime to drain, and pings waiting for a pong.
+  #drainWaiters: Waiter<void>[] = []
+  #drainPoll: ReturnType<typeof setTimeout> | undefined
+  #drainPollDelay = DRAIN_POLL_MIN_MS
+  #pingWaiters: Waiter<void>[] = []
+
+  /** @internal The handlers the adapter forwards the runtime's events to. */
+  readonly events: SocketEvents
+
+  /** @internal Made by the upgrader. */
+  constructor(socket: RuntimeSocket, protocol: string | undefined, limits: ConnLimits) {
+    this.#socket = socket
+    this.#limits = limits
+    this.#closeHandshakeTimeout = limits.closeHandshakeTimeout
+    this.protocol = protocol ?? ''
+    this.canPing = typeof socket.ping === 'function'
+    this.signal = this.#abort.signal
+    this.#closed = new Promise((resolve) => {
+      this.#settleClosed = resolve
+    })
+    this.events = {
+      message: (data) => this.#onMessage(data),
+      closed: (code, reason) => this.#onClosed(code, reason),
+      error: (error, code) => this.#onError(error, code),
+      drain: () => this.#onDrain(),
+      pong: () => this.#onPong(),
+    }
+  }
+
+  /** Where the connection is in its life. */
+  get state(): ConnState {
+    return this.#state
+  }
+
+  /** Bytes the runtime has queued and not yet written to the network. */
+  get bufferedAmount(): number {
+    return this.#state === 'closed' ? 0 : this.#socket.bufferedAmount
+  }
+
+  /**
+   * Reads the next message.
+   *
+   * Messages that arrived before the connection closed are still returned, in order. After them,
+   * once the connection has closed, it rejects with the connection's {@link CloseError}, and
+   * keeps rejecting with that same error. While the connection is closing, a read waits for the
+   * end. Only one read may be pending at a time; a second one rejects with an `Error`.
+   */
+  read(): Promise<Message> {
+    if (this.#reader) {
+      return quiet(
+        Promise.reject(
+          new Error('Only one read may be pending at a time: await the previous conn.read() first'),
+        ),
+      )
+    }
+    const message = this.#shift()
+    if (message) return Promise.resolve(message)
+    if (this.#closeError) return Promise.reject(this.#closeError)
+    return new Promise((resolve, reject) => {
+      this.#reader = { resolve, reject }
+    })
+  }
+
+  /**
+   * Iterates the messages. The loop ends quietly when the connection closes normally (1000,
+   * 1001 or 1005, see {@link isCloseError}) and throws the {@link CloseError} otherwise, so that
+   * `serve` fails with it.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    const done: IteratorReturnResult<undefined> = { done: true, value: undefined }
+    const end = (err: unknown) => (isCloseError(err) ? done : Promise.reject(err))
+    return {
+      next: () => this.read().then((value) => ({ done: false, value }), end),
+      return: () => Promise.resolve(done),
+    }
+  }
+
+  /**
+   * Sends one message: a string as text, a `Uint8Array` as binary (exactly the bytes of the view,
+   * not its whole buffer).
+   *
+   * It resolves once the runtime has taken the data and holds no more than `sendHighWaterMark`
+   * unsent bytes; above that it waits for the runtime to drain, so a slow peer slows the sender
+   * down instead of growing memory. Messages are sent in call order even when sends are not
+   * awaited. Once the connection is closing or closed it rejects with a {@link CloseError}; a
+   * send nobody awaits never causes an unhandled rejection.
+   */
+  send(data: MessageData): Promise<void> {
+    if (this.#state !== 'open') return quiet(Promise.reject(this.#endError()))
+    if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+      return quiet(
+        Promise.reject(
+          new TypeError(
+            'conn.send() takes a string or a Uint8Array (use new Uint8Array(buffer) for an ArrayBuffer)',
+          ),
+        ),
+      )
+    }
+    this.#socket.send(data)
+    if (this.#socket.bufferedAmount <= this.#limits.sendHighWaterMark) return resolved
+    return quiet(
+      new Promise<void>((resolve, reject) => {
+        this.#drainWaiters.push({ resolve, reject })
+        if (!this.#socket.emitsDrain) this.#scheduleDrainPoll()
+      }),
+    )
+  }
+
+  /**
+   * Sends a ping and resolves when a pong arrives. Rejects with an `Error` where the runtime
+   * cannot send pings (see {@link Conn.canPing}), and with the {@link CloseError} if the
+   * connection ends first.
+   */
+  ping(): Promise<void> {
+    if (!this.#socket.ping) {
+      return quiet(
+        Promise.reject(
+          new Error(
+            'This runtime cannot send pings: check conn.canPing before calling conn.ping()',
+          ),
+        ),
+      )
+    }
+    if (this.#state !== 'open') return quiet(Promise.reject(this.#endError()))
+    this.#socket.ping()
+    return quiet(new Promise((resolve, reject) => this.#pingWaiters.push({ resolve, reject })))
+  }
+
+  /**
+   * Performs the closing handshake of RFC 6455 §1.4 and resolves once the connection is closed.
+   *
+   * - The first call sends one close frame with `code` and `reason`, then waits for the peer's
+   *   close frame, for at most the close-handshake timeout (see
+   *   {@link Conn.setCloseHandshakeTimeout}). When it passes, the connection is torn down
+   *   (terminated where the runtime can) and ends with code 1006.
+   * - Later and concurrent calls send nothing and resolve with the same handshake.
+   * - Messages that arrive while closing are discarded; a pending read waits for the end.
+   * - It never rejects, except with a `RangeError`, before anything is sent, when `code` may not
+   *   be sent (1005, 1006, 1015, or outside 1000-1014 and 3000-4999) or `reason` is over 123
+   *   UTF-8 bytes.
+   *
+   * @param code - the close code, 1000 (normal closure) by default
+   * @param reason - the close reason, at most 123 UTF-8 bytes
+   */
+  close(code: number = CloseCode.NormalClosure, reason = ''): Promise<void> {
+    try {
+      assertSendableClose(code, reason)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (this.#state !== 'open') return this.#closed
+    this.#startClosing(code, reason)
+    try {
+      this.#socket.close(code, reason)
+    } catch {
+      this.#tearDown('The runtime refused to send the close frame')
+      return this.#closed
+    }
+    this.#armCloseTimer()
+    return this.#closed
+  }
+
+  /** Closes with 1000 and {@link NormalClosureMessage} (`'Server closed connection'`). See {@link Conn.close}. */
+  closeNormal(): Promise<void> {
+    return this.close(CloseCode.NormalClosure, NormalClosureMessage)
+  }
+
+  /**
+   * Closes with 1011 and `'Internal server error'`, or with the error's message (cut to 123
+   * bytes) when `debug` is on. See {@link Conn.close}. It does not report the error: the
+   * upgrader does that when `serve` throws.
+   */
+  closeWithError(err: unknown): Promise<void> {
+    const message = err instanceof Error ? err.message : String(err)
+    const reason = this.#limits.debug ? truncateReason(message) : InternalErrorMessage
+    return this.close(CloseCode.InternalError, reason)
+  }
+
+  /** The time `close()` waits for the peer's close frame, in milliseconds. */
+  getCloseHandshakeTimeout(): number {
+    return this.#closeHandshakeTimeout
+  }
+
+  /**
+   * Sets the time `close()` waits for the peer's close frame, in milliseconds; 0 or less means
+   * no wait. It applies to handshakes started after the call.
+   */
+  setCloseHandshakeTimeout(ms: number): void {
+    this.#closeHandshakeTimeout = ms
+  }
+
+  /** @internal Resolves once the connection is closed, whoever closed it. */
+  get closed(): Promise<void> {
+    return this.#closed
+  }
+
+  // --- inbound ---
+
+  #onMessage(data: string | Uint8Array): void {
+    // Data after a close frame, or after a fault, is discarded.
+    if (this.#state !== 'open') return
+    const { maxMessageSize, maxInboundBuffer } = this.#limits
+    const size = typeof data === 'string' ? data.length : data.byteLength
+    if (
+      size > maxMessageSize / 3 &&
+      (typeof data === 'string' ? utf8Length(data) : size) > maxMessageSize
+    ) {
+      this.#fail(
+        CloseCode.MessageTooBig,
+        `Message is over maxMessageSize (${maxMessageSize} bytes)`,
+      )
+      return
+    }
+    const message: Message =
+      typeof data === 'string' ? { type: 'text', data } : { type: 'binary', data }
+    const reader = this.#reader
+    if (reader) {
+      this.#reader = undefined
+      reader.resolve(message)
+      return
+    }
+    this.#inbox.push(message)
+    this.#inboxBytes += size + MESSAGE_OVERHEAD_BYTES
+    if (this.#inboxBytes <= maxInboundBuffer) return
+    // Pause where the runtime can; it may still hand over what it already parsed, so a second
+    // bound catches a runtime that does not stop.
+    if (this.#socket.pause && this.#inboxBytes <= 2 * maxInboundBuffer) {
+      if (!this.#paused) {
+        this.#paused = true
+        this.#socket.pause()
+      }
+      return
+    }
+    this.#fail(
+      CloseCode.PolicyViolation,
+      `Inbound buffer over ${maxInboundBuffer} bytes: serve reads slower than the peer sends`,
+    )
+  }
+
+  #shift(): Message | undefined {
+    if (this.#inboxHead === this.#inbox.length) return undefined
+    const message = this.#inbox[this.#inboxHead] as Message
+    this.#inbox[this.#inboxHead++] = undefined
+    if (this.#inboxHead === this.#inbox.length) {
+      this.#inbox = []
+      this.#inboxHead = 0
+    }
+    const size = typeof message.data === 'string' ? message.data.length : message.data.byteLength
+    this.#inboxBytes -= size + MESSAGE_OVERHEAD_BYTES
+    if (this.#paused && this.#inboxBytes <= this.#limits.maxInboundBuffer / 2) {
+      this.#paused = false
+      if (this.#state === 'open') this.#socket.resume?.()
+    }
+    return message
+  }
+
+  // --- the close handshake ---
+
+  #startClosing(code: number, reason: string): void {
+    this.#state = 'closing'
+    this.#abort.abort(new CloseError(code, reason, false))
+    // Sends waiting for a drain will never be written in full: fail them now.
+    this.#rejectWaiters(new CloseError(code, reason, false))
+  }
+
+  #armCloseTimer(): void {
+    const timeout = this.#closeHandshakeTimeout
+    if (timeout <= 0) {
+      this.#tearDown('No close handshake wait (timeout is 0)')
+      return
+    }
+    this.#closeTimer = setTimeout(
+      () => this.#tearDown(`The peer did not answer the close frame within ${timeout} ms`),
+      timeout,
+    )
+  }
+
+  /** Ends the connection without waiting any longer for the peer. */
+  #tearDown(reason: string): void {
+    if (this.#state === 'closed') return
+    try {
+      this.#socket.terminate?.()
+    } catch {
+      // The socket is already gone: nothing left to tear down.
+    }
+    this.#finish(new CloseError(CloseCode.AbnormalClosure, reason, false))
+  }
+
+  /** Closes the connection because of a fault seen here (1008, 1009). */
+  #fail(code: number, reason: string): void {
+    this.#fault ??= new CloseError(code, reason, false)
+    void this.close(code, reason)
+  }
+
+  #onError(error: Error, code?: number): void {
+    if (this.#state === 'closed') return
+    this.#fault ??= new CloseError(code ?? CloseCode.AbnormalClosure, error.message, false)
+    if (this.#state === 'open') {
+      // The runtime closes on its own after a fault; the timer covers a runtime that does not.
+      this.#startClosing(this.#fault.code, this.#fault.reason)
+      this.#armCloseTimer()
+    }
+  }
+
+  #onClosed(code: number, reason: string): void {
+    if (this.#state === 'closed') return
+    const fault = this.#fault
+    this.#finish(
+      fault
+        ? new CloseError(fault.code, fault.reason, false)
+        : new CloseError(code, reason, code !== CloseCode.AbnormalClosure),
+    )
+  }
+
+  #finish(error: CloseError): void {
+    this.#state = 'closed'
+    this.#closeError = error
+    clearTimeout(this.#closeTimer)
+    this.#abort.abort(error)
+    const reader = this.#reader
+    this.#reader = undefined
+    reader?.reject(error)
+    this.#rejectWaiters(error)
+    this.#settleClosed()
+  }
+
+  #endError(): CloseError {
+    return this.#closeError ?? (this.#abort.signal.reason as CloseError)
+  }
+
+  // --- outbound ---
+
+  #onDrain(): void {
+    if (this.#socket.bufferedAmount > this.#limits.sendHighWaterMark) return
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const waiter of waiters) waiter.resolve()
+  }
+
+  #scheduleDrainPoll(): void {
+    if (this.#drainPoll !== undefined) return
+    this.#drainPoll = setTimeout(() => {
+      this.#drainPoll = undefined
+      this.#onDrain()
+      if (this.#drainWaiters.length === 0) {
+        this.#drainPollDelay = DRAIN_POLL_MIN_MS
+        return
+      }
+      this.#drainPollDelay = Math.min(this.#drainPollDelay * 2, DRAIN_POLL_MAX_MS)
+      this.#scheduleDrainPoll()
+    }, this.#drainPollDelay)
+  }
+
+  #onPong(): void {
+    const waiters = this.#pingWaiters
+    this.#pingWaiters = []
+    for (const waiter of waiters) waiter.resolve()
+  }
+
+  #rejectWaiters(error: CloseError): void {
+    clearTimeout(this.#drainPoll)
+    this.#drainPoll = undefined
+    const waiters = [...this.#drainWaiters, ...this.#pingWaiters]
+    this.#drainWaiters = []
+    this.#pingWaiters = []
+    for (const waiter of waiters) waiter.reject(error)
+  }
+}

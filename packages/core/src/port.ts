@@ -1,0 +1,121 @@
+/**
+ * The adapter port: the small interface through which a runtime hands the core its sockets.
+ *
+ * An adapter implements {@link Adapter} and installs it with {@link installAdapter}. The core
+ * validates the upgrade, then calls `adapter.upgrade(c, request)`. The adapter answers with the
+ * runtime's 101 response and, once the socket is open, calls `request.open(socket)` exactly once,
+ * then forwards the socket's events to the {@link SocketEvents} it gets back. All behaviour (the
+ * close handshake, bounds, errors) lives in the core; an adapter only translates.
+ * @module
+ */
+import type { Context } from 'hono'
+
+/** The runtime's socket, as the adapter exposes it to the core. */
+export interface RuntimeSocket {
+  /** Queues one message. Must send exactly the bytes of the view, not its whole buffer. */
+  send(data: string | Uint8Array): void
+  /**
+   * Sends a close frame and lets the runtime finish the close handshake. The core only passes
+   * codes that may be sent, never 1005 or 1006.
+   */
+  close(code: number, reason: string): void
+  /** Bytes queued by the runtime and not yet written to the network. */
+  readonly bufferedAmount: number
+  /**
+   * True when the adapter calls {@link SocketEvents.drain} as the runtime drains its buffer.
+   * When false, the core polls `bufferedAmount` with a backing-off timer instead.
+   */
+  readonly emitsDrain: boolean
+  /** Destroys the connection at once, with no close frame. Absent where the runtime cannot. */
+  terminate?(): void
+  /** Stops reading from the network. Absent where the runtime cannot pause a socket. */
+  pause?(): void
+  /** Starts reading from the network again after {@link RuntimeSocket.pause}. */
+  resume?(): void
+  /** Sends a ping frame. Absent where the runtime cannot send pings. */
+  ping?(): void
+}
+
+/** The core's side of a socket: the adapter calls these as the runtime's events arrive. */
+export interface SocketEvents {
+  /** A whole message arrived: a string for text, the exact bytes for binary. */
+  message(data: string | Uint8Array): void
+  /**
+   * The connection has ended. `code` is the peer's close code, 1005 when its close frame had
+   * none, or 1006 when it ended without a close frame. Calling it more than once is harmless.
+   */
+  closed(code: number, reason: string): void
+  /**
+   * The runtime reported a fault. `code` is the close code the fault calls for (1002 for a
+   * protocol error, 1007 for invalid UTF-8, 1009 for an oversized frame), when known.
+   */
+  error(error: Error, code?: number): void
+  /** The runtime's send buffer drained (only when `emitsDrain` is true). */
+  drain(): void
+  /** A pong arrived. */
+  pong(): void
+}
+
+/** What the core asks of an adapter for one validated upgrade. */
+export interface UpgradeRequest {
+  /** Headers to add to the 101 response (from the controller's `upgradeHeaders`). */
+  readonly headers: Headers
+  /** The chosen subprotocol, to echo in `Sec-WebSocket-Protocol`; undefined when none. */
+  readonly protocol: string | undefined
+  /** The largest message accepted, in bytes, for runtimes that can refuse bigger frames. */
+  readonly maxMessageSize: number
+  /**
+   * Call once the socket is open and can send, exactly once. Returns the handlers to forward the
+   * socket's events to. Events that happened before the call are lost, so call it first thing.
+   */
+  open(socket: RuntimeSocket): SocketEvents
+}
+
+/** A runtime adapter. */
+export interface Adapter {
+  /** The runtime's name, for messages: `'node'`, `'bun'`, `'deno'`, `'workers'`. */
+  readonly name: string
+  /**
+   * Upgrades a validated request and returns the response that completes it (the runtime's 101).
+   * A throw becomes a 500 upgrade error.
+   */
+  upgrade(c: Context, request: UpgradeRequest): Response | Promise<Response>
+}
+
+/**
+ * The key under which an adapter is installed on `globalThis`, or passed in the Hono `env` of one
+ * request (`app.fetch(req, { [ADAPTER]: adapter })`), which wins over the global one.
+ */
+export const ADAPTER: unique symbol = Symbol.for('handshake.adapter') as never
+
+/**
+ * Installs the runtime's adapter for every upgrade of this process or isolate. Adapters call it
+ * when they are imported or when their `serve` starts; apps never need to.
+ */
+export function installAdapter(adapter: Adapter): void {
+  ;(globalThis as { [ADAPTER]?: Adapter })[ADAPTER] = adapter
+}
+
+/** The adapter for this request: the one in `c.env`, else the installed one. */
+export function adapterFor(c: Context): Adapter | undefined {
+  const env = c.env as { [ADAPTER]?: Adapter } | undefined
+  return (
+    (env && typeof env === 'object' ? env[ADAPTER] : undefined) ??
+    (globalThis as { [ADAPTER]?: Adapter })[ADAPTER]
+  )
+}
+
+/** The error for a request that reaches `upgrade()` with no adapter installed. */
+export function missingAdapterError(): Error {
+  const agent = typeof navigator === 'undefined' ? '' : navigator.userAgent
+  const hint = agent.includes('Bun')
+    ? "`import { websocket } from '@handshake/bun'` and pass it to Bun.serve"
+    : agent.includes('Deno')
+      ? "`import '@handshake/deno'` in your entry file"
+      : agent.includes('Cloudflare-Workers')
+        ? "`import '@handshake/workers'` in your Worker's entry file"
+        : "serve the app with `serve` from '@handshake/node'"
+  return new Error(
+    `No Handshake adapter is installed for this runtime: ${hint}. The packages are @handshake/node, @handshake/bun, @handshake/deno and @handshake/workers.`,
+  )
+}
