@@ -93,6 +93,16 @@ export interface UpgradeErrorHandler<E extends Env = any> {
   onUpgradeError(c: Context<E>, status: number, reason: Error): Response | Promise<Response>
 }
 
+/**
+ * A controller with any of the optional hooks, as {@link upgrade} takes it. Classes can
+ * `implements Controller, ErrorHandler, ...`; object literals get the hooks typed here.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: see Controller
+export type ControllerWithHooks<E extends Env = any> = Controller<E> &
+  Partial<
+    ErrorHandler<E> & HeaderUpgrader<E> & OriginChecker<E> & Registrer<E> & UpgradeErrorHandler<E>
+  >
+
 /** A message read from a connection. */
 export type Message =
   | { readonly type: 'text'; readonly data: string }

@@ -25,6 +25,7 @@ export {
 export { Conn, type ConnLimits, type ConnState } from './conn.js'
 export {
   type Controller,
+  type ControllerWithHooks,
   defaultSettings,
   type ErrorHandler,
   type HeaderUpgrader,

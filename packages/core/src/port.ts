@@ -109,7 +109,7 @@ export function adapterFor(c: Context): Adapter | undefined {
 export function missingAdapterError(): Error {
   const agent = typeof navigator === 'undefined' ? '' : navigator.userAgent
   const hint = agent.includes('Bun')
-    ? "`import { websocket } from '@handshake/bun'` and pass it to Bun.serve"
+    ? "`import { websocket } from '@handshake/bun'` and pass it in the options of Bun's serve"
     : agent.includes('Deno')
       ? "`import '@handshake/deno'` in your entry file"
       : agent.includes('Cloudflare-Workers')

@@ -14,7 +14,7 @@
  */
 import { Hono } from 'hono'
 import { CloseCode, CloseError } from './close.js'
-import type { Controller, Message, MessageData } from './contracts.js'
+import type { ControllerWithHooks, Message, MessageData } from './contracts.js'
 import { ADAPTER, type Adapter, type RuntimeSocket, type SocketEvents } from './port.js'
 import { upgrade } from './upgrade.js'
 
@@ -289,8 +289,8 @@ export class TestPeer {
   }
 }
 
-function isController(target: object): target is Controller {
-  return typeof (target as Controller).serve === 'function'
+function isController(target: object): target is ControllerWithHooks {
+  return typeof (target as ControllerWithHooks).serve === 'function'
 }
 
 /**
@@ -305,7 +305,7 @@ function isController(target: object): target is Controller {
  * @throws UpgradeRejectedError when the server answers anything else, with that response
  */
 export async function connect(
-  target: { request: Hono['request'] } | Controller,
+  target: { request: Hono['request'] } | ControllerWithHooks,
   path = '/',
   options: ConnectOptions = {},
 ): Promise<TestPeer> {

@@ -7,13 +7,8 @@ import type { Context, Env, Hono, MiddlewareHandler } from 'hono'
 import { CloseCode, isCloseError, NormalClosureMessage } from './close.js'
 import { Conn } from './conn.js'
 import {
-  type Controller,
+  type ControllerWithHooks,
   defaultSettings,
-  type ErrorHandler,
-  type HeaderUpgrader,
-  type OriginChecker,
-  type Registrer,
-  type UpgradeErrorHandler,
   type UpgradeOptions,
   type UpgradeSettings,
 } from './contracts.js'
@@ -116,13 +111,6 @@ export function chooseSubprotocol(
   return supported.find((protocol) => offers.has(protocol))
 }
 
-function has<K extends string>(
-  value: object,
-  method: K,
-): value is Record<K, (...args: never[]) => unknown> {
-  return typeof (value as Record<string, unknown>)[method] === 'function'
-}
-
 /**
  * Upgrades HTTP requests to WebSocket connections served by a {@link Controller}. Goyave's
  * `websocket.Upgrader`.
@@ -136,7 +124,7 @@ function has<K extends string>(
 // biome-ignore lint/suspicious/noExplicitAny: the default matches Hono's own `Env` default
 export class Upgrader<E extends Env = any> {
   /** The controller that serves each connection. */
-  readonly controller: Controller<E>
+  readonly controller: ControllerWithHooks<E>
   /** The options in effect, defaults applied. */
   readonly settings: Readonly<UpgradeSettings>
 
@@ -145,7 +133,7 @@ export class Upgrader<E extends Env = any> {
    *   (`onError`, `upgradeHeaders`, `checkOrigin`, `registerRoute`, `onUpgradeError`)
    * @param options - see {@link UpgradeOptions}
    */
-  constructor(controller: Controller<E>, options: UpgradeOptions = {}) {
+  constructor(controller: ControllerWithHooks<E>, options: UpgradeOptions = {}) {
     this.controller = controller
     const settings = { ...defaultSettings }
     for (const [key, value] of Object.entries(options)) {
@@ -171,8 +159,8 @@ export class Upgrader<E extends Env = any> {
   // biome-ignore lint/suspicious/noExplicitAny: any schema and base path
   registerRoutes(app: Hono<E, any, any>): void {
     const handler = this.handler()
-    if (has(this.controller, 'registerRoute')) {
-      ;(this.controller as Registrer<E>).registerRoute(app, handler)
+    if (this.controller.registerRoute) {
+      this.controller.registerRoute(app, handler)
     } else {
       app.get('/', handler)
     }
@@ -183,8 +171,8 @@ export class Upgrader<E extends Env = any> {
     try {
       const invalid = validateHandshake(c.req.raw)
       if (invalid) return await this.#reject(c, invalid)
-      const allowed = has(controller, 'checkOrigin')
-        ? await (controller as OriginChecker<E>).checkOrigin(c)
+      const allowed = controller.checkOrigin
+        ? await controller.checkOrigin(c)
         : isSameOrigin(c.req.raw)
       if (!allowed) {
         const origin = c.req.header('origin')
@@ -198,11 +186,7 @@ export class Upgrader<E extends Env = any> {
       }
       const adapter = adapterFor(c)
       if (!adapter) throw missingAdapterError()
-      const headers = new Headers(
-        has(controller, 'upgradeHeaders')
-          ? await (controller as HeaderUpgrader<E>).upgradeHeaders(c)
-          : undefined,
-      )
+      const headers = new Headers(await controller.upgradeHeaders?.(c))
       const protocol = chooseSubprotocol(
         c.req.header('sec-websocket-protocol') ?? null,
         this.settings.subprotocols,
@@ -225,8 +209,8 @@ export class Upgrader<E extends Env = any> {
 
   async #reject(c: Context<E>, reason: UpgradeError): Promise<Response> {
     const controller = this.controller
-    let response = has(controller, 'onUpgradeError')
-      ? await (controller as UpgradeErrorHandler<E>).onUpgradeError(c, reason.status, reason)
+    let response = controller.onUpgradeError
+      ? await controller.onUpgradeError(c, reason.status, reason)
       : this.#defaultRejection(reason)
     if (!response.headers.has('sec-websocket-version')) {
       try {
@@ -271,12 +255,12 @@ export class Upgrader<E extends Env = any> {
 
   async #report(c: Context<E>, err: unknown): Promise<void> {
     const controller = this.controller
-    if (!has(controller, 'onError')) {
+    if (!controller.onError) {
       this.#log('WebSocket controller failed:', err)
       return
     }
     try {
-      await (controller as ErrorHandler<E>).onError(c, err)
+      await controller.onError(c, err)
     } catch (hookError) {
       this.#log('onError failed while handling', err, 'with', hookError)
     }
@@ -302,7 +286,7 @@ export class Upgrader<E extends Env = any> {
  */
 // biome-ignore lint/suspicious/noExplicitAny: see Upgrader
 export function upgrade<E extends Env = any>(
-  controller: Controller<E>,
+  controller: ControllerWithHooks<E>,
   options?: UpgradeOptions,
 ): MiddlewareHandler<E> {
   return new Upgrader(controller, options).handler()

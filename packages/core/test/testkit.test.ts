@@ -61,7 +61,11 @@ describe('the test kit', () => {
       ),
     )
     const peer = await connect(app)
-    expect(await peer.closed).toEqual({ code: 1011, reason: 'Internal server error', wasClean: true })
+    expect(await peer.closed).toEqual({
+      code: 1011,
+      reason: 'Internal server error',
+      wasClean: true,
+    })
     expect(logger.error).toHaveBeenCalledOnce()
   })
 

@@ -1,0 +1,187 @@
+import { Hono } from 'hono'
+import { describe, expect, it, vi } from 'vitest'
+import {
+  ADAPTER,
+  type Adapter,
+  type Controller,
+  type ControllerWithHooks,
+  chooseSubprotocol,
+  isSameOrigin,
+  Upgrader,
+  upgrade,
+  validateHandshake,
+} from '../src/index.js'
+import { connect, UpgradeRejectedError } from '../src/testing.js'
+
+const valid = {
+  Upgrade: 'websocket',
+  Connection: 'keep-alive, Upgrade',
+  'Sec-WebSocket-Version': '13',
+  'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+}
+const request = (headers: Record<string, string>, init: RequestInit = {}) =>
+  new Request('http://example.com/ws', { headers, ...init })
+const noop: Controller = { serve() {} }
+
+describe('validateHandshake', () => {
+  it('accepts a valid handshake', () => expect(validateHandshake(request(valid))).toBeUndefined())
+  it.each([
+    ['no Upgrade', { ...valid, Upgrade: '' }, 400],
+    ['no Connection: Upgrade', { ...valid, Connection: 'keep-alive' }, 400],
+    ['a missing version', { ...valid, 'Sec-WebSocket-Version': '' }, 426],
+    ['version 8', { ...valid, 'Sec-WebSocket-Version': '8' }, 426],
+    ['a short key', { ...valid, 'Sec-WebSocket-Key': 'c2hvcnQ=' }, 400],
+    [
+      'a key that is not base64',
+      { ...valid, 'Sec-WebSocket-Key': '!!!!!!!!!!!!!!!!!!!!!!==' },
+      400,
+    ],
+  ])('answers %s with %i', (_, headers, status) => {
+    const { 'Sec-WebSocket-Version': version, ...rest } = headers
+    const err = validateHandshake(request(version ? headers : rest))
+    expect(err?.status).toBe(version || status !== 426 ? status : 400)
+  })
+  it('refuses methods other than GET', () => {
+    expect(validateHandshake(request(valid, { method: 'POST' }))?.status).toBe(400)
+  })
+})
+
+describe('isSameOrigin', () => {
+  it('passes requests with no Origin', () => expect(isSameOrigin(request(valid))).toBe(true))
+  it('passes the same host, in any case', () => {
+    expect(
+      isSameOrigin(request({ ...valid, Origin: 'https://EXAMPLE.com', Host: 'example.com' })),
+    ).toBe(true)
+  })
+  it('refuses another host, another port and an unparsable origin', () => {
+    const host = { ...valid, Host: 'example.com' }
+    expect(isSameOrigin(request({ ...host, Origin: 'https://evil.com' }))).toBe(false)
+    expect(isSameOrigin(request({ ...host, Origin: 'https://example.com:8443' }))).toBe(false)
+    expect(isSameOrigin(request({ ...host, Origin: 'null' }))).toBe(false)
+  })
+})
+
+describe('chooseSubprotocol', () => {
+  it("follows the server's preference", () => {
+    expect(chooseSubprotocol('v1, v2', ['v2', 'v1'])).toBe('v2')
+  })
+  it('chooses none when nothing matches or nothing is offered', () => {
+    expect(chooseSubprotocol('v3', ['v2', 'v1'])).toBeUndefined()
+    expect(chooseSubprotocol(null, ['v1'])).toBeUndefined()
+    expect(chooseSubprotocol('v1', [])).toBeUndefined()
+  })
+})
+
+describe('Upgrader', () => {
+  it('applies defaults and keeps explicit options', () => {
+    const upgrader = new Upgrader(noop, { closeHandshakeTimeout: 5, debug: undefined })
+    expect(upgrader.controller).toBe(noop)
+    expect(upgrader.settings).toMatchObject({
+      closeHandshakeTimeout: 5,
+      debug: false,
+      maxMessageSize: 1024 * 1024,
+    })
+    expect(Object.isFrozen(upgrader.settings)).toBe(true)
+  })
+
+  it('registers GET on the root path without registerRoute', async () => {
+    const app = new Hono()
+    new Upgrader(noop).registerRoutes(app)
+    const mounted = new Hono().route('/ws', app)
+    const peer = await connect(mounted, '/ws')
+    expect(peer.response.status).toBe(101)
+    expect((await mounted.request('/ws', { method: 'POST' })).status).toBe(404)
+  })
+
+  it("uses the controller's registerRoute", async () => {
+    const app = new Hono()
+    new Upgrader({
+      serve() {},
+      registerRoute(app, handler) {
+        app.get('/custom', handler)
+      },
+    }).registerRoutes(app)
+    await expect(connect(app, '/custom')).resolves.toBeDefined()
+    await expect(connect(app, '/')).rejects.toBeInstanceOf(UpgradeRejectedError)
+  })
+})
+
+describe('upgrade errors', () => {
+  const app = (controller: ControllerWithHooks = noop, debug = false) =>
+    new Hono().get('/', upgrade(controller, { debug, logger: { error: vi.fn() } }))
+
+  it('answers a plain GET with 400 JSON and the version header', async () => {
+    const res = await app().request('/')
+    expect(res.status).toBe(400)
+    expect(res.headers.get('sec-websocket-version')).toBe('13')
+    expect(res.headers.get('content-type')).toBe('application/json')
+    expect(await res.json()).toEqual({ error: 'Bad Request' })
+  })
+
+  it('puts the reason in the body under debug', async () => {
+    const res = await app(noop, true).request('/', {
+      headers: { ...valid, 'Sec-WebSocket-Version': '8' },
+    })
+    expect(res.status).toBe(426)
+    expect(await res.json()).toEqual({
+      error: 'Unsupported WebSocket version "8": only 13 is supported',
+    })
+  })
+
+  it('lets onUpgradeError answer, and still adds the version header', async () => {
+    const onUpgradeError = vi.fn((_c, status: number, reason: Error) =>
+      Response.json({ custom: reason.message }, { status }),
+    )
+    const res = await app({ serve() {}, onUpgradeError }).request('/')
+    expect(res.status).toBe(400)
+    expect(res.headers.get('sec-websocket-version')).toBe('13')
+    expect(await res.json()).toEqual({ custom: expect.stringContaining('Upgrade header') })
+  })
+
+  it('lets checkOrigin accept a foreign origin, and refuse a same one', async () => {
+    const open = { serve() {}, checkOrigin: () => true }
+    await expect(
+      connect(open, '/', { headers: { Origin: 'https://elsewhere.test' } }),
+    ).resolves.toBeDefined()
+    const closed = { serve() {}, checkOrigin: async () => false }
+    const err = await connect(closed).catch((e: UpgradeRejectedError) => e)
+    expect((err as UpgradeRejectedError).response.status).toBe(403)
+  })
+
+  it('answers 500 naming the adapter packages when no adapter is installed', async () => {
+    const logger = { error: vi.fn() }
+    const res = await new Hono()
+      .get('/', upgrade(noop, { logger, debug: true }))
+      .request('/', { headers: valid })
+    expect(res.status).toBe(500)
+    const body = (await res.json()) as { error: string }
+    expect(body.error).toMatch(/@handshake\/node/)
+    expect(logger.error).toHaveBeenCalledOnce()
+  })
+
+  it('answers 500 when a hook throws, and the adapter is never called', async () => {
+    const adapter: Adapter = { name: 'spy', upgrade: vi.fn() }
+    const logger = { error: vi.fn() }
+    const controller = {
+      serve() {},
+      upgradeHeaders(): HeadersInit {
+        throw new Error('no headers today')
+      },
+    }
+    const res = await new Hono()
+      .get('/', upgrade(controller, { logger }))
+      .request('/', { headers: valid }, { [ADAPTER]: adapter })
+    expect(res.status).toBe(500)
+    expect(await res.json()).toEqual({ error: 'Internal Server Error' })
+    expect(adapter.upgrade).not.toHaveBeenCalled()
+  })
+
+  it('adds upgradeHeaders and the chosen protocol to the 101', async () => {
+    const controller = { serve() {}, upgradeHeaders: () => ({ 'X-Room': 'lobby' }) }
+    const app = new Hono().get('/', upgrade(controller, { subprotocols: ['v2', 'v1'] }))
+    const peer = await connect(app, '/', { protocols: ['v1', 'v2'] })
+    expect(peer.response.headers.get('x-room')).toBe('lobby')
+    expect(peer.response.headers.get('sec-websocket-protocol')).toBe('v2')
+    expect(peer.protocol).toBe('v2')
+  })
+})
