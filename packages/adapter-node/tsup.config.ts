@@ -4,6 +4,6 @@ export default defineConfig({
   entry: ['src/index.ts'],
   format: ['esm'],
   dts: true,
-  clean: true,
+  clean: false,
   target: 'es2022',
 })
