@@ -93,7 +93,7 @@ export class Conn implements AsyncIterable<Message> {
   #pingWaiters: Waiter<void>[] = []
 
   /** @internal The handlers the adapter forwards the runtime's events to. */
-  readonly events: SocketEvents
+  readonly events: Omit<SocketEvents, 'shutdown' | 'ended'>
 
   /** @internal Made by the upgrader. */
   constructor(socket: RuntimeSocket, protocol: string | undefined, limits: ConnLimits) {

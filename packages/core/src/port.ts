@@ -54,6 +54,18 @@ export interface SocketEvents {
   drain(): void
   /** A pong arrived. */
   pong(): void
+  /**
+   * Closes the connection through the core, for a graceful shutdown: one close frame (1001
+   * Going Away by default), the handshake and its timeout, as `conn.close()` does. Resolves once
+   * the connection is closed.
+   */
+  shutdown(code?: number, reason?: string): Promise<void>
+  /**
+   * Settles once `serve` has finished and the connection is closed, by any path (including the
+   * core's teardown at the close timeout, which a runtime without `terminate` never reports).
+   * Never rejects. Hand it to `waitUntil` where the runtime would otherwise stop the work.
+   */
+  readonly ended: Promise<void>
 }
 
 /** What the core asks of an adapter for one validated upgrade. */

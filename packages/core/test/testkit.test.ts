@@ -130,4 +130,38 @@ describe('the test kit', () => {
     expect(await peer.closed).toMatchObject({ code: 1000 })
     expect(sent).toBe(10)
   })
+
+  it('pings, and aborts the signal when the peer leaves', async () => {
+    let signal: AbortSignal | undefined
+    const peer = await connect({
+      async serve(conn: Conn) {
+        signal = conn.signal
+        expect(conn.canPing).toBe(true)
+        await conn.ping()
+        await conn.send('pong seen')
+        await conn.read()
+      },
+    })
+    expect(await peer.read()).toEqual({ type: 'text', data: 'pong seen' })
+    expect(peer.pings).toBe(1)
+    expect(signal?.aborted).toBe(false)
+    peer.vanish()
+    await vi.waitFor(() => expect(signal?.aborted).toBe(true))
+    expect(signal?.reason).toMatchObject({ code: 1006 })
+  })
+
+  it('sends one close frame for concurrent close() calls', async () => {
+    const results: unknown[] = []
+    const peer = await connect({
+      async serve(conn: Conn) {
+        const first = conn.close(4001, 'first')
+        const second = conn.close(4002, 'second')
+        await Promise.all([first, second])
+        results.push(conn.state, await conn.close(1000).then(() => 'again'))
+      },
+    })
+    expect(await peer.closeFrame).toEqual({ code: 4001, reason: 'first' })
+    expect(await peer.closed).toMatchObject({ code: 4001, wasClean: true })
+    await vi.waitFor(() => expect(results).toEqual(['closed', 'again']))
+  })
 })
