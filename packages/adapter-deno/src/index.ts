@@ -1,0 +1,345 @@
+/**
+ * `@handshake/deno`: runs Handshake controllers on Deno, through `Deno.upgradeWebSocket`.
+ *
+ * Importing the package installs the adapter, so the entry file is the usual one:
+ *
+ * ```ts
+ * import '@handshake/deno'
+ * import { app } from './app.ts'
+ *
+ * Deno.serve({ port: 8000 }, app.fetch)
+ * ```
+ *
+ * Use {@link serve} instead when you want a graceful shutdown that closes every connection with
+ * 1001 first.
+ * @module
+ */
+import {
+  ADAPTER,
+  type Adapter,
+  CloseCode,
+  installAdapter,
+  type RuntimeSocket,
+  type SocketEvents,
+  type UpgradeRequest,
+} from '@handshake/core'
+import type { Context } from 'hono'
+
+// --- types ---
+
+/** The address a Deno server listens on. */
+export interface DenoAddr {
+  readonly hostname: string
+  readonly port: number
+}
+
+/** What Deno hands a request handler besides the request (Deno's `ServeHandlerInfo`). */
+interface DenoServeHandlerInfo {
+  readonly remoteAddr: DenoAddr
+}
+
+/** The part of Deno's `HttpServer` this package uses. */
+interface DenoHttpServer {
+  readonly addr: DenoAddr
+  readonly finished: Promise<void>
+  shutdown(): Promise<void>
+}
+
+/** The part of the `Deno` namespace this package uses; declared here so no Deno types are needed. */
+interface DenoNamespace {
+  upgradeWebSocket(
+    request: Request,
+    options?: { protocol?: string; idleTimeout?: number },
+  ): { socket: WebSocket; response: Response }
+  serve(
+    options: {
+      port?: number
+      hostname?: string
+      signal?: AbortSignal
+      onListen?: (addr: DenoAddr) => void
+    },
+    handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
+  ): DenoHttpServer
+}
+
+/** Options of {@link DenoAdapter}. */
+export interface DenoAdapterOptions {
+  /**
+   * Deno's `idleTimeout`, in seconds: Deno pings an idle peer on its own and, when no pong comes
+   * back within this time, closes the connection with 1001 (the Conn ends with 1006). 0 turns it
+   * off. It never applies once a close has started.
+   * @defaultValue undefined (Deno's default, 30 s)
+   */
+  idleTimeout?: number
+}
+
+/** Options of {@link serve}. */
+export interface ServeOptions extends DenoAdapterOptions {
+  /** @defaultValue 8000 */
+  port?: number
+  /** @defaultValue '0.0.0.0' (Deno's default) */
+  hostname?: string
+  /**
+   * How long {@link DenoServer.shutdown} waits for the peers to answer the 1001 close frame, in
+   * milliseconds, before Deno's own shutdown cuts the connections that remain.
+   * @defaultValue 10000 (the core's default close-handshake timeout)
+   */
+  shutdownTimeout?: number
+  /** Called once the server listens, with its address (the real port when `port` is 0). */
+  onListen?: (addr: DenoAddr) => void
+}
+
+/** The handle {@link serve} returns. */
+export interface DenoServer {
+  /** The address the server listens on. */
+  readonly addr: DenoAddr
+  /** Resolves once the server has stopped, whoever stopped it. */
+  readonly finished: Promise<void>
+  /** The adapter that serves this server's upgrades (its open connections). */
+  readonly adapter: DenoAdapter
+  /**
+   * Shuts down gracefully. New upgrades are refused (500); every open connection is sent close
+   * 1001 `Server shutting down` and `serve` sees its loop end; it waits until the peers answer,
+   * for at most `shutdownTimeout`; then Deno's `server.shutdown()` stops listening, finishes the
+   * pending HTTP requests and cuts the connections that did not answer. Only the first call acts;
+   * later calls resolve with it.
+   */
+  shutdown(): Promise<void>
+}
+
+/** The app {@link serve} serves: anything with Hono's `fetch`. */
+export interface FetchApp {
+  fetch(request: Request, env?: unknown): Response | Promise<Response>
+}
+
+// --- adapter ---
+
+/** The close reason sent to every connection by {@link DenoServer.shutdown}. */
+export const ShutdownMessage = 'Server shutting down'
+
+// The handshake's own headers: upgradeHeaders must not replace them (Deno would send them as is).
+const HANDSHAKE_HEADERS = new Set([
+  'connection',
+  'upgrade',
+  'sec-websocket-accept',
+  'sec-websocket-protocol',
+  'sec-websocket-extensions',
+])
+
+function deno(): DenoNamespace {
+  const runtime = (globalThis as { Deno?: DenoNamespace }).Deno
+  if (!runtime)
+    throw new Error('@handshake/deno runs on Deno only: this runtime has no Deno global')
+  return runtime
+}
+
+/**
+ * The close code a Deno fault calls for, from its message (Deno reports only a message). The
+ * messages come from Deno's WebSocket library (fastwebsockets); unknown ones, and the end of
+ * the TCP stream ("Unexpected EOF"), have no code and end the Conn as abnormal (1006).
+ */
+export function faultCode(message: string): number | undefined {
+  if (/utf-?8/i.test(message)) return CloseCode.InvalidFramePayloadData
+  if (/^frame too large/i.test(message)) return CloseCode.MessageTooBig
+  if (/^(invalid|reserved bits|control frame|ping frame too large|unmasked)/i.test(message)) {
+    return CloseCode.ProtocolError
+  }
+  return undefined
+}
+
+/**
+ * The Deno adapter: maps `Deno.upgradeWebSocket` onto the core's port and keeps track of its open
+ * connections, so that they can all be closed at once. Importing the package installs one
+ * ({@link denoAdapter}); {@link serve} makes its own for each server.
+ */
+export class DenoAdapter implements Adapter {
+  readonly name = 'deno'
+  readonly #options: DenoAdapterOptions
+  // Each open socket: the promise that settles when it has closed, and the core's handlers.
+  readonly #open = new Map<WebSocket, { closed: Promise<void>; events?: SocketEvents }>()
+  #refusing = false
+
+  /** @param options - see {@link DenoAdapterOptions} */
+  constructor(options: DenoAdapterOptions = {}) {
+    this.#options = { ...options }
+  }
+
+  /** How many upgraded connections have not closed yet. */
+  get connections(): number {
+    return this.#open.size
+  }
+
+  /**
+   * Upgrades a request the core has validated. Called by the core; apps never call it.
+   * @throws when the adapter is shutting down (the core answers 500)
+   */
+  upgrade(c: Context, request: UpgradeRequest): Response {
+    if (this.#refusing) throw new Error('The server is shutting down: no new WebSocket connections')
+    const raw = c.req.raw
+    // Deno releases the request once upgraded: its headers then throw "Request closed" (crossws
+    // snapshots it too, h3js/crossws src/adapters/deno.ts). Copy it first so `serve` can still
+    // read c.req; the copy has no body, which an upgrade never has.
+    const snapshot = new Request(raw.url, { method: raw.method, headers: raw.headers })
+    // The subprotocol is not passed to Deno: it splits the offer on ", " exactly, so a list
+    // sent as "a,b" (the ws client does) makes upgradeWebSocket throw "Protocol 'b' not in the
+    // request's protocol list" (seen on Deno 2.9.6). The core chose it; the header carries it.
+    const { socket, response } = deno().upgradeWebSocket(raw, {
+      idleTimeout: this.#options.idleTimeout,
+    })
+    c.req.raw = snapshot
+    // Headers added to the upgrade response reach the client since Deno 2 with Deno.serve
+    // (denoland/deno#19277 asked for it; the response's headers are mutable now).
+    for (const [name, value] of request.headers) {
+      if (!HANDSHAKE_HEADERS.has(name)) response.headers.append(name, value)
+    }
+    if (request.protocol !== undefined) {
+      response.headers.set('Sec-WebSocket-Protocol', request.protocol)
+    }
+    this.#track(socket, request)
+    return response
+  }
+
+  /**
+   * Sends close `code` (1001 `Server shutting down` by default) to every open connection and
+   * resolves once all have closed, or after `timeoutMs`, whichever comes first. Connections that
+   * are already closing get no second frame. It does not refuse new upgrades.
+   */
+  async closeAll(code = CloseCode.GoingAway, reason = ShutdownMessage, timeoutMs = 10_000) {
+    // Through the core, so a Conn already closing sends no second frame and pending sends fail.
+    const closed = [...this.#open.values()].map((entry) => {
+      void entry.events?.shutdown(code, reason)
+      return entry.closed
+    })
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, timeoutMs))
+    })
+    await Promise.race([Promise.all(closed), timeout])
+    clearTimeout(timer)
+    // Deno reports a connection it cuts after our close frame as a clean 1005: tell the core
+    // first that the peer never answered, so `serve` sees an abnormal end (1006) instead.
+    for (const entry of this.#open.values()) {
+      entry.events?.error(
+        new Error(`The peer did not answer the close frame within ${timeoutMs} ms`),
+      )
+    }
+  }
+
+  /** @internal Refuses new upgrades from now on (used by {@link DenoServer.shutdown}). */
+  refuseUpgrades(): void {
+    this.#refusing = true
+  }
+
+  #track(socket: WebSocket, request: UpgradeRequest): void {
+    // Deno's default is 'blob' per the WHATWG spec; the core wants the bytes at once.
+    socket.binaryType = 'arraybuffer'
+    let events: SocketEvents | undefined
+    let ended = false
+    let settle = () => {}
+    const entry: { closed: Promise<void>; events?: SocketEvents } = {
+      closed: new Promise<void>((resolve) => {
+        settle = resolve
+      }),
+    }
+    this.#open.set(socket, entry)
+    const port: RuntimeSocket = {
+      // Deno has no drain event: the core polls bufferedAmount with a backing-off timer.
+      emitsDrain: false,
+      get bufferedAmount() {
+        return socket.bufferedAmount
+      },
+      // Deno sends exactly the bytes of an ArrayBufferView, not its whole buffer.
+      send: (data) => socket.send(data),
+      close: (code, reason) => socket.close(code, reason),
+      // No terminate: Deno cannot destroy one upgraded connection. At the close timeout the core
+      // ends the Conn with 1006 and the TCP connection stays until the peer or the server ends it.
+      // No pause/resume: Deno cannot stop reading one socket. No ping: Deno sends its own pings
+      // (idleTimeout) but offers no API for them.
+    }
+    socket.onopen = () => {
+      events = request.open(port)
+      entry.events = events
+    }
+    socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
+      const data = event.data
+      events?.message(typeof data === 'string' ? data : new Uint8Array(data))
+    }
+    socket.onerror = (event: Event) => {
+      const message = (event as ErrorEvent).message || 'WebSocket error'
+      const cause = (event as ErrorEvent).error
+      events?.error(cause instanceof Error ? cause : new Error(message), faultCode(message))
+    }
+    socket.onclose = (event: CloseEvent) => {
+      // Deno can fire close twice (after an idle timeout): forward the first only.
+      if (ended) return
+      ended = true
+      this.#open.delete(socket)
+      settle()
+      // Deno reports code 0 for a connection that ended without a close frame (a fault, a
+      // vanished peer): that is 1006 in RFC 6455 terms.
+      const code = event.code === 0 ? CloseCode.AbnormalClosure : event.code
+      events?.closed(code, event.reason)
+    }
+  }
+}
+
+/** The adapter installed when the package is imported; the one `Deno.serve(app.fetch)` uses. */
+export const denoAdapter: DenoAdapter = new DenoAdapter()
+installAdapter(denoAdapter)
+
+// --- serve ---
+
+/**
+ * Serves a Hono app on Deno with its own adapter, and returns a handle whose
+ * {@link DenoServer.shutdown} closes every connection with 1001 before stopping the server.
+ * The handle resolves once the server listens.
+ *
+ * @example
+ * ```ts
+ * const server = await serve(app, { port: 8000 })
+ * Deno.addSignalListener('SIGTERM', () => server.shutdown())
+ * ```
+ */
+export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<DenoServer> {
+  const adapter = new DenoAdapter({ idleTimeout: options.idleTimeout })
+  const shutdownTimeout = options.shutdownTimeout ?? 10_000
+  let listening: (addr: DenoAddr) => void = () => {}
+  const listened = new Promise<DenoAddr>((resolve) => {
+    listening = resolve
+  })
+  const server = deno().serve(
+    {
+      port: options.port ?? 8000,
+      hostname: options.hostname,
+      onListen: (addr) => {
+        listening(addr)
+        options.onListen?.(addr)
+      },
+    },
+    (request, info) => {
+      // Hono's env on Deno is the handler info (hono/deno's getConnInfo reads remoteAddr from
+      // it); this server's adapter rides on top of it. remoteAddr is read now because Deno
+      // releases it with the request once upgraded.
+      const env = Object.create(info, {
+        remoteAddr: { value: info.remoteAddr, enumerable: true },
+        [ADAPTER]: { value: adapter },
+      })
+      return app.fetch(request, env)
+    },
+  )
+  const addr = await listened
+  let stopping: Promise<void> | undefined
+  return {
+    addr,
+    finished: server.finished,
+    adapter,
+    shutdown() {
+      stopping ??= (async () => {
+        adapter.refuseUpgrades()
+        await adapter.closeAll(CloseCode.GoingAway, ShutdownMessage, shutdownTimeout)
+        await server.shutdown()
+      })()
+      return stopping
+    },
+  }
+}

@@ -1,0 +1,283 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+// Not a dependency of this package (its manifest stays unchanged): a relative import of the source.
+import { conformanceSuite } from '../../conformance/src/index.js'
+import { type DenoProcess, startDeno } from './deno-process.js'
+import { Op, type RawPeer, rawConnect } from './raw-peer.js'
+
+let counter = 0
+const nextId = (prefix: string) => `${prefix}-${process.pid}-${++counter}`
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+conformanceSuite({
+  name: 'deno',
+  async start() {
+    const deno = await startDeno()
+    return { url: deno.url, stop: () => deno.stop() }
+  },
+  differences: {
+    // Deno has no API to send a ping (it pings on its own, see idleTimeout).
+    ping: false,
+    // Deno cannot destroy one upgraded connection: the Conn settles at the timeout, TCP stays.
+    terminateOnTimeout: false,
+    // Deno cannot pause reading a socket: an inbound flood closes with 1008.
+    pauseInbound: false,
+    // Since Deno 2, headers on the upgrade response reach the client (denoland/deno#19277).
+    upgradeHeaders: true,
+  },
+})
+
+describe('@handshake/deno on the real Deno', () => {
+  let deno: DenoProcess
+  const report = (id: string) => deno.waitFor((line) => line.report === id)
+
+  beforeAll(async () => {
+    deno = await startDeno(['1000'])
+  })
+  afterAll(async () => {
+    await deno?.stop()
+  })
+
+  describe('close codes and reasons', () => {
+    const cases: [number, string][] = [
+      [1000, ''],
+      [1001, 'going away'],
+      [1003, 'unsupported'],
+      [1008, 'policy'],
+      [1011, 'internal'],
+      [3000, 'registered'],
+      [4999, `unicode é 😀 ${'r'.repeat(100)}`],
+    ]
+
+    it.each(cases)(
+      'a peer close %i reaches CloseError with its reason, and is echoed',
+      async (code, reason) => {
+        const id = nextId('read-close')
+        const peer = await rawConnect(deno.port, `/deno/read-close?id=${id}`)
+        expect(peer.status).toBe(101)
+        peer.sendClose(code, reason)
+        await expect(report(id)).resolves.toMatchObject({ code, reason, wasClean: true })
+        // Deno answers the peer's close frame itself, with the same code.
+        await expect(peer.closeFrame).resolves.toMatchObject({ code })
+        await peer.tcpEnded
+      },
+    )
+
+    it('a close frame with no code reaches CloseError as 1005', async () => {
+      const id = nextId('read-close-empty')
+      const peer = await rawConnect(deno.port, `/deno/read-close?id=${id}`)
+      peer.sendFrame(Op.close, new Uint8Array(0))
+      await expect(report(id)).resolves.toMatchObject({ code: 1005, reason: '', wasClean: true })
+      await expect(peer.closeFrame).resolves.toEqual({ code: 1005, reason: '' })
+    })
+
+    it('a peer that vanishes reaches CloseError as 1006', async () => {
+      const id = nextId('read-close-vanish')
+      const peer = await rawConnect(deno.port, `/deno/read-close?id=${id}`)
+      await sleep(50)
+      peer.destroy()
+      await expect(report(id)).resolves.toMatchObject({ code: 1006, wasClean: false })
+    })
+
+    it.each([
+      [1001, 'bye'],
+      [1011, 'Internal server error'],
+      [4321, `custom é 😀 ${'s'.repeat(100)}`],
+    ] as [number, string][])(
+      'conn.close(%i) reaches the peer with its reason',
+      async (code, reason) => {
+        const id = nextId('server-close')
+        const query = new URLSearchParams({ id, code: String(code), reason })
+        const peer = await rawConnect(deno.port, `/deno/server-close?${query}`)
+        await expect(peer.closeFrame).resolves.toEqual({ code, reason })
+        const done = await report(id)
+        expect(done).toMatchObject({ state: 'closed' })
+        expect(done.closeMs).toBeLessThan(5000)
+      },
+    )
+  })
+
+  it('a data frame after the server close frame makes Deno drop TCP: the peer sees no clean close', async () => {
+    const id = nextId('server-close-data')
+    const peer = await rawConnect(
+      deno.port,
+      `/deno/server-close?id=${id}&code=1008&reason=policy`,
+      {
+        answerClose: false,
+      },
+    )
+    await expect(peer.closeFrame).resolves.toEqual({ code: 1008, reason: 'policy' })
+    const sentAt = Date.now()
+    // RFC 6455 lets the peer finish sending before it answers; Deno ends the connection instead.
+    peer.sendFrame(Op.text, 'still talking')
+    const ended = await peer.tcpEnded
+    expect(ended - sentAt).toBeLessThan(2000)
+    await expect(report(`${id}:end`)).resolves.toMatchObject({ code: 1006, wasClean: false })
+  })
+
+  it('c.req stays readable in serve after Deno released the request', async () => {
+    const id = nextId('request')
+    const peer = await rawConnect(deno.port, `/deno/request?id=${id}&q=kept`, {
+      headers: { 'X-Probe': 'still here' },
+    })
+    const frame = await peer.nextFrame()
+    expect(JSON.parse(frame.payload.toString())).toMatchObject({
+      probe: 'still here',
+      url: `${deno.url}/deno/request?id=${id}&q=kept`,
+      query: 'kept',
+    })
+    peer.sendClose(1000)
+    await report(id)
+  })
+
+  describe('upgrade headers (denoland/deno#19277)', () => {
+    let peer: RawPeer
+    const id = nextId('headers')
+    beforeAll(async () => {
+      peer = await rawConnect(deno.port, `/deno/headers?id=${id}`)
+    })
+    afterAll(async () => {
+      peer.sendClose(1000)
+      await report(id)
+    })
+
+    it('reach the 101 response, each Set-Cookie on its own line', () => {
+      expect(peer.status).toBe(101)
+      expect(peer.header('x-handshake')).toEqual(['yes'])
+      expect(peer.header('set-cookie')).toEqual(['a=1; Path=/', 'b=2; Path=/'])
+    })
+
+    it('cannot replace the headers the handshake owns', () => {
+      expect(peer.header('upgrade')).toEqual(['websocket'])
+      expect(peer.header('sec-websocket-accept')).toHaveLength(1)
+      expect(peer.header('sec-websocket-accept')[0]).not.toBe('forged')
+    })
+
+    it('set by middleware on c.res after next() reach the 101 response too', () => {
+      expect(peer.header('x-after-next')).toEqual(['middleware'])
+    })
+  })
+
+  describe('protocol faults from the peer (differences from Node)', () => {
+    it('invalid UTF-8 ends serve with 1007; Deno drops TCP with no close frame', async () => {
+      const id = nextId('fault-utf8')
+      const peer = await rawConnect(deno.port, `/deno/read-close?id=${id}`)
+      peer.sendFrame(Op.text, new Uint8Array([0xff, 0xfe]))
+      await expect(report(id)).resolves.toMatchObject({ code: 1007, wasClean: false })
+      await peer.tcpEnded
+      // Node's ws sends close 1007 first; Deno ends the TCP connection at once.
+      const race = await Promise.race([peer.closeFrame, sleep(200).then(() => 'no close frame')])
+      expect(race).toBe('no close frame')
+    })
+
+    it('a reserved opcode ends serve with 1002', async () => {
+      const id = nextId('fault-opcode')
+      const peer = await rawConnect(deno.port, `/deno/read-close?id=${id}`)
+      peer.sendFrame(3, 'x')
+      await expect(report(id)).resolves.toMatchObject({ code: 1002, wasClean: false })
+      await peer.tcpEnded
+    })
+
+    it('an unmasked client frame is accepted as a message (Deno does not enforce masking)', async () => {
+      const id = nextId('fault-unmasked')
+      const peer = await rawConnect(deno.port, `/deno/read-close?id=${id}`)
+      peer.sendFrame(Op.text, 'unmasked', false)
+      await sleep(100)
+      peer.sendClose(1000)
+      await expect(report(id)).resolves.toMatchObject({ messages: 1, code: 1000, wasClean: true })
+    })
+  })
+
+  it('a close-handshake timeout ends the Conn with 1006, but Deno keeps the TCP connection (no terminate)', async () => {
+    const id = nextId('timeout')
+    const peer = await rawConnect(deno.port, `/deno/timeout?id=${id}`, { answerClose: false })
+    await expect(peer.closeFrame).resolves.toEqual({ code: 4000, reason: 'no answer expected' })
+    const started = Date.now()
+    await expect(report(id)).resolves.toMatchObject({ code: 1006, wasClean: false })
+    expect(Date.now() - started).toBeLessThan(5000)
+    // The core cannot tear the connection down on Deno: TCP stays open until the peer leaves.
+    const ended = await Promise.race([peer.tcpEnded, sleep(1500).then(() => 'still open')])
+    expect(ended).toBe('still open')
+    peer.destroy()
+  })
+
+  it("Deno's idleTimeout closes a peer that never answers pings; serve sees 1006", async () => {
+    const id = nextId('idle')
+    const peer = await rawConnect(deno.port, `/deno/idle?id=${id}`)
+    // The raw peer never answers pings: Deno pings, then gives up after idleTimeout (1 s).
+    const ping = await peer.nextFrame(5000)
+    expect(ping.opcode).toBe(Op.ping)
+    await expect(peer.closeFrame).resolves.toEqual({
+      code: 1001,
+      reason: 'No response from ping frame.',
+    })
+    const done = await report(id)
+    expect(done).toMatchObject({ code: 1006, wasClean: false })
+    expect(done.reason).toMatch(/ping/)
+  })
+
+  it('back-pressure: send waits on bufferedAmount while the peer does not read', async () => {
+    const id = nextId('flood')
+    const peer = await rawConnect(deno.port, `/deno/flood?id=${id}&size=65536&count=256`, {
+      paused: true,
+    })
+    // 16 MiB cannot fit in the loopback buffers: serve must be stuck in send.
+    const early = await Promise.race([report(id), sleep(1500).then(() => 'waiting')])
+    expect(early).toBe('waiting')
+    peer.resume()
+    const done = await report(id)
+    expect(done).toMatchObject({ sent: 256 })
+    // Each send resolved only once Deno held no more than the high-water mark (64 KiB).
+    expect(done.peak as number).toBeGreaterThan(0)
+    expect(done.peak as number).toBeLessThanOrEqual(64 * 1024)
+    peer.sendClose(1000)
+    await expect(report(`${id}:end`)).resolves.toMatchObject({ code: 1000 })
+  })
+})
+
+describe('@handshake/deno serve(): graceful shutdown', () => {
+  let deno: DenoProcess
+  beforeAll(async () => {
+    deno = await startDeno(['800'])
+  })
+  afterAll(async () => {
+    await deno?.stop()
+  })
+
+  it('closes every connection with 1001, waits for the peers, then stops the server', async () => {
+    const answering = await rawConnect(deno.port, '/deno/hold?id=answering')
+    const silent = await rawConnect(deno.port, '/deno/hold?id=silent', { answerClose: false })
+    await deno.waitFor((line) => line.event === 'open' && line.id === 'answering')
+    await deno.waitFor((line) => line.event === 'open' && line.id === 'silent')
+
+    const started = Date.now()
+    const response = await fetch(`${deno.url}/deno/shutdown`, { method: 'POST' })
+    expect(await response.text()).toBe('shutting down')
+
+    // New upgrades are refused while the server waits for its peers.
+    const late = await rawConnect(deno.port, '/deno/hold?id=late')
+    expect(late.status).toBe(500)
+
+    const shutdownClose = { code: 1001, reason: 'Server shutting down' }
+    await expect(answering.closeFrame).resolves.toEqual(shutdownClose)
+    await expect(silent.closeFrame).resolves.toEqual(shutdownClose)
+    await expect(deno.waitFor((line) => line.report === 'answering')).resolves.toMatchObject({
+      // The peer's answer: the raw peer echoes the code without the reason.
+      code: 1001,
+      reason: '',
+      wasClean: true,
+    })
+
+    // The silent peer holds the shutdown for the whole timeout; then Deno cuts it.
+    const silentEnded = await silent.tcpEnded
+    expect(silentEnded - started).toBeGreaterThanOrEqual(600)
+    expect(silentEnded - started).toBeLessThan(8000)
+    const silentReport = await deno.waitFor((line) => line.report === 'silent')
+    // Deno would report 1005: the adapter tells the core the peer never answered.
+    expect(silentReport).toMatchObject({ code: 1006, wasClean: false })
+    expect(silentReport.reason).toMatch(/did not answer/)
+
+    await deno.waitFor((line) => line.event === 'shutdown')
+    await deno.waitFor((line) => line.event === 'finished')
+    await expect(deno.exited).resolves.toBe(0)
+  })
+})

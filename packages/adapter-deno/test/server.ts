@@ -1,0 +1,183 @@
+/**
+ * The Deno entry the tests start: `deno run test/server.ts`. It serves the conformance app plus
+ * the Deno-specific routes under `/deno/`, through this package's `serve`, on 127.0.0.1 and the
+ * port the OS picks. It prints one JSON line per event on stdout: `{"listening": port}` first,
+ * then `{"report": id, ...}` lines from the Deno routes, which the test reads.
+ * @module
+ */
+import {
+  ADAPTER,
+  CloseError,
+  type Conn,
+  type Controller,
+  type HeaderUpgrader,
+  upgrade,
+} from '@handshake/core'
+import { Hono } from 'hono'
+// The conformance package is not a dependency of this one (a relative import keeps the package's
+// manifest unchanged); it imports only hono and @handshake/core, which resolve to the same files.
+import { createConformanceApp } from '../../conformance/src/app.ts'
+import { DenoAdapter, type DenoServer, serve } from '../src/index.ts'
+
+function emit(line: Record<string, unknown>): void {
+  console.log(JSON.stringify(line))
+}
+
+/** Reads until the end and reports the CloseError `serve` saw. */
+async function readToEnd(conn: Conn, id: string): Promise<void> {
+  let messages = 0
+  try {
+    for (;;) {
+      await conn.read()
+      messages++
+    }
+  } catch (err) {
+    const end = err instanceof CloseError ? err : undefined
+    emit({
+      report: id,
+      messages,
+      code: end?.code,
+      reason: end?.reason,
+      wasClean: end?.wasClean,
+      error: end ? undefined : String(err),
+    })
+  }
+}
+
+const deno = new Hono()
+
+// The peer closes with any code and reason; `serve` must see both intact.
+deno.get('/read-close', upgrade({ serve: (conn, c) => readToEnd(conn, c.req.query('id') ?? '') }))
+
+// The server closes with the code and reason in the query; the peer must see both intact.
+deno.get(
+  '/server-close',
+  upgrade({
+    async serve(conn, c) {
+      const code = Number(c.req.query('code'))
+      const reason = c.req.query('reason') ?? ''
+      const started = Date.now()
+      await conn.close(code, reason)
+      emit({ report: c.req.query('id'), closeMs: Date.now() - started, state: conn.state })
+      await readToEnd(conn, `${c.req.query('id')}:end`)
+    },
+  }),
+)
+
+// The close handshake times out (the peer never answers): what happens to TCP on Deno.
+deno.get(
+  '/timeout',
+  upgrade(
+    {
+      async serve(conn, c) {
+        await conn.close(4000, 'no answer expected')
+        await readToEnd(conn, c.req.query('id') ?? '')
+      },
+    },
+    { closeHandshakeTimeout: 300 },
+  ),
+)
+
+// Headers from upgradeHeaders, including ones the handshake owns, and from middleware.
+const headersController: Controller & HeaderUpgrader = {
+  upgradeHeaders: () => [
+    ['Set-Cookie', 'a=1; Path=/'],
+    ['Set-Cookie', 'b=2; Path=/'],
+    ['X-Handshake', 'yes'],
+    ['Upgrade', 'not-websocket'],
+    ['Sec-WebSocket-Accept', 'forged'],
+  ],
+  serve: (conn, c) => readToEnd(conn, c.req.query('id') ?? ''),
+}
+deno.use('/headers', async (c, next) => {
+  await next()
+  c.res.headers.set('X-After-Next', 'middleware')
+})
+deno.get('/headers', upgrade(headersController))
+
+// `serve` reads c.req after the upgrade, which Deno has released by then.
+deno.get(
+  '/request',
+  upgrade({
+    async serve(conn, c) {
+      await conn.send(
+        JSON.stringify({
+          probe: c.req.header('x-probe') ?? null,
+          url: c.req.url,
+          query: c.req.query('q') ?? null,
+          headers: Object.keys(c.req.header()).length,
+        }),
+      )
+      await readToEnd(conn, c.req.query('id') ?? '')
+    },
+  }),
+)
+
+// Sends `count` messages of `size` bytes as fast as `send` allows, then reports bufferedAmount.
+deno.get(
+  '/flood',
+  upgrade(
+    {
+      async serve(conn, c) {
+        const id = c.req.query('id') ?? ''
+        const chunk = new Uint8Array(Number(c.req.query('size') ?? 65536)).fill(0x61)
+        const count = Number(c.req.query('count') ?? 64)
+        let peak = 0
+        const started = Date.now()
+        try {
+          for (let i = 0; i < count; i++) {
+            await conn.send(chunk)
+            peak = Math.max(peak, conn.bufferedAmount)
+          }
+          emit({ report: id, sent: count, peak, ms: Date.now() - started })
+        } catch (err) {
+          emit({ report: id, error: String(err), peak })
+        }
+        await readToEnd(conn, `${id}:end`)
+      },
+    },
+    { sendHighWaterMark: 64 * 1024 },
+  ),
+)
+
+// Deno's idleTimeout (1 s) through an adapter of its own, passed in this request's env.
+const idleAdapter = new DenoAdapter({ idleTimeout: 1 })
+deno.use('/idle', async (c, next) => {
+  c.env = Object.create(c.env as object, { [ADAPTER]: { value: idleAdapter } })
+  await next()
+})
+deno.get('/idle', upgrade({ serve: (conn, c) => readToEnd(conn, c.req.query('id') ?? '') }))
+
+// Holds the connection open (never reads), for the shutdown test.
+deno.get(
+  '/hold',
+  upgrade({
+    async serve(conn, c) {
+      emit({ event: 'open', id: c.req.query('id') })
+      await readToEnd(conn, c.req.query('id') ?? '')
+    },
+  }),
+)
+
+// The shutdown timeout comes as the first argument: `deno run ... test/server.ts 500`.
+const args = (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
+let server: DenoServer | undefined
+
+// Graceful shutdown on request, so the test can watch it from the peers' side.
+deno.post('/shutdown', (c) => {
+  const started = Date.now()
+  void server?.shutdown().then(() => emit({ event: 'shutdown', ms: Date.now() - started }))
+  return c.text('shutting down')
+})
+
+const app = createConformanceApp()
+app.route('/deno', deno)
+
+server = await serve(app, {
+  port: 0,
+  hostname: '127.0.0.1',
+  shutdownTimeout: Number(args[0] ?? 1000),
+})
+emit({ listening: server.addr.port })
+await server.finished
+emit({ event: 'finished' })
