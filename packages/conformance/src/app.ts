@@ -10,9 +10,9 @@
  * @module
  */
 import {
+  CloseError,
   type Conn,
   type Controller,
-  CloseError,
   type ErrorHandler,
   type HeaderUpgrader,
   type Logger,
@@ -138,7 +138,7 @@ function describeError(err: unknown): CloseInfo {
 
 function render(arg: unknown): string {
   if (arg instanceof Error) return `${arg.name}: ${arg.message}\n${arg.stack ?? ''}`
-  return typeof arg === 'string' ? arg : JSON.stringify(arg) ?? String(arg)
+  return typeof arg === 'string' ? arg : (JSON.stringify(arg) ?? String(arg))
 }
 
 /** A logger that records into the report instead of printing, so tests stay quiet. */

@@ -37,7 +37,13 @@ export interface Frame {
 }
 
 /** Encodes a frame. */
-export function encodeFrame({ opcode, payload = new Uint8Array(0), fin = true, rsv = 0, mask = true }: FrameSpec): Uint8Array {
+export function encodeFrame({
+  opcode,
+  payload = new Uint8Array(0),
+  fin = true,
+  rsv = 0,
+  mask = true,
+}: FrameSpec): Uint8Array {
   const length = payload.byteLength
   const lengthBytes = length < 126 ? 0 : length < 0x10000 ? 2 : 8
   const header = new Uint8Array(2 + lengthBytes + (mask ? 4 : 0))

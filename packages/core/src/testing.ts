@@ -67,8 +67,13 @@ export class TestPeer {
   readonly response: Response
   /** The subprotocol the server chose, or `''`. */
   readonly protocol: string
-  /** The first close frame the server sent. */
+  /**
+   * The first close frame the server sent. It never settles when the connection ends without
+   * one (a teardown, a vanished peer): race it with {@link TestPeer.closed}.
+   */
   readonly closeFrame: Promise<CloseFrame>
+  /** Every close frame the server wrote, in order: a correct server writes at most one. */
+  readonly closeFrames: CloseFrame[] = []
   /** How the connection ended, from the peer's side. */
   readonly closed: Promise<CloseResult>
   /**
@@ -110,7 +115,8 @@ export class TestPeer {
   /** Sends a message to the server. Held while the server has paused reading. */
   send(data: MessageData): void {
     if (this.#sentClose || this.#ended) throw new Error('The peer has closed: it cannot send')
-    if (this.#serverPaused) {
+    // Held while the server is paused, and behind what is still held, to keep the order.
+    if (this.#serverPaused || this.#outbox.length > 0) {
       this.#outbox.push(data)
       return
     }
@@ -214,7 +220,9 @@ export class TestPeer {
         return peer.#inFlightBytes
       },
       close: (code, reason) => {
-        if (this.#ended || this.#receivedClose) return
+        if (this.#ended) return
+        this.closeFrames.push({ code, reason })
+        if (this.#receivedClose) return
         this.#receiveClose({ code, reason })
         if (!this.answerClose) return
         this.#deliver(() => {
@@ -233,14 +241,19 @@ export class TestPeer {
       },
       resume: () => {
         this.#serverPaused = false
-        const held = this.#outbox
-        this.#outbox = []
-        for (const data of held) this.#deliver(() => this.#server?.message(data))
+        this.#deliver(() => this.#flushOutbox())
       },
       ping: () => {
         this.pings++
         this.#deliver(() => this.#server?.pong())
       },
+    }
+  }
+
+  /** Delivers held messages one at a time, stopping as soon as the server pauses again. */
+  #flushOutbox(): void {
+    while (!this.#serverPaused && !this.#ended && this.#outbox.length > 0) {
+      this.#server?.message(this.#outbox.shift() as MessageData)
     }
   }
 

@@ -1,0 +1,35 @@
+/**
+ * The conformance suite on Node, against real sockets: a `ws` client, undici's WebSocket and the
+ * suite's raw TCP peer. It runs in its own file, so that the memory measurements of
+ * `node.test.ts` see only their own traffic.
+ */
+import type { AddressInfo } from 'node:net'
+// The suite is a private workspace package that this package does not depend on yet: it is
+// imported from its source (see the package README's "Tests").
+import { conformanceSuite, createConformanceApp } from '../../conformance/src/index.js'
+import { serve } from '../src/index.js'
+
+conformanceSuite({
+  name: 'node',
+  async start() {
+    const app = createConformanceApp()
+    let server: ReturnType<typeof serve> | undefined
+    const info = await new Promise<AddressInfo>((resolve) => {
+      server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, resolve)
+    })
+    const running = server as ReturnType<typeof serve>
+    return {
+      url: `http://127.0.0.1:${info.port}`,
+      stop: () => running.shutdown({ timeout: 5000 }),
+    }
+  },
+  // ws can ping, terminate and pause: Node does everything the core asks.
+  differences: {
+    ping: true,
+    terminateOnTimeout: true,
+    pauseInbound: true,
+    upgradeHeaders: true,
+    rejectsUnmasked: true,
+    closeReachesSendingPeer: true,
+  },
+})

@@ -1,0 +1,122 @@
+/**
+ * The conformance suite: every scenario of SPEC.md "Behaviour", written once, run against the
+ * test kit in memory and against each runtime over the network.
+ *
+ * ```ts
+ * // packages/adapter-x/test/conformance.test.ts
+ * import { conformanceSuite } from '@handshake/conformance'
+ * conformanceSuite({
+ *   name: 'x',
+ *   start: async () => startMyRuntime(), // serves createConformanceApp() on 127.0.0.1
+ *   differences: { ping: true, terminateOnTimeout: true, pauseInbound: false, upgradeHeaders: true },
+ * })
+ * ```
+ * @module
+ */
+import { afterAll, afterEach, beforeAll, describe } from 'vitest'
+import { afterServeScenarios } from './scenarios/after-serve.js'
+import { clientScenarios } from './scenarios/clients.js'
+import { closeScenarios } from './scenarios/close.js'
+import { connScenarios } from './scenarios/conn.js'
+import { faultScenarios } from './scenarios/faults.js'
+import { kitScenarios } from './scenarios/kit.js'
+import { upgradeScenarios } from './scenarios/upgrade.js'
+import { wireScenarios } from './scenarios/wire.js'
+import {
+  type Harness,
+  isMemoryTarget,
+  type MemoryHarness,
+  memoryHarness,
+  type NetworkHarness,
+  networkHarness,
+  type Target,
+} from './targets.js'
+
+export type { CloseInfo, ServerReport } from './app.js'
+export {
+  ALLOWED_ORIGIN,
+  createConformanceApp,
+  DEBUG_ERROR_MESSAGE,
+  SERVER_SUBPROTOCOLS,
+  SHORT_CLOSE_TIMEOUT_MS,
+  SLOW_READER_DELAY_MS,
+  SMALL_INBOUND_BUFFER,
+  SMALL_MAX_MESSAGE_SIZE,
+} from './app.js'
+export { encodeFrame, type Frame, FrameDecoder, type FrameSpec, Opcode } from './frames.js'
+export { type HttpAnswer, handshakeHeaders, type RawRequest, rawRequest } from './http.js'
+export {
+  type ClientKind,
+  type ControlledPeer,
+  connectUndici,
+  connectWs,
+  type DialOptions,
+  faultCode,
+  type Peer,
+  type PeerClose,
+  PeerClosedError,
+  type PeerMessage,
+  PeerUpgradeRejected,
+  type ProtocolFault,
+  type ReceivedClose,
+} from './peers.js'
+export { RawPeer, type RawPeerOptions } from './raw-peer.js'
+export {
+  type Harness,
+  type MemoryHarness,
+  type MemoryTarget,
+  memoryHarness,
+  memoryTarget,
+  type NetworkHarness,
+  type NetworkTarget,
+  networkHarness,
+  type RunningServer,
+  type RuntimeDifferences,
+  type Target,
+} from './targets.js'
+
+/**
+ * Registers the conformance scenarios as vitest `describe`/`it` blocks, grouped by the spec's
+ * sections. A network target is started once before them and stopped after; the connections a
+ * scenario leaves open are dropped after it.
+ *
+ * Every scenario both kinds of target can express runs on both. Raw-TCP protocol faults and
+ * undici's `WebSocket` run on network targets only; the test kit's own views (terminated,
+ * wasClean) on the memory target only. Each {@link RuntimeDifferences} flag is asserted both ways.
+ *
+ * @param target - a {@link NetworkTarget} (`{ name, start, differences }`) or {@link memoryTarget}
+ */
+export function conformanceSuite(target: Target): void {
+  describe(`conformance: ${target.name}`, () => {
+    let current: Harness | undefined
+    const harness = (): Harness => {
+      if (!current) throw new Error(`The ${target.name} target did not start`)
+      return current
+    }
+    beforeAll(async () => {
+      current = isMemoryTarget(target) ? memoryHarness(target) : await networkHarness(target)
+    })
+    afterEach(async () => {
+      await current?.cleanup()
+    })
+    afterAll(async () => {
+      await current?.cleanup()
+      await current?.stop()
+      current = undefined
+    })
+
+    describe('upgrade', () => upgradeScenarios(harness))
+    describe('conn', () => connScenarios(harness))
+    describe('close handshake', () => closeScenarios(harness))
+    describe('after serve', () => afterServeScenarios(harness))
+    describe('protocol faults and vanished peers', () => faultScenarios(harness))
+    if (isMemoryTarget(target)) {
+      kitScenarios(harness as () => MemoryHarness)
+    } else {
+      describe('network only', () => {
+        wireScenarios(harness as () => NetworkHarness)
+        clientScenarios(harness as () => NetworkHarness)
+      })
+    }
+  })
+}

@@ -1,0 +1,308 @@
+/**
+ * Targets (what the suite runs against) and the harness each one becomes: a way to connect,
+ * send raw HTTP, and read the server's report.
+ * @module
+ */
+import { connect, type TestPeer, UpgradeRejectedError } from '@handshake/core/testing'
+import type { Hono } from 'hono'
+import { createConformanceApp, type ServerReport } from './app.js'
+import { type HttpAnswer, type RawRequest, rawRequest } from './http.js'
+import {
+  type ClientKind,
+  type ControlledPeer,
+  connectUndici,
+  connectWs,
+  type DialOptions,
+  faultCode,
+  Inbox,
+  type Peer,
+  PeerUpgradeRejected,
+  type ProtocolFault,
+  type ReceivedClose,
+} from './peers.js'
+import { RawPeer } from './raw-peer.js'
+
+// --- targets ---
+
+/**
+ * What a runtime truly cannot do, each flag asserted both ways: where a flag is false, the suite
+ * checks the documented difference instead of the behaviour.
+ */
+export interface RuntimeDifferences {
+  /** The runtime can send pings: `conn.canPing` is true and `conn.ping()` resolves on a pong. */
+  ping: boolean
+  /**
+   * The runtime can tear TCP down when the close-handshake timeout passes. Where false (workerd),
+   * the server stops waiting and settles at the timeout, but the TCP socket may stay open.
+   */
+  terminateOnTimeout: boolean
+  /**
+   * The runtime can pause reading: a flood faster than `serve` reads is held by pausing and no
+   * message is lost. Where false, the connection closes with 1008.
+   */
+  pauseInbound: boolean
+  /** Headers from `upgradeHeaders` reach the client on the 101 response. */
+  upgradeHeaders: boolean
+  /**
+   * The runtime refuses a client frame that is not masked (RFC 6455 §5.1) with 1002. Where false
+   * (Deno), the frame is read as a message and the connection goes on.
+   */
+  rejectsUnmasked: boolean
+  /**
+   * A close frame the server sends reaches a peer that keeps sending data. Where false (Deno
+   * resets the TCP connection on data after its close frame), a flooding peer may see 1006
+   * instead of 1008; the server still ends with 1008.
+   */
+  closeReachesSendingPeer: boolean
+}
+
+/** A server running the conformance app. */
+export interface RunningServer {
+  /** Its base URL: `http://127.0.0.1:PORT`. */
+  url: string
+  /** Stops it and releases the port. */
+  stop(): Promise<void>
+}
+
+/**
+ * A real runtime serving {@link createConformanceApp} with its adapter. The suite starts it
+ * once, before its scenarios, and stops it after.
+ */
+export interface NetworkTarget {
+  /** A name for the test titles, such as `'node'`. */
+  name: string
+  /** Starts the server on 127.0.0.1 and a free port. */
+  start(): Promise<RunningServer>
+  /** What the runtime cannot do. */
+  differences: RuntimeDifferences
+}
+
+/** The built-in target that runs the scenarios in memory through the test kit. */
+export interface MemoryTarget {
+  name: string
+  readonly memory: true
+  differences: RuntimeDifferences
+}
+
+/** What {@link conformanceSuite} runs against. */
+export type Target = NetworkTarget | MemoryTarget
+
+/** The test kit's runtime can do everything: it pings, terminates and pauses. */
+export const memoryTarget: MemoryTarget = Object.freeze({
+  name: 'memory (test kit)',
+  memory: true as const,
+  differences: Object.freeze({
+    ping: true,
+    terminateOnTimeout: true,
+    pauseInbound: true,
+    upgradeHeaders: true,
+    rejectsUnmasked: true,
+    closeReachesSendingPeer: true,
+  }),
+})
+
+/** Tells a memory target from a network one. */
+export function isMemoryTarget(target: Target): target is MemoryTarget {
+  return 'memory' in target && target.memory === true
+}
+
+// --- the harness ---
+
+/** A target, ready to use: the scenarios only talk to this. */
+export interface Harness {
+  readonly kind: 'memory' | 'network'
+  readonly differences: RuntimeDifferences
+  /** The `Host` the server sees on this harness's requests. */
+  readonly host: string
+  /** Connects with the everyday client: `ws` on a network, the test kit in memory. */
+  dial(path: string, options?: DialOptions): Promise<Peer>
+  /** Connects with a peer that can misbehave: raw TCP on a network, the test kit in memory. */
+  dialControlled(path: string, options?: DialOptions): Promise<ControlledPeer>
+  /** Sends one HTTP request exactly as given and reads the whole answer. */
+  request(path: string, request?: RawRequest): Promise<HttpAnswer>
+  /** The server's report for a connection id, or undefined when it has none yet. */
+  report(id: string): Promise<ServerReport | undefined>
+  /** Drops every connection the scenarios left open. */
+  cleanup(): Promise<void>
+  /** Stops the server. */
+  stop(): Promise<void>
+}
+
+/** A network harness: it can also connect with a given client. */
+export interface NetworkHarness extends Harness {
+  readonly kind: 'network'
+  /** The server's base URL. */
+  readonly url: string
+  /** Connects with a given client. */
+  dialWith(
+    client: Exclude<ClientKind, 'memory'>,
+    path: string,
+    options?: DialOptions,
+  ): Promise<Peer>
+  /** Connects with the raw TCP peer, to send frames by hand. */
+  dialRaw(path: string, options?: DialOptions & { mask?: boolean }): Promise<RawPeer>
+}
+
+/** The memory harness: it gives the test kit's own peers too. */
+export interface MemoryHarness extends Harness {
+  readonly kind: 'memory'
+  /** The app the kit connects to. */
+  readonly app: Hono
+  /** Connects and returns the test kit's peer itself. */
+  connectKit(path: string, options?: DialOptions): Promise<TestPeer>
+}
+
+/** Keeps every peer a scenario opened, so that none outlives its test. */
+class Peers {
+  #open = new Set<Peer>()
+
+  track<P extends Peer>(peer: P): P {
+    this.#open.add(peer)
+    void peer.closed.then(() => this.#open.delete(peer))
+    return peer
+  }
+
+  async dropAll(): Promise<void> {
+    const open = [...this.#open]
+    this.#open.clear()
+    for (const peer of open) peer.vanish()
+    // Wait (briefly) for the drops to reach the server, so the next test starts clean.
+    await Promise.race([
+      Promise.all(open.map((peer) => peer.closed)),
+      new Promise((resolve) => setTimeout(resolve, 1000)),
+    ])
+  }
+}
+
+/** Starts a network target and wraps it. */
+export async function networkHarness(target: NetworkTarget): Promise<NetworkHarness> {
+  const server = await target.start()
+  const url = server.url.replace(/\/$/, '')
+  const peers = new Peers()
+  const dialWith = async (
+    client: Exclude<ClientKind, 'memory'>,
+    path: string,
+    options?: DialOptions,
+  ) => {
+    const peer =
+      client === 'ws'
+        ? await connectWs(url, path, options)
+        : client === 'undici'
+          ? await connectUndici(url, path, options)
+          : await RawPeer.connect(url, path, options)
+    return peers.track(peer)
+  }
+  return {
+    kind: 'network',
+    differences: target.differences,
+    url,
+    host: new URL(url).host,
+    dial: (path, options) => dialWith('ws', path, options),
+    dialWith,
+    dialControlled: async (path, options) => peers.track(await RawPeer.connect(url, path, options)),
+    dialRaw: async (path, options) => peers.track(await RawPeer.connect(url, path, options)),
+    request: (path, request) => rawRequest(url, path, request),
+    async report(id) {
+      const response = await fetch(`${url}/report/${encodeURIComponent(id)}`)
+      if (response.status === 404) return undefined
+      return (await response.json()) as ServerReport
+    },
+    cleanup: () => peers.dropAll(),
+    stop: () => server.stop(),
+  }
+}
+
+/** Wraps the test kit's peer into the suite's interface. */
+function kitPeer(peer: TestPeer): ControlledPeer {
+  const inbox = new Inbox()
+  void (async () => {
+    for (;;) {
+      try {
+        inbox.push(await peer.read())
+      } catch {
+        return
+      }
+    }
+  })()
+  const closed = peer.closed.then(({ code, reason }) => {
+    inbox.end({ code, reason })
+    return { code, reason }
+  })
+  // The kit's closeFrame never settles when no close frame was sent: the end settles it.
+  const closeFrame = Promise.race<ReceivedClose | undefined>([
+    peer.closeFrame.then((frame) => ({ ...frame, at: Date.now() })),
+    peer.closed.then(() => new Promise((resolve) => setTimeout(() => resolve(undefined), 0))),
+  ])
+  return {
+    client: 'memory',
+    protocol: peer.protocol,
+    headers: peer.response.headers,
+    get answerClose() {
+      return peer.answerClose
+    },
+    set answerClose(value: boolean) {
+      peer.answerClose = value
+    },
+    get bufferedAmount() {
+      return peer.pendingBytes
+    },
+    send: (data) => peer.send(data),
+    read: (timeoutMs) => inbox.read(timeoutMs),
+    close: (code, reason) => peer.close(code, reason),
+    closed,
+    closeFrame,
+    ended: peer.closed.then(() => Date.now()),
+    // The kit delivers only whole messages: vanishing mid-message is vanishing.
+    vanishMidMessage: () => peer.vanish(),
+    vanish: () => peer.vanish(),
+    fault: (kind: ProtocolFault) => peer.fault(faultCode[kind], `conformance fault: ${kind}`),
+    // The kit does not count the close frames it receives.
+    closeFramesReceived: undefined,
+  }
+}
+
+/** Makes the memory harness: the conformance app, connected through the test kit. */
+export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarness {
+  const app = createConformanceApp()
+  const peers = new Peers()
+  const connectKit = async (path: string, options: DialOptions = {}) => {
+    try {
+      return await connect(app, path, {
+        headers: options.headers,
+        protocols: options.protocols,
+        answerClose: options.answerClose,
+      })
+    } catch (err) {
+      if (!(err instanceof UpgradeRejectedError)) throw err
+      const { status, headers } = err.response
+      throw new PeerUpgradeRejected(status, headers, await err.response.text())
+    }
+  }
+  const dial = async (path: string, options?: DialOptions) =>
+    peers.track(kitPeer(await connectKit(path, options)))
+  return {
+    kind: 'memory',
+    differences: target.differences,
+    app,
+    host: 'localhost',
+    connectKit,
+    dial,
+    dialControlled: dial,
+    async request(path, request = {}) {
+      const headers = new Headers(request.headers)
+      if (!headers.has('host')) headers.set('Host', 'localhost')
+      const response = await app.request(`http://localhost${path}`, {
+        method: request.method ?? 'GET',
+        headers,
+      })
+      return { status: response.status, headers: response.headers, body: await response.text() }
+    },
+    async report(id) {
+      const response = await app.request(`http://localhost/report/${encodeURIComponent(id)}`)
+      if (response.status === 404) return undefined
+      return (await response.json()) as ServerReport
+    },
+    cleanup: () => peers.dropAll(),
+    stop: async () => {},
+  }
+}

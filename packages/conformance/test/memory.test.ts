@@ -1,0 +1,3 @@
+import { conformanceSuite, memoryTarget } from '../src/index.js'
+
+conformanceSuite(memoryTarget)
