@@ -37,6 +37,12 @@ export interface RuntimeDifferences {
    */
   terminateOnTimeout: boolean
   /**
+   * `close()` waits for the peer's close frame. Where false (Bun: `ws.close()` writes the close
+   * frame and a FIN and reports the end at once), `close()` resolves at once with the code it
+   * sent, and the close-handshake timeout never comes into play.
+   */
+  awaitsCloseAnswer: boolean
+  /**
    * The runtime can pause reading: a flood faster than `serve` reads is held by pausing and no
    * message is lost. Where false, the connection closes with 1008.
    */
@@ -94,6 +100,7 @@ export const memoryTarget: MemoryTarget = Object.freeze({
   differences: Object.freeze({
     ping: true,
     terminateOnTimeout: true,
+    awaitsCloseAnswer: true,
     pauseInbound: true,
     upgradeHeaders: true,
     rejectsUnmasked: true,

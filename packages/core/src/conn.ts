@@ -244,7 +244,8 @@ export class Conn implements AsyncIterable<Message> {
       this.#tearDown('The runtime refused to send the close frame')
       return this.#closed
     }
-    this.#armCloseTimer()
+    // A runtime may end the connection inside close() (Bun does): then there is nothing to wait for.
+    if ((this.#state as ConnState) === 'closing') this.#armCloseTimer()
     return this.#closed
   }
 
@@ -371,6 +372,8 @@ export class Conn implements AsyncIterable<Message> {
     } catch {
       // The socket is already gone: nothing left to tear down.
     }
+    // terminate() may have reported the end already, synchronously.
+    if ((this.#state as ConnState) === 'closed') return
     this.#finish(new CloseError(CloseCode.AbnormalClosure, reason, false))
   }
 
@@ -401,6 +404,7 @@ export class Conn implements AsyncIterable<Message> {
   }
 
   #finish(error: CloseError): void {
+    if (this.#state === 'closed') return
     this.#state = 'closed'
     this.#closeError = error
     clearTimeout(this.#closeTimer)

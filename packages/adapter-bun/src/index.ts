@@ -1,0 +1,392 @@
+/**
+ * `@handshake/bun`: runs Handshake controllers on `Bun.serve`.
+ *
+ * ```ts
+ * import { websocket } from '@handshake/bun'
+ * import { app } from './app'
+ *
+ * export default { fetch: app.fetch, websocket }
+ * ```
+ *
+ * Importing the package installs the adapter. Each upgrade calls `server.upgrade()` with data
+ * that links the Bun socket to its own `Conn`, so one server hosts any number of controllers on
+ * any number of routes, all through the one {@link websocket} handler object.
+ * @module
+ */
+import {
+  type Adapter,
+  defaultSettings,
+  installAdapter,
+  type RuntimeSocket,
+  type SocketEvents,
+  type UpgradeRequest,
+} from '@handshake/core'
+import type { Serve, Server, ServerWebSocket, WebSocketHandler } from 'bun'
+import type { Context } from 'hono'
+
+// --- types ---
+
+/** Options of the `websocket` handler object, the per-server settings of Bun's WebSockets. */
+export interface WebSocketOptions {
+  /**
+   * The largest message Bun accepts, in bytes; Bun sets `maxPayloadLength` to it. Bun refuses a
+   * bigger message itself, with close code 1009, before it is buffered in full. Bun applies it
+   * to the whole server, while each upgrader has its own `maxMessageSize`: set this to the
+   * largest `maxMessageSize` of your routes (smaller limits still apply per route, in the core).
+   * @defaultValue 1048576 (1 MiB, the core's default `maxMessageSize`)
+   */
+  maxMessageSize?: number
+  /**
+   * Seconds a connection may stay silent before Bun closes it (0 to 960; 0 disables it). Bun
+   * pings a quiet client shortly before, unless {@link WebSocketOptions.sendPings} is false.
+   * @defaultValue 120
+   */
+  idleTimeout?: number
+  /** Whether Bun pings quiet clients before {@link WebSocketOptions.idleTimeout}. @defaultValue true */
+  sendPings?: boolean
+  /**
+   * permessage-deflate compression, negotiated with clients that offer it (Bun's own option).
+   * Handshake never asks Bun to compress an outgoing message, so it only affects what clients
+   * send.
+   * @defaultValue false
+   */
+  perMessageDeflate?: WebSocketHandler<unknown>['perMessageDeflate']
+  /**
+   * Bytes Bun may queue on one connection. Past it Bun drops a send, which Handshake treats as a
+   * broken connection and tears down. Keep it well above the upgrader's `sendHighWaterMark`,
+   * which is where `conn.send()` starts waiting for the peer.
+   * @defaultValue 16777216 (16 MiB)
+   */
+  backpressureLimit?: number
+}
+
+/** Options of {@link serve}: Bun's own server options, plus the WebSocket ones. */
+export interface ServeOptions
+  extends Omit<Serve.HostnamePortServeOptions<HandshakeSocketData>, 'unix'> {
+  /** The WebSocket settings of this server. See {@link WebSocketOptions}. */
+  websocket?: WebSocketOptions
+}
+
+/** Options of {@link shutdown}. */
+export interface ShutdownOptions {
+  /**
+   * How long to wait for the connections to close, in milliseconds, before the server stops
+   * and drops whatever is left.
+   * @defaultValue 10000 (the core's default `closeHandshakeTimeout`)
+   */
+  timeout?: number
+  /** The close code sent to every connection. @defaultValue 1001 (going away) */
+  code?: number
+  /** The close reason. @defaultValue `'Server shutting down'` */
+  reason?: string
+}
+
+/** A Bun server started by {@link serve}, with a graceful {@link HandshakeServer.shutdown}. */
+export interface HandshakeServer extends Server<HandshakeSocketData> {
+  /**
+   * Stops accepting connections, closes every open WebSocket with 1001, waits for them (at most
+   * `options.timeout`), then stops the server. See {@link shutdown}.
+   */
+  shutdown(options?: ShutdownOptions): Promise<void>
+}
+
+/** An app whose `fetch` Bun can call: a Hono app, or anything with the same `fetch`. */
+export interface Fetchable {
+  fetch(request: Request, server: Server<HandshakeSocketData>): Response | Promise<Response>
+}
+
+const LINK: unique symbol = Symbol.for('handshake.bun.link') as never
+
+/**
+ * The `ws.data` of a Handshake socket: what `server.upgrade()` carries from the upgrade to the
+ * handlers. Opaque; sockets upgraded by other code carry their own data and are left alone.
+ */
+export interface HandshakeSocketData {
+  readonly [LINK]: Link
+}
+
+/** One connection's state, shared by the upgrade and the handlers. */
+interface Link {
+  readonly request: UpgradeRequest
+  readonly server: Server<HandshakeSocketData>
+  events: SocketEvents | undefined
+  closed: boolean
+  readonly onClosed: Set<() => void>
+}
+
+type BunSocket = ServerWebSocket<HandshakeSocketData>
+
+// --- adapter ---
+
+/** The hint given whenever the Bun server or its `websocket` handler is missing. */
+const ENTRY_HINT =
+  "`import { websocket } from '@handshake/bun'` and serve with `export default { fetch: app.fetch, websocket }` (or `Bun.serve({ fetch: app.fetch, websocket })`), or start the app with `serve(app)` from '@handshake/bun'"
+
+function bunServerOf(env: unknown): Server<HandshakeSocketData> | undefined {
+  if (!env || typeof env !== 'object') return undefined
+  if (typeof (env as { upgrade?: unknown }).upgrade === 'function') {
+    return env as Server<HandshakeSocketData>
+  }
+  // Hono's own Bun helpers also accept `app.fetch(req, { server })`.
+  const nested = (env as { server?: unknown }).server
+  return nested && typeof (nested as { upgrade?: unknown }).upgrade === 'function'
+    ? (nested as Server<HandshakeSocketData>)
+    : undefined
+}
+
+const openSockets = new WeakMap<Server<HandshakeSocketData>, Set<BunSocket>>()
+
+/** The Bun adapter. Installed when this module is imported; apps never need it directly. */
+export const bunAdapter: Adapter = {
+  name: 'bun',
+  upgrade(c: Context, request: UpgradeRequest): Response {
+    const server = bunServerOf(c.env)
+    if (!server) {
+      throw new Error(
+        `The Bun server is missing from the Hono env (c.env): Bun passes it as the second argument of fetch, so hand it on with \`app.fetch(request, server)\`. ${ENTRY_HINT}.`,
+      )
+    }
+    const link: Link = {
+      request,
+      server,
+      events: undefined,
+      closed: false,
+      onClosed: new Set(),
+    }
+    const headers = new Headers(request.headers)
+    if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
+    const upgradeHeaders = new Headers(headers)
+    // Bun echoes the client's first offer when no protocol is set; an empty header stops it
+    // and is not sent (oven-sh/bun#18243).
+    if (request.protocol === undefined) upgradeHeaders.set('Sec-WebSocket-Protocol', '')
+    let upgraded: boolean
+    try {
+      upgraded = server.upgrade(c.req.raw, { data: { [LINK]: link }, headers: upgradeHeaders })
+    } catch (err) {
+      if (String(err).includes('websocket')) {
+        throw new Error(`Bun.serve was started without a \`websocket\` handler: ${ENTRY_HINT}.`, {
+          cause: err,
+        })
+      }
+      throw err
+    }
+    if (!upgraded) {
+      throw new Error(
+        'Bun refused the upgrade (server.upgrade returned false): the request was already upgraded, or it is not the original request Bun passed to fetch',
+      )
+    }
+    // Bun runs the `open` handler inside server.upgrade(): if ours did not run, the server
+    // uses another `websocket` object, and nothing would ever serve this connection.
+    if (!link.events) {
+      throw new Error(
+        `The \`websocket\` handler given to Bun.serve is not the one from @handshake/bun: ${ENTRY_HINT}.`,
+      )
+    }
+    // Bun already wrote the real 101; this one is for middleware that looks at the response.
+    return new Response(null, { status: 101, headers })
+  },
+}
+
+installAdapter(bunAdapter)
+
+function linkOf(ws: BunSocket): Link | undefined {
+  const data = ws.data as Partial<HandshakeSocketData> | undefined
+  return data && typeof data === 'object' ? data[LINK] : undefined
+}
+
+function socketFor(ws: BunSocket, link: Link): RuntimeSocket {
+  return {
+    send(data) {
+      const size = typeof data === 'string' ? data.length : data.byteLength
+      const status = typeof data === 'string' ? ws.sendText(data) : ws.sendBinary(data)
+      // 0 means dropped, except for an empty message, which Bun sends and still reports as 0.
+      if (status !== 0 || size === 0 || link.closed || ws.readyState !== 1) return
+      link.events?.error(
+        new Error('Bun dropped a message: more than backpressureLimit bytes were queued'),
+      )
+      ws.terminate()
+    },
+    // Bun writes the close frame and a FIN, and reports the end before returning: close()
+    // never waits for the peer's answer on Bun (see the runtime table).
+    close(code, reason) {
+      ws.close(code, reason)
+    },
+    get bufferedAmount() {
+      return link.closed ? 0 : ws.getBufferedAmount()
+    },
+    emitsDrain: true,
+    terminate() {
+      ws.terminate()
+    },
+    pause() {
+      ws.pause()
+    },
+    resume() {
+      if (!link.closed) ws.resume()
+    },
+    ping() {
+      ws.ping()
+    },
+  }
+}
+
+/**
+ * The close code a protocol fault calls for. Bun sends that code to the client itself, but
+ * reports every fault to the `close` handler as 1006 with a reason that starts "Received".
+ */
+function faultCode(code: number, reason: string): number | undefined {
+  if (code !== 1006 || !reason.startsWith('Received ')) return undefined
+  if (/UTF-8|compressed/.test(reason)) return 1007
+  if (reason.includes('too big message')) return 1009
+  if (reason.includes('does not fit in memory')) return 1011
+  return 1002
+}
+
+/** Forwards the end of a connection to the core. */
+function deliverClose(link: Link, code: number, reason: string): void {
+  const events = link.events
+  if (!events) return
+  const fault = faultCode(code, reason)
+  if (fault !== undefined) events.error(new Error(reason), fault)
+  events.closed(code, reason)
+}
+
+/** The exact bytes of a binary message, never a view of a larger or shared buffer. */
+function exactBytes(message: Uint8Array): Uint8Array {
+  return message.byteOffset === 0 && message.byteLength === message.buffer.byteLength
+    ? message
+    : message.slice()
+}
+
+/**
+ * Makes the `websocket` handler object for `Bun.serve`, with the given per-server settings.
+ * Use it instead of {@link websocket} to change them.
+ *
+ * @example
+ * ```ts
+ * export default {
+ *   fetch: app.fetch,
+ *   websocket: createWebSocketHandler({ maxMessageSize: 8 * 1024 * 1024, idleTimeout: 60 }),
+ * }
+ * ```
+ */
+export function createWebSocketHandler(
+  options: WebSocketOptions = {},
+): WebSocketHandler<HandshakeSocketData> {
+  const maxPayloadLength = options.maxMessageSize ?? defaultSettings.maxMessageSize
+  let warned = false
+  const handler: WebSocketHandler<HandshakeSocketData> = {
+    maxPayloadLength,
+    open(ws) {
+      const link = linkOf(ws)
+      if (!link) return
+      // Bun's default Buffer may be a view of a pooled buffer; a Uint8Array is the message.
+      ws.binaryType = 'uint8array'
+      const sockets = openSockets.get(link.server) ?? new Set()
+      openSockets.set(link.server, sockets)
+      sockets.add(ws)
+      if (!warned && link.request.maxMessageSize > maxPayloadLength) {
+        warned = true
+        console.warn(
+          `[@handshake/bun] A route allows messages of ${link.request.maxMessageSize} bytes, but Bun refuses any over ${maxPayloadLength} (maxPayloadLength): pass the largest maxMessageSize to createWebSocketHandler({ maxMessageSize }) or serve(app, { websocket: { maxMessageSize } }).`,
+        )
+      }
+      link.events = link.request.open(socketFor(ws, link))
+    },
+    message(ws, message) {
+      const events = linkOf(ws)?.events
+      if (!events) return
+      events.message(
+        typeof message === 'string' ? message : exactBytes(message as unknown as Uint8Array),
+      )
+    },
+    drain(ws) {
+      linkOf(ws)?.events?.drain()
+    },
+    pong(ws) {
+      linkOf(ws)?.events?.pong()
+    },
+    close(ws, code, reason) {
+      const link = linkOf(ws)
+      if (!link || link.closed) return
+      link.closed = true
+      openSockets.get(link.server)?.delete(ws)
+      deliverClose(link, code, reason)
+      for (const settle of link.onClosed) settle()
+    },
+  }
+  if (options.idleTimeout !== undefined) handler.idleTimeout = options.idleTimeout
+  if (options.sendPings !== undefined) handler.sendPings = options.sendPings
+  if (options.perMessageDeflate !== undefined) handler.perMessageDeflate = options.perMessageDeflate
+  if (options.backpressureLimit !== undefined) handler.backpressureLimit = options.backpressureLimit
+  return handler
+}
+
+/**
+ * The `websocket` handler object to give `Bun.serve`, with the default settings (Bun's, and a
+ * 1 MiB `maxPayloadLength`). To change them, use {@link createWebSocketHandler}.
+ *
+ * @example
+ * ```ts
+ * import { websocket } from '@handshake/bun'
+ * export default { fetch: app.fetch, websocket }
+ * ```
+ */
+export const websocket: WebSocketHandler<HandshakeSocketData> = createWebSocketHandler()
+
+// --- server ---
+
+/**
+ * Shuts a Bun server down gracefully: it stops accepting connections, closes every open
+ * Handshake WebSocket with 1001 `'Server shutting down'`, waits for them to end (at most
+ * `options.timeout`), then stops the server, dropping whatever is still open after the wait.
+ *
+ * Bun ends a connection as soon as its close frame is written, so the wait is normally short.
+ * `serve` sees the close as a normal one: its `for await` loop ends quietly.
+ */
+export async function shutdown(
+  server: Server<HandshakeSocketData>,
+  options: ShutdownOptions = {},
+): Promise<void> {
+  const timeout = options.timeout ?? defaultSettings.closeHandshakeTimeout
+  const stopped = server.stop()
+  const sockets = [...(openSockets.get(server) ?? [])]
+  const ended = sockets.map((ws) => {
+    const link = linkOf(ws) as Link
+    if (link.closed) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      link.onClosed.add(resolve)
+      // Through the core, so a connection already closing sends no second frame.
+      void link.events?.shutdown(options.code ?? 1001, options.reason ?? 'Server shutting down')
+    })
+  })
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeout)
+  })
+  const outcome = await Promise.race([Promise.all(ended).then(() => stopped), deadline])
+  clearTimeout(timer)
+  if (outcome === 'timeout') await server.stop(true)
+}
+
+/**
+ * Starts `Bun.serve` with the app and the Handshake `websocket` handler, and returns the server
+ * with a graceful {@link HandshakeServer.shutdown}.
+ *
+ * @example
+ * ```ts
+ * const server = serve(app, { port: 3000, websocket: { idleTimeout: 60 } })
+ * process.on('SIGTERM', () => server.shutdown())
+ * ```
+ */
+export function serve(app: Fetchable, options: ServeOptions = {}): HandshakeServer {
+  const { websocket: websocketOptions, ...serveOptions } = options
+  const server = Bun.serve({
+    ...serveOptions,
+    fetch: (request, server) => app.fetch(request, server),
+    websocket: createWebSocketHandler(websocketOptions),
+  } as Serve.Options<HandshakeSocketData>) as Server<HandshakeSocketData>
+  return Object.assign(server, {
+    shutdown: (shutdownOptions?: ShutdownOptions) => shutdown(server, shutdownOptions),
+  })
+}

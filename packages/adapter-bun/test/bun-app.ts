@@ -1,0 +1,51 @@
+/**
+ * Routes for the Bun-only tests, mounted under `/bun` beside the conformance app.
+ * @module
+ */
+import { type Conn, upgrade } from '@handshake/core'
+import { Hono } from 'hono'
+
+/** What `/bun/flood` saw, as `GET /bun/flood-stats/:id` returns it. */
+export interface FloodStats {
+  sent: number
+  maxBufferedAmount: number
+  error?: string
+}
+
+const stats = new Map<string, FloodStats>()
+
+/** The Bun-only test routes. */
+export function createBunTestApp(): Hono {
+  const app = new Hono()
+  // Sends `n` binary messages of `size` bytes, awaiting each send, and records the most bytes
+  // Bun held unsent: with a peer that stops reading, that shows whether send() waits.
+  app.get('/flood', (c) => {
+    const id = c.req.query('id') ?? 'flood'
+    const count = Number(c.req.query('n') ?? '100')
+    const size = Number(c.req.query('size') ?? '65536')
+    const record: FloodStats = { sent: 0, maxBufferedAmount: 0 }
+    stats.set(id, record)
+    return upgrade({
+      async serve(conn: Conn) {
+        try {
+          for (let i = 0; i < count; i++) {
+            await conn.send(new Uint8Array(size).fill(i & 0xff))
+            record.sent++
+            record.maxBufferedAmount = Math.max(record.maxBufferedAmount, conn.bufferedAmount)
+          }
+          await conn.send('done')
+          for await (const _ of conn) {
+            // Wait for the peer to close.
+          }
+        } catch (err) {
+          record.error = err instanceof Error ? err.message : String(err)
+        }
+      },
+    })(c, async () => {})
+  })
+  app.get('/flood-stats/:id', (c) => {
+    const record = stats.get(c.req.param('id'))
+    return record ? c.json(record) : c.json({ error: 'Not Found' }, 404)
+  })
+  return app
+}

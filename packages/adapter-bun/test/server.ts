@@ -1,0 +1,44 @@
+/**
+ * The Bun entry the tests start as a child process: the conformance app on 127.0.0.1, on a
+ * port the OS picks (with the Bun-only routes of `bun-app.ts` under `/bun`), printed as `PORT <n>` on stdout. The first argument picks the entry:
+ *
+ * - `entry` (default): the documented entry, `Bun.serve({ fetch: app.fetch, websocket })`;
+ * - `serve`: the `serve(app)` helper; SIGTERM shuts it down gracefully and prints `SHUTDOWN`;
+ * - `no-websocket`: the common mistake, `Bun.serve` with no `websocket` handler;
+ * - `lost-server`: a `fetch` that drops Bun's second argument, the server;
+ * - `foreign-websocket`: a `websocket` handler object that is not Handshake's.
+ */
+import { createConformanceApp } from '@handshake/conformance/app'
+import { serve, websocket } from '../src/index.js'
+import { createBunTestApp } from './bun-app.js'
+
+const app = createConformanceApp()
+app.route('/bun', createBunTestApp())
+const mode = process.argv[2] ?? 'entry'
+const listen = { hostname: '127.0.0.1', port: 0 }
+
+function start(): { port: number | undefined } {
+  switch (mode) {
+    case 'entry':
+      return Bun.serve({ ...listen, fetch: app.fetch, websocket })
+    case 'serve': {
+      const server = serve(app, { ...listen, websocket: { idleTimeout: 30 } })
+      process.once('SIGTERM', async () => {
+        await server.shutdown({ timeout: 5000 })
+        console.log('SHUTDOWN')
+        process.exit(0)
+      })
+      return server
+    }
+    case 'no-websocket':
+      return Bun.serve({ ...listen, fetch: app.fetch })
+    case 'lost-server':
+      return Bun.serve({ ...listen, fetch: (request) => app.fetch(request), websocket })
+    case 'foreign-websocket':
+      return Bun.serve({ ...listen, fetch: app.fetch, websocket: { message() {} } })
+    default:
+      throw new Error(`Unknown mode: ${mode}`)
+  }
+}
+
+console.log(`PORT ${start().port}`)
