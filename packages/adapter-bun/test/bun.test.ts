@@ -287,6 +287,7 @@ const differences = {
   pauseInbound: true,
   upgradeHeaders: true,
   rejectsUnmasked: true,
+  rejectsInvalidUtf8: true,
   closeReachesSendingPeer: true,
   // Bun ends the connection as soon as its own close frame is written (FIN at once, the close
   // handler at once): close() never waits for the peer's answer.

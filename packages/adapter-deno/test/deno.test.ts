@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // Not a dependency of this package (its manifest stays unchanged): a relative import of the source.
-import { conformanceSuite } from '../../conformance/src/index.js'
+import { conformanceSuite } from '@handshake/conformance'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DenoProcess, startDeno } from './deno-process.js'
 import { Op, type RawPeer, rawConnect } from './raw-peer.js'
 
@@ -26,6 +26,9 @@ conformanceSuite({
     // Deno reads an unmasked client frame as a message instead of failing with 1002.
     rejectsUnmasked: false,
     // Deno resets TCP on data after its close frame, so a flooding peer may miss the 1008.
+    // Deno refuses invalid UTF-8 with 1007, as Node does.
+    rejectsInvalidUtf8: true,
+    awaitsCloseAnswer: true,
     closeReachesSendingPeer: false,
   },
 })

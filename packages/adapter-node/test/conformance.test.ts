@@ -6,7 +6,7 @@
 import type { AddressInfo } from 'node:net'
 // The suite is a private workspace package that this package does not depend on yet: it is
 // imported from its source (see the package README's "Tests").
-import { conformanceSuite, createConformanceApp } from '../../conformance/src/index.js'
+import { conformanceSuite, createConformanceApp } from '@handshake/conformance'
 import { serve } from '../src/index.js'
 
 conformanceSuite({
@@ -27,9 +27,11 @@ conformanceSuite({
   differences: {
     ping: true,
     terminateOnTimeout: true,
+    awaitsCloseAnswer: true,
     pauseInbound: true,
     upgradeHeaders: true,
     rejectsUnmasked: true,
+    rejectsInvalidUtf8: true,
     closeReachesSendingPeer: true,
   },
 })

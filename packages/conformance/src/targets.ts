@@ -55,6 +55,11 @@ export interface RuntimeDifferences {
    */
   rejectsUnmasked: boolean
   /**
+   * The runtime refuses invalid UTF-8 in a text message with 1007. Where false (workerd decodes
+   * it with U+FFFD), the message is read with replacement characters and the connection goes on.
+   */
+  rejectsInvalidUtf8: boolean
+  /**
    * A close frame the server sends reaches a peer that keeps sending data. Where false (Deno
    * resets the TCP connection on data after its close frame), a flooding peer may see 1006
    * instead of 1008; the server still ends with 1008.
@@ -104,6 +109,7 @@ export const memoryTarget: MemoryTarget = Object.freeze({
     pauseInbound: true,
     upgradeHeaders: true,
     rejectsUnmasked: true,
+    rejectsInvalidUtf8: true,
     closeReachesSendingPeer: true,
   }),
 })

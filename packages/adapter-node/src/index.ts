@@ -1,0 +1,430 @@
+/**
+ * Handshake on Node: `ws` on `@hono/node-server`.
+ *
+ * ```ts
+ * import { serve } from '@handshake/node'
+ * import { app } from './app.js'
+ *
+ * serve({ fetch: app.fetch, port: 3000, hostname: '127.0.0.1' }, (info) =>
+ *   console.log(`ws://${info.address}:${info.port}/ws`),
+ * )
+ * ```
+ * @module
+ */
+import type { IncomingMessage, Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { ADAPTER, type Adapter, installAdapter, type UpgradeRequest } from '@handshake/core'
+import { createAdaptorServer, type ServerType } from '@hono/node-server'
+import type { Context } from 'hono'
+import { type PerMessageDeflateOptions, WebSocketServer } from 'ws'
+import { toRequest, writeResponse } from './http.js'
+import { type OpenConnection, openConnection } from './socket.js'
+
+// --- types ---
+
+/** The WebSocket options of {@link serve} and {@link attach}. */
+export interface WebSocketOptions {
+  /**
+   * permessage-deflate compression (RFC 7692), as `ws` takes it: `true` for its defaults, or its
+   * `PerMessageDeflateOptions`. It costs CPU and memory per connection, so it is off unless set.
+   * @defaultValue false
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions
+  /**
+   * Which requests of the server's `upgrade` event this server answers. The others are left
+   * untouched for the server's other `upgrade` listeners. By default every request is
+   * answered, except that a 404 from the app is left to the other listeners when there are any.
+   * @defaultValue every request
+   */
+  shouldHandle?: (incoming: IncomingMessage) => boolean
+}
+
+type NodeServerOptions = Parameters<typeof createAdaptorServer>[0]
+type WithoutWebSocket<T> = T extends unknown ? Omit<T, 'websocket'> : never
+
+/**
+ * Options of {@link serve}: those of `@hono/node-server`'s `serve` (`fetch`, `port`,
+ * `hostname`, `serverOptions`, `createServer`...) except its own `websocket`, plus
+ * {@link WebSocketOptions}.
+ */
+export type ServeOptions = WithoutWebSocket<NodeServerOptions> & WebSocketOptions
+
+/** Options of a graceful shutdown. */
+export interface ShutdownOptions {
+  /**
+   * The close code sent to every open connection.
+   * @defaultValue 1001 (Going Away)
+   */
+  code?: number
+  /**
+   * The close reason sent with it, at most 123 UTF-8 bytes.
+   * @defaultValue 'Server shutting down'
+   */
+  reason?: string
+  /**
+   * A bound on the whole shutdown, in milliseconds: connections still open after it are
+   * terminated. Without it, each connection ends within its own close-handshake timeout.
+   * @defaultValue none
+   */
+  timeout?: number
+}
+
+/** The WebSocket side of a Node server: its open connections and its graceful shutdown. */
+export interface WebSockets {
+  /** How many WebSocket connections are open. */
+  readonly size: number
+  /**
+   * Shuts down gracefully, once however often it is called:
+   * 1. the server stops accepting connections, and upgrades still on their way get 503;
+   * 2. every open connection gets a close frame with 1001 Going Away, through the core, so
+   *    `serve` sees the close and each handshake is bounded by its close-handshake timeout;
+   * 3. it waits for every connection to end, then for the HTTP server to close.
+   *
+   * It rejects only when the HTTP server cannot close (it was not listening).
+   */
+  shutdown(options?: ShutdownOptions): Promise<void>
+  /** Stops answering the server's `upgrade` events. Open connections are left as they are. */
+  detach(): void
+}
+
+/** The Node server that {@link serve} returns: `@hono/node-server`'s, with WebSockets wired in. */
+export type HandshakeServer = ServerType & {
+  /** The server's WebSocket connections. */
+  readonly websockets: WebSockets
+  /** The graceful shutdown of {@link WebSockets.shutdown}, for the whole server. */
+  shutdown(options?: ShutdownOptions): Promise<void>
+}
+
+/**
+ * What `c.env` holds for an upgrade request, like `@hono/node-server`'s `HttpBindings` but with
+ * no `outgoing`: Node gives no `ServerResponse` for an upgrade.
+ */
+export interface UpgradeBindings {
+  /** The request as Node parsed it. */
+  incoming: IncomingMessage
+  /** Always undefined for an upgrade request. */
+  outgoing: undefined
+}
+
+/** The app's fetch, as `app.fetch` is: it is called once per upgrade request. */
+export type FetchCallback = (request: Request, env: UpgradeBindings) => unknown
+
+// --- adapter ---
+
+/** Where the adapter finds, in `c.env`, the upgrade request it answers. */
+const PENDING = Symbol('handshake.node.pending')
+
+interface PendingUpgrade {
+  accepted?: UpgradeRequest
+}
+
+/**
+ * The Node adapter. {@link serve} and {@link attach} install it; it needs the request to come
+ * through one of them. It accepts the upgrade and answers with a placeholder response carrying
+ * the 101's headers: once the app has answered, `ws` writes the real 101.
+ */
+export const adapter: Adapter = {
+  name: 'node',
+  upgrade(c: Context, request: UpgradeRequest): Response {
+    const env = c.env as { [PENDING]?: PendingUpgrade } | undefined
+    const pending = env && typeof env === 'object' ? env[PENDING] : undefined
+    if (!pending) {
+      throw new Error(
+        "This upgrade did not come through @handshake/node: serve the app with `serve` from '@handshake/node', or `attach` it to your server, and pass its `env` on to app.fetch",
+      )
+    }
+    if (pending.accepted) throw new Error('upgrade() ran twice for one request')
+    pending.accepted = request
+    const headers = new Headers(request.headers)
+    if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
+    return new Response(null, { headers })
+  },
+}
+
+// ws writes these on the 101 itself.
+const HANDSHAKE_HEADERS = new Set([
+  'connection',
+  'upgrade',
+  'sec-websocket-accept',
+  'sec-websocket-extensions',
+  'sec-websocket-protocol',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'keep-alive',
+])
+
+const ignore = () => {}
+
+function unavailable(): Response {
+  return new Response(JSON.stringify({ error: 'Service Unavailable' }), {
+    status: 503,
+    headers: { 'Content-Type': 'application/json' },
+  })
+}
+
+class Attachment implements WebSockets {
+  readonly #server: ServerType
+  readonly #fetch: FetchCallback
+  readonly #options: WebSocketOptions
+  readonly #closeServer: () => Promise<void>
+  readonly #wsServers = new Map<number, WebSocketServer>()
+  readonly #handshakes = new WeakMap<
+    IncomingMessage,
+    { headers: string[]; protocol: string | undefined }
+  >()
+  readonly #connections = new Set<OpenConnection>()
+  readonly #upgrading = new Map<Duplex, Promise<void>>()
+  #shutdown: Promise<void> | undefined
+
+  constructor(
+    server: ServerType,
+    fetch: FetchCallback,
+    options: WebSocketOptions,
+    closeServer: () => Promise<void>,
+  ) {
+    this.#server = server
+    this.#fetch = fetch
+    this.#options = options
+    this.#closeServer = closeServer
+    server.on('upgrade', this.#onUpgrade)
+  }
+
+  get size(): number {
+    return this.#connections.size
+  }
+
+  detach(): void {
+    this.#server.off('upgrade', this.#onUpgrade)
+  }
+
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    this.#shutdown ??= this.#drain(options)
+    return this.#shutdown
+  }
+
+  readonly #onUpgrade = (incoming: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const { shouldHandle } = this.#options
+    if (shouldHandle) {
+      let handled: boolean
+      try {
+        handled = shouldHandle(incoming)
+      } catch (err) {
+        // A throw from an event listener would crash the process.
+        console.error('shouldHandle failed:', err)
+        socket.destroy()
+        return
+      }
+      if (!handled) return
+    }
+    // From here until ws takes the socket, a reset by the client must not crash the process.
+    socket.on('error', ignore)
+    const task = this.#answer(incoming, socket, head).catch((err) => {
+      console.error('WebSocket upgrade failed:', err)
+      socket.destroy()
+    })
+    this.#upgrading.set(socket, task)
+    void task.finally(() => this.#upgrading.delete(socket))
+  }
+
+  async #answer(incoming: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const method = incoming.method ?? 'GET'
+    if (this.#shutdown) return writeResponse(socket, unavailable(), method)
+    const abort = new AbortController()
+    const onClose = () => abort.abort()
+    socket.once('close', onClose)
+    let request: Request
+    try {
+      request = toRequest(incoming, abort.signal)
+    } catch {
+      return writeResponse(socket, new Response(null, { status: 400 }), method)
+    }
+    const pending: PendingUpgrade = {}
+    const env = { incoming, outgoing: undefined, [PENDING]: pending, [ADAPTER]: adapter }
+    let response: unknown
+    try {
+      response = await this.#fetch(request, env)
+    } catch (err) {
+      console.error(err)
+      response = new Response(null, { status: 500 })
+    }
+    socket.off('close', onClose)
+    if (socket.destroyed) return
+    if (!(response instanceof Response)) response = new Response(null, { status: 500 })
+    const answer = response as Response
+    const accepted = pending.accepted
+    if (accepted && answer.status === 200) {
+      if (this.#shutdown) return writeResponse(socket, unavailable(), method)
+      this.#complete(incoming, socket, head, accepted, answer)
+      return
+    }
+    // A path the app does not route may belong to another `upgrade` listener.
+    if (!accepted && answer.status === 404 && this.#server.listenerCount('upgrade') > 1) return
+    return writeResponse(socket, answer, method)
+  }
+
+  /** Writes the 101 through ws, with the headers of the app's answer, and opens the connection. */
+  #complete(
+    incoming: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    accepted: UpgradeRequest,
+    answer: Response,
+  ): void {
+    const headers: string[] = []
+    for (const [name, value] of answer.headers) {
+      if (name !== 'set-cookie' && !HANDSHAKE_HEADERS.has(name)) headers.push(`${name}: ${value}`)
+    }
+    for (const cookie of answer.headers.getSetCookie()) headers.push(`set-cookie: ${cookie}`)
+    this.#handshakes.set(incoming, { headers, protocol: accepted.protocol })
+    this.#wsServerFor(accepted.maxMessageSize).handleUpgrade(incoming, socket, head, (ws) => {
+      const connection = openConnection(ws, socket, accepted)
+      this.#connections.add(connection)
+      void connection.ended.then(() => this.#connections.delete(connection))
+    })
+  }
+
+  /** One `ws` server per message size limit, since ws sets `maxPayload` per server. */
+  #wsServerFor(maxPayload: number): WebSocketServer {
+    let wss = this.#wsServers.get(maxPayload)
+    if (wss) return wss
+    wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload,
+      perMessageDeflate: this.#options.perMessageDeflate ?? false,
+      // The core chose the subprotocol; ws would otherwise take the client's first.
+      handleProtocols: (_offered, incoming) => this.#handshakes.get(incoming)?.protocol ?? false,
+    })
+    wss.on('headers', (headers, incoming) => {
+      const handshake = this.#handshakes.get(incoming)
+      if (!handshake) return
+      this.#handshakes.delete(incoming)
+      headers.push(...handshake.headers)
+    })
+    this.#wsServers.set(maxPayload, wss)
+    return wss
+  }
+
+  async #drain({
+    code = 1001,
+    reason = 'Server shutting down',
+    timeout,
+  }: ShutdownOptions): Promise<void> {
+    const serverClosed = this.#closeServer()
+    serverClosed.catch(ignore)
+    for (const connection of this.#connections) connection.goAway(code, reason)
+    const ended = Promise.all([
+      ...this.#upgrading.values(),
+      ...[...this.#connections].map((connection) => connection.ended),
+    ])
+    if (timeout !== undefined) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const late = await Promise.race([
+        ended.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), timeout)
+        }),
+      ])
+      clearTimeout(timer)
+      if (late) {
+        for (const socket of this.#upgrading.keys()) socket.destroy()
+        for (const connection of this.#connections) connection.terminate()
+        await Promise.all([...this.#connections].map((connection) => connection.ended))
+      }
+    }
+    await ended
+    await serverClosed
+  }
+}
+
+function closeWith(close: (callback: (err?: Error) => void) => unknown): Promise<void> {
+  return new Promise((resolve, reject) => {
+    close((err) => (err ? reject(err) : resolve()))
+  })
+}
+
+// --- entry points ---
+
+/**
+ * Answers the WebSocket upgrades of a server you made yourself, through your Hono app.
+ *
+ * It listens to the server's `upgrade` event: it turns each request into a web `Request`,
+ * calls `fetch` (your `app.fetch`), and either completes the upgrade that `upgrade()` accepted
+ * or writes the app's answer whole on the socket (a refusal, a 404, any route's response).
+ * Other `upgrade` listeners keep working: see {@link WebSocketOptions.shouldHandle}.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from 'node:http'
+ * import { getRequestListener } from '@hono/node-server'
+ * import { attach } from '@handshake/node'
+ *
+ * const server = createServer(getRequestListener(app.fetch))
+ * const websockets = attach(server, app.fetch)
+ * server.listen(3000, '127.0.0.1')
+ * process.on('SIGTERM', () => websockets.shutdown())
+ * ```
+ * @param server - an `http` or `https` server (HTTP/2 has no upgrade)
+ * @param fetch - the app's fetch, `app.fetch`
+ * @param options - see {@link WebSocketOptions}
+ * @returns the server's WebSockets; `shutdown()` also closes `server`
+ */
+export function attach(
+  server: ServerType,
+  fetch: FetchCallback,
+  options: WebSocketOptions = {},
+): WebSockets {
+  installAdapter(adapter)
+  const close = (server as Server).close.bind(server)
+  return new Attachment(server, fetch, options, () => closeWith(close))
+}
+
+/**
+ * Starts a Node server for a Hono app, WebSockets included: `@hono/node-server`'s `serve`,
+ * with the same options and the same listening callback.
+ *
+ * The server it returns closes gracefully: `server.close(callback)` and `server.shutdown()`
+ * send 1001 Going Away to every open connection, wait for the close handshakes (each bounded by
+ * its close-handshake timeout), and then close the HTTP server.
+ *
+ * @example
+ * ```ts
+ * const server = serve({ fetch: app.fetch, port: 3000 })
+ * process.on('SIGTERM', () => server.shutdown())
+ * ```
+ * @param options - `fetch`, `port` (default 3000), `hostname`, and {@link WebSocketOptions}
+ * @param listeningListener - called once the server listens, with its address
+ */
+export function serve(
+  options: ServeOptions,
+  listeningListener?: (info: AddressInfo) => void,
+): HandshakeServer {
+  const { perMessageDeflate, shouldHandle, ...serverOptions } = options
+  const server = createAdaptorServer(serverOptions as NodeServerOptions) as Server
+  const close = server.close.bind(server)
+  installAdapter(adapter)
+  const websockets = new Attachment(
+    server,
+    options.fetch as unknown as FetchCallback,
+    { perMessageDeflate, shouldHandle },
+    () => closeWith(close),
+  )
+  const shutdown = (shutdownOptions?: ShutdownOptions) => websockets.shutdown(shutdownOptions)
+  Object.assign(server, {
+    websockets,
+    shutdown,
+    close(callback?: (err?: Error) => void) {
+      shutdown().then(
+        () => callback?.(),
+        (err: Error) => callback?.(err),
+      )
+      return server
+    },
+  })
+  server.listen(options.port ?? 3000, options.hostname, () => {
+    listeningListener?.(server.address() as AddressInfo)
+  })
+  return server as unknown as HandshakeServer
+}

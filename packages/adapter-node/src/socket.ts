@@ -1,0 +1,134 @@
+/**
+ * The core's `RuntimeSocket` over a `ws` WebSocket, and the forwarding of its events.
+ * @module
+ */
+import type { Duplex } from 'node:stream'
+import type { RuntimeSocket, SocketEvents, UpgradeRequest } from '@handshake/core'
+import { WebSocket } from 'ws'
+
+// --- types ---
+
+/** One open connection, as the server keeps it for its graceful shutdown. */
+export interface OpenConnection {
+  /** Starts the close handshake with `code` through the core, unless it already started. */
+  goAway(code: number, reason: string): void
+  /** Destroys the connection at once. */
+  terminate(): void
+  /** Resolves once the connection has ended, however it ended. */
+  readonly ended: Promise<void>
+}
+
+// --- faults ---
+
+// ws marks receiver errors with the close code they call for, under a private symbol
+// (`kStatusCode` in ws/lib/constants.js); its `code` string is the fallback.
+const STATUS_CODE_DESCRIPTION = 'status-code'
+const CODE_BY_WS_ERROR: Record<string, number> = {
+  WS_ERR_INVALID_UTF8: 1007,
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 1009,
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: 1009,
+}
+
+/** The close code a `ws` error calls for: 1002, 1007 or 1009; undefined for a network error. */
+export function closeCodeOf(error: Error): number | undefined {
+  for (const symbol of Object.getOwnPropertySymbols(error)) {
+    if (symbol.description !== STATUS_CODE_DESCRIPTION) continue
+    const code = (error as unknown as Record<symbol, unknown>)[symbol]
+    if (typeof code === 'number') return code
+  }
+  const name = (error as { code?: unknown }).code
+  if (typeof name !== 'string' || !name.startsWith('WS_ERR_')) return undefined
+  return CODE_BY_WS_ERROR[name] ?? 1002
+}
+
+// --- socket ---
+
+/** Exactly the bytes of one message, in a buffer of their own (ws may hand over a slice). */
+function ownBytes(data: Buffer): Uint8Array {
+  if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
+    return new Uint8Array(data.buffer)
+  }
+  return new Uint8Array(data)
+}
+
+/**
+ * Opens the core's side of an upgraded `ws` socket and forwards its events.
+ * @param ws - the socket `handleUpgrade` made
+ * @param raw - the network socket under it, for its drain events
+ * @param request - the core's upgrade request, whose `open` is called here, exactly once
+ */
+export function openConnection(
+  ws: WebSocket,
+  raw: Duplex,
+  request: UpgradeRequest,
+): OpenConnection {
+  // With permessage-deflate, ws queues messages while it compresses them, so the network
+  // socket's drain can come before that queue empties: each send's callback reports it too.
+  const compressed = ws.extensions.includes('permessage-deflate')
+  let events: SocketEvents | undefined
+  const onSent = () => events?.drain()
+
+  const socket: RuntimeSocket = {
+    emitsDrain: true,
+    get bufferedAmount() {
+      return ws.bufferedAmount
+    },
+    send(data) {
+      // ws writes a view without copying it, and send() resolves before the network takes it:
+      // copy, so that a caller reusing its buffer cannot change a message in flight.
+      const payload = typeof data === 'string' ? data : Buffer.from(data)
+      if (compressed) ws.send(payload, onSent)
+      else ws.send(payload)
+    },
+    close(code, reason) {
+      ws.close(code, reason)
+    },
+    terminate() {
+      ws.terminate()
+    },
+    pause() {
+      ws.pause()
+    },
+    resume() {
+      ws.resume()
+    },
+    ping() {
+      ws.ping()
+    },
+  }
+
+  let settle: () => void = () => {}
+  const ended = new Promise<void>((resolve) => {
+    settle = resolve
+  })
+
+  events = request.open(socket)
+  const core = events
+
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    core.message(isBinary ? ownBytes(data) : data.toString('utf8'))
+  })
+  ws.on('pong', () => core.pong())
+  // Without this listener, the first bad frame would throw from an EventEmitter and crash the
+  // process; ws sends the close frame for the fault itself.
+  ws.on('error', (error: Error) => core.error(error, closeCodeOf(error)))
+  ws.on('close', (code: number, reason: Buffer) => {
+    raw.off('drain', onDrain)
+    core.closed(code, reason.toString('utf8'))
+    settle()
+  })
+  const onDrain = () => core.drain()
+  raw.on('drain', onDrain)
+
+  return {
+    goAway(code, reason) {
+      // Through the core: it sends the frame once, rejects pending sends, and tears down a
+      // peer that does not answer within the close-handshake timeout.
+      void core.shutdown(code, reason)
+    },
+    terminate() {
+      ws.terminate()
+    },
+    ended,
+  }
+}

@@ -1,0 +1,641 @@
+import { once } from 'node:events'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { type CloseError, type Conn, type Controller, upgrade } from '@handshake/core'
+import { getRequestListener } from '@hono/node-server'
+import { Hono } from 'hono'
+import { WebSocket as UndiciWebSocket } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket, { WebSocketServer } from 'ws'
+import { attach, type HandshakeServer, type ServeOptions, serve } from '../src/index.js'
+import { clientFrame, exchange, findCloseFrame, handshake, openRaw, parseResponse } from './raw.js'
+
+// --- the app ---
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+/** What the controllers saw, for the tests to check from outside. */
+const seen = {
+  binary: [] as { byteLength: number; bufferLength: number; isBuffer: boolean }[],
+  pinged: false,
+  flood: { conn: undefined as Conn | undefined, sent: 0, received: 0, read: () => {} },
+  lingerEnd: undefined as Promise<{ error: CloseError; elapsed: number }> | undefined,
+  shutdownEnds: [] as Promise<string>[],
+}
+
+class Echo implements Controller {
+  async serve(conn: Conn) {
+    for await (const msg of conn) {
+      if (msg.type === 'binary') {
+        seen.binary.push({
+          byteLength: msg.data.byteLength,
+          bufferLength: msg.data.buffer.byteLength,
+          isBuffer: Buffer.isBuffer(msg.data),
+        })
+      }
+      await conn.send(msg.data)
+    }
+  }
+}
+
+class WithHeaders extends Echo {
+  upgradeHeaders() {
+    return { 'X-Upgrade': 'from-controller' }
+  }
+}
+
+class Ping implements Controller {
+  async serve(conn: Conn) {
+    await conn.read()
+    await conn.ping()
+    seen.pinged = true
+    await conn.send(`pong after ping, canPing=${conn.canPing}`)
+    for await (const _ of conn) {
+    }
+  }
+}
+
+const FLOOD_CHUNK = new Uint8Array(64 * KiB).fill(7)
+const FLOOD_TOTAL = 256 * MiB
+
+class FloodOut implements Controller {
+  async serve(conn: Conn) {
+    seen.flood.conn = conn
+    seen.flood.sent = 0
+    while (seen.flood.sent < FLOOD_TOTAL) {
+      await conn.send(FLOOD_CHUNK)
+      seen.flood.sent += FLOOD_CHUNK.byteLength
+    }
+    for await (const _ of conn) {
+    }
+  }
+}
+
+class FloodIn implements Controller {
+  async serve(conn: Conn) {
+    seen.flood.conn = conn
+    seen.flood.received = 0
+    // Do not read until the test says so: the peer keeps sending meanwhile.
+    await new Promise<void>((resolve) => {
+      seen.flood.read = resolve
+    })
+    for await (const msg of conn) {
+      seen.flood.received += typeof msg.data === 'string' ? msg.data.length : msg.data.byteLength
+    }
+  }
+}
+
+class Linger implements Controller {
+  serve(conn: Conn) {
+    const started = performance.now()
+    // The raw peer never answers this close frame: the core's timer must tear the socket down.
+    seen.lingerEnd = conn.close(1000, 'bye').then(() =>
+      conn.read().then(
+        () => {
+          throw new Error('read after close resolved')
+        },
+        (error: CloseError) => ({ error, elapsed: performance.now() - started }),
+      ),
+    )
+    return seen.lingerEnd.then(() => {})
+  }
+}
+
+class Recorder implements Controller {
+  serve(conn: Conn) {
+    const end = (async () => {
+      for await (const _ of conn) {
+      }
+      return `serve ended quietly, signal: ${(conn.signal.reason as CloseError).code}`
+    })()
+    seen.shutdownEnds.push(end)
+    return end.then(() => {})
+  }
+}
+
+/** Faults are expected here: keep them out of the test output, but keep them. */
+const logged: unknown[][] = []
+const quiet = { logger: { error: (...args: unknown[]) => logged.push(args) } }
+
+/** Holds an upgrade in the middleware until the test opens it. */
+const gate = { entered: false, open: () => {} }
+
+function makeApp(): Hono {
+  const app = new Hono()
+  app.use('*', async (c, next) => {
+    await next()
+    c.header('X-Middleware', 'after')
+  })
+  app.get('/health', (c) => c.text('ok'))
+  app.get('/ws', upgrade(new Echo(), quiet))
+  app.get('/headers', upgrade(new WithHeaders(), { ...quiet, subprotocols: ['v2', 'v1'] }))
+  app.get('/debug', upgrade(new Echo(), { ...quiet, debug: true }))
+  app.get('/ping', upgrade(new Ping(), quiet))
+  app.get('/small', upgrade(new Echo(), { ...quiet, maxMessageSize: 1024 }))
+  app.get('/flood-out', upgrade(new FloodOut(), quiet))
+  app.get('/flood-in', upgrade(new FloodIn(), quiet))
+  app.get('/linger', upgrade(new Linger(), { ...quiet, closeHandshakeTimeout: 300 }))
+  app.get('/shutdown', upgrade(new Recorder(), { ...quiet, closeHandshakeTimeout: 500 }))
+  app.get('/plain', (c) => c.json({ route: 'plain' }, 418))
+  app.get(
+    '/gated',
+    async (_c, next) => {
+      gate.entered = true
+      await new Promise<void>((resolve) => {
+        gate.open = resolve
+      })
+      await next()
+    },
+    upgrade(new Echo(), quiet),
+  )
+  return app
+}
+
+// --- helpers ---
+
+async function start(
+  options: Partial<ServeOptions> = {},
+): Promise<{ server: HandshakeServer; port: number }> {
+  const app = makeApp()
+  let server: HandshakeServer | undefined
+  const info = await new Promise<AddressInfo>((resolve) => {
+    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1', ...options }, resolve)
+  })
+  return { server: server as HandshakeServer, port: info.port }
+}
+
+async function openWs(url: string, protocols?: string[]): Promise<WebSocket> {
+  const client = new WebSocket(url, protocols)
+  await once(client, 'open')
+  return client
+}
+
+function nextMessage(client: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
+  return new Promise((resolve) => {
+    client.once('message', (data: Buffer, isBinary: boolean) => resolve({ data, isBinary }))
+  })
+}
+
+function closeOf(client: WebSocket): Promise<{ code: number; reason: string }> {
+  return new Promise((resolve) => {
+    client.once('close', (code: number, reason: Buffer) =>
+      resolve({ code, reason: reason.toString() }),
+    )
+  })
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error('Timed out waiting for a condition')
+    await sleep(10)
+  }
+}
+
+// Live memory needs a collection first: garbage would hide whether anything is retained.
+setFlagsFromString('--expose-gc')
+const collect = runInNewContext('gc') as () => void
+
+/**
+ * Live memory of this process: the JS heap plus every ArrayBuffer and Buffer. (`external` also
+ * counts backing stores that V8 frees on a background thread after a collection: noise here.)
+ */
+function liveBytes(): number {
+  collect()
+  const usage = process.memoryUsage()
+  return usage.heapUsed + usage.arrayBuffers
+}
+
+/** Samples live memory and RSS until stopped; returns the peaks over the baseline. */
+function sampleMemory(): { stop(): { live: number; rss: number } } {
+  const baseLive = liveBytes()
+  const baseRss = process.memoryUsage().rss
+  let live = 0
+  let rss = 0
+  const timer = setInterval(() => {
+    live = Math.max(live, liveBytes() - baseLive)
+    rss = Math.max(rss, process.memoryUsage().rss - baseRss)
+  }, 100)
+  return {
+    stop() {
+      clearInterval(timer)
+      live = Math.max(live, liveBytes() - baseLive)
+      return { live, rss }
+    },
+  }
+}
+
+// --- tests ---
+
+describe('@handshake/node', () => {
+  let server: HandshakeServer
+  let port: number
+  let url: string
+
+  beforeAll(async () => {
+    ;({ server, port } = await start())
+    url = `ws://127.0.0.1:${port}`
+  })
+  afterAll(async () => {
+    await server.shutdown({ timeout: 2000 })
+  })
+
+  describe('upgrade', () => {
+    it('echoes text and binary with a ws client, binary as exactly the bytes', async () => {
+      const client = await openWs(`${url}/ws`)
+      client.send('hello')
+      expect((await nextMessage(client)).data.toString()).toBe('hello')
+      const payload = Buffer.from([1, 2, 3, 4, 5])
+      seen.binary = []
+      client.send(payload)
+      const echoed = await nextMessage(client)
+      expect(echoed.isBinary).toBe(true)
+      expect([...echoed.data]).toEqual([1, 2, 3, 4, 5])
+      // A plain Uint8Array that owns its buffer, not a slice of ws's receive buffer.
+      expect(seen.binary).toEqual([{ byteLength: 5, bufferLength: 5, isBuffer: false }])
+      const closed = closeOf(client)
+      client.close(1000, 'done')
+      expect(await closed).toEqual({ code: 1000, reason: 'done' })
+    })
+
+    it("echoes with undici's WebSocket", async () => {
+      const client = new UndiciWebSocket(`${url}/ws`)
+      client.binaryType = 'arraybuffer'
+      await new Promise((resolve, reject) => {
+        client.onopen = resolve
+        client.onerror = reject
+      })
+      const message = new Promise<unknown>((resolve) => {
+        client.onmessage = (event) => resolve(event.data)
+      })
+      client.send('from undici')
+      expect(await message).toBe('from undici')
+      const closed = new Promise<number>((resolve) => {
+        client.onclose = (event) => resolve(event.code)
+      })
+      client.close(1000)
+      expect(await closed).toBe(1000)
+    })
+
+    it('puts upgradeHeaders, middleware headers and the chosen subprotocol on the 101', async () => {
+      const client = new WebSocket(`${url}/headers`, ['v1', 'v2'])
+      const upgraded = once(client, 'upgrade')
+      await once(client, 'open')
+      const [response] = (await upgraded) as [{ headers: Record<string, string> }]
+      expect(response.headers['x-upgrade']).toBe('from-controller')
+      expect(response.headers['x-middleware']).toBe('after')
+      // The server's preference wins, not the client's first offer (ws's own default).
+      expect(response.headers['sec-websocket-protocol']).toBe('v2')
+      expect(client.protocol).toBe('v2')
+      client.close()
+    })
+
+    it('chooses no subprotocol when none matches', async () => {
+      const client = new WebSocket(`${url}/headers`, ['other'])
+      const error = await new Promise<Error>((resolve) => client.once('error', resolve))
+      // A client that insists on its protocol fails; the server went on without one.
+      expect(error.message).toMatch(/Server sent no subprotocol/)
+    })
+
+    it('writes a refused upgrade whole on the raw socket: status, headers and JSON body', async () => {
+      const text = await exchange(port, handshake('/ws', port, { Origin: 'http://evil.example' }))
+      const response = parseResponse(text)
+      expect(response.status).toBe(403)
+      expect(text.startsWith('HTTP/1.1 403 Forbidden\r\n')).toBe(true)
+      expect(response.headers.get('content-type')).toBe('application/json')
+      expect(response.headers.get('sec-websocket-version')).toBe('13')
+      expect(response.headers.get('x-middleware')).toBe('after')
+      expect(response.headers.get('connection')).toBe('close')
+      expect(Number(response.headers.get('content-length'))).toBe(Buffer.byteLength(response.body))
+      expect(JSON.parse(response.body)).toEqual({ error: 'Forbidden' })
+    })
+
+    it('gives a ws client the refusal body too, with the debug reason', async () => {
+      const client = new WebSocket(`${url}/debug`, { headers: { Origin: 'http://evil.example' } })
+      client.on('error', () => {})
+      const [, response] = (await once(client, 'unexpected-response')) as [unknown, IncomingMessage]
+      expect(response.statusCode).toBe(403)
+      let body = ''
+      for await (const chunk of response) body += chunk
+      expect(JSON.parse(body).error).toMatch(/Origin "http:\/\/evil.example" is not allowed/)
+      client.terminate()
+    })
+
+    it('answers 404 for an upgrade to a path the app does not route', async () => {
+      const response = parseResponse(await exchange(port, handshake('/nowhere', port)))
+      expect(response.status).toBe(404)
+      expect(response.body).toBe('404 Not Found')
+    })
+
+    it("writes any other route's answer to an upgrade request whole", async () => {
+      const response = parseResponse(await exchange(port, handshake('/plain', port)))
+      expect(response.status).toBe(418)
+      expect(JSON.parse(response.body)).toEqual({ route: 'plain' })
+    })
+
+    it('still serves plain HTTP on the same server', async () => {
+      const response = await fetch(`http://127.0.0.1:${port}/health`)
+      expect(response.status).toBe(200)
+      expect(await response.text()).toBe('ok')
+    })
+
+    it('answers ping with the peer pong', async () => {
+      const client = await openWs(`${url}/ping`)
+      let pings = 0
+      client.on('ping', () => pings++)
+      seen.pinged = false
+      const message = nextMessage(client)
+      client.send('go')
+      expect((await message).data.toString()).toBe('pong after ping, canPing=true')
+      expect(seen.pinged).toBe(true)
+      expect(pings).toBe(1)
+      client.close()
+    })
+
+    it('closes with 1009 through ws maxPayload, tied to maxMessageSize', async () => {
+      const client = await openWs(`${url}/small`)
+      const closed = closeOf(client)
+      client.send(Buffer.alloc(1024))
+      expect((await nextMessage(client)).data.byteLength).toBe(1024)
+      client.send(Buffer.alloc(1025))
+      expect((await closed).code).toBe(1009)
+    })
+
+    it('survives protocol faults: 1007 for invalid UTF-8, 1002 for an unmasked frame', async () => {
+      const bystander = await openWs(`${url}/ws`)
+      for (const [frame, code] of [
+        [clientFrame(0x1, new Uint8Array([0xff, 0xfe])), 1007],
+        [clientFrame(0x2, new Uint8Array([1]), false), 1002],
+      ] as const) {
+        const { socket } = await openRaw(port, '/ws')
+        const received: Buffer[] = []
+        socket.on('data', (chunk) => received.push(chunk))
+        socket.resume()
+        socket.write(frame)
+        await once(socket, 'close')
+        expect(findCloseFrame(Buffer.concat(received))?.code).toBe(code)
+      }
+      // The process and the other connections never noticed.
+      const echoed = nextMessage(bystander)
+      bystander.send('still here')
+      expect((await echoed).data.toString()).toBe('still here')
+      bystander.close()
+    })
+
+    it('tears the socket down with terminate() when the peer never answers the close', async () => {
+      const { socket, rest } = await openRaw(port, '/linger')
+      const received: Buffer[] = [rest]
+      socket.on('data', (chunk) => received.push(chunk))
+      socket.resume()
+      const closedAt = once(socket, 'close').then(() => performance.now())
+      const started = performance.now()
+      await until(() => seen.lingerEnd !== undefined)
+      const end = await (seen.lingerEnd as NonNullable<typeof seen.lingerEnd>)
+      expect(findCloseFrame(Buffer.concat(received))).toEqual({ code: 1000, reason: 'bye' })
+      expect(end.error.code).toBe(1006)
+      expect(end.error.reason).toMatch(/did not answer the close frame within 300 ms/)
+      expect(end.elapsed).toBeGreaterThanOrEqual(290)
+      expect(end.elapsed).toBeLessThan(5000)
+      // The server destroyed the TCP connection although the peer kept it open.
+      expect((await closedAt) - started).toBeLessThan(5000)
+    })
+  })
+
+  describe('back-pressure', () => {
+    it('keeps send() pending and memory bounded while the peer does not read', async () => {
+      const { socket, rest } = await openRaw(port, '/flood-out')
+      // The peer reads nothing: the server may only fill its high-water mark and the kernel.
+      const memory = sampleMemory()
+      await until(() => seen.flood.conn !== undefined && seen.flood.sent > 0)
+      await sleep(1000)
+      const stalledAt = seen.flood.sent
+      await sleep(500)
+      const conn = seen.flood.conn as Conn
+      expect(seen.flood.sent - stalledAt).toBeLessThanOrEqual(2 * MiB)
+      expect(seen.flood.sent).toBeLessThan(64 * MiB)
+      expect(conn.bufferedAmount).toBeLessThanOrEqual(MiB + FLOOD_CHUNK.byteLength)
+      expect(conn.bufferedAmount).toBeGreaterThan(0)
+
+      // Now the peer reads (and drops) everything: the whole flood goes through, still bounded.
+      let received = rest.byteLength
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.byteLength
+      })
+      socket.resume()
+      await until(() => received >= FLOOD_TOTAL, 60_000)
+      const peak = memory.stop()
+      expect(seen.flood.sent).toBe(FLOOD_TOTAL)
+      expect(peak.live).toBeLessThan(48 * MiB)
+      expect(peak.rss).toBeLessThan(FLOOD_TOTAL / 2)
+      socket.destroy()
+      seen.flood.conn = undefined
+    }, 90_000)
+
+    it('pauses the TCP socket while serve does not read, so a flooding peer is held back', async () => {
+      const { socket } = await openRaw(port, '/flood-in')
+      const frame = clientFrame(0x2, FLOOD_CHUNK)
+      let written = 0
+      let stopped = false
+      const pump = () => {
+        while (!stopped && written < FLOOD_TOTAL) {
+          written += FLOOD_CHUNK.byteLength
+          if (!socket.write(frame)) {
+            socket.once('drain', pump)
+            return
+          }
+        }
+      }
+      const memory = sampleMemory()
+      pump()
+      await sleep(1500)
+      const heldAt = written
+      await sleep(500)
+      // The server stopped reading: the peer's writes stall far below what it wants to send.
+      expect(written - heldAt).toBeLessThanOrEqual(2 * MiB)
+      expect(written).toBeLessThan(64 * MiB)
+      expect((seen.flood.conn as Conn).state).toBe('open')
+
+      seen.flood.read()
+      await until(() => seen.flood.received >= FLOOD_TOTAL, 60_000)
+      const peak = memory.stop()
+      expect(seen.flood.received).toBe(FLOOD_TOTAL)
+      expect(peak.live).toBeLessThan(48 * MiB)
+      expect(peak.rss).toBeLessThan(FLOOD_TOTAL / 2)
+      stopped = true
+      socket.destroy()
+      seen.flood.conn = undefined
+    }, 90_000)
+  })
+})
+
+describe('graceful shutdown', () => {
+  it('closes every connection with 1001, seen by ws and undici clients, then the server', async () => {
+    const { server, port } = await start()
+    const url = `ws://127.0.0.1:${port}/shutdown`
+    seen.shutdownEnds = []
+    const wsClient = await openWs(url)
+    const undiciClient = new UndiciWebSocket(url)
+    await new Promise((resolve, reject) => {
+      undiciClient.onopen = resolve
+      undiciClient.onerror = reject
+    })
+    await until(() => seen.shutdownEnds.length === 2)
+    expect(server.websockets.size).toBe(2)
+    const wsClosed = closeOf(wsClient)
+    const undiciClosed = new Promise<{ code: number; reason: string; wasClean: boolean }>(
+      (resolve) => {
+        undiciClient.onclose = ({ code, reason, wasClean }) => resolve({ code, reason, wasClean })
+      },
+    )
+
+    await server.shutdown()
+
+    expect(await wsClosed).toEqual({ code: 1001, reason: 'Server shutting down' })
+    expect(await undiciClosed).toEqual({
+      code: 1001,
+      reason: 'Server shutting down',
+      wasClean: true,
+    })
+    expect(await Promise.all(seen.shutdownEnds)).toEqual([
+      'serve ended quietly, signal: 1001',
+      'serve ended quietly, signal: 1001',
+    ])
+    expect(server.websockets.size).toBe(0)
+    expect(server.listening).toBe(false)
+    // New upgrades are refused once the shutdown started; here the port is simply closed.
+    await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow()
+  })
+
+  it('bounds the wait by the close-handshake timeout when a peer never answers', async () => {
+    const { server, port } = await start()
+    seen.shutdownEnds = []
+    const { socket } = await openRaw(port, '/shutdown')
+    const received: Buffer[] = []
+    socket.on('data', (chunk) => received.push(chunk))
+    socket.resume()
+    await until(() => seen.shutdownEnds.length === 1)
+    const started = performance.now()
+    // server.close(callback) is the same graceful shutdown.
+    await new Promise<void>((resolve, reject) =>
+      server.close((err?: Error) => (err ? reject(err) : resolve())),
+    )
+    const elapsed = performance.now() - started
+    expect(findCloseFrame(Buffer.concat(received))).toEqual({
+      code: 1001,
+      reason: 'Server shutting down',
+    })
+    expect(elapsed).toBeGreaterThanOrEqual(450)
+    expect(elapsed).toBeLessThan(8000)
+    // The server tore the TCP connection down; the peer never closed it.
+    if (!socket.destroyed) await once(socket, 'close')
+  })
+
+  it('refuses upgrades still on their way with 503 once shutting down', async () => {
+    const { server, port } = await start()
+    const { socket } = await openRaw(port, '/linger')
+    socket.resume()
+    const text = exchange(port, handshake('/gated', port))
+    await until(() => gate.entered)
+    const done = server.shutdown({ timeout: 3000 })
+    gate.open()
+    const response = parseResponse(await text)
+    expect(response.status).toBe(503)
+    expect(JSON.parse(response.body)).toEqual({ error: 'Service Unavailable' })
+    await done
+    expect(server.listening).toBe(false)
+    socket.destroy()
+  })
+})
+
+describe('attach', () => {
+  let server: Server
+  let port: number
+  let foreign: WebSocketServer
+
+  beforeAll(async () => {
+    const app = makeApp()
+    server = createServer(getRequestListener(app.fetch))
+    // A foreign `upgrade` listener, registered first, owning one path.
+    foreign = new WebSocketServer({ noServer: true })
+    foreign.on('connection', (ws) => ws.on('message', (data) => ws.send(`foreign: ${data}`)))
+    server.on('upgrade', (request, socket, head) => {
+      if (request.url !== '/foreign') return
+      foreign.handleUpgrade(request, socket, head, (ws) => foreign.emit('connection', ws, request))
+    })
+    const websockets = attach(server, app.fetch)
+    expect(websockets.size).toBe(0)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    port = (server.address() as AddressInfo).port
+    Object.assign(server, { websockets })
+  })
+  afterAll(async () => {
+    foreign.close()
+    await (server as Server & { websockets: { shutdown(): Promise<void> } }).websockets.shutdown()
+  })
+
+  it('serves upgrades on a server the user made', async () => {
+    const client = await openWs(`ws://127.0.0.1:${port}/ws`)
+    const message = nextMessage(client)
+    client.send('attached')
+    expect((await message).data.toString()).toBe('attached')
+    client.close()
+  })
+
+  it("leaves a path the app does not route to the other 'upgrade' listeners", async () => {
+    const client = await openWs(`ws://127.0.0.1:${port}/foreign`)
+    const message = nextMessage(client)
+    client.send('hi')
+    expect((await message).data.toString()).toBe('foreign: hi')
+    client.close()
+  })
+
+  it('still answers a refused upgrade whole next to a foreign listener', async () => {
+    const text = await exchange(port, handshake('/ws', port, { Origin: 'http://evil.example' }))
+    expect(parseResponse(text).status).toBe(403)
+    expect(JSON.parse(parseResponse(text).body)).toEqual({ error: 'Forbidden' })
+  })
+})
+
+describe('options', () => {
+  it('negotiates permessage-deflate only when enabled', async () => {
+    const plain = await start()
+    const deflating = await start({ perMessageDeflate: true })
+    try {
+      const a = await openWs(`ws://127.0.0.1:${plain.port}/ws`)
+      const b = await openWs(`ws://127.0.0.1:${deflating.port}/ws`)
+      expect(a.extensions).toBe('')
+      expect(b.extensions).toMatch(/permessage-deflate/)
+      const big = 'x'.repeat(512 * KiB)
+      const message = nextMessage(b)
+      b.send(big)
+      expect((await message).data.toString()).toBe(big)
+      a.close()
+      b.close()
+    } finally {
+      await plain.server.shutdown({ timeout: 2000 })
+      await deflating.server.shutdown({ timeout: 2000 })
+    }
+  })
+
+  it('leaves requests that shouldHandle declines to other listeners', async () => {
+    const { server, port } = await start({ shouldHandle: (incoming) => incoming.url !== '/ws' })
+    const declined = new Promise<string | undefined>((resolve) =>
+      server.on('upgrade', (request, socket: Socket) => {
+        resolve(request.url)
+        socket.destroy()
+      }),
+    )
+    const client = new WebSocket(`ws://127.0.0.1:${port}/ws`)
+    client.on('error', () => {})
+    expect(await declined).toBe('/ws')
+    await server.shutdown({ timeout: 2000 })
+  })
+})

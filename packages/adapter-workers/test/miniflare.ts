@@ -1,0 +1,80 @@
+/**
+ * Starts the test Worker in real workerd through Miniflare, on a free 127.0.0.1 port, with
+ * everything offline: no `Request.cf` fetch, no telemetry. workerd's own output is kept so that
+ * tests can assert what it logged.
+ * @module
+ */
+import { createRequire } from 'node:module'
+import type { Readable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import { Log, LogLevel, Miniflare } from 'miniflare'
+
+/** The newest compatibility date that the pinned workerd supports. */
+export const COMPATIBILITY_DATE = '2026-04-26'
+
+/** A running Worker. */
+export interface RunningWorker {
+  /** `http://127.0.0.1:PORT` */
+  url: string
+  /** Everything workerd wrote to stdout and stderr so far. */
+  output(): string
+  stop(): Promise<void>
+}
+
+// esbuild comes with wrangler; resolve it from there rather than depend on it twice.
+const requireFromWrangler = createRequire(createRequire(import.meta.url).resolve('wrangler'))
+const esbuild = requireFromWrangler('esbuild') as {
+  build(options: Record<string, unknown>): Promise<{ outputFiles: { text: string }[] }>
+}
+
+/** Bundles `test/worker.ts` (the adapter from source, hono and the core from dist) into one module. */
+export async function bundleWorker(): Promise<string> {
+  const result = await esbuild.build({
+    entryPoints: [fileURLToPath(new URL('./worker.ts', import.meta.url))],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    conditions: ['workerd', 'worker', 'browser'],
+    target: 'es2022',
+    write: false,
+    logLevel: 'silent',
+  })
+  return result.outputFiles[0]!.text
+}
+
+/** Starts the bundled Worker in workerd. */
+export async function startWorker(
+  options: { compatibilityDate?: string; script?: string } = {},
+): Promise<RunningWorker> {
+  let output = ''
+  const mf = new Miniflare({
+    modules: true,
+    script: options.script ?? (await bundleWorker()),
+    host: '127.0.0.1',
+    port: 0,
+    compatibilityDate: options.compatibilityDate || COMPATIBILITY_DATE,
+    cf: false,
+    telemetry: { enabled: false },
+    log: new Log(LogLevel.WARN),
+    handleRuntimeStdio(stdout: Readable, stderr: Readable) {
+      stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString()
+      })
+      stderr.on('data', (chunk: Buffer) => {
+        output += chunk.toString()
+      })
+    },
+  })
+  let url: URL
+  try {
+    url = await mf.ready
+  } catch (err) {
+    await mf.dispose().catch(() => {})
+    throw new Error(`workerd did not start:\n${output}`, { cause: err })
+  }
+  return {
+    url: url.origin,
+    output: () => output,
+    stop: () => mf.dispose(),
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The same Worker under `wrangler dev`, offline: wrangler's own bundling keeps the adapter's
+ * import (the package has side effects) and the entry is a plain `export default app`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { CLOSE, parseClose, rawPeer, TEXT } from './peer.js'
+
+const wranglerBin = createRequire(import.meta.url).resolve('wrangler/bin/wrangler.js')
+const config = fileURLToPath(new URL('./wrangler.jsonc', import.meta.url))
+
+/** A port that was free a moment ago: wrangler takes a fixed `--port`. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+let wrangler: ChildProcess | undefined
+let url = ''
+let output = ''
+
+beforeAll(async () => {
+  const port = await freePort()
+  url = `http://127.0.0.1:${port}`
+  // Its own process group, so that stopping it stops workerd with it.
+  wrangler = spawn(
+    process.execPath,
+    [wranglerBin, 'dev', '-c', config, '--ip', '127.0.0.1', '--port', String(port)],
+    {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        WRANGLER_SEND_METRICS: 'false',
+        WRANGLER_SEND_ERROR_REPORTS: 'false',
+        CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+        CI: 'true',
+      },
+    },
+  )
+  const started = wrangler
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`wrangler dev did not start:\n${output}`)),
+      50_000,
+    )
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      if (output.includes('Ready on')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    }
+    started.stdout?.on('data', onData)
+    started.stderr?.on('data', onData)
+    started.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`wrangler dev exited with ${code}:\n${output}`))
+    })
+  })
+})
+
+afterAll(async () => {
+  const started = wrangler
+  if (!started?.pid || started.exitCode !== null) return
+  const exited = new Promise((resolve) => started.once('exit', resolve))
+  process.kill(-started.pid, 'SIGTERM')
+  const stopped = await Promise.race([
+    exited.then(() => true),
+    new Promise((r) => setTimeout(() => r(false), 5000)),
+  ])
+  if (!stopped) process.kill(-started.pid, 'SIGKILL')
+})
+
+it('serves the upgrade, the echo and the close handshake under wrangler dev', async () => {
+  const peer = await rawPeer(url, '/upgrade-headers?id=wrangler')
+  expect(peer.head).toMatch(/^X-Conformance: upgrade-headers$/im)
+  peer.send(TEXT, Buffer.from('over wrangler'))
+  expect((await peer.waitFor((frame) => frame.opcode === TEXT)).payload.toString()).toBe(
+    'over wrangler',
+  )
+  peer.close()
+  expect((await peer.waitFor((frame) => frame.opcode === CLOSE)).payload.byteLength).toBe(0)
+  const report = await fetch(`${url}/report/wrangler`)
+  expect(await report.json()).toMatchObject({ messagesRead: 1 })
+  peer.vanish()
+  expect(output).not.toContain('code had hung')
+}, 30_000)
+
+it('answers a close code with the same code', async () => {
+  const peer = await rawPeer(url, '/echo?id=wrangler-close')
+  peer.close(4001, 'bye')
+  expect(parseClose(await peer.waitFor((frame) => frame.opcode === CLOSE))).toEqual({
+    code: 4001,
+    reason: 'bye',
+  })
+  await peer.ended
+})
