@@ -1,0 +1,151 @@
+/**
+ * The chat end to end: the Node entry (`src/node.ts`) in a child process, and two headless
+ * Chromium pages driven by playwright-core. It needs Debian's `chromium` package
+ * (`apt-get install -y chromium`); without it the test fails, it never skips.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { afterAll, expect, it } from 'vitest'
+
+const CHROMIUM = '/usr/bin/chromium'
+const exampleDir = fileURLToPath(new URL('..', import.meta.url))
+const artifactsDir = fileURLToPath(new URL('../artifacts/', import.meta.url))
+
+interface Server {
+  readonly child: ChildProcess
+  readonly url: string
+  readonly exited: Promise<number | null>
+}
+
+// Wide margins: CI runs the whole suite in parallel on two cores.
+const SLOW = { timeout: 20_000 }
+
+const servers: Server[] = []
+let browser: Browser | undefined
+
+/** Starts `src/node.ts` as `pnpm start` does, and resolves with the URL it prints. */
+async function startServer(port = 0): Promise<Server> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/node.ts'], {
+    cwd: exampleDir,
+    env: { ...process.env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+  let output = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString()
+  })
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /http:\/\/127\.0\.0\.1:\d+\//.exec(output)
+      if (match) resolve(match[0])
+    })
+    exited.then((code) => reject(new Error(`The chat exited with ${code}:\n${output}`)))
+  })
+  const server = { child, url, exited }
+  servers.push(server)
+  return server
+}
+
+async function stopServer(server: Server): Promise<void> {
+  if (server.child.exitCode === null && server.child.signalCode === null) {
+    server.child.kill('SIGTERM')
+    // The graceful shutdown waits at most the close-handshake timeout (10 s); never longer.
+    const timer = setTimeout(() => server.child.kill('SIGKILL'), 15_000)
+    await server.exited
+    clearTimeout(timer)
+  }
+}
+
+/** A page of its own browser context (its own storage), as a second user would have. */
+async function openChat(url: string, name: string, errors: string[]): Promise<Page> {
+  const context = await (browser as Browser).newContext({ viewport: { width: 720, height: 640 } })
+  const page = await context.newPage()
+  page.on('pageerror', (err) => errors.push(`${name}: ${err.message}`))
+  await page.goto(`${url}?room=e2e&name=${name}`)
+  await page.locator('#status[data-state="open"]').waitFor()
+  return page
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.locator('#say input[name="text"]').fill(text)
+  await page.locator('#say input[name="text"]').press('Enter')
+}
+
+/** Debian's Chromium, headless, with a fresh profile. Checked in the test, so that it fails. */
+async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)`,
+    )
+  }
+  // launch() gives every run a fresh temporary profile (user-data-dir) and deletes it on close.
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  })
+}
+
+afterAll(async () => {
+  await browser?.close()
+  await Promise.all(servers.map(stopServer))
+})
+
+it('two pages chat in one room, see each other leave, and survive a server restart', {
+  timeout: 90_000,
+}, async () => {
+  browser = await launchChromium()
+  const errors: string[] = []
+  const server = await startServer()
+  const alice = await openChat(server.url, 'alice', errors)
+  const bob = await openChat(server.url, 'bob', errors)
+  const aliceLog = alice.locator('#log')
+  const bobLog = bob.locator('#log')
+
+  await expect.poll(() => aliceLog.textContent(), SLOW).toContain('bob joined')
+  await expect.poll(() => alice.locator('#members').textContent(), SLOW).toContain('alice, bob')
+
+  await say(alice, 'Hello, Bob!')
+  await expect.poll(() => bobLog.textContent(), SLOW).toContain('alice: Hello, Bob!')
+  await say(bob, 'Hi Alice <b>not bold</b>')
+  await expect.poll(() => aliceLog.textContent(), SLOW).toContain('bob: Hi Alice <b>not bold</b>')
+  // Text is shown as text, never as markup.
+  expect(await alice.locator('#log li.message b').count()).toBe(2)
+
+  await bob.close()
+  await expect.poll(() => aliceLog.textContent(), SLOW).toContain('bob left')
+  await expect.poll(() => alice.locator('#members').textContent(), SLOW).toBe('In the room: alice')
+
+  await mkdir(artifactsDir, { recursive: true })
+  await alice.screenshot({ path: `${artifactsDir}chat.png`, fullPage: true })
+
+  // Shutdown: the page hears 1001 Going Away, then retries with back-off.
+  const port = Number(new URL(server.url).port)
+  await stopServer(server)
+  expect(await server.exited).toBe(0)
+  await expect.poll(() => aliceLog.textContent(), SLOW).toMatch(/Disconnected \(1001: .+\)/)
+  await expect
+    .poll(() => alice.locator('#status').getAttribute('data-state'), SLOW)
+    .toMatch(/^(closed|connecting)$/)
+
+  // A new server on the same port: the page reconnects on its own and rejoins the room.
+  const restarted = await startServer(port)
+  await alice.locator('#status[data-state="open"]').waitFor({ timeout: 30_000 })
+  await expect.poll(() => aliceLog.textContent(), SLOW).toMatch(/alice joined[\s\S]*alice joined/)
+  await stopServer(restarted)
+
+  expect(errors).toEqual([])
+})
