@@ -4,7 +4,7 @@
  */
 import type { Duplex } from 'node:stream'
 import type { RuntimeSocket, SocketEvents, UpgradeRequest } from '@handshake/core'
-import { WebSocket } from 'ws'
+import type { WebSocket } from 'ws'
 
 // --- types ---
 
