@@ -60,15 +60,12 @@ export class Conn implements AsyncIterable<Message> {
   readonly protocol: string
   /** Whether {@link Conn.ping} works on this runtime (false on Deno and Cloudflare Workers). */
   readonly canPing: boolean
-  /**
-   * Aborts when the connection starts closing or has closed, from either side, so `serve` can
-   * cancel the work it started. Its `reason` is a {@link CloseError}.
-   */
-  readonly signal: AbortSignal
 
   readonly #socket: RuntimeSocket
   readonly #limits: ConnLimits
-  readonly #abort = new AbortController()
+  // Made on first use: most connections never ask for a signal or wait for the close.
+  #abort: AbortController | undefined
+  #abortReason: CloseError | undefined
   #closeHandshakeTimeout: number
   #state: ConnState = 'open'
 
@@ -83,8 +80,8 @@ export class Conn implements AsyncIterable<Message> {
   #fault: CloseError | undefined
   #closeError: CloseError | undefined
   #closeTimer: ReturnType<typeof setTimeout> | undefined
-  #closed: Promise<void>
-  #settleClosed: () => void = noop
+  #closed: Promise<void> | undefined
+  #settleClosed: (() => void) | undefined
 
   // Outbound: sends waiting for the runtime to drain, and pings waiting for a pong.
   #drainWaiters: Waiter<void>[] = []
@@ -102,10 +99,6 @@ export class Conn implements AsyncIterable<Message> {
     this.#closeHandshakeTimeout = limits.closeHandshakeTimeout
     this.protocol = protocol ?? ''
     this.canPing = typeof socket.ping === 'function'
-    this.signal = this.#abort.signal
-    this.#closed = new Promise((resolve) => {
-      this.#settleClosed = resolve
-    })
     this.events = {
       message: (data) => this.#onMessage(data),
       closed: (code, reason) => this.#onClosed(code, reason),
@@ -113,6 +106,18 @@ export class Conn implements AsyncIterable<Message> {
       drain: () => this.#onDrain(),
       pong: () => this.#onPong(),
     }
+  }
+
+  /**
+   * Aborts when the connection starts closing or has closed, from either side, so `serve` can
+   * cancel the work it started. Its `reason` is a {@link CloseError}.
+   */
+  get signal(): AbortSignal {
+    if (!this.#abort) {
+      this.#abort = new AbortController()
+      if (this.#abortReason) this.#abort.abort(this.#abortReason)
+    }
+    return this.#abort.signal
   }
 
   /** Where the connection is in its life. */
@@ -236,17 +241,17 @@ export class Conn implements AsyncIterable<Message> {
     } catch (err) {
       return Promise.reject(err)
     }
-    if (this.#state !== 'open') return this.#closed
+    if (this.#state !== 'open') return this.#whenClosed()
     this.#startClosing(code, reason)
     try {
       this.#socket.close(code, reason)
     } catch {
       this.#tearDown('The runtime refused to send the close frame')
-      return this.#closed
+      return this.#whenClosed()
     }
     // A runtime may end the connection inside close() (Bun does): then there is nothing to wait for.
     if ((this.#state as ConnState) === 'closing') this.#armCloseTimer()
-    return this.#closed
+    return this.#whenClosed()
   }
 
   /** Closes with 1000 and {@link NormalClosureMessage} (`'Server closed connection'`). See {@link Conn.close}. */
@@ -280,7 +285,7 @@ export class Conn implements AsyncIterable<Message> {
 
   /** @internal Resolves once the connection is closed, whoever closed it. */
   get closed(): Promise<void> {
-    return this.#closed
+    return this.#whenClosed()
   }
 
   // --- inbound ---
@@ -347,7 +352,7 @@ export class Conn implements AsyncIterable<Message> {
 
   #startClosing(code: number, reason: string): void {
     this.#state = 'closing'
-    this.#abort.abort(new CloseError(code, reason, false))
+    this.#abortWith(new CloseError(code, reason, false))
     // Sends waiting for a drain will never be written in full: fail them now.
     this.#rejectWaiters(new CloseError(code, reason, false))
   }
@@ -408,16 +413,33 @@ export class Conn implements AsyncIterable<Message> {
     this.#state = 'closed'
     this.#closeError = error
     clearTimeout(this.#closeTimer)
-    this.#abort.abort(error)
+    this.#abortWith(error)
     const reader = this.#reader
     this.#reader = undefined
     reader?.reject(error)
     this.#rejectWaiters(error)
-    this.#settleClosed()
+    this.#settleClosed?.()
+  }
+
+  /** Aborts the signal once, with the first reason: the close that started the end. */
+  #abortWith(reason: CloseError): void {
+    if (this.#abortReason) return
+    this.#abortReason = reason
+    this.#abort?.abort(reason)
+  }
+
+  #whenClosed(): Promise<void> {
+    this.#closed ??=
+      this.#state === 'closed'
+        ? resolved
+        : new Promise((resolve) => {
+            this.#settleClosed = resolve
+          })
+    return this.#closed
   }
 
   #endError(): CloseError {
-    return this.#closeError ?? (this.#abort.signal.reason as CloseError)
+    return this.#closeError ?? (this.#abortReason as CloseError)
   }
 
   // --- outbound ---
