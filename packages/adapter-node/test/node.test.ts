@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { encodeFrame, handshakeHeaders, Opcode, RawPeer, rawRequest } from '@handshake/conformance'
 import { type CloseError, type Conn, type Controller, upgrade } from '@handshake/core'
 import { getRequestListener } from '@hono/node-server'
 import { Hono } from 'hono'
@@ -10,7 +11,6 @@ import { WebSocket as UndiciWebSocket } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
 import { attach, type HandshakeServer, type ServeOptions, serve } from '../src/index.js'
-import { clientFrame, exchange, findCloseFrame, handshake, openRaw, parseResponse } from './raw.js'
 
 // --- the app ---
 
@@ -199,6 +199,18 @@ async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
   }
 }
 
+function httpUrl(port: number): string {
+  return `http://127.0.0.1:${port}`
+}
+
+/** Sends a handshake and reads the answer until the server closes the connection. */
+function refusal(port: number, path: string, extra: Record<string, string> = {}) {
+  return rawRequest(httpUrl(port), path, {
+    headers: { ...handshakeHeaders(), ...extra },
+    readToEnd: true,
+  })
+}
+
 // Live memory needs a collection first: garbage would hide whether anything is retained.
 setFlagsFromString('--expose-gc')
 const collect = runInNewContext('gc') as () => void
@@ -305,10 +317,9 @@ describe('@handshake/node', () => {
     })
 
     it('writes a refused upgrade whole on the raw socket: status, headers and JSON body', async () => {
-      const text = await exchange(port, handshake('/ws', port, { Origin: 'http://evil.example' }))
-      const response = parseResponse(text)
+      const response = await refusal(port, '/ws', { Origin: 'http://evil.example' })
       expect(response.status).toBe(403)
-      expect(text.startsWith('HTTP/1.1 403 Forbidden\r\n')).toBe(true)
+      expect(response.statusLine).toBe('HTTP/1.1 403 Forbidden')
       expect(response.headers.get('content-type')).toBe('application/json')
       expect(response.headers.get('sec-websocket-version')).toBe('13')
       expect(response.headers.get('x-middleware')).toBe('after')
@@ -329,13 +340,13 @@ describe('@handshake/node', () => {
     })
 
     it('answers 404 for an upgrade to a path the app does not route', async () => {
-      const response = parseResponse(await exchange(port, handshake('/nowhere', port)))
+      const response = await refusal(port, '/nowhere')
       expect(response.status).toBe(404)
       expect(response.body).toBe('404 Not Found')
     })
 
     it("writes any other route's answer to an upgrade request whole", async () => {
-      const response = parseResponse(await exchange(port, handshake('/plain', port)))
+      const response = await refusal(port, '/plain')
       expect(response.status).toBe(418)
       expect(JSON.parse(response.body)).toEqual({ route: 'plain' })
     })
@@ -371,16 +382,13 @@ describe('@handshake/node', () => {
     it('survives protocol faults: 1007 for invalid UTF-8, 1002 for an unmasked frame', async () => {
       const bystander = await openWs(`${url}/ws`)
       for (const [frame, code] of [
-        [clientFrame(0x1, new Uint8Array([0xff, 0xfe])), 1007],
-        [clientFrame(0x2, new Uint8Array([1]), false), 1002],
+        [{ opcode: Opcode.Text, payload: new Uint8Array([0xff, 0xfe]) }, 1007],
+        [{ opcode: Opcode.Binary, payload: new Uint8Array([1]), mask: false }, 1002],
       ] as const) {
-        const { socket } = await openRaw(port, '/ws')
-        const received: Buffer[] = []
-        socket.on('data', (chunk) => received.push(chunk))
-        socket.resume()
-        socket.write(frame)
-        await once(socket, 'close')
-        expect(findCloseFrame(Buffer.concat(received))?.code).toBe(code)
+        const peer = await RawPeer.connect(httpUrl(port), '/ws', { answerClose: false })
+        peer.sendFrame(frame)
+        await peer.ended
+        expect((await peer.closeFrame)?.code).toBe(code)
       }
       // The process and the other connections never noticed.
       const echoed = nextMessage(bystander)
@@ -390,15 +398,12 @@ describe('@handshake/node', () => {
     })
 
     it('tears the socket down with terminate() when the peer never answers the close', async () => {
-      const { socket, rest } = await openRaw(port, '/linger')
-      const received: Buffer[] = [rest]
-      socket.on('data', (chunk) => received.push(chunk))
-      socket.resume()
-      const closedAt = once(socket, 'close').then(() => performance.now())
+      const peer = await RawPeer.connect(httpUrl(port), '/linger', { answerClose: false })
+      const closedAt = peer.ended.then(() => performance.now())
       const started = performance.now()
       await until(() => seen.lingerEnd !== undefined)
       const end = await (seen.lingerEnd as NonNullable<typeof seen.lingerEnd>)
-      expect(findCloseFrame(Buffer.concat(received))).toEqual({ code: 1000, reason: 'bye' })
+      expect(await peer.closeFrame).toMatchObject({ code: 1000, reason: 'bye' })
       expect(end.error.code).toBe(1006)
       expect(end.error.reason).toMatch(/did not answer the close frame within 300 ms/)
       expect(end.elapsed).toBeGreaterThanOrEqual(290)
@@ -410,7 +415,10 @@ describe('@handshake/node', () => {
 
   describe('back-pressure', () => {
     it('keeps send() pending and memory bounded while the peer does not read', async () => {
-      const { socket, rest } = await openRaw(port, '/flood-out')
+      const peer = await RawPeer.connect(httpUrl(port), '/flood-out', {
+        paused: true,
+        discard: true,
+      })
       // The peer reads nothing: the server may only fill its high-water mark and the kernel.
       const memory = sampleMemory()
       await until(() => seen.flood.conn !== undefined && seen.flood.sent > 0)
@@ -424,30 +432,27 @@ describe('@handshake/node', () => {
       expect(conn.bufferedAmount).toBeGreaterThan(0)
 
       // Now the peer reads (and drops) everything: the whole flood goes through, still bounded.
-      let received = rest.byteLength
-      socket.on('data', (chunk: Buffer) => {
-        received += chunk.byteLength
-      })
-      socket.resume()
-      await until(() => received >= FLOOD_TOTAL, 60_000)
+      peer.resume()
+      await until(() => peer.bytesReceived >= FLOOD_TOTAL, 60_000)
       const peak = memory.stop()
       expect(seen.flood.sent).toBe(FLOOD_TOTAL)
       expect(peak.live).toBeLessThan(48 * MiB)
       expect(peak.rss).toBeLessThan(FLOOD_TOTAL / 2)
-      socket.destroy()
+      peer.vanish()
       seen.flood.conn = undefined
     }, 90_000)
 
     it('pauses the TCP socket while serve does not read, so a flooding peer is held back', async () => {
-      const { socket } = await openRaw(port, '/flood-in')
-      const frame = clientFrame(0x2, FLOOD_CHUNK)
+      const peer = await RawPeer.connect(httpUrl(port), '/flood-in', { paused: true })
+      // One frame, one mask key, written again and again.
+      const frame = encodeFrame({ opcode: Opcode.Binary, payload: FLOOD_CHUNK })
       let written = 0
       let stopped = false
       const pump = () => {
         while (!stopped && written < FLOOD_TOTAL) {
           written += FLOOD_CHUNK.byteLength
-          if (!socket.write(frame)) {
-            socket.once('drain', pump)
+          if (!peer.write(frame)) {
+            void peer.drained().then(pump)
             return
           }
         }
@@ -469,7 +474,7 @@ describe('@handshake/node', () => {
       expect(peak.live).toBeLessThan(48 * MiB)
       expect(peak.rss).toBeLessThan(FLOOD_TOTAL / 2)
       stopped = true
-      socket.destroy()
+      peer.vanish()
       seen.flood.conn = undefined
     }, 90_000)
   })
@@ -516,10 +521,7 @@ describe('graceful shutdown', () => {
   it('bounds the wait by the close-handshake timeout when a peer never answers', async () => {
     const { server, port } = await start()
     seen.shutdownEnds = []
-    const { socket } = await openRaw(port, '/shutdown')
-    const received: Buffer[] = []
-    socket.on('data', (chunk) => received.push(chunk))
-    socket.resume()
+    const peer = await RawPeer.connect(httpUrl(port), '/shutdown', { answerClose: false })
     await until(() => seen.shutdownEnds.length === 1)
     const started = performance.now()
     // server.close(callback) is the same graceful shutdown.
@@ -527,30 +529,26 @@ describe('graceful shutdown', () => {
       server.close((err?: Error) => (err ? reject(err) : resolve())),
     )
     const elapsed = performance.now() - started
-    expect(findCloseFrame(Buffer.concat(received))).toEqual({
-      code: 1001,
-      reason: 'Server shutting down',
-    })
+    expect(await peer.closeFrame).toMatchObject({ code: 1001, reason: 'Server shutting down' })
     expect(elapsed).toBeGreaterThanOrEqual(450)
     expect(elapsed).toBeLessThan(8000)
     // The server tore the TCP connection down; the peer never closed it.
-    if (!socket.destroyed) await once(socket, 'close')
+    await peer.ended
   })
 
   it('refuses upgrades still on their way with 503 once shutting down', async () => {
     const { server, port } = await start()
-    const { socket } = await openRaw(port, '/linger')
-    socket.resume()
-    const text = exchange(port, handshake('/gated', port))
+    const peer = await RawPeer.connect(httpUrl(port), '/linger', { answerClose: false })
+    const answer = refusal(port, '/gated')
     await until(() => gate.entered)
     const done = server.shutdown({ timeout: 3000 })
     gate.open()
-    const response = parseResponse(await text)
+    const response = await answer
     expect(response.status).toBe(503)
     expect(JSON.parse(response.body)).toEqual({ error: 'Service Unavailable' })
     await done
     expect(server.listening).toBe(false)
-    socket.destroy()
+    peer.vanish()
   })
 })
 
@@ -598,9 +596,9 @@ describe('attach', () => {
   })
 
   it('still answers a refused upgrade whole next to a foreign listener', async () => {
-    const text = await exchange(port, handshake('/ws', port, { Origin: 'http://evil.example' }))
-    expect(parseResponse(text).status).toBe(403)
-    expect(JSON.parse(parseResponse(text).body)).toEqual({ error: 'Forbidden' })
+    const response = await refusal(port, '/ws', { Origin: 'http://evil.example' })
+    expect(response.status).toBe(403)
+    expect(JSON.parse(response.body)).toEqual({ error: 'Forbidden' })
   })
 })
 

@@ -2,9 +2,9 @@
  * `@handshake/workers` in real workerd (Miniflare on 127.0.0.1): what only Workers has to prove,
  * and the differences from Node, asserted as differences.
  */
+import { Opcode, RawPeer } from '@handshake/conformance'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { type RunningWorker, startWorker } from './miniflare.js'
-import { CLOSE, parseClose, type RawPeer, rawPeer, TEXT } from './peer.js'
 import { FLOOD_MESSAGE_BYTES, FLOOD_MESSAGES } from './shared.js'
 
 const HUNG = 'code had hung'
@@ -31,12 +31,15 @@ async function json(url: string): Promise<Record<string, unknown> | undefined> {
   return response.status === 404 ? undefined : ((await response.json()) as Record<string, unknown>)
 }
 
-const isClose = (frame: { opcode: number }) => frame.opcode === CLOSE
+/** The payload of the first close frame the server sent. */
+const closePayload = (peer: RawPeer) =>
+  peer.frames.find((frame) => frame.opcode === Opcode.Close)?.payload
 
 /** Every peer a test opened, dropped after it so that none outlives its test. */
 const openPeers = new Set<RawPeer>()
+/** A peer that answers nothing by itself: the tests send every close frame by hand. */
 async function dial(url: string, path: string): Promise<RawPeer> {
-  const peer = await rawPeer(url, path)
+  const peer = await RawPeer.connect(url, path, { answerClose: false, answerPings: false })
   openPeers.add(peer)
   return peer
 }
@@ -59,17 +62,17 @@ describe('workerd, compatibility date 2026-04-26', () => {
 
   it('answers a close frame with no code with no code, and serve sees 1005', async () => {
     const peer = await dial(worker.url, '/echo?id=close-1005')
-    peer.send(TEXT, Buffer.from('hi'))
-    await peer.waitFor((frame) => frame.opcode === TEXT)
+    peer.send('hi')
+    await peer.read()
     peer.close()
-    const answer = await peer.waitFor(isClose)
-    expect(answer.payload.byteLength).toBe(0)
+    await peer.closeFrame
+    expect(closePayload(peer)?.byteLength).toBe(0)
     const seen = await eventually(
       () => report('close-1005'),
       (r) => r?.settled === true,
     )
     expect(seen?.readError).toMatchObject({ name: 'CloseError', code: 1005, wasClean: true })
-    expect(peer.frames.filter(isClose)).toHaveLength(1)
+    expect(peer.closeFramesReceived).toBe(1)
     await sleep(300)
     expect(worker.output()).not.toContain('Invalid WebSocket close code')
     expect(worker.output()).not.toContain(HUNG)
@@ -78,22 +81,19 @@ describe('workerd, compatibility date 2026-04-26', () => {
   it('answers a close frame with its own code and reason', async () => {
     const peer = await dial(worker.url, '/echo?id=close-4000')
     peer.close(4000, 'see you')
-    expect(parseClose(await peer.waitFor(isClose))).toEqual({ code: 4000, reason: 'see you' })
+    expect(await peer.closeFrame).toMatchObject({ code: 4000, reason: 'see you' })
     const seen = await eventually(
       () => report('close-4000'),
       (r) => r?.settled === true,
     )
     expect(seen?.readError).toMatchObject({ code: 4000, reason: 'see you', wasClean: true })
     await peer.ended
-    expect(peer.frames.filter(isClose)).toHaveLength(1)
+    expect(peer.closeFramesReceived).toBe(1)
   })
 
   it('difference: at the close timeout the connection settles but TCP stays up (no terminate)', async () => {
     const peer = await dial(worker.url, '/workers/close-first?id=timeout')
-    expect(parseClose(await peer.waitFor(isClose))).toEqual({
-      code: 4000,
-      reason: 'server is done',
-    })
+    expect(await peer.closeFrame).toMatchObject({ code: 4000, reason: 'server is done' })
     // The peer never answers: close() resolves at the 300 ms timeout, the Conn is closed...
     const seen = await eventually(
       () => record('timeout'),
@@ -112,7 +112,7 @@ describe('workerd, compatibility date 2026-04-26', () => {
     peer.close(4000, 'late')
     await sleep(300)
     expect(await record('timeout')).toEqual(seen)
-    expect(peer.frames.filter(isClose)).toHaveLength(1)
+    expect(peer.closeFramesReceived).toBe(1)
     peer.vanish()
     await sleep(300)
     expect(worker.output()).not.toContain(HUNG)
@@ -122,9 +122,9 @@ describe('workerd, compatibility date 2026-04-26', () => {
     const peer = await dial(worker.url, '/workers/after-close?id=leaves')
     // serve is asleep on a timer: without the adapter's waitUntil, workerd would cancel it
     // when the socket ends, and serve would never wake up.
-    peer.send(TEXT, Buffer.from('hi'))
+    peer.send('hi')
     peer.close(1001, 'leaving')
-    await peer.waitFor(isClose)
+    expect(await peer.closeFrame).toBeDefined()
     const seen = await eventually(
       () => record('leaves'),
       (r) => r?.finishedAfterClose === true,
@@ -136,9 +136,9 @@ describe('workerd, compatibility date 2026-04-26', () => {
 
   it('reports a protocol error with the code workerd names (1002 for a bad opcode)', async () => {
     const peer = await dial(worker.url, '/echo?id=bad-opcode')
-    peer.send(0x3, Buffer.from('hi'))
+    peer.sendFrame({ opcode: 0x3, payload: new TextEncoder().encode('hi') })
     // workerd sends its own close frame...
-    expect(parseClose(await peer.waitFor(isClose)).code).toBe(1002)
+    expect((await peer.closeFrame)?.code).toBe(1002)
     // ...and tells the adapter only in the error's message, which the adapter maps to 1002.
     const seen = await eventually(
       () => report('bad-opcode'),
@@ -149,21 +149,19 @@ describe('workerd, compatibility date 2026-04-26', () => {
 
   it('difference: invalid UTF-8 in a text frame arrives as U+FFFD, not as a 1007 close', async () => {
     const peer = await dial(worker.url, '/echo?id=bad-utf8')
-    peer.send(TEXT, Uint8Array.from([0x68, 0xff, 0x69]))
-    const echoed = await peer.waitFor((frame) => frame.opcode === TEXT)
-    expect(echoed.payload.toString()).toBe('h\uFFFDi')
+    peer.sendFrame({ opcode: Opcode.Text, payload: Uint8Array.from([0x68, 0xff, 0x69]) })
+    expect(await peer.read()).toEqual({ type: 'text', data: 'h\uFFFDi' })
   })
 
   it('difference: an unmasked client frame is accepted, not closed with 1002', async () => {
     const peer = await dial(worker.url, '/echo?id=unmasked')
-    peer.sendUnmasked(TEXT, Buffer.from('raw'))
-    const echoed = await peer.waitFor((frame) => frame.opcode === TEXT)
-    expect(echoed.payload.toString()).toBe('raw')
+    peer.sendFrame({ opcode: Opcode.Text, payload: new TextEncoder().encode('raw'), mask: false })
+    expect(await peer.read()).toEqual({ type: 'text', data: 'raw' })
   })
 
   it('difference: bufferedAmount stays 0, so sends resolve with a peer that reads nothing', async () => {
     const peer = await dial(worker.url, '/workers/flood?id=flood')
-    peer.stopReading()
+    peer.pause()
     const seen = await eventually(
       () => record('flood'),
       (r) => (r?.flood as { resolved: number } | undefined)?.resolved === FLOOD_MESSAGES,
@@ -192,8 +190,8 @@ describe('workerd, compatibility date 2025-06-01 (before the automatic close rep
     const worker = await startWorker({ compatibilityDate: OLD_DATE, script })
     try {
       const peer = await dial(worker.url, '/')
-      peer.send(TEXT, Buffer.from('hi'))
-      await peer.waitFor((frame) => frame.opcode === TEXT)
+      peer.send('hi')
+      await peer.read()
       peer.close(1000, 'bye')
       await eventually(
         async () => worker.output(),
@@ -217,11 +215,11 @@ describe('workerd, compatibility date 2025-06-01 (before the automatic close rep
     it('answers a close frame with no code with no code (close(1005) would throw)', async () => {
       const peer = await dial(worker.url, '/echo?id=old-1005')
       // A message first: that is what made Hono's helper hang.
-      peer.send(TEXT, Buffer.from('hi'))
-      await peer.waitFor((frame) => frame.opcode === TEXT)
+      peer.send('hi')
+      await peer.read()
       peer.close()
-      const answer = await peer.waitFor(isClose)
-      expect(answer.payload.byteLength).toBe(0)
+      await peer.closeFrame
+      expect(closePayload(peer)?.byteLength).toBe(0)
       const seen = await eventually(
         () => json(`${worker.url}/report/old-1005`),
         (r) => r?.settled === true,
@@ -236,19 +234,19 @@ describe('workerd, compatibility date 2025-06-01 (before the automatic close rep
     it('answers a close frame with its own code and reason', async () => {
       const peer = await dial(worker.url, '/echo?id=old-4000')
       // A message first: that is what made Hono's helper hang.
-      peer.send(TEXT, Buffer.from('hi'))
-      await peer.waitFor((frame) => frame.opcode === TEXT)
+      peer.send('hi')
+      await peer.read()
       peer.close(4000, 'see you')
-      expect(parseClose(await peer.waitFor(isClose))).toEqual({ code: 4000, reason: 'see you' })
+      expect(await peer.closeFrame).toMatchObject({ code: 4000, reason: 'see you' })
       await sleep(500)
       peer.vanish()
-      expect(peer.frames.filter(isClose)).toHaveLength(1)
+      expect(peer.closeFramesReceived).toBe(1)
       expect(worker.output()).not.toContain(HUNG)
     })
 
     it('closes first and completes the handshake when the peer answers', async () => {
       const peer = await dial(worker.url, '/workers/close-first?id=old-close-first&timeout=10000')
-      expect(parseClose(await peer.waitFor(isClose)).code).toBe(4000)
+      expect((await peer.closeFrame)?.code).toBe(4000)
       peer.close(4000, 'ok')
       const seen = await eventually(
         () => json(`${worker.url}/workers/record/old-close-first`),
@@ -257,7 +255,7 @@ describe('workerd, compatibility date 2025-06-01 (before the automatic close rep
       // Well under the 10 s timeout: the peer's answer, not the timer, ended the handshake.
       expect(seen?.closeMs).toBeLessThan(5000)
       expect(seen?.stateAfterClose).toBe('closed')
-      expect(peer.frames.filter(isClose)).toHaveLength(1)
+      expect(peer.closeFramesReceived).toBe(1)
       await sleep(300)
       peer.vanish()
       expect(worker.output()).not.toContain(HUNG)

@@ -6,8 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { Opcode, RawPeer } from '@handshake/conformance'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { CLOSE, parseClose, rawPeer, TEXT } from './peer.js'
 
 const wranglerBin = createRequire(import.meta.url).resolve('wrangler/bin/wrangler.js')
 const config = fileURLToPath(new URL('./wrangler.jsonc', import.meta.url))
@@ -82,14 +82,13 @@ afterAll(async () => {
 })
 
 it('serves the upgrade, the echo and the close handshake under wrangler dev', async () => {
-  const peer = await rawPeer(url, '/upgrade-headers?id=wrangler')
-  expect(peer.head).toMatch(/^X-Conformance: upgrade-headers$/im)
-  peer.send(TEXT, Buffer.from('over wrangler'))
-  expect((await peer.waitFor((frame) => frame.opcode === TEXT)).payload.toString()).toBe(
-    'over wrangler',
-  )
+  const peer = await RawPeer.connect(url, '/upgrade-headers?id=wrangler', { answerClose: false })
+  expect(peer.headers.get('x-conformance')).toBe('upgrade-headers')
+  peer.send('over wrangler')
+  expect(await peer.read()).toEqual({ type: 'text', data: 'over wrangler' })
   peer.close()
-  expect((await peer.waitFor((frame) => frame.opcode === CLOSE)).payload.byteLength).toBe(0)
+  await peer.closeFrame
+  expect(peer.frames.find((frame) => frame.opcode === Opcode.Close)?.payload.byteLength).toBe(0)
   const report = await fetch(`${url}/report/wrangler`)
   expect(await report.json()).toMatchObject({ messagesRead: 1 })
   peer.vanish()
@@ -97,11 +96,8 @@ it('serves the upgrade, the echo and the close handshake under wrangler dev', as
 }, 30_000)
 
 it('answers a close code with the same code', async () => {
-  const peer = await rawPeer(url, '/echo?id=wrangler-close')
+  const peer = await RawPeer.connect(url, '/echo?id=wrangler-close', { answerClose: false })
   peer.close(4001, 'bye')
-  expect(parseClose(await peer.waitFor((frame) => frame.opcode === CLOSE))).toEqual({
-    code: 4001,
-    reason: 'bye',
-  })
+  expect(await peer.closeFrame).toMatchObject({ code: 4001, reason: 'bye' })
   await peer.ended
 })

@@ -8,6 +8,8 @@ import { connect, type Socket } from 'node:net'
 /** A whole HTTP answer. */
 export interface HttpAnswer {
   status: number
+  /** The status line as sent, such as `HTTP/1.1 403 Forbidden`; absent in memory. */
+  statusLine?: string
   headers: Headers
   body: string
 }
@@ -18,11 +20,19 @@ export interface RawRequest {
   method?: string
   /** The headers, sent as given. `Host` is added when absent. */
   headers?: Record<string, string>
+  /**
+   * Read the body until the server ends the connection, whatever `Content-Length` says: the
+   * answer then proves the server closed the connection and sent nothing after the body.
+   * @defaultValue false
+   */
+  readToEnd?: boolean
 }
 
 /** The response head, and the bytes that followed it in the same reads. */
 export interface ResponseHead {
   status: number
+  /** The status line as sent. */
+  statusLine: string
   headers: Headers
   rest: Buffer
 }
@@ -92,7 +102,7 @@ export function readHead(socket: Socket): Promise<ResponseHead> {
         const colon = line.indexOf(':')
         if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim())
       }
-      resolve({ status, headers, rest: buffered.subarray(end + 4) })
+      resolve({ status, statusLine, headers, rest: buffered.subarray(end + 4) })
     }
     socket.on('data', onData)
     socket.once('close', onClose)
@@ -100,10 +110,13 @@ export function readHead(socket: Socket): Promise<ResponseHead> {
   })
 }
 
-/** Reads the body after a head: by `Content-Length`, chunked, or until the connection ends. */
-export function readBody(socket: Socket, head: ResponseHead): Promise<string> {
-  const length = head.headers.get('content-length')
-  const chunked = head.headers.get('transfer-encoding')?.toLowerCase().includes('chunked')
+/**
+ * Reads the body after a head: by `Content-Length`, chunked, or until the connection ends
+ * (always so with `toEnd`).
+ */
+export function readBody(socket: Socket, head: ResponseHead, toEnd = false): Promise<string> {
+  const length = toEnd ? null : head.headers.get('content-length')
+  const chunked = !toEnd && head.headers.get('transfer-encoding')?.toLowerCase().includes('chunked')
   return new Promise((resolve, reject) => {
     let buffered = head.rest
     const finish = (body: Buffer) => {
@@ -166,9 +179,9 @@ export async function rawRequest(
   try {
     const head = readHead(socket)
     writeRequest(socket, baseUrl, path, request)
-    const { status, headers, rest } = await head
-    const body = status === 101 ? '' : await readBody(socket, { status, headers, rest })
-    return { status, headers, body }
+    const answer = await head
+    const body = answer.status === 101 ? '' : await readBody(socket, answer, request.readToEnd)
+    return { status: answer.status, statusLine: answer.statusLine, headers: answer.headers, body }
   } finally {
     socket.destroy()
   }

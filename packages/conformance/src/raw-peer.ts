@@ -2,7 +2,7 @@
  * A WebSocket client written on `node:net`: it does the HTTP handshake itself and speaks frames
  * byte by byte, so it can do what no client library allows: never answer a close frame, send
  * invalid UTF-8, an unmasked frame or a reserved opcode, vanish mid-message, close with no code,
- * count the close frames the server sends.
+ * count the close frames the server sends, never answer a ping, stop reading.
  * @module
  */
 import { createHash, randomBytes } from 'node:crypto'
@@ -33,6 +33,12 @@ const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 export interface RawPeerOptions extends DialOptions {
   /** Mask the frames the peer sends, as RFC 6455 §5.3 requires of clients. @defaultValue true */
   mask?: boolean
+  /** Answer the server's pings with pongs. @defaultValue true */
+  answerPings?: boolean
+  /** Read nothing after the 101 until {@link RawPeer.resume}. @defaultValue false */
+  paused?: boolean
+  /** See {@link RawPeer.discard}. @defaultValue false */
+  discard?: boolean
 }
 
 /** A WebSocket client over raw TCP. See the module comment. */
@@ -46,6 +52,13 @@ export class RawPeer implements ControlledPeer {
   answerClose: boolean
   /** Whether sent frames are masked. */
   mask: boolean
+  /** Whether the server's pings are answered. */
+  answerPings: boolean
+  /**
+   * Drop data messages instead of queueing them for `read()`, and keep only control frames in
+   * `frames`: for a flood that would otherwise fill memory.
+   */
+  discard: boolean
   /** Every frame the server sent, in order. */
   readonly frames: Frame[] = []
 
@@ -55,6 +68,7 @@ export class RawPeer implements ControlledPeer {
   #fragments: Uint8Array[] = []
   #fragmentOpcode = 0
   #sentClose = false
+  #bytesReceived = 0
   #firstClose: ReceivedClose | undefined
   #settleCloseFrame!: (close: ReceivedClose | undefined) => void
   #settleClosed!: (close: PeerClose) => void
@@ -66,6 +80,8 @@ export class RawPeer implements ControlledPeer {
     this.protocol = headers.get('sec-websocket-protocol') ?? ''
     this.answerClose = options.answerClose ?? true
     this.mask = options.mask ?? true
+    this.answerPings = options.answerPings ?? true
+    this.discard = options.discard ?? false
     this.closeFrame = new Promise((resolve) => {
       this.#settleCloseFrame = resolve
     })
@@ -76,6 +92,7 @@ export class RawPeer implements ControlledPeer {
       this.#settleEnded = resolve
     })
     socket.on('data', (chunk: Buffer) => {
+      this.#bytesReceived += chunk.byteLength
       for (const frame of this.#decoder.push(chunk)) this.#onFrame(frame)
     })
     socket.once('close', () => this.#onEnd())
@@ -125,9 +142,10 @@ export class RawPeer implements ControlledPeer {
     }
     const peer = new RawPeer(socket, response.headers, options)
     if (response.rest.byteLength) {
+      peer.#bytesReceived += response.rest.byteLength
       for (const frame of peer.#decoder.push(response.rest)) peer.#onFrame(frame)
     }
-    socket.resume()
+    if (!options.paused) socket.resume()
     return peer
   }
 
@@ -144,6 +162,35 @@ export class RawPeer implements ControlledPeer {
   /** True until the TCP connection is closed. */
   get connected(): boolean {
     return !this.#socket.destroyed
+  }
+
+  /** Bytes the server sent after the 101 head, frame headers included. */
+  get bytesReceived(): number {
+    return this.#bytesReceived
+  }
+
+  /** Stops reading from TCP: what the server sends piles up in the kernel, then in the server. */
+  pause(): void {
+    this.#socket.pause()
+  }
+
+  /** Reads again after {@link RawPeer.pause} or the `paused` option. */
+  resume(): void {
+    this.#socket.resume()
+  }
+
+  /** Resolves once the bytes written so far left for the kernel (or the connection ended). */
+  drained(): Promise<void> {
+    if (this.#socket.writableLength === 0 || this.#socket.destroyed) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#socket.off('drain', done)
+        this.#socket.off('close', done)
+        resolve()
+      }
+      this.#socket.once('drain', done)
+      this.#socket.once('close', done)
+    })
   }
 
   // --- well-behaved ---
@@ -214,10 +261,11 @@ export class RawPeer implements ControlledPeer {
   // --- reading ---
 
   #onFrame(frame: Frame): void {
-    this.frames.push(frame)
+    if (!this.discard || frame.opcode >= Opcode.Close) this.frames.push(frame)
     switch (frame.opcode) {
       case Opcode.Ping:
-        if (!this.#sentClose) this.sendFrame({ opcode: Opcode.Pong, payload: frame.payload })
+        if (this.answerPings && !this.#sentClose)
+          this.sendFrame({ opcode: Opcode.Pong, payload: frame.payload })
         return
       case Opcode.Pong:
         return
@@ -239,6 +287,7 @@ export class RawPeer implements ControlledPeer {
 
   #deliver(opcode: number, payload: Uint8Array): void {
     this.#fragments = []
+    if (this.discard) return
     this.#inbox.push(
       opcode === Opcode.Text
         ? { type: 'text', data: new TextDecoder().decode(payload) }
