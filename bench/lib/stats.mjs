@@ -1,0 +1,101 @@
+/** Turning the rounds of one server into its row: medians, CPU per unit, and shares of a core. */
+
+/** The workloads, with the figure each is judged by. */
+export const WORKLOADS = {
+  small: {
+    title: 'Small-message echo',
+    what: '32-byte text, 64 connections, 16 messages outstanding on each',
+    metric: 'msgsPerS',
+    unit: 'msg/s',
+    per: 'msg',
+  },
+  large: {
+    title: 'Large-message echo',
+    what: '256 KiB binary, 8 connections, 1 message outstanding on each; MB/s echoed back',
+    metric: 'mbPerS',
+    unit: 'MB/s',
+    per: 'msg',
+  },
+  churn: {
+    title: 'Connection churn',
+    what: '16 connections at a time, each: connect, handshake, one 32-byte echo, close handshake, wait for the server to close TCP',
+    metric: 'connsPerS',
+    unit: 'conn/s',
+    per: 'conn',
+  },
+}
+
+/**
+ * The median of the defined numbers. Negative ones are dropped unless `signed` (loadgen reports
+ * -1 for "none"; a memory difference can be negative).
+ */
+export function median(values, signed = false) {
+  const xs = values.filter((v) => typeof v === 'number' && Number.isFinite(v) && (signed || v >= 0))
+  if (xs.length === 0) return undefined
+  xs.sort((a, b) => a - b)
+  const mid = xs.length >> 1
+  return xs.length % 2 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2
+}
+
+function throughputRow(rounds) {
+  const ok = rounds.filter((r) => !r.error)
+  const failed = rounds.filter((r) => r.error)
+  if (ok.length === 0) {
+    return failed.length ? { rounds: 0, failed: failed.length, error: failed[0].error } : undefined
+  }
+  const m = (f) => median(ok.map(f))
+  return {
+    rounds: ok.length,
+    failed: failed.length,
+    error: failed[0]?.error,
+    msgsPerS: m((r) => r.msgs_per_s),
+    mbPerS: m((r) => r.mb_per_s),
+    connsPerS: m((r) => r.conns_per_s),
+    rttP50: m((r) => r.rtt_p50_us),
+    rttP99: m((r) => r.rtt_p99_us),
+    closeP50: m((r) => r.close_p50_us),
+    closeP99: m((r) => r.close_p99_us),
+    upgradeP50: m((r) => r.connect_p50_us),
+    tcpEndP50: m((r) => r.eof_p50_us),
+    clientUsPerUnit: m((r) => r.client_cpu_us_per_unit),
+    serverUsPerUnit: m((r) => r.server_cpu_us_per_unit),
+    clientCores: m((r) => r.client_cpu_s / r.wall_s),
+    serverCores: m((r) => r.server_cpu_s / r.wall_s),
+    // Busy time of the whole machine that was neither loadgen nor the server (other work,
+    // and kernel time not charged to either).
+    otherCores: m((r) => Math.max(0, r.machine_cpu_s - r.client_cpu_s - r.server_cpu_s) / r.wall_s),
+    badEchoes: ok.reduce((sum, r) => sum + (r.bad_echoes ?? 0), 0),
+    errors: ok.reduce((sum, r) => sum + (r.errors ?? 0), 0),
+  }
+}
+
+function idleRow(rounds) {
+  const ok = rounds.filter((r) => !r.error)
+  const failed = rounds.filter((r) => r.error)
+  if (ok.length === 0) {
+    return failed.length ? { rounds: 0, failed: failed.length, error: failed[0].error } : undefined
+  }
+  const m = (f) => median(ok.map(f), true)
+  return {
+    rounds: ok.length,
+    failed: failed.length,
+    error: failed[0]?.error,
+    conns: m((r) => r.conns),
+    rssPerConn: m((r) => r.rssPerConn),
+    heapPerConn: m((r) => r.heapPerConn),
+    baseRss: m((r) => r.baseRss),
+    openS: m((r) => r.openS),
+  }
+}
+
+/** The row of one server from all its rounds. */
+export function summarize(row) {
+  return {
+    name: row.name,
+    unavailable: row.unavailable,
+    small: throughputRow(row.small),
+    large: throughputRow(row.large),
+    churn: throughputRow(row.churn),
+    idle: idleRow(row.idle),
+  }
+}

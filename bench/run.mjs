@@ -1,0 +1,358 @@
+/**
+ * The benchmark runner: `pnpm bench` (the whole set, under 10 minutes) or `pnpm bench:quick`
+ * (Node only, one short round, under 60 s).
+ *
+ * For each runtime it starts the raw server, Hono's helper, crossws and Handshake as separate
+ * processes on free ports of 127.0.0.1, and drives them with the C load generator, interleaved
+ * (every workload visits every server in turn, round after round, in alternating order), then
+ * takes the median of the rounds. Idle memory is measured on a fresh process per round.
+ *
+ * Options: --quick, --runtimes node,bun,deno,workers, --rounds N, --profile / --no-profile,
+ * --report-only (render BENCHMARKS.md again from the last results.json), --no-build (skip
+ * building the Handshake packages first).
+ * It is plain JavaScript so that Node 20 runs it with no TypeScript loader.
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { renderChart } from './lib/chart.mjs'
+import { buildLoadgen, openIdle, runLoad } from './lib/loadgen.mjs'
+import { getJson, sleep, startServer, stopServer } from './lib/proc.mjs'
+import { profileRuntime } from './lib/profile.mjs'
+import { renderReport } from './lib/report.mjs'
+import {
+  adapterMissing,
+  benchDir,
+  KINDS,
+  rootDir,
+  runtimes,
+  serverName,
+  versionOf,
+} from './lib/runtimes.mjs'
+import { summarize, WORKLOADS } from './lib/stats.mjs'
+
+// --- options ---
+
+const argv = process.argv.slice(2)
+const flag = (name) => argv.includes(`--${name}`)
+const option = (name) => {
+  const i = argv.indexOf(`--${name}`)
+  return i >= 0 ? argv[i + 1] : undefined
+}
+const quick = flag('quick')
+
+/** Durations and sizes. The full set fits in 10 minutes on 2 cores; the quick one in 60 s. */
+const config = quick
+  ? {
+      rounds: 1,
+      idleRounds: 1,
+      idleConns: 2000,
+      warmupMs: { small: 300, large: 200, churn: 200 },
+      durationMs: { small: 1000, large: 800, churn: 800 },
+    }
+  : {
+      rounds: 3,
+      idleRounds: 3,
+      warmupMs: { small: 400, large: 300, churn: 300 },
+      durationMs: { small: 1500, large: 1000, churn: 1000 },
+    }
+config.rounds = Number(option('rounds') ?? config.rounds)
+config.idleRounds = Math.min(config.idleRounds, config.rounds)
+
+const wanted = (option('runtimes') ?? (quick ? 'node' : 'node,bun,deno,workers')).split(',')
+const selected = runtimes().filter((rt) => wanted.includes(rt.id))
+
+const log = (...args) => console.error(`[bench ${((Date.now() - t0) / 1000).toFixed(0)}s]`, ...args)
+const t0 = Date.now()
+
+// --- one runtime ---
+
+/** The loadgen options of a workload. */
+function loadOptions(workload) {
+  const base = {
+    'warmup-ms': config.warmupMs[workload],
+    'duration-ms': config.durationMs[workload],
+  }
+  if (workload === 'small') return { ...base, conns: 64, window: 16, size: 32 }
+  if (workload === 'large') return { ...base, conns: 8, window: 1, size: 262_144, binary: true }
+  return { ...base, conns: 16, size: 32 }
+}
+
+function serverOptions(rt, kind) {
+  const [command, args] = rt.command(rt.entry(kind))
+  return { command, args, cwd: benchDir, env: rt.env, timeoutMs: rt.startTimeoutMs }
+}
+
+/** Why a server cannot run, or undefined. */
+function unavailable(rt, kind) {
+  if (rt.missing) return rt.missing
+  if (kind === 'handshake') return adapterMissing(rt)
+  return undefined
+}
+
+async function throughput(rt, rows) {
+  const started = {}
+  for (const kind of KINDS) {
+    if (rows[kind].unavailable) continue
+    try {
+      started[kind] = await startServer(serverOptions(rt, kind))
+    } catch (err) {
+      rows[kind].unavailable = `did not start: ${err.message}`
+      log(rt.id, kind, rows[kind].unavailable)
+    }
+  }
+  for (let round = 0; round < config.rounds; round++) {
+    // A B C D, then D C B A: drift on a shared machine hits every server alike.
+    const order = round % 2 === 0 ? KINDS : [...KINDS].reverse()
+    for (const workload of ['small', 'large', 'churn']) {
+      for (const kind of order) {
+        const server = started[kind]
+        if (!server) continue
+        try {
+          const result = await runLoad(
+            workload === 'churn' ? 'churn' : 'echo',
+            server.port,
+            server.pids(),
+            loadOptions(workload),
+          )
+          rows[kind][workload].push(result)
+        } catch (err) {
+          const exited = server.proc.exitCode !== null || server.proc.signalCode !== null
+          const why = exited ? `server exited: ${server.stderr().trim().slice(-300)}` : err.message
+          rows[kind][workload].push({ error: why })
+          log(rt.id, kind, workload, 'failed:', why)
+        }
+      }
+      log(rt.id, `round ${round + 1}/${config.rounds}`, workload, 'done')
+    }
+  }
+  for (const server of Object.values(started)) await stopServer(server)
+}
+
+async function memory(rt, server) {
+  // /stats runs a full GC first, so the RSS read after it is as settled as it gets.
+  const stats = rt.heap ? await getJson(server.port, '/stats') : undefined
+  return { rss: server.rss(), heap: stats?.heap }
+}
+
+async function idle(rt, rows) {
+  const conns = quick ? config.idleConns : rt.idleConns
+  for (let round = 0; round < config.idleRounds; round++) {
+    const order = round % 2 === 0 ? KINDS : [...KINDS].reverse()
+    for (const kind of order) {
+      if (rows[kind].unavailable) continue
+      let server
+      try {
+        server = await startServer(serverOptions(rt, kind))
+        await sleep(300)
+        const before = await memory(rt, server)
+        const held = await openIdle(server.port, conns)
+        await sleep(500)
+        const after = await memory(rt, server)
+        await held.close()
+        rows[kind].idle.push({
+          conns: held.opened,
+          openS: held.open_s,
+          baseRss: before.rss,
+          rssPerConn: (after.rss - before.rss) / held.opened,
+          heapPerConn:
+            after.heap === undefined ? undefined : (after.heap - before.heap) / held.opened,
+        })
+      } catch (err) {
+        rows[kind].idle.push({ error: err.message })
+        log(rt.id, kind, 'idle failed:', err.message)
+      } finally {
+        if (server) await stopServer(server)
+      }
+    }
+    log(rt.id, `idle round ${round + 1}/${config.idleRounds} done (${conns} connections)`)
+  }
+}
+
+async function benchRuntime(rt) {
+  const rows = {}
+  for (const kind of KINDS) {
+    rows[kind] = {
+      name: serverName(rt, kind),
+      unavailable: unavailable(rt, kind),
+      small: [],
+      large: [],
+      churn: [],
+      idle: [],
+    }
+  }
+  if (!rt.missing) {
+    await throughput(rt, rows)
+    await idle(rt, rows)
+  }
+  return {
+    id: rt.id,
+    name: rt.name,
+    heap: rt.heap,
+    idleConns: quick ? config.idleConns : rt.idleConns,
+    rows: Object.fromEntries(KINDS.map((kind) => [kind, summarize(rows[kind])])),
+    rounds: rows,
+  }
+}
+
+// --- the machine and the versions ---
+
+function sh(command, args) {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8', stdio: 'pipe' }).trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+function machine() {
+  const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown'
+  return {
+    nproc: sh('nproc', []),
+    cpu,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    kernel: `${os.type()} ${os.release()}`,
+    loadBefore: os.loadavg(),
+  }
+}
+
+function versions(compiler) {
+  const all = runtimes()
+  const bin = (id) => all.find((rt) => rt.id === id).command('x')[0]
+  let workerd = 'not installed'
+  try {
+    const miniflare = realpathSync(join(benchDir, 'node_modules', 'miniflare'))
+    workerd = JSON.parse(
+      readFileSync(join(miniflare, '..', 'workerd', 'package.json'), 'utf8'),
+    ).version
+  } catch {
+    // miniflare is not installed
+  }
+  const handshake = JSON.parse(
+    readFileSync(join(rootDir, 'packages', 'core', 'package.json'), 'utf8'),
+  ).version
+  return {
+    node: process.version,
+    bun: sh(bin('bun'), ['--version']),
+    deno: sh(bin('deno'), ['--version']).split('\n')[0],
+    workerd: `${workerd} (Miniflare ${versionOf('miniflare')})`,
+    hono: versionOf('hono'),
+    '@hono/node-server': versionOf('@hono/node-server'),
+    ws: versionOf('ws'),
+    crossws: versionOf('crossws'),
+    handshake,
+    compiler,
+  }
+}
+
+// --- main ---
+
+/**
+ * Builds the Handshake packages the servers import (a clean clone has no dist/). A package that
+ * fails to build only makes its rows "not available".
+ */
+function buildPackages() {
+  if (flag('no-build')) return
+  try {
+    execFileSync(
+      join(rootDir, 'node_modules', '.bin', 'turbo'),
+      ['run', 'build', '--filter=@handshake/bench^...', '--output-logs=errors-only', '--continue'],
+      { cwd: benchDir, stdio: 'pipe', env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1' } },
+    )
+  } catch (err) {
+    log(
+      'building the Handshake packages failed; their rows will say why:',
+      String(err.stderr ?? err.message)
+        .trim()
+        .split('\n')
+        .slice(-3)
+        .join(' | '),
+    )
+  }
+}
+
+async function main() {
+  buildPackages()
+  const compiler = buildLoadgen()
+  const info = { machine: machine(), versions: versions(compiler) }
+  log('load generator built with', compiler)
+  const results = []
+  for (const rt of selected) {
+    log(`${rt.name}: starting`)
+    results.push(await benchRuntime(rt))
+  }
+
+  // The full run always profiles Node and Bun (about 10 s each): the report says where
+  // Handshake's time goes. The quick run only with --profile.
+  const profiles = []
+  if (!flag('no-profile') && (flag('profile') || !quick)) {
+    for (const rt of selected.filter((r) => ['node', 'bun'].includes(r.id) && !r.missing)) {
+      if (unavailable(rt, 'handshake')) continue
+      log(`profiling ${rt.name} (raw and Handshake) under small-message echo`)
+      try {
+        profiles.push(
+          await profileRuntime(rt, loadOptions('small'), join(benchDir, 'results', 'profile')),
+        )
+      } catch (err) {
+        log(`profiling ${rt.name} failed:`, err.message)
+      }
+    }
+  }
+
+  info.machine.loadAfter = os.loadavg()
+  info.seconds = (Date.now() - t0) / 1000
+  info.command = quick ? 'pnpm bench:quick' : 'pnpm bench'
+  info.argv = argv
+  info.config = config
+  info.workloads = WORKLOADS
+  info.date = new Date().toISOString()
+
+  write(info, results, profiles)
+}
+
+/** Writes results.json, the chart and BENCHMARKS.md (bench/results/quick/ for the quick run). */
+function write(info, results, profiles) {
+  const outDir = join(benchDir, 'results', quick ? 'quick' : '')
+  mkdirSync(outDir, { recursive: true })
+  let notes = ''
+  try {
+    notes = readFileSync(join(benchDir, 'notes.md'), 'utf8')
+  } catch {
+    // no notes
+  }
+  // No path of this machine goes into files meant to be committed.
+  const scrub = (text) => text.split(rootDir).join('.')
+  const chartPath = join(outDir, 'chart.svg')
+  writeFileSync(chartPath, renderChart(results))
+  writeFileSync(
+    join(outDir, 'results.json'),
+    scrub(`${JSON.stringify({ info, results, profiles }, null, 2)}\n`),
+  )
+  const report = renderReport({
+    info,
+    results,
+    profiles,
+    notes: quick ? '' : notes,
+    chart: quick ? 'bench/results/quick/chart.svg' : 'bench/results/chart.svg',
+    chartFromReport: quick ? 'chart.svg' : 'bench/results/chart.svg',
+  })
+  const reportPath = quick ? join(outDir, 'BENCHMARKS.md') : join(rootDir, 'BENCHMARKS.md')
+  writeFileSync(reportPath, scrub(report))
+  log(`wrote ${reportPath} and ${chartPath}`)
+  process.stdout.write(renderReport.summaryText(results))
+}
+
+/** `--report-only`: renders the report again from the last results.json (after editing notes.md). */
+function reportOnly() {
+  const path = join(benchDir, 'results', quick ? 'quick' : '', 'results.json')
+  const { info, results, profiles } = JSON.parse(readFileSync(path, 'utf8'))
+  write(info, results, profiles ?? [])
+}
+
+if (flag('report-only')) reportOnly()
+else
+  main().catch((err) => {
+    console.error(err)
+    process.exit(1)
+  })
