@@ -197,14 +197,18 @@ function linkOf(ws: BunSocket): Link | undefined {
 function socketFor(ws: BunSocket, link: Link): RuntimeSocket {
   return {
     send(data) {
-      const size = typeof data === 'string' ? data.length : data.byteLength
       const status = typeof data === 'string' ? ws.sendText(data) : ws.sendBinary(data)
+      // > 0: sent; -1: queued under back-pressure, the core then reads the buffered amount.
+      if (status > 0) return false
+      if (status === -1) return true
       // 0 means dropped, except for an empty message, which Bun sends and still reports as 0.
-      if (status !== 0 || size === 0 || link.closed || ws.readyState !== 1) return
+      const size = typeof data === 'string' ? data.length : data.byteLength
+      if (size === 0 || link.closed || ws.readyState !== 1) return undefined
       link.events?.error(
         new Error('Bun dropped a message: more than backpressureLimit bytes were queued'),
       )
       ws.terminate()
+      return undefined
     },
     // Bun writes the close frame and a FIN, and reports the end before returning: close()
     // never waits for the peer's answer on Bun (see the runtime table).

@@ -67,6 +67,11 @@ export function openConnection(
   const compressed = ws.extensions.includes('permessage-deflate')
   let events: SocketEvents | undefined
   const onSent = () => events?.drain()
+  let corked = false
+  const uncork = () => {
+    corked = false
+    raw.uncork()
+  }
 
   const socket: RuntimeSocket = {
     emitsDrain: true,
@@ -77,8 +82,21 @@ export function openConnection(
       // ws writes a view without copying it, and send() resolves before the network takes it:
       // copy, so that a caller reusing its buffer cannot change a message in flight.
       const payload = typeof data === 'string' ? data : Buffer.from(data)
-      if (compressed) ws.send(payload, onSent)
-      else ws.send(payload)
+      if (compressed) {
+        // Compression queues inside ws, out of the network socket's sight.
+        ws.send(payload, onSent)
+        return undefined
+      }
+      // Sends made in one turn of the event loop leave in one write (writev) instead of a
+      // system call each, which is most of the cost of a small message.
+      if (!corked) {
+        corked = true
+        raw.cork()
+        setImmediate(uncork)
+      }
+      ws.send(payload)
+      // Under the socket's own high-water mark there is no back-pressure to look at.
+      return raw.writableNeedDrain
     },
     close(code, reason) {
       ws.close(code, reason)

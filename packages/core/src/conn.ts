@@ -40,6 +40,7 @@ interface Waiter<T> {
 const DRAIN_POLL_MIN_MS = 1
 const DRAIN_POLL_MAX_MS = 50
 const resolved = Promise.resolve()
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined })
 const noop = () => {}
 
 /** Marks a rejected promise as handled, so a send nobody awaits cannot crash the process. */
@@ -74,7 +75,11 @@ export class Conn implements AsyncIterable<Message> {
   #inboxHead = 0
   #inboxBytes = 0
   #paused = false
-  #reader: Waiter<Message> | undefined
+  // The pending read; an iterator's read resolves with the iterator result itself, which saves
+  // a promise and a microtask per message on the hot path.
+  #readResolve: ((value: Message | IteratorResult<Message>) => void) | undefined
+  #readReject: ((reason: unknown) => void) | undefined
+  #readIterating = false
 
   // The end: the fault that ends the connection, the final error, and who waits for it.
   #fault: CloseError | undefined
@@ -139,19 +144,7 @@ export class Conn implements AsyncIterable<Message> {
    * end. Only one read may be pending at a time; a second one rejects with an `Error`.
    */
   read(): Promise<Message> {
-    if (this.#reader) {
-      return quiet(
-        Promise.reject(
-          new Error('Only one read may be pending at a time: await the previous conn.read() first'),
-        ),
-      )
-    }
-    const message = this.#shift()
-    if (message) return Promise.resolve(message)
-    if (this.#closeError) return Promise.reject(this.#closeError)
-    return new Promise((resolve, reject) => {
-      this.#reader = { resolve, reject }
-    })
+    return this.#pull(false) as Promise<Message>
   }
 
   /**
@@ -160,12 +153,31 @@ export class Conn implements AsyncIterable<Message> {
    * `serve` fails with it.
    */
   [Symbol.asyncIterator](): AsyncIterator<Message> {
-    const done: IteratorReturnResult<undefined> = { done: true, value: undefined }
-    const end = (err: unknown) => (isCloseError(err) ? done : Promise.reject(err))
     return {
-      next: () => this.read().then((value) => ({ done: false, value }), end),
-      return: () => Promise.resolve(done),
+      next: () => this.#pull(true) as Promise<IteratorResult<Message>>,
+      return: () => Promise.resolve(DONE),
     }
+  }
+
+  /** A read, resolving with the message, or with the iterator result when `iterating`. */
+  #pull(iterating: boolean): Promise<Message | IteratorResult<Message>> {
+    if (this.#readResolve) {
+      return quiet(
+        Promise.reject(
+          new Error('Only one read may be pending at a time: await the previous conn.read() first'),
+        ),
+      )
+    }
+    const message = this.#shift()
+    if (message) return Promise.resolve(iterating ? { done: false, value: message } : message)
+    const error = this.#closeError
+    if (error)
+      return iterating && isCloseError(error) ? Promise.resolve(DONE) : Promise.reject(error)
+    return new Promise((resolve, reject) => {
+      this.#readResolve = resolve
+      this.#readReject = reject
+      this.#readIterating = iterating
+    })
   }
 
   /**
@@ -189,7 +201,8 @@ export class Conn implements AsyncIterable<Message> {
         ),
       )
     }
-    this.#socket.send(data)
+    // `false`: the runtime took it with no back-pressure, so there is no buffer to read.
+    if (this.#socket.send(data) === false) return resolved
     if (this.#socket.bufferedAmount <= this.#limits.sendHighWaterMark) return resolved
     return quiet(
       new Promise<void>((resolve, reject) => {
@@ -307,10 +320,10 @@ export class Conn implements AsyncIterable<Message> {
     }
     const message: Message =
       typeof data === 'string' ? { type: 'text', data } : { type: 'binary', data }
-    const reader = this.#reader
-    if (reader) {
-      this.#reader = undefined
-      reader.resolve(message)
+    const resolve = this.#readResolve
+    if (resolve) {
+      this.#readResolve = this.#readReject = undefined
+      resolve(this.#readIterating ? { done: false, value: message } : message)
       return
     }
     this.#inbox.push(message)
@@ -414,9 +427,11 @@ export class Conn implements AsyncIterable<Message> {
     this.#closeError = error
     clearTimeout(this.#closeTimer)
     this.#abortWith(error)
-    const reader = this.#reader
-    this.#reader = undefined
-    reader?.reject(error)
+    const resolve = this.#readResolve
+    const reject = this.#readReject
+    this.#readResolve = this.#readReject = undefined
+    if (resolve && this.#readIterating && isCloseError(error)) resolve(DONE)
+    else reject?.(error)
     this.#rejectWaiters(error)
     this.#settleClosed?.()
   }

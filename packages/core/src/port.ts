@@ -12,8 +12,14 @@ import type { Context } from 'hono'
 
 /** The runtime's socket, as the adapter exposes it to the core. */
 export interface RuntimeSocket {
-  /** Queues one message. Must send exactly the bytes of the view, not its whole buffer. */
-  send(data: string | Uint8Array): void
+  /**
+   * Queues one message. Must send exactly the bytes of the view, not its whole buffer.
+   *
+   * It may say whether the runtime signalled back-pressure: `false` when it took the data with
+   * none (the core then skips reading `bufferedAmount`, a native call on some runtimes), `true`
+   * when it did. Return nothing when the runtime cannot tell.
+   */
+  send(data: string | Uint8Array): boolean | undefined | void
   /**
    * Sends a close frame and lets the runtime finish the close handshake. The core only passes
    * codes that may be sent, never 1005 or 1006.
