@@ -12,7 +12,7 @@ import type { TLSSocket } from 'node:tls'
  * headers to the upgrade (they belong to the WebSocket), and a handshake is a GET anyway.
  * @throws TypeError when the request line or the Host header does not make a valid URL
  */
-export function toRequest(incoming: IncomingMessage, signal: AbortSignal): Request {
+export function toRequest(incoming: IncomingMessage): Request {
   const target = incoming.url ?? '/'
   let url: URL
   if (/^https?:\/\//i.test(target)) {
@@ -30,7 +30,7 @@ export function toRequest(incoming: IncomingMessage, signal: AbortSignal): Reque
   const headers = new Headers()
   const raw = incoming.rawHeaders
   for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i] as string, raw[i + 1] as string)
-  return new Request(url, { method: incoming.method ?? 'GET', headers, signal })
+  return new Request(url, { method: incoming.method ?? 'GET', headers })
 }
 
 // Framing is ours: the body is sent whole with its length, then the connection closes.

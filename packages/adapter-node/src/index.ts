@@ -231,12 +231,9 @@ class Attachment implements WebSockets {
   async #answer(incoming: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const method = incoming.method ?? 'GET'
     if (this.#shutdown) return writeResponse(socket, unavailable(), method)
-    const abort = new AbortController()
-    const onClose = () => abort.abort()
-    socket.once('close', onClose)
     let request: Request
     try {
-      request = toRequest(incoming, abort.signal)
+      request = toRequest(incoming)
     } catch {
       return writeResponse(socket, new Response(null, { status: 400 }), method)
     }
@@ -249,7 +246,6 @@ class Attachment implements WebSockets {
       console.error(err)
       response = new Response(null, { status: 500 })
     }
-    socket.off('close', onClose)
     if (socket.destroyed) return
     if (!(response instanceof Response)) response = new Response(null, { status: 500 })
     const answer = response as Response

@@ -51,6 +51,71 @@ function ownBytes(data: Buffer): Uint8Array {
   return new Uint8Array(data)
 }
 
+/** The core's socket over a `ws` WebSocket; a class, so idle connections share its methods. */
+class WsSocket implements RuntimeSocket {
+  readonly emitsDrain = true
+  events: SocketEvents | undefined
+  #corked = false
+  readonly #uncork = () => {
+    this.#corked = false
+    this.raw.uncork()
+  }
+  // With permessage-deflate, ws queues messages while it compresses them, so the network
+  // socket's drain can come before that queue empties: each send's callback reports it too.
+  readonly #onSent = () => this.events?.drain()
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly raw: Duplex,
+    readonly compressed: boolean,
+  ) {}
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount
+  }
+
+  send(data: string | Uint8Array): boolean | undefined {
+    // ws writes a view without copying it, and send() resolves before the network takes it:
+    // copy, so that a caller reusing its buffer cannot change a message in flight.
+    const payload = typeof data === 'string' ? data : Buffer.from(data)
+    if (this.compressed) {
+      // Compression queues inside ws, out of the network socket's sight.
+      this.ws.send(payload, this.#onSent)
+      return undefined
+    }
+    // Sends made in one turn of the event loop leave in one write (writev) instead of a
+    // system call each, which is most of the cost of a small message.
+    if (!this.#corked) {
+      this.#corked = true
+      this.raw.cork()
+      setImmediate(this.#uncork)
+    }
+    this.ws.send(payload)
+    // Under the socket's own high-water mark there is no back-pressure to look at.
+    return this.raw.writableNeedDrain
+  }
+
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason)
+  }
+
+  terminate(): void {
+    this.ws.terminate()
+  }
+
+  pause(): void {
+    this.ws.pause()
+  }
+
+  resume(): void {
+    this.ws.resume()
+  }
+
+  ping(): void {
+    this.ws.ping()
+  }
+}
+
 /**
  * Opens the core's side of an upgraded `ws` socket and forwards its events.
  * @param ws - the socket `handleUpgrade` made
@@ -62,66 +127,14 @@ export function openConnection(
   raw: Duplex,
   request: UpgradeRequest,
 ): OpenConnection {
-  // With permessage-deflate, ws queues messages while it compresses them, so the network
-  // socket's drain can come before that queue empties: each send's callback reports it too.
-  const compressed = ws.extensions.includes('permessage-deflate')
-  let events: SocketEvents | undefined
-  const onSent = () => events?.drain()
-  let corked = false
-  const uncork = () => {
-    corked = false
-    raw.uncork()
-  }
-
-  const socket: RuntimeSocket = {
-    emitsDrain: true,
-    get bufferedAmount() {
-      return ws.bufferedAmount
-    },
-    send(data) {
-      // ws writes a view without copying it, and send() resolves before the network takes it:
-      // copy, so that a caller reusing its buffer cannot change a message in flight.
-      const payload = typeof data === 'string' ? data : Buffer.from(data)
-      if (compressed) {
-        // Compression queues inside ws, out of the network socket's sight.
-        ws.send(payload, onSent)
-        return undefined
-      }
-      // Sends made in one turn of the event loop leave in one write (writev) instead of a
-      // system call each, which is most of the cost of a small message.
-      if (!corked) {
-        corked = true
-        raw.cork()
-        setImmediate(uncork)
-      }
-      ws.send(payload)
-      // Under the socket's own high-water mark there is no back-pressure to look at.
-      return raw.writableNeedDrain
-    },
-    close(code, reason) {
-      ws.close(code, reason)
-    },
-    terminate() {
-      ws.terminate()
-    },
-    pause() {
-      ws.pause()
-    },
-    resume() {
-      ws.resume()
-    },
-    ping() {
-      ws.ping()
-    },
-  }
-
+  const socket = new WsSocket(ws, raw, ws.extensions.includes('permessage-deflate'))
   let settle: () => void = () => {}
   const ended = new Promise<void>((resolve) => {
     settle = resolve
   })
 
-  events = request.open(socket)
-  const core = events
+  const core = request.open(socket)
+  socket.events = core
 
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     core.message(isBinary ? ownBytes(data) : data.toString('utf8'))

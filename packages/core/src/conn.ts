@@ -95,7 +95,7 @@ export class Conn implements AsyncIterable<Message> {
   #pingWaiters: Waiter<void>[] = []
 
   /** @internal The handlers the adapter forwards the runtime's events to. */
-  readonly events: Omit<SocketEvents, 'shutdown' | 'ended'>
+  readonly events: SocketEvents & { ended: Promise<void> }
 
   /** @internal Made by the upgrader. */
   constructor(socket: RuntimeSocket, protocol: string | undefined, limits: ConnLimits) {
@@ -104,12 +104,32 @@ export class Conn implements AsyncIterable<Message> {
     this.#closeHandshakeTimeout = limits.closeHandshakeTimeout
     this.protocol = protocol ?? ''
     this.canPing = typeof socket.ping === 'function'
-    this.events = {
-      message: (data) => this.#onMessage(data),
-      closed: (code, reason) => this.#onClosed(code, reason),
-      error: (error, code) => this.#onError(error, code),
-      drain: () => this.#onDrain(),
-      pong: () => this.#onPong(),
+    this.events = new Conn.#Events(this)
+  }
+
+  // One object with prototype methods per connection, rather than a closure per event: idle
+  // connections are the common case. Nested here so that it can reach the private handlers.
+  static readonly #Events = class implements SocketEvents {
+    /** Set by the upgrader to the end of `serve`. */
+    ended: Promise<void> = resolved
+    constructor(readonly conn: Conn) {}
+    message(data: string | Uint8Array) {
+      this.conn.#onMessage(data)
+    }
+    closed(code: number, reason: string) {
+      this.conn.#onClosed(code, reason)
+    }
+    error(error: Error, code?: number) {
+      this.conn.#onError(error, code)
+    }
+    drain() {
+      this.conn.#onDrain()
+    }
+    pong() {
+      this.conn.#onPong()
+    }
+    shutdown(code: number = CloseCode.GoingAway, reason = 'Server shutting down') {
+      return this.conn.close(code, reason)
     }
   }
 

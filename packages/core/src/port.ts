@@ -19,7 +19,8 @@ export interface RuntimeSocket {
    * none (the core then skips reading `bufferedAmount`, a native call on some runtimes), `true`
    * when it did. Return nothing when the runtime cannot tell.
    */
-  send(data: string | Uint8Array): boolean | undefined | void
+  // biome-ignore lint/suspicious/noConfusingVoidType: adapters that cannot tell return nothing
+  send(data: string | Uint8Array): boolean | void
   /**
    * Sends a close frame and lets the runtime finish the close handshake. The core only passes
    * codes that may be sent, never 1005 or 1006.

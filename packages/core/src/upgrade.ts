@@ -234,12 +234,8 @@ export class Upgrader<E extends Env = any> {
 
   #open(c: Context<E>, socket: RuntimeSocket, protocol: string | undefined): SocketEvents {
     const conn = new Conn(socket, protocol, this.settings)
-    return {
-      ...conn.events,
-      shutdown: (code = CloseCode.GoingAway, reason = 'Server shutting down') =>
-        conn.close(code, reason),
-      ended: this.#serve(conn, c),
-    }
+    conn.events.ended = this.#serve(conn, c)
+    return conn.events
   }
 
   /** Runs `serve` and closes the connection by what it did. Never rejects. */
