@@ -76,6 +76,23 @@ export class CloseError extends Error {
 }
 
 /**
+ * A {@link CloseError} without a stack trace. The connection makes these in event handlers,
+ * where the stack says nothing, and capturing one was the largest single cost of a short-lived
+ * connection. Where the engine has no `Error.stackTraceLimit`, this is a plain construction.
+ * @internal
+ */
+export function closeErrorOf(code: number, reason: string, wasClean: boolean): CloseError {
+  const errorClass = Error as { stackTraceLimit?: number }
+  const limit = errorClass.stackTraceLimit
+  errorClass.stackTraceLimit = 0
+  try {
+    return new CloseError(code, reason, wasClean)
+  } finally {
+    errorClass.stackTraceLimit = limit
+  }
+}
+
+/**
  * Tells whether an error is a normal end of the connection: a {@link CloseError} with code
  * 1000 (normal closure), 1001 (going away) or 1005 (no status received).
  *

@@ -5,7 +5,8 @@
 import {
   assertSendableClose,
   CloseCode,
-  CloseError,
+  type CloseError,
+  closeErrorOf,
   InternalErrorMessage,
   isCloseError,
   NormalClosureMessage,
@@ -385,9 +386,10 @@ export class Conn implements AsyncIterable<Message> {
 
   #startClosing(code: number, reason: string): void {
     this.#state = 'closing'
-    this.#abortWith(new CloseError(code, reason, false))
+    const closing = closeErrorOf(code, reason, false)
+    this.#abortWith(closing)
     // Sends waiting for a drain will never be written in full: fail them now.
-    this.#rejectWaiters(new CloseError(code, reason, false))
+    this.#rejectWaiters(closing)
   }
 
   #armCloseTimer(): void {
@@ -412,18 +414,18 @@ export class Conn implements AsyncIterable<Message> {
     }
     // terminate() may have reported the end already, synchronously.
     if ((this.#state as ConnState) === 'closed') return
-    this.#finish(new CloseError(CloseCode.AbnormalClosure, reason, false))
+    this.#finish(closeErrorOf(CloseCode.AbnormalClosure, reason, false))
   }
 
   /** Closes the connection because of a fault seen here (1008, 1009). */
   #fail(code: number, reason: string): void {
-    this.#fault ??= new CloseError(code, reason, false)
+    this.#fault ??= closeErrorOf(code, reason, false)
     void this.close(code, reason)
   }
 
   #onError(error: Error, code?: number): void {
     if (this.#state === 'closed') return
-    this.#fault ??= new CloseError(code ?? CloseCode.AbnormalClosure, error.message, false)
+    this.#fault ??= closeErrorOf(code ?? CloseCode.AbnormalClosure, error.message, false)
     if (this.#state === 'open') {
       // The runtime closes on its own after a fault; the timer covers a runtime that does not.
       this.#startClosing(this.#fault.code, this.#fault.reason)
@@ -436,8 +438,8 @@ export class Conn implements AsyncIterable<Message> {
     const fault = this.#fault
     this.#finish(
       fault
-        ? new CloseError(fault.code, fault.reason, false)
-        : new CloseError(code, reason, code !== CloseCode.AbnormalClosure),
+        ? closeErrorOf(fault.code, fault.reason, false)
+        : closeErrorOf(code, reason, code !== CloseCode.AbnormalClosure),
     )
   }
 

@@ -77,7 +77,7 @@ export interface SocketEvents {
 
 /** What the core asks of an adapter for one validated upgrade. */
 export interface UpgradeRequest {
-  /** Headers to add to the 101 response (from the controller's `upgradeHeaders`). */
+  /** Headers to add to the 101 response (from the controller's `upgradeHeaders`). Read only. */
   readonly headers: Headers
   /** The chosen subprotocol, to echo in `Sec-WebSocket-Protocol`; undefined when none. */
   readonly protocol: string | undefined

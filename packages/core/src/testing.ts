@@ -13,7 +13,7 @@
  * @module
  */
 import { Hono } from 'hono'
-import { CloseCode, CloseError } from './close.js'
+import { CloseCode, type CloseError, closeErrorOf } from './close.js'
 import type { ControllerWithHooks, Message, MessageData } from './contracts.js'
 import { ADAPTER, type Adapter, type RuntimeSocket, type SocketEvents } from './port.js'
 import { upgrade } from './upgrade.js'
@@ -293,7 +293,7 @@ export class TestPeer {
 
   #endError(): CloseError {
     const { code, reason, wasClean } = this.#ended as CloseResult
-    return new CloseError(code, reason, wasClean)
+    return closeErrorOf(code, reason, wasClean)
   }
 
   /** Delivers in order, after the current call stack, as a network would. */

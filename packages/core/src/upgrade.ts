@@ -36,6 +36,9 @@ const STATUS_TEXT: Record<number, string> = {
   500: 'Internal Server Error',
 }
 
+// Shared by every upgrade without upgradeHeaders; adapters only read `request.headers`.
+const NO_HEADERS = new Headers()
+
 // RFC 6455 §4.1: the key is 16 random bytes, base64-encoded: 22 characters and '=='.
 const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/
 
@@ -186,7 +189,9 @@ export class Upgrader<E extends Env = any> {
       }
       const adapter = adapterFor(c)
       if (!adapter) throw missingAdapterError()
-      const headers = new Headers(await controller.upgradeHeaders?.(c))
+      const headers = controller.upgradeHeaders
+        ? new Headers(await controller.upgradeHeaders(c))
+        : NO_HEADERS
       const protocol = chooseSubprotocol(
         c.req.header('sec-websocket-protocol') ?? null,
         this.settings.subprotocols,
