@@ -447,7 +447,8 @@ export class Conn implements AsyncIterable<Message> {
     if (this.#state === 'closed') return
     this.#state = 'closed'
     this.#closeError = error
-    clearTimeout(this.#closeTimer)
+    // Most connections never armed one; on some runtimes clearing is a call into native code.
+    if (this.#closeTimer !== undefined) clearTimeout(this.#closeTimer)
     this.#abortWith(error)
     const resolve = this.#readResolve
     const reject = this.#readReject
@@ -509,7 +510,7 @@ export class Conn implements AsyncIterable<Message> {
   }
 
   #rejectWaiters(error: CloseError): void {
-    clearTimeout(this.#drainPoll)
+    if (this.#drainPoll !== undefined) clearTimeout(this.#drainPoll)
     this.#drainPoll = undefined
     const waiters = [...this.#drainWaiters, ...this.#pingWaiters]
     this.#drainWaiters = []
