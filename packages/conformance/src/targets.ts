@@ -269,8 +269,9 @@ function kitPeer(peer: TestPeer): ControlledPeer {
     vanishMidMessage: () => peer.vanish(),
     vanish: () => peer.vanish(),
     fault: (kind: ProtocolFault) => peer.fault(faultCode[kind], `conformance fault: ${kind}`),
-    // The kit does not count the close frames it receives.
-    closeFramesReceived: undefined,
+    get closeFramesReceived() {
+      return peer.closeFrames.length
+    },
   }
 }
 

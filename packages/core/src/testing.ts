@@ -72,7 +72,10 @@ export class TestPeer {
    * one (a teardown, a vanished peer): race it with {@link TestPeer.closed}.
    */
   readonly closeFrame: Promise<CloseFrame>
-  /** Every close frame the server wrote, in order: a correct server writes at most one. */
+  /**
+   * Every close frame the server sent, in order, whether the core wrote it or the runtime
+   * answered the peer's close by itself: a correct server sends exactly one.
+   */
   readonly closeFrames: CloseFrame[] = []
   /** How the connection ended, from the peer's side. */
   readonly closed: Promise<CloseResult>
@@ -153,7 +156,7 @@ export class TestPeer {
     this.#deliver(() => {
       if (this.#ended) return
       // The runtime answers a peer's close frame at once, then reports the end.
-      this.#receiveClose(frame)
+      this.#runtimeAnswers(frame)
       this.#end(frame, true)
     })
   }
@@ -171,7 +174,7 @@ export class TestPeer {
     this.#deliver(() => {
       if (this.#ended) return
       this.#server?.error(new Error(message), code)
-      this.#receiveClose({ code, reason: message })
+      this.#runtimeAnswers({ code, reason: message })
       this.#end({ code: CloseCode.AbnormalClosure, reason: '' }, false)
     })
   }
@@ -267,6 +270,14 @@ export class TestPeer {
     } else {
       this.#inbox.push(message)
     }
+  }
+
+  /** The server's runtime writes a close frame by itself (an answer, or a fault's close). */
+  #runtimeAnswers(frame: CloseFrame): void {
+    // Like ws: a runtime that already sent its close frame sends no second one.
+    if (this.#receivedClose) return
+    this.closeFrames.push(frame)
+    this.#receiveClose(frame)
   }
 
   #receiveClose(frame: CloseFrame): void {
