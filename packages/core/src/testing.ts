@@ -63,8 +63,11 @@ const byteLength = (data: MessageData) =>
  * the server's close frame and pings) unless told to misbehave.
  */
 export class TestPeer {
-  /** The 101 response, with the `upgradeHeaders` and `Sec-WebSocket-Protocol` on it. */
-  readonly response: Response
+  /**
+   * The 101 response as the app finished it: the `upgradeHeaders`, `Sec-WebSocket-Protocol`,
+   * and whatever headers middleware added.
+   */
+  response: Response
   /** The subprotocol the server chose, or `''`. */
   readonly protocol: string
   /**
@@ -355,9 +358,9 @@ export async function connect(
     upgrade(_c, request) {
       const responseHeaders = new Headers(request.headers)
       if (request.protocol) responseHeaders.set('Sec-WebSocket-Protocol', request.protocol)
-      // Response() refuses status 101 outside a server runtime; the peer sees it as 101.
+      // Response() refuses status 101 outside a server runtime, and middleware may copy the
+      // response: the app sees a 200 carrying the 101's headers, as on Node.
       const response = new Response(null, { status: 200, headers: responseHeaders })
-      Object.defineProperty(response, 'status', { value: 101 })
       const opened = new TestPeer(response, request.protocol ?? '')
       opened.answerClose = options.answerClose ?? true
       opened.attach(request.open(opened.socket))
@@ -370,6 +373,11 @@ export async function connect(
     { headers },
     { ...options.env, [ADAPTER]: adapter },
   )
-  if (!peer || response.status !== 101) throw new UpgradeRejectedError(response)
+  if (!peer || response.status !== 200) throw new UpgradeRejectedError(response)
+  // What the client would see: the app's final headers on a 101.
+  const switched = new Response(null, { headers: response.headers })
+  Object.defineProperty(switched, 'status', { value: 101 })
+  Object.defineProperty(switched, 'statusText', { value: 'Switching Protocols' })
+  peer.response = switched
   return peer
 }

@@ -1,4 +1,5 @@
 import { Hono } from 'hono'
+import { secureHeaders } from 'hono/secure-headers'
 import { describe, expect, it, vi } from 'vitest'
 import {
   ADAPTER,
@@ -183,5 +184,14 @@ describe('upgrade errors', () => {
     expect(peer.response.headers.get('x-room')).toBe('lobby')
     expect(peer.response.headers.get('sec-websocket-protocol')).toBe('v2')
     expect(peer.protocol).toBe('v2')
+  })
+
+  it('works behind middleware that copies the response, and shows its headers on the 101', async () => {
+    const app = new Hono()
+    app.use(secureHeaders())
+    app.get('/', upgrade(noop))
+    const peer = await connect(app)
+    expect(peer.response.status).toBe(101)
+    expect(peer.response.headers.get('x-content-type-options')).toBe('nosniff')
   })
 })
