@@ -286,6 +286,8 @@ const differences = {
   // Bun has ws.pause()/ws.resume(): a flood is held by pausing, not closed with 1008.
   pauseInbound: true,
   upgradeHeaders: true,
+  // Bun writes the 101 inside server.upgrade(), before middleware after `next()` resumes.
+  middlewareHeaders: false,
   rejectsUnmasked: true,
   rejectsInvalidUtf8: true,
   closeReachesSendingPeer: true,

@@ -22,6 +22,7 @@ conformanceSuite({
     pauseInbound: false,
     // Since Deno 2, headers on the upgrade response reach the client (denoland/deno#19277).
     upgradeHeaders: true,
+    middlewareHeaders: true,
     // Deno reads an unmasked client frame as a message instead of failing with 1002.
     rejectsUnmasked: false,
     // Deno resets TCP on data after its close frame, so a flooding peer may miss the 1008.

@@ -30,6 +30,7 @@ conformanceSuite({
     awaitsCloseAnswer: true,
     pauseInbound: true,
     upgradeHeaders: true,
+    middlewareHeaders: true,
     rejectsUnmasked: true,
     rejectsInvalidUtf8: true,
     closeReachesSendingPeer: true,

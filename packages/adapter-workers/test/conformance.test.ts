@@ -16,6 +16,7 @@ conformanceSuite({
     // workerd cannot stop reading a WebSocket: a flood faster than serve reads closes with 1008.
     pauseInbound: false,
     upgradeHeaders: true,
+    middlewareHeaders: true,
     // workerd reads an unmasked client frame as a message.
     rejectsUnmasked: false,
     // workerd decodes invalid UTF-8 with U+FFFD instead of closing with 1007.

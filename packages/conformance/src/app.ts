@@ -37,6 +37,9 @@ export const SLOW_READER_DELAY_MS = 1500
 export const SERVER_SUBPROTOCOLS: readonly string[] = ['v2.chat', 'v1.chat']
 /** The only `Origin` that `/custom-origin` accepts. */
 export const ALLOWED_ORIGIN = 'https://allowed.example'
+/** The header a middleware adds to the response of `/middleware-headers`, after the handler. */
+export const MIDDLEWARE_HEADER = { name: 'X-Conformance-Middleware', value: 'after-next' } as const
+
 /** The header `/upgrade-headers` adds to its 101 response. */
 export const UPGRADE_HEADER = { name: 'X-Conformance', value: 'upgrade-headers' } as const
 /**
@@ -480,6 +483,7 @@ const routes: Route[] = [
   { path: '/debug', scenario: throwsDebug, options: { debug: true } },
   { path: '/on-error-throws', scenario: onErrorThrows },
   { path: '/upgrade-headers', scenario: upgradeHeaders },
+  { path: '/middleware-headers', scenario: echo },
   { path: '/subprotocols', scenario: subprotocols, options: { subprotocols: SERVER_SUBPROTOCOLS } },
   { path: '/custom-origin', scenario: customOrigin },
   { path: '/custom-upgrade-error', scenario: customUpgradeError },
@@ -511,6 +515,11 @@ const routes: Route[] = [
  */
 export function createConformanceApp(): Hono {
   const app = new Hono()
+  // As CORS or secure-headers middleware do: a header added once the handler has answered.
+  app.use('/middleware-headers', async (c, next) => {
+    await next()
+    c.res.headers.set(MIDDLEWARE_HEADER.name, MIDDLEWARE_HEADER.value)
+  })
   for (const route of routes) mount(app, route)
   app.get('/report/:id', (c) => {
     const report = reports.get(c.req.param('id'))

@@ -50,6 +50,12 @@ export interface RuntimeDifferences {
   /** Headers from `upgradeHeaders` reach the client on the 101 response. */
   upgradeHeaders: boolean
   /**
+   * Headers that middleware adds after the handler (`await next()`) reach the 101. Where false
+   * (Bun writes the 101 inside `server.upgrade()`, before the middleware resumes), only
+   * `upgradeHeaders` do.
+   */
+  middlewareHeaders: boolean
+  /**
    * The runtime refuses a client frame that is not masked (RFC 6455 §5.1) with 1002. Where false
    * (Deno), the frame is read as a message and the connection goes on.
    */
@@ -108,6 +114,7 @@ export const memoryTarget: MemoryTarget = Object.freeze({
     awaitsCloseAnswer: true,
     pauseInbound: true,
     upgradeHeaders: true,
+    middlewareHeaders: true,
     rejectsUnmasked: true,
     rejectsInvalidUtf8: true,
     closeReachesSendingPeer: true,

@@ -3,7 +3,7 @@
  * @module
  */
 import { describe, expect, it } from 'vitest'
-import { ALLOWED_ORIGIN, SERVER_SUBPROTOCOLS, UPGRADE_HEADER } from '../app.js'
+import { ALLOWED_ORIGIN, MIDDLEWARE_HEADER, SERVER_SUBPROTOCOLS, UPGRADE_HEADER } from '../app.js'
 import { type HttpAnswer, handshakeHeaders } from '../http.js'
 import { PeerUpgradeRejected } from '../peers.js'
 import { expectEcho, expectText, type HarnessRef, newId, readText, withId } from './support.js'
@@ -128,6 +128,17 @@ export function upgradeScenarios(harness: HarnessRef): void {
       const peer = await h.dialControlled(withId('/upgrade-headers', newId('upgrade-headers')))
       const value = peer.headers?.get(UPGRADE_HEADER.name) ?? null
       if (h.differences.upgradeHeaders) expect(value).toBe(UPGRADE_HEADER.value)
+      else expect(value).toBeNull()
+      await expectEcho(peer)
+    })
+  })
+
+  describe('middleware', () => {
+    it('carries headers middleware adds after the handler, or documents that the runtime cannot', async () => {
+      const h = harness()
+      const peer = await h.dialControlled(withId('/middleware-headers', newId('middleware')))
+      const value = peer.headers?.get(MIDDLEWARE_HEADER.name) ?? null
+      if (h.differences.middlewareHeaders) expect(value).toBe(MIDDLEWARE_HEADER.value)
       else expect(value).toBeNull()
       await expectEcho(peer)
     })
