@@ -502,7 +502,8 @@ const routes: Route[] = [
   {
     path: '/slow-reader',
     scenario: slowReader,
-    options: { maxInboundBuffer: SMALL_INBOUND_BUFFER },
+    // The bound must hold one whole message, or the upgrader refuses the options.
+    options: { maxInboundBuffer: SMALL_INBOUND_BUFFER, maxMessageSize: SMALL_INBOUND_BUFFER / 2 },
   },
   { path: '/ping', scenario: ping },
   { path: '/inspect', scenario: inspect },

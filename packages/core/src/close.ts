@@ -92,19 +92,71 @@ export function closeErrorOf(code: number, reason: string, wasClean: boolean): C
   }
 }
 
+/** How deep {@link isCloseError} follows `cause`: enough for any real wrapping, safe on cycles. */
+const MAX_CAUSE_DEPTH = 8
+
 /**
  * Tells whether an error is a normal end of the connection: a {@link CloseError} with code
- * 1000 (normal closure), 1001 (going away) or 1005 (no status received).
+ * 1000 (normal closure), 1001 (going away) or 1005 (no status received), or an error that wraps
+ * one in its `cause` chain (`new Error('read failed', { cause: closeError })`), as Goyave's
+ * `IsCloseError` looks through wrapped errors with `errors.As`. At most 8 causes are followed.
  *
  * `serve` may let such an error escape: the upgrader then closes normally and logs nothing.
  */
-export function isCloseError(err: unknown): err is CloseError {
+export function isCloseError(err: unknown): boolean {
+  let current = err
+  for (let depth = 0; depth <= MAX_CAUSE_DEPTH; depth++) {
+    if (current instanceof CloseError) return isNormalCode(current.code)
+    if (typeof current !== 'object' || current === null) return false
+    try {
+      current = (current as { cause?: unknown }).cause
+    } catch {
+      return false
+    }
+  }
+  return false
+}
+
+/** The {@link CloseError} in an error's `cause` chain, if any (at most 8 deep). @internal */
+export function closeErrorIn(err: unknown): CloseError | undefined {
+  let current = err
+  for (let depth = 0; depth <= MAX_CAUSE_DEPTH; depth++) {
+    if (current instanceof CloseError) return current
+    if (typeof current !== 'object' || current === null) return undefined
+    try {
+      current = (current as { cause?: unknown }).cause
+    } catch {
+      return undefined
+    }
+  }
+  return undefined
+}
+
+function isNormalCode(code: number): boolean {
   return (
-    err instanceof CloseError &&
-    (err.code === CloseCode.NormalClosure ||
-      err.code === CloseCode.GoingAway ||
-      err.code === CloseCode.NoStatusReceived)
+    code === CloseCode.NormalClosure ||
+    code === CloseCode.GoingAway ||
+    code === CloseCode.NoStatusReceived
   )
+}
+
+/** Whether a close error ends an iteration quietly (1000, 1001, 1005). @internal */
+export function isNormalClose(error: CloseError): boolean {
+  return isNormalCode(error.code)
+}
+
+/**
+ * The message of anything thrown, never throwing itself: a value with no string form
+ * (`Object.create(null)`) or an error whose `message` getter throws gets a placeholder.
+ * @internal
+ */
+export function describeError(err: unknown): string {
+  try {
+    if (err instanceof Error) return String(err.message)
+    return String(err)
+  } catch {
+    return 'a value that cannot be converted to a string'
+  }
 }
 
 const encoder = new TextEncoder()

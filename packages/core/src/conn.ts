@@ -7,14 +7,22 @@ import {
   CloseCode,
   type CloseError,
   closeErrorOf,
+  describeError,
   InternalErrorMessage,
-  isCloseError,
+  isNormalClose,
   NormalClosureMessage,
   truncateReason,
   utf8Length,
 } from './close.js'
-import { MESSAGE_OVERHEAD_BYTES, type Message, type MessageData } from './contracts.js'
-import type { RuntimeSocket, SocketEvents } from './port.js'
+import type { Connections } from './connections.js'
+import {
+  MESSAGE_OVERHEAD_BYTES,
+  type Message,
+  type MessageData,
+  type SlowSubscriberPolicy,
+} from './contracts.js'
+import type { ConnSnapshot, RuntimeSocket, SocketEvents } from './port.js'
+import type { Subscriber, Topics, TopicTree } from './topics.js'
 
 /**
  * Where a connection is in its life:
@@ -31,6 +39,30 @@ export interface ConnLimits {
   readonly maxMessageSize: number
   readonly maxInboundBuffer: number
   readonly sendHighWaterMark: number
+  readonly maxPublishBuffer: number
+  readonly slowSubscriber: SlowSubscriberPolicy
+}
+
+/** The most bytes `conn.data` may take as JSON: a Durable Object's attachment budget. */
+export const MAX_CONN_DATA_BYTES = 2048
+
+/**
+ * How an event controller's handlers are called. Made by the upgrader.
+ * @internal
+ */
+export interface EventDispatch {
+  message(conn: Conn, message: Message): unknown
+  /** A handler threw or rejected. */
+  fail(conn: Conn, error: unknown): void
+  /** The connection closed and no handler is running: called once. */
+  closed(conn: Conn, error: CloseError): void
+}
+
+/** Where a connection lives: its registry and its topics. @internal */
+export interface ConnHome {
+  readonly connections: Connections
+  readonly topics: Topics
+  readonly url: string
 }
 
 interface Waiter<T> {
@@ -43,6 +75,7 @@ const DRAIN_POLL_MAX_MS = 50
 const resolved = Promise.resolve()
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined })
 const noop = () => {}
+const NO_TOPICS: ReadonlySet<string> = new Set()
 
 /** Marks a rejected promise as handled, so a send nobody awaits cannot crash the process. */
 function quiet<T>(promise: Promise<T>): Promise<T> {
@@ -57,14 +90,31 @@ function quiet<T>(promise: Promise<T>): Promise<T> {
  * `await conn.send(data)`, and end it with `await conn.close(code, reason)`. Connections are
  * made by the upgrader; do not construct one.
  */
-export class Conn implements AsyncIterable<Message> {
+// biome-ignore lint/suspicious/noExplicitAny: the default lets serve controllers ignore `data`
+export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** The subprotocol chosen during the upgrade, or `''` when none was. */
   readonly protocol: string
   /** Whether {@link Conn.ping} works on this runtime (false on Deno and Cloudflare Workers). */
   readonly canPing: boolean
+  /**
+   * Published messages dropped for this connection because its peer could not keep up (with
+   * `slowSubscriber: 'drop'`).
+   */
+  droppedMessages = 0
 
   readonly #socket: RuntimeSocket
   readonly #limits: ConnLimits
+  readonly #home: ConnHome
+  #data: Data | undefined
+  #topics: Set<string> | undefined
+  // Event controllers: how handlers are called, whether one is running, and whether the
+  // close handler is owed once it settles.
+  #dispatch: EventDispatch | undefined
+  #busy = false
+  #closeOwed = false
+  #ended: Promise<void> | undefined
+  #settleEnded: (() => void) | undefined
+  #endedSettled = false
   // Made on first use: most connections never ask for a signal or wait for the close.
   #abort: AbortController | undefined
   #abortReason: CloseError | undefined
@@ -96,29 +146,37 @@ export class Conn implements AsyncIterable<Message> {
   #pingWaiters: Waiter<void>[] = []
 
   /** @internal The handlers the adapter forwards the runtime's events to. */
-  readonly events: SocketEvents & { ended: Promise<void> }
+  readonly events: SocketEvents
 
   /** @internal Made by the upgrader. */
-  constructor(socket: RuntimeSocket, protocol: string | undefined, limits: ConnLimits) {
+  constructor(
+    socket: RuntimeSocket,
+    protocol: string | undefined,
+    limits: ConnLimits,
+    home: ConnHome,
+  ) {
     this.#socket = socket
     this.#limits = limits
+    this.#home = home
     this.#closeHandshakeTimeout = limits.closeHandshakeTimeout
     this.protocol = protocol ?? ''
     this.canPing = typeof socket.ping === 'function'
     this.events = new Conn.#Events(this)
+    home.connections.add(this)
   }
 
   // One object with prototype methods per connection, rather than a closure per event: idle
   // connections are the common case. Nested here so that it can reach the private handlers.
   static readonly #Events = class implements SocketEvents {
-    /** Set by the upgrader to the end of `serve`. */
-    ended: Promise<void> = resolved
     constructor(readonly conn: Conn) {}
+    get ended(): Promise<void> {
+      return this.conn.#whenEnded()
+    }
     message(data: string | Uint8Array) {
       this.conn.#onMessage(data)
     }
-    closed(code: number, reason: string) {
-      this.conn.#onClosed(code, reason)
+    closed(code: number, reason: string, wasClean?: boolean) {
+      this.conn.#onClosed(code, reason, wasClean)
     }
     error(error: Error, code?: number) {
       this.conn.#onError(error, code)
@@ -128,9 +186,6 @@ export class Conn implements AsyncIterable<Message> {
     }
     pong() {
       this.conn.#onPong()
-    }
-    shutdown(code: number = CloseCode.GoingAway, reason = 'Server shutting down') {
-      return this.conn.close(code, reason)
     }
   }
 
@@ -154,6 +209,146 @@ export class Conn implements AsyncIterable<Message> {
   /** Bytes the runtime has queued and not yet written to the network. */
   get bufferedAmount(): number {
     return this.#state === 'closed' ? 0 : this.#socket.bufferedAmount
+  }
+
+  /** The upgrade request's URL, kept for the connection's life (it survives a hibernation). */
+  get url(): string {
+    return this.#home.url
+  }
+
+  /**
+   * The connection's own small state: what an event controller remembers between messages.
+   * It is stored with the socket, so it survives a Durable Object's hibernation.
+   *
+   * Assign it rather than mutating it in place: each assignment is what gets stored, and after
+   * a hibernation only the last assigned value comes back. It must be JSON-compatible and at
+   * most 2 KiB as JSON ({@link MAX_CONN_DATA_BYTES}) on every runtime, so that a controller
+   * behaves the same everywhere.
+   * @throws RangeError on assignment, when the value is over 2 KiB or not JSON-compatible
+   */
+  get data(): Data {
+    return this.#data as Data
+  }
+  set data(value: Data) {
+    let json: string | undefined
+    try {
+      json = JSON.stringify(value)
+    } catch (err) {
+      throw new RangeError(
+        `conn.data must be JSON-compatible (it is stored with the socket): ${describeError(err)}`,
+      )
+    }
+    const bytes = json === undefined ? 0 : utf8Length(json)
+    if (bytes > MAX_CONN_DATA_BYTES) {
+      throw new RangeError(
+        `conn.data is ${bytes} bytes as JSON; the limit is ${MAX_CONN_DATA_BYTES} (a Durable Object's attachment budget). Keep ids in conn.data and the rest in storage`,
+      )
+    }
+    this.#data = value
+    this.#persist()
+  }
+
+  /** The topics this connection subscribes to. */
+  get topics(): ReadonlySet<string> {
+    return this.#topics ?? NO_TOPICS
+  }
+
+  /**
+   * Subscribes to a topic: every message published on it, here or on another instance, is sent
+   * to this connection, except its own. It resolves once the subscription counts everywhere
+   * (the backplane confirmed it); locally it counts at once. It never rejects for a backplane
+   * fault: local delivery goes on and the topic is restored when the backplane is back.
+   * Subscribing twice is harmless. A closed connection subscribes to nothing.
+   */
+  subscribe(topic: string): Promise<void> {
+    if (typeof topic !== 'string' || topic === '') {
+      return quiet(Promise.reject(new TypeError('A topic is a non-empty string')))
+    }
+    if (this.#state === 'closed') return resolved
+    this.#topics ??= new Set()
+    if (this.#topics.has(topic)) return resolved
+    this.#topics.add(topic)
+    this.#socket.subscribe?.(topic)
+    const confirmed = this.#home.topics.join(topic, this)
+    this.#persist()
+    return confirmed
+  }
+
+  /** Leaves a topic. Leaving one it does not hold is harmless. */
+  unsubscribe(topic: string): void {
+    if (!this.#topics?.delete(topic)) return
+    this.#socket.unsubscribe?.(topic)
+    this.#home.topics.leave(topic, this)
+    this.#persist()
+  }
+
+  /**
+   * Publishes to every subscriber of `topic` but this connection, on every instance. It never
+   * waits on a subscriber: a subscriber that cannot keep up is closed with 1008 or has the
+   * message dropped, by the `slowSubscriber` option. The messages of one publisher on one topic
+   * arrive in order, once. It works whether or not this connection subscribes to the topic.
+   * @param topic - the topic
+   * @param data - a string (text) or the exact bytes of a `Uint8Array` view (binary)
+   */
+  publish(topic: string, data: MessageData): void {
+    this.#home.topics.publishFrom(this, topic, data)
+  }
+
+  /** @internal The runtime's topic tree, for {@link Topics}. */
+  get tree(): TopicTree | undefined {
+    return this.#socket.tree
+  }
+
+  /** @internal Publishes through the runtime's tree, skipping this socket. */
+  publishNative(topic: string, data: MessageData): void {
+    if (this.#state === 'open') this.#socket.publish?.(topic, data)
+  }
+
+  /** @internal Delivers a published message: never waits, never throws. */
+  deliver(data: MessageData): void {
+    if (this.#state !== 'open') return
+    const { maxPublishBuffer, slowSubscriber } = this.#limits
+    try {
+      if (this.#socket.bufferedAmount > maxPublishBuffer) {
+        if (slowSubscriber === 'drop') {
+          this.droppedMessages++
+          return
+        }
+        this.#fail(
+          CloseCode.PolicyViolation,
+          `Subscriber too slow: over ${maxPublishBuffer} bytes of published messages unsent`,
+        )
+        return
+      }
+      this.#socket.send(data)
+    } catch (err) {
+      this.#onError(err instanceof Error ? err : new Error(describeError(err)))
+    }
+  }
+
+  /** @internal What to store for this connection, to rebuild it after a hibernation. */
+  snapshot(): ConnSnapshot {
+    return {
+      protocol: this.protocol,
+      url: this.#home.url,
+      data: this.#data,
+      topics: this.#topics ? [...this.#topics] : [],
+    }
+  }
+
+  /** @internal Rebuilds the state of a connection after a hibernation, without storing it again. */
+  restore(snapshot: ConnSnapshot): void {
+    this.#data = snapshot.data as Data
+    for (const topic of snapshot.topics) {
+      this.#topics ??= new Set()
+      if (this.#topics.has(topic)) continue
+      this.#topics.add(topic)
+      void this.#home.topics.join(topic, this)
+    }
+  }
+
+  #persist(): void {
+    if (this.#socket.persist && this.#state !== 'closed') this.#socket.persist(this.snapshot())
   }
 
   /**
@@ -182,6 +377,15 @@ export class Conn implements AsyncIterable<Message> {
 
   /** A read, resolving with the message, or with the iterator result when `iterating`. */
   #pull(iterating: boolean): Promise<Message | IteratorResult<Message>> {
+    if (this.#dispatch) {
+      return quiet(
+        Promise.reject(
+          new Error(
+            'An event controller gets its messages in message(): conn.read() is for serve controllers',
+          ),
+        ),
+      )
+    }
     if (this.#readResolve) {
       return quiet(
         Promise.reject(
@@ -193,7 +397,7 @@ export class Conn implements AsyncIterable<Message> {
     if (message) return Promise.resolve(iterating ? { done: false, value: message } : message)
     const error = this.#closeError
     if (error)
-      return iterating && isCloseError(error) ? Promise.resolve(DONE) : Promise.reject(error)
+      return iterating && isNormalClose(error) ? Promise.resolve(DONE) : Promise.reject(error)
     return new Promise((resolve, reject) => {
       this.#readResolve = resolve
       this.#readReject = reject
@@ -288,6 +492,14 @@ export class Conn implements AsyncIterable<Message> {
     return this.#whenClosed()
   }
 
+  /**
+   * @internal Ends the connection now, without waiting for the peer (terminated where the
+   * runtime can): the end of a shutdown's deadline.
+   */
+  terminate(reason: string): void {
+    this.#tearDown(reason)
+  }
+
   /** Closes with 1000 and {@link NormalClosureMessage} (`'Server closed connection'`). See {@link Conn.close}. */
   closeNormal(): Promise<void> {
     return this.close(CloseCode.NormalClosure, NormalClosureMessage)
@@ -299,8 +511,7 @@ export class Conn implements AsyncIterable<Message> {
    * upgrader does that when `serve` throws.
    */
   closeWithError(err: unknown): Promise<void> {
-    const message = err instanceof Error ? err.message : String(err)
-    const reason = this.#limits.debug ? truncateReason(message) : InternalErrorMessage
+    const reason = this.#limits.debug ? truncateReason(describeError(err)) : InternalErrorMessage
     return this.close(CloseCode.InternalError, reason)
   }
 
@@ -347,6 +558,10 @@ export class Conn implements AsyncIterable<Message> {
       resolve(this.#readIterating ? { done: false, value: message } : message)
       return
     }
+    if (this.#dispatch && !this.#busy && this.#inboxHead === this.#inbox.length) {
+      this.#run(message)
+      return
+    }
     this.#inbox.push(message)
     this.#inboxBytes += size + MESSAGE_OVERHEAD_BYTES
     if (this.#inboxBytes <= maxInboundBuffer) return
@@ -390,9 +605,21 @@ export class Conn implements AsyncIterable<Message> {
     this.#abortWith(closing)
     // Sends waiting for a drain will never be written in full: fail them now.
     this.#rejectWaiters(closing)
+    // The peer's close frame sits behind the data we stopped reading: read on (and discard),
+    // or the handshake can only end at the timeout.
+    if (this.#paused) {
+      this.#paused = false
+      try {
+        this.#socket.resume?.()
+      } catch {
+        // The socket is gone: its end is reported separately.
+      }
+    }
   }
 
   #armCloseTimer(): void {
+    // The runtime finishes the handshake itself and reports its end (the Hibernation API).
+    if (this.#socket.closesHandshake) return
     const timeout = this.#closeHandshakeTimeout
     if (timeout <= 0) {
       this.#tearDown('No close handshake wait (timeout is 0)')
@@ -433,13 +660,13 @@ export class Conn implements AsyncIterable<Message> {
     }
   }
 
-  #onClosed(code: number, reason: string): void {
+  #onClosed(code: number, reason: string, wasClean?: boolean): void {
     if (this.#state === 'closed') return
     const fault = this.#fault
     this.#finish(
       fault
         ? closeErrorOf(fault.code, fault.reason, false)
-        : closeErrorOf(code, reason, code !== CloseCode.AbnormalClosure),
+        : closeErrorOf(code, reason, wasClean ?? code !== CloseCode.AbnormalClosure),
     )
   }
 
@@ -453,10 +680,18 @@ export class Conn implements AsyncIterable<Message> {
     const resolve = this.#readResolve
     const reject = this.#readReject
     this.#readResolve = this.#readReject = undefined
-    if (resolve && this.#readIterating && isCloseError(error)) resolve(DONE)
+    if (resolve && this.#readIterating && isNormalClose(error)) resolve(DONE)
     else reject?.(error)
     this.#rejectWaiters(error)
+    this.#home.connections.delete(this)
+    if (this.#topics) {
+      for (const topic of this.#topics) this.#home.topics.leave(topic, this)
+    }
     this.#settleClosed?.()
+    if (this.#dispatch) {
+      this.#closeOwed = true
+      if (!this.#busy) this.#drainEvents()
+    }
   }
 
   /** Aborts the signal once, with the first reason: the close that started the end. */
@@ -478,6 +713,88 @@ export class Conn implements AsyncIterable<Message> {
 
   #endError(): CloseError {
     return this.#closeError ?? (this.#abortReason as CloseError)
+  }
+
+  // --- event controllers ---
+
+  /**
+   * @internal Turns this connection into an event controller's: messages go to `dispatch`
+   * instead of `read()`. It starts busy, until {@link Conn.ready} (the `open` handler's end).
+   */
+  dispatchTo(dispatch: EventDispatch): void {
+    this.#dispatch = dispatch
+    this.#busy = true
+  }
+
+  /** @internal The `open` handler settled: hand over what arrived meanwhile. */
+  ready(): void {
+    this.#busy = false
+    this.#drainEvents()
+  }
+
+  /** @internal A handler failed: no more messages go to the controller. */
+  stopDispatch(): void {
+    this.#inbox = []
+    this.#inboxHead = 0
+    this.#inboxBytes = 0
+  }
+
+  /** Runs the message handler; a promise makes the next message wait for it. */
+  #run(message: Message): void {
+    const dispatch = this.#dispatch as EventDispatch
+    let result: unknown
+    try {
+      result = dispatch.message(this, message)
+    } catch (err) {
+      dispatch.fail(this, err)
+      return
+    }
+    if (result !== undefined && typeof (result as PromiseLike<unknown>)?.then === 'function') {
+      this.#busy = true
+      ;(result as PromiseLike<unknown>).then(
+        () => this.#afterHandler(),
+        (err: unknown) => {
+          dispatch.fail(this, err)
+          this.#afterHandler()
+        },
+      )
+    }
+  }
+
+  #afterHandler(): void {
+    this.#busy = false
+    this.#drainEvents()
+  }
+
+  /** Hands queued messages to the controller, one at a time, then the close when it is owed. */
+  #drainEvents(): void {
+    while (!this.#busy) {
+      const message = this.#shift()
+      if (message) {
+        this.#run(message)
+        continue
+      }
+      if (this.#closeOwed) {
+        this.#closeOwed = false
+        const dispatch = this.#dispatch as EventDispatch
+        dispatch.closed(this, this.#closeError as CloseError)
+      }
+      return
+    }
+  }
+
+  /** @internal `serve`, or the close handler, settled: `events.ended` may resolve. */
+  settleEnded(): void {
+    this.#endedSettled = true
+    this.#settleEnded?.()
+  }
+
+  #whenEnded(): Promise<void> {
+    if (this.#endedSettled) return resolved
+    this.#ended ??= new Promise((resolve) => {
+      this.#settleEnded = resolve
+    })
+    return this.#ended
   }
 
   // --- outbound ---

@@ -3,7 +3,9 @@
  * @module
  */
 import type { Context, Env, Hono, MiddlewareHandler } from 'hono'
+import type { CloseError } from './close.js'
 import type { Conn } from './conn.js'
+import type { Topics } from './topics.js'
 
 /**
  * Serves one WebSocket connection. It is Goyave's `websocket.Controller`.
@@ -53,7 +55,12 @@ export interface ErrorHandler<E extends Env = any> {
 
 /**
  * A controller that adds headers to the `101 Switching Protocols` response. Goyave's
- * `HeaderUpgrader`. Deno ignores them (see the runtime table in the README).
+ * `HeaderUpgrader`. They reach the client on every runtime, except that Bun writes the 101
+ * before middleware resumes (see the runtime table in the README).
+ *
+ * The handshake's own headers are the core's: returning `Sec-WebSocket-Protocol`,
+ * `Sec-WebSocket-Extensions`, `Sec-WebSocket-Accept`, `Upgrade` or `Connection` fails the
+ * upgrade with 500 and a log line that says to use the `subprotocols` option instead.
  */
 // biome-ignore lint/suspicious/noExplicitAny: see Controller
 export interface HeaderUpgrader<E extends Env = any> {
@@ -93,15 +100,96 @@ export interface UpgradeErrorHandler<E extends Env = any> {
   onUpgradeError(c: Context<E>, status: number, reason: Error): Response | Promise<Response>
 }
 
+/** The optional hooks every kind of controller may implement. */
+// biome-ignore lint/suspicious/noExplicitAny: see Controller
+export type Hooks<E extends Env = any> = Partial<
+  ErrorHandler<E> & HeaderUpgrader<E> & OriginChecker<E> & Registrer<E> & UpgradeErrorHandler<E>
+>
+
 /**
  * A controller with any of the optional hooks, as {@link upgrade} takes it. Classes can
  * `implements Controller, ErrorHandler, ...`; object literals get the hooks typed here.
  */
 // biome-ignore lint/suspicious/noExplicitAny: see Controller
-export type ControllerWithHooks<E extends Env = any> = Controller<E> &
-  Partial<
-    ErrorHandler<E> & HeaderUpgrader<E> & OriginChecker<E> & Registrer<E> & UpgradeErrorHandler<E>
-  >
+export type ControllerWithHooks<E extends Env = any> = Controller<E> & Hooks<E>
+
+/**
+ * The second kind of controller: handlers called per event instead of a read loop. It is the
+ * kind that survives a Cloudflare Durable Object's hibernation, and it skips the read loop's
+ * promise per message on every runtime.
+ *
+ * - `open(conn, c)` runs once the connection is upgraded, after the HTTP handler returned. The
+ *   Hono context `c` is valid here only: keep what you need in `conn.data`.
+ * - `message(conn, msg)` runs per message. The handlers of one connection never overlap: when
+ *   a handler returns a promise, the next message waits for it to settle, and the inbound bound
+ *   (`maxInboundBuffer`) and back-pressure hold as they do for `serve`.
+ * - `close(conn, err)` runs once when the connection has closed, after any handler in flight,
+ *   with the {@link CloseError} the connection ended with.
+ *
+ * Errors map to close codes exactly as for `serve`: a throw or rejection in `open` or `message`
+ * goes to `onError` (or the logger), then closes with 1011; a normal close error
+ * ({@link isCloseError}) closes with 1000. An error from `close` is reported and nothing else.
+ *
+ * `conn.data` holds the connection's small state (`Data`, at most 2 KiB as JSON). Assign it;
+ * do not mutate it in place: the assignment is what is stored with the socket, and after a
+ * hibernation only what was stored comes back. The test kit's `hibernatable()` drops all memory
+ * between events, so a controller that keeps state in its own fields fails its tests.
+ *
+ * @example
+ * ```ts
+ * const room: EventController<{ name: string }> = {
+ *   open(conn, c) {
+ *     conn.data = { name: c.req.query('name') ?? 'anonymous' }
+ *     conn.subscribe('lobby')
+ *   },
+ *   message(conn, msg) {
+ *     conn.publish('lobby', `${conn.data.name}: ${msg.data}`)
+ *   },
+ * }
+ * app.get('/ws', upgrade(room))
+ * ```
+ */
+// biome-ignore lint/suspicious/noExplicitAny: see Controller
+export interface EventController<Data = any, E extends Env = any> {
+  /**
+   * The connection is open. `c` is the upgrade request's context, valid during this call.
+   * @param conn - the connection
+   * @param c - the Hono context of the upgrade request
+   */
+  open?(conn: Conn<Data>, c: Context<E>): void | Promise<void>
+  /**
+   * A message arrived. The next one waits until this one's promise settles.
+   * @param conn - the connection
+   * @param message - the message: text as a string, binary as the exact bytes
+   */
+  message(conn: Conn<Data>, message: Message): void | Promise<void>
+  /**
+   * The connection has closed, by either side; called once, after the other handlers.
+   * @param conn - the connection, now closed: sends reject, `conn.data` is still readable
+   * @param error - how it ended: the peer's code, a fault's, or 1006 for a vanished peer
+   */
+  close?(conn: Conn<Data>, error: CloseError): void | Promise<void>
+}
+
+/** An {@link EventController} with any of the optional hooks, as {@link upgrade} takes it. */
+// biome-ignore lint/suspicious/noExplicitAny: see Controller
+export type EventControllerWithHooks<Data = any, E extends Env = any> = EventController<Data, E> &
+  Hooks<E>
+
+/** Either kind of controller, with its hooks. */
+// biome-ignore lint/suspicious/noExplicitAny: see Controller
+export type AnyController<E extends Env = any> =
+  | ControllerWithHooks<E>
+  | EventControllerWithHooks<any, E>
+
+/** Tells an {@link EventController} from a `serve` {@link Controller}. */
+// biome-ignore lint/suspicious/noExplicitAny: see Controller
+export function isEventController<E extends Env = any>(
+  controller: AnyController<E>,
+  // biome-ignore lint/suspicious/noExplicitAny: any data
+): controller is EventControllerWithHooks<any, E> {
+  return typeof (controller as { serve?: unknown }).serve !== 'function'
+}
 
 /** A message read from a connection. */
 export type Message =
@@ -115,6 +203,9 @@ export type MessageData = string | Uint8Array
 export interface Logger {
   error(...args: unknown[]): void
 }
+
+/** What a connection does with published messages once the peer falls behind. */
+export type SlowSubscriberPolicy = 'close' | 'drop'
 
 /** Options of {@link Upgrader} and {@link upgrade}. Every field has a default. */
 export interface UpgradeOptions {
@@ -144,9 +235,10 @@ export interface UpgradeOptions {
   maxMessageSize?: number
   /**
    * How many bytes of received messages may wait for `serve` to read them. Past this, the
-   * socket is paused where the runtime can (Node); elsewhere the connection closes with 1008.
-   * Each waiting message also counts {@link MESSAGE_OVERHEAD_BYTES}, so floods of tiny
-   * messages are bounded too.
+   * socket is paused where the runtime can (Node, Bun); elsewhere the connection closes with
+   * 1008. Each waiting message also counts {@link MESSAGE_OVERHEAD_BYTES}, so floods of tiny
+   * messages are bounded too. It must hold one whole message: at least `maxMessageSize` plus
+   * {@link MESSAGE_OVERHEAD_BYTES}, or the upgrader refuses the options.
    * @defaultValue 4194304 (4 MiB)
    */
   maxInboundBuffer?: number
@@ -162,10 +254,38 @@ export interface UpgradeOptions {
    * @defaultValue console
    */
   logger?: Logger
+  /**
+   * Whether a `serve` that fails because the peer vanished (a `CloseError` with 1006: a closed
+   * laptop, a lost network) is logged when the controller has no `onError`. It is not the
+   * controller's fault, so by default it is not logged; `onError` still receives it.
+   * @defaultValue false
+   */
+  logAbnormalCloses?: boolean
+  /**
+   * The topics this upgrader's connections subscribe and publish through.
+   * @defaultValue the isolate's {@link topics}
+   */
+  topics?: Topics
+  /**
+   * The most bytes a subscriber's runtime may hold unsent before a published message counts as
+   * one it cannot keep up with. Publishing never waits on a subscriber; past this bound,
+   * {@link UpgradeOptions.slowSubscriber} decides.
+   * @defaultValue 4194304 (4 MiB)
+   */
+  maxPublishBuffer?: number
+  /**
+   * What happens to a subscriber past {@link UpgradeOptions.maxPublishBuffer}: `'close'` closes
+   * it with 1008 and a reason that says why; `'drop'` drops the message for it and counts it in
+   * `conn.droppedMessages`. The other subscribers never slow down.
+   * @defaultValue 'close'
+   */
+  slowSubscriber?: SlowSubscriberPolicy
 }
 
 /** {@link UpgradeOptions} with every default applied. */
-export type UpgradeSettings = Required<UpgradeOptions>
+export type UpgradeSettings = Required<Omit<UpgradeOptions, 'topics'>> & {
+  readonly topics: Topics | undefined
+}
 
 /** The per-message cost added to its size when bounding inbound data. */
 export const MESSAGE_OVERHEAD_BYTES = 64
@@ -179,4 +299,8 @@ export const defaultSettings: Readonly<UpgradeSettings> = Object.freeze({
   maxInboundBuffer: 4 * 1024 * 1024,
   sendHighWaterMark: 1024 * 1024,
   logger: console,
+  logAbnormalCloses: false,
+  topics: undefined,
+  maxPublishBuffer: 4 * 1024 * 1024,
+  slowSubscriber: 'close',
 })

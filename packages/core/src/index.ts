@@ -22,19 +22,32 @@ export {
   NormalClosureMessage,
   truncateReason,
 } from './close.js'
-export { Conn, type ConnLimits, type ConnState } from './conn.js'
+export { Conn, type ConnLimits, type ConnState, MAX_CONN_DATA_BYTES } from './conn.js'
 export {
+  Connections,
+  connections,
+  DEFAULT_SHUTDOWN_TIMEOUT,
+  ShutdownMessage,
+  type ShutdownOptions,
+} from './connections.js'
+export {
+  type AnyController,
   type Controller,
   type ControllerWithHooks,
   defaultSettings,
   type ErrorHandler,
+  type EventController,
+  type EventControllerWithHooks,
   type HeaderUpgrader,
+  type Hooks,
+  isEventController,
   type Logger,
   MESSAGE_OVERHEAD_BYTES,
   type Message,
   type MessageData,
   type OriginChecker,
   type Registrer,
+  type SlowSubscriberPolicy,
   type UpgradeErrorHandler,
   type UpgradeOptions,
   type UpgradeSettings,
@@ -42,11 +55,20 @@ export {
 export {
   ADAPTER,
   type Adapter,
+  type ConnSnapshot,
   installAdapter,
   type RuntimeSocket,
   type SocketEvents,
   type UpgradeRequest,
 } from './port.js'
+export {
+  type Backplane,
+  type BackplaneSink,
+  Topics,
+  type TopicsOptions,
+  type TopicTree,
+  topics,
+} from './topics.js'
 export {
   chooseSubprotocol,
   isSameOrigin,

@@ -9,6 +9,8 @@
  * @module
  */
 import type { Context } from 'hono'
+import type { Connections } from './connections.js'
+import type { TopicTree } from './topics.js'
 
 /** The runtime's socket, as the adapter exposes it to the core. */
 export interface RuntimeSocket {
@@ -41,6 +43,44 @@ export interface RuntimeSocket {
   resume?(): void
   /** Sends a ping frame. Absent where the runtime cannot send pings. */
   ping?(): void
+  /**
+   * The runtime's own topic tree this socket belongs to (Bun's server). When present, the core
+   * fans topics out through it, with {@link RuntimeSocket.subscribe}, {@link RuntimeSocket.unsubscribe}
+   * and {@link RuntimeSocket.publish}, instead of sending to each subscriber itself.
+   */
+  readonly tree?: TopicTree
+  /** Subscribes this socket in the runtime's tree. Present with {@link RuntimeSocket.tree}. */
+  subscribe?(topic: string): void
+  /** Unsubscribes this socket in the runtime's tree. Present with {@link RuntimeSocket.tree}. */
+  unsubscribe?(topic: string): void
+  /** Publishes through the runtime's tree to every subscriber but this socket. */
+  publish?(topic: string, data: string | Uint8Array): void
+  /**
+   * Stores what the connection must get back after the runtime drops the isolate's memory (a
+   * Durable Object's hibernation): called whenever `conn.data` or the topics change.
+   */
+  persist?(snapshot: ConnSnapshot): void
+  /**
+   * True when the runtime finishes the close handshake itself and reports the end whenever it
+   * comes (the Hibernation API): the core then arms no close timer, which would keep the
+   * object awake.
+   */
+  readonly closesHandshake?: boolean
+}
+
+/**
+ * What a connection keeps across a hibernation: enough to rebuild its `Conn` when the runtime
+ * wakes the isolate for the socket's next event. It is JSON-compatible.
+ */
+export interface ConnSnapshot {
+  /** The chosen subprotocol, or `''`. */
+  readonly protocol: string
+  /** The upgrade request's URL. */
+  readonly url: string
+  /** `conn.data`, as last assigned. */
+  readonly data: unknown
+  /** The topics the connection subscribes to. */
+  readonly topics: readonly string[]
 }
 
 /** The core's side of a socket: the adapter calls these as the runtime's events arrive. */
@@ -49,9 +89,11 @@ export interface SocketEvents {
   message(data: string | Uint8Array): void
   /**
    * The connection has ended. `code` is the peer's close code, 1005 when its close frame had
-   * none, or 1006 when it ended without a close frame. Calling it more than once is harmless.
+   * none, or 1006 when it ended without a close frame. `wasClean` says whether a close frame
+   * was received from the peer; when omitted, it is taken as `code !== 1006`. Calling it more
+   * than once is harmless.
    */
-  closed(code: number, reason: string): void
+  closed(code: number, reason: string, wasClean?: boolean): void
   /**
    * The runtime reported a fault. `code` is the close code the fault calls for (1002 for a
    * protocol error, 1007 for invalid UTF-8, 1009 for an oversized frame), when known.
@@ -61,12 +103,6 @@ export interface SocketEvents {
   drain(): void
   /** A pong arrived. */
   pong(): void
-  /**
-   * Closes the connection through the core, for a graceful shutdown: one close frame (1001
-   * Going Away by default), the handshake and its timeout, as `conn.close()` does. Resolves once
-   * the connection is closed.
-   */
-  shutdown(code?: number, reason?: string): Promise<void>
   /**
    * Settles once `serve` has finished and the connection is closed, by any path (including the
    * core's teardown at the close timeout, which a runtime without `terminate` never reports).
@@ -83,11 +119,19 @@ export interface UpgradeRequest {
   readonly protocol: string | undefined
   /** The largest message accepted, in bytes, for runtimes that can refuse bigger frames. */
   readonly maxMessageSize: number
+  /** The upgrade request's URL. */
+  readonly url: string
   /**
    * Call once the socket is open and can send, exactly once. Returns the handlers to forward the
    * socket's events to. Events that happened before the call are lost, so call it first thing.
+   * The controller starts after the HTTP handler has returned, never inside this call.
    */
   open(socket: RuntimeSocket): SocketEvents
+  /**
+   * True when the controller is an event controller, whose sockets may hibernate (a Durable
+   * Object accepts them through the Hibernation API).
+   */
+  readonly events: boolean
 }
 
 /** A runtime adapter. */
@@ -99,6 +143,11 @@ export interface Adapter {
    * A throw becomes a 500 upgrade error.
    */
   upgrade(c: Context, request: UpgradeRequest): Response | Promise<Response>
+  /**
+   * The registry this adapter's connections join: one per server, so that its `shutdown()`
+   * closes its own. Without it, the isolate's {@link connections} is used.
+   */
+  readonly connections?: Connections
 }
 
 /**

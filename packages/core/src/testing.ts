@@ -14,9 +14,23 @@
  */
 import { Hono } from 'hono'
 import { CloseCode, type CloseError, closeErrorOf } from './close.js'
-import type { ControllerWithHooks, Message, MessageData } from './contracts.js'
-import { ADAPTER, type Adapter, type RuntimeSocket, type SocketEvents } from './port.js'
-import { upgrade } from './upgrade.js'
+import { Connections } from './connections.js'
+import type {
+  AnyController,
+  EventControllerWithHooks,
+  Message,
+  MessageData,
+  UpgradeOptions,
+} from './contracts.js'
+import {
+  ADAPTER,
+  type Adapter,
+  type ConnSnapshot,
+  type RuntimeSocket,
+  type SocketEvents,
+} from './port.js'
+import { Topics } from './topics.js'
+import { Upgrader, upgrade } from './upgrade.js'
 
 /** A close frame: its code (1005 when it had none) and reason. */
 export interface CloseFrame {
@@ -44,6 +58,16 @@ export interface ConnectOptions {
    * @defaultValue true
    */
   answerClose?: boolean
+  /**
+   * Options of the upgrader, when `target` is a bare controller (an app has its own).
+   * @defaultValue the defaults of {@link UpgradeOptions}
+   */
+  upgrade?: UpgradeOptions
+  /**
+   * The registry the connection joins, to test a graceful shutdown:
+   * `await registry.shutdown()`. By default each `connect()` has its own.
+   */
+  connections?: Connections
 }
 
 /** Thrown by {@link connect} when the server refuses the upgrade. */
@@ -98,7 +122,9 @@ export class TestPeer {
   #inFlight: { data: MessageData; size: number }[] = []
   #inFlightBytes = 0
   #reading = true
-  #outbox: MessageData[] = []
+  // What the peer sent while the server had paused reading: messages, then maybe its close
+  // frame, which a real network also holds behind the unread data.
+  #outbox: (MessageData | CloseFrame)[] = []
   #serverPaused = false
   #sentClose: CloseFrame | undefined
   #receivedClose: CloseFrame | undefined
@@ -106,10 +132,15 @@ export class TestPeer {
   #settleCloseFrame!: (frame: CloseFrame) => void
   #settleClosed!: (result: CloseResult) => void
 
+  #persisted: string | undefined
+  readonly #hibernating: boolean
+
   /** @internal Made by {@link connect}. */
-  constructor(response: Response, protocol: string) {
+  constructor(response: Response, protocol: string, hibernating = false) {
     this.response = response
     this.protocol = protocol
+    this.#hibernating = hibernating
+    this.socket = this.#serverSocket()
     this.closeFrame = new Promise((resolve) => {
       this.#settleCloseFrame = resolve
     })
@@ -131,14 +162,20 @@ export class TestPeer {
 
   /** Bytes the peer could not deliver yet because the server paused reading. */
   get pendingBytes(): number {
-    return this.#outbox.reduce((sum, data) => sum + byteLength(data), 0)
+    return this.#outbox.reduce((sum, item) => sum + (isFrame(item) ? 0 : byteLength(item)), 0)
   }
 
   /**
    * The next message from the server. Once the connection has ended and every message was read,
-   * it rejects with a {@link CloseError} holding the close frame the server sent.
+   * it rejects with a {@link CloseError} holding the close frame the server sent. Only one read
+   * may be pending at a time; a second one rejects with an `Error`.
    */
   read(): Promise<Message> {
+    if (this.#reader) {
+      return Promise.reject(
+        new Error('Only one peer.read() may be pending at a time: await the previous one first'),
+      )
+    }
     const message = this.#inbox.shift()
     if (message) return Promise.resolve(message)
     if (this.#ended) return Promise.reject(this.#endError())
@@ -150,18 +187,33 @@ export class TestPeer {
   /**
    * Starts the close handshake from the peer's side. The in-memory runtime answers it with the
    * same code, as `ws`, Bun and Deno do. Without `code`, the frame has no code (the server sees
-   * 1005).
+   * 1005). While the server has paused reading, the frame waits behind the unread messages, as
+   * on a real network.
    */
   close(code?: number, reason = ''): void {
     if (this.#sentClose || this.#ended) return
     this.#sentClose = { code: code ?? CloseCode.NoStatusReceived, reason }
     const frame = this.#sentClose
-    this.#deliver(() => {
-      if (this.#ended) return
-      // The runtime answers a peer's close frame at once, then reports the end.
-      this.#runtimeAnswers(frame)
-      this.#end(frame, true)
-    })
+    if (this.#serverPaused || this.#outbox.length > 0) {
+      this.#outbox.push(frame)
+      return
+    }
+    this.#deliver(() => this.#receivePeerClose(frame))
+  }
+
+  /**
+   * The object holding this connection is evicted from memory (a Durable Object hibernating):
+   * only for peers of {@link hibernatable}. See {@link HibernatableObject.evict}.
+   */
+  get persisted(): ConnSnapshot | undefined {
+    return this.#persisted === undefined ? undefined : (JSON.parse(this.#persisted) as ConnSnapshot)
+  }
+
+  #receivePeerClose(frame: CloseFrame): void {
+    if (this.#ended) return
+    // The runtime answers a peer's close frame at once, then reports the end.
+    this.#runtimeAnswers(frame)
+    this.#end(frame, true)
   }
 
   /** The peer disappears: no close frame, the connection just ends (the server sees 1006). */
@@ -205,11 +257,11 @@ export class TestPeer {
   }
 
   /** @internal The server's end of the connection. */
-  readonly socket: RuntimeSocket = this.#serverSocket()
+  readonly socket: RuntimeSocket
 
   #serverSocket(): RuntimeSocket {
     const peer = this
-    return {
+    const socket: RuntimeSocket & { persist?: (snapshot: ConnSnapshot) => void } = {
       emitsDrain: true,
       send: (data) => {
         if (this.#ended || this.#receivedClose) return
@@ -254,12 +306,25 @@ export class TestPeer {
         this.#deliver(() => this.#server?.pong())
       },
     }
+    if (this.#hibernating) {
+      // As a Durable Object's socket: the state is stored as JSON, the runtime finishes the
+      // close handshake itself, and there is no ping or pause.
+      Object.assign(socket, {
+        closesHandshake: true,
+        persist: (snapshot: ConnSnapshot) => {
+          this.#persisted = JSON.stringify(snapshot)
+        },
+      })
+    }
+    return socket
   }
 
   /** Delivers held messages one at a time, stopping as soon as the server pauses again. */
   #flushOutbox(): void {
     while (!this.#serverPaused && !this.#ended && this.#outbox.length > 0) {
-      this.#server?.message(this.#outbox.shift() as MessageData)
+      const item = this.#outbox.shift() as MessageData | CloseFrame
+      if (isFrame(item)) this.#receivePeerClose(item)
+      else this.#server?.message(item)
     }
   }
 
@@ -302,7 +367,8 @@ export class TestPeer {
     const reader = this.#reader
     this.#reader = undefined
     reader?.reject(this.#endError())
-    this.#server?.closed(serverSees.code, serverSees.reason)
+    // The server saw a close frame only when the peer sent one.
+    this.#server?.closed(serverSees.code, serverSees.reason, clean)
   }
 
   #endError(): CloseError {
@@ -312,12 +378,84 @@ export class TestPeer {
 
   /** Delivers in order, after the current call stack, as a network would. */
   #deliver(action: () => void): void {
-    queueMicrotask(action)
+    queueMicrotask(() => {
+      if (!this.#ended) this.beforeEvent?.()
+      action()
+    })
   }
+
+  /** @internal Runs before each event reaches the server (the eviction of {@link hibernatable}). */
+  beforeEvent: (() => void) | undefined
 }
 
-function isController(target: object): target is ControllerWithHooks {
-  return typeof (target as ControllerWithHooks).serve === 'function'
+function isFrame(item: MessageData | CloseFrame): item is CloseFrame {
+  return typeof item === 'object' && !(item instanceof Uint8Array)
+}
+
+function isController(target: object): target is AnyController {
+  return (
+    typeof (target as { serve?: unknown }).serve === 'function' ||
+    typeof (target as { message?: unknown }).message === 'function'
+  )
+}
+
+const HANDSHAKE = {
+  Upgrade: 'websocket',
+  Connection: 'Upgrade',
+  'Sec-WebSocket-Version': '13',
+  'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+  Host: 'localhost',
+}
+
+function requestHeaders(options: ConnectOptions): Headers {
+  const headers = new Headers(HANDSHAKE)
+  for (const [name, value] of new Headers(options.headers)) headers.set(name, value)
+  if (options.protocols?.length) headers.set('Sec-WebSocket-Protocol', options.protocols.join(', '))
+  return headers
+}
+
+/** What the client would see: the app's final headers on a 101. */
+function switched(response: Response): Response {
+  const answer = new Response(null, { headers: response.headers })
+  Object.defineProperty(answer, 'status', { value: 101 })
+  Object.defineProperty(answer, 'statusText', { value: 'Switching Protocols' })
+  return answer
+}
+
+/**
+ * The in-memory adapter for one upgrade request. Like Node, it opens the socket only once the
+ * app has answered, and only when the answer is the upgrade's: a response rewritten by
+ * middleware (a 500 after the handler) leaves no connection behind.
+ */
+function memoryAdapter(
+  options: ConnectOptions,
+  registry: Connections,
+  hibernating: boolean,
+): { adapter: Adapter; finish(response: Response): TestPeer | undefined } {
+  let accepted: { open(socket: RuntimeSocket): SocketEvents; protocol?: string } | undefined
+  const adapter: Adapter = {
+    name: 'memory',
+    connections: registry,
+    upgrade(_c, request) {
+      if (accepted) throw new Error('upgrade() ran twice for one request')
+      accepted = request
+      const responseHeaders = new Headers(request.headers)
+      if (request.protocol) responseHeaders.set('Sec-WebSocket-Protocol', request.protocol)
+      // Response() refuses status 101 outside a server runtime, and middleware may copy the
+      // response: the app sees a 200 carrying the 101's headers, as on Node.
+      return new Response(null, { status: 200, headers: responseHeaders })
+    },
+  }
+  return {
+    adapter,
+    finish(response) {
+      if (!accepted || response.status !== 200) return undefined
+      const peer = new TestPeer(switched(response), accepted.protocol ?? '', hibernating)
+      peer.answerClose = options.answerClose ?? true
+      peer.attach(accepted.open(peer.socket))
+      return peer
+    },
+  }
 }
 
 /**
@@ -325,59 +463,132 @@ function isController(target: object): target is ControllerWithHooks {
  * `path` of a new app), through the whole upgrade pipeline: validation, origin check, hooks and
  * subprotocol choice all run as they would on a server.
  *
- * @param target - a Hono app that routes `path` to `upgrade()`, or a controller
+ * @param target - a Hono app that routes `path` to `upgrade()`, or a controller of either kind
  * @param path - the request path, `/` by default
- * @param options - headers, subprotocols and env of the upgrade request
+ * @param options - headers, subprotocols and env of the upgrade request, upgrader options
  * @returns the peer, once the server has answered 101 and the connection is open
  * @throws UpgradeRejectedError when the server answers anything else, with that response
  */
 export async function connect(
-  target: { request: Hono['request'] } | ControllerWithHooks,
+  target: { request: Hono['request'] } | AnyController,
   path = '/',
   options: ConnectOptions = {},
 ): Promise<TestPeer> {
-  let app: { request: Hono['request'] }
-  if (isController(target)) {
-    app = new Hono().get(path, upgrade(target))
-  } else {
-    app = target
-  }
-  const headers = new Headers({
-    Upgrade: 'websocket',
-    Connection: 'Upgrade',
-    'Sec-WebSocket-Version': '13',
-    'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
-    Host: 'localhost',
-  })
-  for (const [name, value] of new Headers(options.headers)) headers.set(name, value)
-  if (options.protocols?.length) headers.set('Sec-WebSocket-Protocol', options.protocols.join(', '))
-
-  let peer: TestPeer | undefined
-  const adapter: Adapter = {
-    name: 'memory',
-    upgrade(_c, request) {
-      const responseHeaders = new Headers(request.headers)
-      if (request.protocol) responseHeaders.set('Sec-WebSocket-Protocol', request.protocol)
-      // Response() refuses status 101 outside a server runtime, and middleware may copy the
-      // response: the app sees a 200 carrying the 101's headers, as on Node.
-      const response = new Response(null, { status: 200, headers: responseHeaders })
-      const opened = new TestPeer(response, request.protocol ?? '')
-      opened.answerClose = options.answerClose ?? true
-      opened.attach(request.open(opened.socket))
-      peer = opened
-      return response
-    },
-  }
+  const app: { request: Hono['request'] } = isController(target)
+    ? new Hono().get(path, upgrade(target, options.upgrade))
+    : target
+  const memory = memoryAdapter(options, options.connections ?? new Connections(), false)
   const response = await app.request(
     `http://localhost${path}`,
-    { headers },
-    { ...options.env, [ADAPTER]: adapter },
+    { headers: requestHeaders(options) },
+    { ...options.env, [ADAPTER]: memory.adapter },
   )
-  if (!peer || response.status !== 200) throw new UpgradeRejectedError(response)
-  // What the client would see: the app's final headers on a 101.
-  const switched = new Response(null, { headers: response.headers })
-  Object.defineProperty(switched, 'status', { value: 101 })
-  Object.defineProperty(switched, 'statusText', { value: 'Switching Protocols' })
-  peer.response = switched
+  const peer = memory.finish(response)
+  if (!peer) throw new UpgradeRejectedError(response)
   return peer
+}
+
+/** Options of {@link hibernatable}. */
+export interface HibernatableOptions {
+  /** The request path. @defaultValue '/' */
+  path?: string
+  /** Options of the upgrader. */
+  upgrade?: UpgradeOptions
+  /**
+   * Evict before every event the server receives, so that any state kept outside `conn.data`
+   * is lost at once, as it may be on the platform.
+   * @defaultValue false
+   */
+  evictEveryEvent?: boolean
+}
+
+/** An in-memory Durable Object for an event controller: see {@link hibernatable}. */
+export interface HibernatableObject {
+  /** Connects a peer to the object, through the whole upgrade pipeline. */
+  connect(options?: ConnectOptions): Promise<TestPeer>
+  /**
+   * Drops all of the object's memory, as a hibernation does: the controller is made again by
+   * the factory, the topics are new, and each open connection's `Conn` is rebuilt from what it
+   * stored (`conn.data` and its topics). The sockets stay open.
+   */
+  evict(): void
+  /** How many times the object was evicted. */
+  readonly evictions: number
+  /** The object's topics, for a publish from outside a connection. */
+  readonly topics: Topics
+  /** The object's open connections. */
+  readonly connections: Connections
+}
+
+/**
+ * An in-memory Durable Object that hibernates: it serves an event controller made by `factory`,
+ * and {@link HibernatableObject.evict} drops all its memory between two events, on any runtime.
+ * A controller that keeps state in its own fields instead of `conn.data` then fails its test.
+ *
+ * @example
+ * ```ts
+ * const room = hibernatable(() => new Room())
+ * const peer = await room.connect()
+ * peer.send('join alice')
+ * room.evict()
+ * peer.send('who')
+ * expect(await peer.read()).toEqual({ type: 'text', data: 'alice' })
+ * ```
+ */
+export function hibernatable(
+  factory: () => EventControllerWithHooks,
+  options: HibernatableOptions = {},
+): HibernatableObject {
+  const path = options.path ?? '/'
+  const peers = new Set<TestPeer>()
+  let evictions = 0
+  let state = build()
+
+  function build() {
+    const topics = new Topics()
+    const connections = new Connections()
+    const upgrader = new Upgrader(factory(), { ...options.upgrade, topics })
+    const app = new Hono().get(path, upgrader.handler())
+    return { topics, connections, upgrader, app }
+  }
+
+  const object: HibernatableObject = {
+    async connect(connectOptions = {}) {
+      const memory = memoryAdapter(connectOptions, state.connections, true)
+      const response = await state.app.request(
+        `http://localhost${path}`,
+        { headers: requestHeaders(connectOptions) },
+        { ...connectOptions.env, [ADAPTER]: memory.adapter },
+      )
+      const peer = memory.finish(response)
+      if (!peer) throw new UpgradeRejectedError(response)
+      peers.add(peer)
+      void peer.closed.then(() => peers.delete(peer))
+      if (options.evictEveryEvent) peer.beforeEvent = () => object.evict()
+      return peer
+    },
+    evict() {
+      evictions++
+      state = build()
+      for (const peer of peers) {
+        const snapshot = peer.persisted ?? {
+          protocol: peer.protocol,
+          url: `http://localhost${path}`,
+          data: undefined,
+          topics: [],
+        }
+        peer.attach(state.upgrader.wake(peer.socket, snapshot, state.connections))
+      }
+    },
+    get evictions() {
+      return evictions
+    },
+    get topics() {
+      return state.topics
+    },
+    get connections() {
+      return state.connections
+    },
+  }
+  return object
 }

@@ -3,22 +3,41 @@
  * runtime's adapter, run `serve`, and close the connection by the rules of what `serve` did.
  * @module
  */
-import type { Context, Env, Hono, MiddlewareHandler } from 'hono'
-import { CloseCode, isCloseError, NormalClosureMessage } from './close.js'
-import { Conn } from './conn.js'
+import { Context, type Env, type Hono, type MiddlewareHandler } from 'hono'
 import {
+  CloseCode,
+  type CloseError,
+  closeErrorIn,
+  describeError,
+  isCloseError,
+  NormalClosureMessage,
+} from './close.js'
+import { Conn, type ConnHome, type EventDispatch } from './conn.js'
+import { type Connections, connections as isolateConnections } from './connections.js'
+import {
+  type AnyController,
   type ControllerWithHooks,
   defaultSettings,
+  type EventControllerWithHooks,
+  isEventController,
+  MESSAGE_OVERHEAD_BYTES,
   type UpgradeOptions,
   type UpgradeSettings,
 } from './contracts.js'
-import { adapterFor, missingAdapterError, type RuntimeSocket, type SocketEvents } from './port.js'
+import {
+  adapterFor,
+  type ConnSnapshot,
+  missingAdapterError,
+  type RuntimeSocket,
+  type SocketEvents,
+} from './port.js'
+import { topics as isolateTopics, type Topics } from './topics.js'
 
 /** An upgrade that cannot go on, with the HTTP status that answers it. */
 export class UpgradeError extends Error {
   override readonly name = 'UpgradeError'
   /**
-   * @param status - the HTTP status of the answer: 400, 403, 426 or 500
+   * @param status - the HTTP status of the answer: 400, 403, 426, 500 or 503
    * @param message - what went wrong, shown in the body only when `debug` is on
    */
   constructor(
@@ -34,7 +53,17 @@ const STATUS_TEXT: Record<number, string> = {
   403: 'Forbidden',
   426: 'Upgrade Required',
   500: 'Internal Server Error',
+  503: 'Service Unavailable',
 }
+
+// The handshake's own headers: the core and the runtime write them, never upgradeHeaders.
+const HANDSHAKE_HEADERS = [
+  'sec-websocket-protocol',
+  'sec-websocket-extensions',
+  'sec-websocket-accept',
+  'upgrade',
+  'connection',
+]
 
 // Shared by every upgrade without upgradeHeaders; adapters only read `request.headers`.
 const NO_HEADERS = new Headers()
@@ -91,14 +120,22 @@ export function validateHandshake(request: Request): UpgradeError | undefined {
 export function isSameOrigin(request: Request): boolean {
   const origin = request.headers.get('origin')
   if (origin === null) return true
-  let originHost: string
+  let originUrl: URL
   try {
-    originHost = new URL(origin).host
+    originUrl = new URL(origin)
   } catch {
     return false
   }
   const host = request.headers.get('host') ?? new URL(request.url).host
-  return originHost.toLowerCase() === host.toLowerCase()
+  // Read the Host header with the origin's scheme, so that a default port written out
+  // (`Host: example.com:80` for `http://example.com`) compares equal, as URL drops it.
+  let hostUrl: URL
+  try {
+    hostUrl = new URL(`${originUrl.protocol}//${host}`)
+  } catch {
+    return false
+  }
+  return originUrl.host.toLowerCase() === hostUrl.host.toLowerCase()
 }
 
 /**
@@ -126,30 +163,49 @@ export function chooseSubprotocol(
  */
 // biome-ignore lint/suspicious/noExplicitAny: the default matches Hono's own `Env` default
 export class Upgrader<E extends Env = any> {
-  /** The controller that serves each connection. */
-  readonly controller: ControllerWithHooks<E>
+  /** The controller that serves each connection: a `serve` controller or an event controller. */
+  readonly controller: AnyController<E>
   /** The options in effect, defaults applied. */
   readonly settings: Readonly<UpgradeSettings>
+  readonly #topics: Topics
+  // One for every connection of an event controller: a connection holds no closure of its own.
+  #eventDispatch: EventDispatch | undefined
 
   /**
-   * @param controller - serves each connection; may implement the optional hooks
-   *   (`onError`, `upgradeHeaders`, `checkOrigin`, `registerRoute`, `onUpgradeError`)
+   * @param controller - serves each connection: a {@link Controller} (`serve`) or an
+   *   {@link EventController} (`open`, `message`, `close`); either may implement the optional
+   *   hooks (`onError`, `upgradeHeaders`, `checkOrigin`, `registerRoute`, `onUpgradeError`)
    * @param options - see {@link UpgradeOptions}
+   * @throws RangeError when the options contradict each other (`maxInboundBuffer` cannot hold
+   *   one message of `maxMessageSize`)
    */
-  constructor(controller: ControllerWithHooks<E>, options: UpgradeOptions = {}) {
+  constructor(controller: AnyController<E>, options: UpgradeOptions = {}) {
     this.controller = controller
     const settings = { ...defaultSettings }
     for (const [key, value] of Object.entries(options)) {
       if (value !== undefined) (settings as Record<string, unknown>)[key] = value
     }
+    const needed = settings.maxMessageSize + MESSAGE_OVERHEAD_BYTES
+    if (settings.maxInboundBuffer < needed) {
+      throw new RangeError(
+        `maxInboundBuffer (${settings.maxInboundBuffer}) cannot hold one message of maxMessageSize (${settings.maxMessageSize}): raise maxInboundBuffer to at least ${needed}, or lower maxMessageSize`,
+      )
+    }
+    if (settings.slowSubscriber !== 'close' && settings.slowSubscriber !== 'drop') {
+      throw new RangeError(
+        `slowSubscriber is "${String(settings.slowSubscriber)}": use 'close' or 'drop'`,
+      )
+    }
     this.settings = Object.freeze(settings)
+    this.#topics = settings.topics ?? isolateTopics
   }
 
   /**
    * The Hono handler that upgrades the request. It answers a bad handshake (400 or 426), a
-   * refused origin (403) or a failure (500) with an upgrade error, and a valid one with the
-   * runtime's 101 response. It returns as soon as the connection is upgraded; `serve` runs after.
-   * When `serve` settles, the connection is closed by the rules written on {@link Controller}.
+   * refused origin (403), a server shutting down (503) or a failure (500) with an upgrade error,
+   * and a valid one with the runtime's 101 response. It returns as soon as the connection is
+   * upgraded; the controller starts after. When `serve` settles, the connection is closed by
+   * the rules written on {@link Controller}.
    */
   handler(): MiddlewareHandler<E> {
     return (c) => this.#upgrade(c)
@@ -167,6 +223,33 @@ export class Upgrader<E extends Env = any> {
     } else {
       app.get('/', handler)
     }
+  }
+
+  /**
+   * For adapters whose runtime drops the isolate's memory while sockets stay open (a Durable
+   * Object's hibernation): rebuilds the `Conn` of a socket from what it stored, without running
+   * `open` again, and returns the handlers for its events.
+   * @param socket - the runtime's socket, as for `UpgradeRequest.open`
+   * @param snapshot - what the connection stored (`RuntimeSocket.persist`)
+   * @param registry - the registry the connection joins; the isolate's by default
+   * @throws Error for a `serve` controller: a read loop cannot survive a hibernation
+   */
+  wake(socket: RuntimeSocket, snapshot: ConnSnapshot, registry?: Connections): SocketEvents {
+    const controller = this.controller
+    if (!isEventController(controller)) {
+      throw new Error(
+        'Only an event controller (open, message, close) can wake from a hibernation: a serve() loop cannot',
+      )
+    }
+    const conn = new Conn(socket, snapshot.protocol || undefined, this.settings, {
+      connections: registry ?? isolateConnections,
+      topics: this.#topics,
+      url: snapshot.url,
+    })
+    conn.restore(snapshot)
+    conn.dispatchTo(this.#dispatchFor(controller))
+    conn.ready()
+    return conn.events
   }
 
   async #upgrade(c: Context<E>): Promise<Response> {
@@ -189,25 +272,55 @@ export class Upgrader<E extends Env = any> {
       }
       const adapter = adapterFor(c)
       if (!adapter) throw missingAdapterError()
+      const registry = adapter.connections ?? isolateConnections
+      if (!registry.accepting) {
+        return await this.#reject(
+          c,
+          new UpgradeError(503, 'The server is shutting down: it accepts no new connections'),
+        )
+      }
       const headers = controller.upgradeHeaders
         ? new Headers(await controller.upgradeHeaders(c))
         : NO_HEADERS
+      for (const name of HANDSHAKE_HEADERS) {
+        if (headers.has(name)) {
+          throw new Error(
+            `upgradeHeaders() returned ${name}, which the handshake sets itself: list the server's subprotocols in the \`subprotocols\` option, and leave the handshake's headers to Handshake`,
+          )
+        }
+      }
       const protocol = chooseSubprotocol(
         c.req.header('sec-websocket-protocol') ?? null,
         this.settings.subprotocols,
       )
-      return await adapter.upgrade(c, {
+      // The controller starts once the handler has returned, never inside it: some runtimes
+      // open the socket inside adapter.upgrade() (Bun, workerd), before the response is done.
+      let returned = false
+      let start: (() => void) | undefined
+      const home: ConnHome = { connections: registry, topics: this.#topics, url: c.req.url }
+      const response = await adapter.upgrade(c, {
         headers,
         protocol,
+        url: c.req.url,
         maxMessageSize: this.settings.maxMessageSize,
-        open: (socket) => this.#open(c, socket, protocol),
+        events: isEventController(controller),
+        open: (socket) => {
+          const conn = new Conn(socket, protocol, this.settings, home)
+          const run = () => this.#start(conn, c)
+          if (returned) run()
+          else start = run
+          return conn.events
+        },
       })
+      returned = true
+      if (start) setTimeout(start, 0)
+      return response
     } catch (err) {
       this.#log('WebSocket upgrade failed:', err)
-      const reason = err instanceof Error ? err : new Error(String(err))
-      return this.#reject(c, new UpgradeError(500, reason.message)).catch((hookError) => {
+      const reason = new UpgradeError(500, describeError(err))
+      return this.#reject(c, reason).catch((hookError) => {
         this.#log('onUpgradeError failed:', hookError)
-        return this.#defaultRejection(new UpgradeError(500, reason.message))
+        return this.#defaultRejection(reason)
       })
     }
   }
@@ -237,37 +350,145 @@ export class Upgrader<E extends Env = any> {
     })
   }
 
-  #open(c: Context<E>, socket: RuntimeSocket, protocol: string | undefined): SocketEvents {
-    const conn = new Conn(socket, protocol, this.settings)
-    conn.events.ended = this.#serve(conn, c)
-    return conn.events
+  #start(conn: Conn, c: Context<E>): void {
+    const controller = this.controller
+    if (isEventController(controller)) {
+      conn.dispatchTo(this.#dispatchFor(controller))
+      this.#open(controller, conn, c)
+    } else {
+      void this.#serve(controller as ControllerWithHooks<E>, conn, c).then(() => conn.settleEnded())
+    }
   }
 
   /** Runs `serve` and closes the connection by what it did. Never rejects. */
-  async #serve(conn: Conn, c: Context<E>): Promise<void> {
+  async #serve(controller: ControllerWithHooks<E>, conn: Conn, c: Context<E>): Promise<void> {
     try {
-      await this.controller.serve(conn, c)
+      await controller.serve(conn, c)
       await conn.close(CloseCode.NormalClosure, NormalClosureMessage)
     } catch (err) {
+      await this.#failed(conn, () => c, err)
+    }
+  }
+
+  /** Runs `open`; messages wait until it settles. */
+  #open(controller: EventControllerWithHooks, conn: Conn, c: Context<E>): void {
+    if (!controller.open) {
+      conn.ready()
+      return
+    }
+    let result: unknown
+    try {
+      result = controller.open(conn, c)
+    } catch (err) {
+      conn.stopDispatch()
+      void this.#failed(conn, () => c, err)
+      conn.ready()
+      return
+    }
+    if (result !== undefined && typeof (result as PromiseLike<unknown>)?.then === 'function') {
+      ;(result as PromiseLike<unknown>).then(
+        () => conn.ready(),
+        (err: unknown) => {
+          conn.stopDispatch()
+          void this.#failed(conn, () => c, err)
+          conn.ready()
+        },
+      )
+    } else {
+      conn.ready()
+    }
+  }
+
+  /**
+   * The handlers of an event controller, shared by its connections. The upgrade's context is
+   * not kept past `open`: later, and after a hibernation, `onError` gets a context rebuilt from
+   * the URL.
+   */
+  #dispatchFor(controller: EventControllerWithHooks): EventDispatch {
+    this.#eventDispatch ??= {
+      message: (conn, message) => controller.message(conn, message),
+      fail: (conn, err) => {
+        conn.stopDispatch()
+        void this.#failed(conn, () => detachedContext<E>(conn.url), err)
+      },
+      closed: (conn, error) => this.#closed(controller, conn, error),
+    }
+    return this.#eventDispatch
+  }
+
+  #closed(controller: EventControllerWithHooks, conn: Conn, error: CloseError): void {
+    if (!controller.close) {
+      conn.settleEnded()
+      return
+    }
+    const report = (err: unknown) => this.#report(() => detachedContext<E>(conn.url), err)
+    let result: unknown
+    try {
+      result = controller.close(conn, error)
+    } catch (err) {
+      void report(err).then(() => conn.settleEnded())
+      return
+    }
+    if (result !== undefined && typeof (result as PromiseLike<unknown>)?.then === 'function') {
+      ;(result as PromiseLike<unknown>).then(
+        () => conn.settleEnded(),
+        (err: unknown) => report(err).then(() => conn.settleEnded()),
+      )
+    } else {
+      conn.settleEnded()
+    }
+  }
+
+  /** What follows a failed `serve` or handler: close normally, or report and close with 1011. */
+  async #failed(conn: Conn, context: () => Context<E>, err: unknown): Promise<void> {
+    try {
       if (isCloseError(err)) {
         await conn.closeNormal()
         return
       }
-      await this.#report(c, err)
+      await this.#report(context, err)
       await conn.closeWithError(err)
+    } catch (unexpected) {
+      // Nothing here may reject: the close still goes out.
+      this.#log('Closing the connection failed:', unexpected)
+      await conn.close(CloseCode.InternalError, 'Internal server error').catch(() => {})
     }
   }
 
-  async #report(c: Context<E>, err: unknown): Promise<void> {
+  /**
+   * Hands an error to `onError`, or logs it. A peer that vanished (1006) is not the controller's
+   * fault: it is only logged with `logAbnormalCloses`. An `onError` that does not settle within
+   * the close-handshake timeout is logged, and the close goes out anyway.
+   */
+  async #report(context: () => Context<E>, err: unknown): Promise<void> {
     const controller = this.controller
     if (!controller.onError) {
+      const closeError = closeErrorIn(err)
+      if (closeError?.code === CloseCode.AbnormalClosure && !this.settings.logAbnormalCloses) {
+        return
+      }
       this.#log('WebSocket controller failed:', err)
       return
     }
+    const bound =
+      this.settings.closeHandshakeTimeout > 0 ? this.settings.closeHandshakeTimeout : 10_000
+    let timer: ReturnType<typeof setTimeout> | undefined
     try {
-      await controller.onError(c, err)
+      const handled = Promise.resolve(controller.onError(context(), err))
+      const late = await Promise.race([
+        handled.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), bound)
+        }),
+      ])
+      if (late) {
+        handled.catch(() => {})
+        this.#log(`onError did not settle within ${bound} ms; the connection is closed anyway`)
+      }
     } catch (hookError) {
       this.#log('onError failed while handling', err, 'with', hookError)
+    } finally {
+      if (timer !== undefined) clearTimeout(timer)
     }
   }
 
@@ -281,8 +502,17 @@ export class Upgrader<E extends Env = any> {
 }
 
 /**
+ * A Hono context for a connection whose upgrade request is gone (after `open`, or after a
+ * hibernation): it knows the URL only. Headers and `c.get()` values are not there; keep what
+ * you need in `conn.data`.
+ */
+function detachedContext<E extends Env>(url: string): Context<E> {
+  return new Context(new Request(url)) as Context<E>
+}
+
+/**
  * The short form of `new Upgrader(controller, options).handler()`: a Hono handler that upgrades
- * the request and runs `controller.serve` on the connection.
+ * the request and runs the controller on the connection (`serve`, or the event handlers).
  *
  * @example
  * ```ts
@@ -291,7 +521,7 @@ export class Upgrader<E extends Env = any> {
  */
 // biome-ignore lint/suspicious/noExplicitAny: see Upgrader
 export function upgrade<E extends Env = any>(
-  controller: ControllerWithHooks<E>,
+  controller: AnyController<E>,
   options?: UpgradeOptions,
 ): MiddlewareHandler<E> {
   return new Upgrader(controller, options).handler()

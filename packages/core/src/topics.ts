@@ -1,0 +1,304 @@
+/**
+ * Topics: publish and subscribe between connections, in this isolate and, through a
+ * {@link Backplane}, across processes and machines.
+ * @module
+ */
+import { describeError } from './close.js'
+import type { Logger, MessageData } from './contracts.js'
+
+/**
+ * A fan-out engine shared by several instances of an app (Redis pub/sub, for one). The core
+ * calls it; apps only pass one to {@link Topics.useBackplane}. `@handshake/redis` implements it.
+ *
+ * The contract:
+ * - {@link Backplane.subscribe} is called when a topic gets its first local subscriber and
+ *   resolves once the engine has confirmed the subscription, so that nothing published after it
+ *   resolves is missed. {@link Backplane.unsubscribe} is called when the last one leaves. Calls
+ *   for one topic may come in quick succession: the backplane keeps the engine in line with the
+ *   latest.
+ * - {@link Backplane.publish} sends to the other instances, at most once and in call order. It
+ *   never throws for an engine fault: it reports it with {@link BackplaneSink.down}.
+ * - Each instance ignores its own messages: the core has delivered them locally already.
+ * - After an outage the backplane restores every topic of {@link BackplaneSink.topics} itself,
+ *   without trusting its client to do it, then calls {@link BackplaneSink.up}.
+ */
+export interface Backplane {
+  /** Starts the backplane; called once, by {@link Topics.useBackplane}. */
+  start(sink: BackplaneSink): void | Promise<void>
+  /** Subscribes this instance to a topic; resolves once the engine confirmed it. */
+  subscribe(topic: string): Promise<void>
+  /** Unsubscribes this instance from a topic. */
+  unsubscribe(topic: string): Promise<void>
+  /** Sends a message to the subscribers of `topic` on every other instance. */
+  publish(topic: string, data: MessageData): void
+  /** Stops the backplane: it unsubscribes and lets go of the engine's connections it made. */
+  close(): Promise<void>
+}
+
+/** How a {@link Backplane} talks back to the core. */
+export interface BackplaneSink {
+  /** A message published on another instance: delivered to every local subscriber. */
+  message(topic: string, data: MessageData): void
+  /**
+   * The engine failed. Local delivery goes on; the error is reported once per outage (to
+   * `onError`, else the logger), however many times this is called before {@link BackplaneSink.up}.
+   */
+  down(error: unknown): void
+  /** The engine is back and every topic of {@link BackplaneSink.topics} is subscribed again. */
+  up(): void
+  /** The topics with at least one local subscriber: the ones to restore after an outage. */
+  topics(): string[]
+}
+
+/**
+ * One subscriber, as {@link Topics} sees it: a connection. Internal to the core.
+ * @internal
+ */
+export interface Subscriber {
+  /** Delivers a published message; never waits and never throws. */
+  deliver(data: MessageData): void
+  /** The runtime's own topic tree this subscriber belongs to (Bun), if any. */
+  readonly tree: TopicTree | undefined
+  /** Publishes through the runtime's tree to every subscriber but this one (Bun). */
+  publishNative(topic: string, data: MessageData): void
+}
+
+/** A runtime's own topic fan-out (Bun's `server.publish`), as an adapter exposes it. */
+export interface TopicTree {
+  /** Sends `data` to every socket of this tree subscribed to `topic`. */
+  publish(topic: string, data: MessageData): void
+}
+
+/** Options of {@link Topics}. */
+export interface TopicsOptions {
+  /**
+   * Called once per backplane outage with the engine's error. Without it, the error goes to
+   * the logger.
+   */
+  onError?: (error: unknown) => void
+  /** Where backplane errors go without `onError`. @defaultValue console */
+  logger?: Logger
+}
+
+interface Topic {
+  /** Subscribers the core delivers to one by one. */
+  readonly members: Set<Subscriber>
+  /** Subscribers held by a runtime's own tree, counted per tree. */
+  readonly trees: Map<TopicTree, number>
+  /** The backplane subscription: settles once the engine confirmed it. */
+  confirmed: Promise<void> | undefined
+}
+
+const confirmedNow = Promise.resolve()
+
+/**
+ * The topics of an isolate: who subscribes to what, and the fan-out of every publish.
+ *
+ * Connections join and leave with `conn.subscribe(topic)` and `conn.unsubscribe(topic)`, and
+ * leave every topic when they close. `conn.publish(topic, data)` reaches every subscriber but the
+ * sender; {@link Topics.publish} (from an HTTP route, a timer) reaches every subscriber.
+ *
+ * Guarantees, on every runtime:
+ * - publishing never waits on a subscriber: a subscriber that cannot keep up is closed with
+ *   1008, or has its messages dropped and counted (the `slowSubscriber` option);
+ * - the messages of one publisher on one topic arrive in the order published, once;
+ * - text stays text and bytes stay bytes (the exact bytes of a view);
+ * - local delivery never depends on the backplane. Across instances delivery is at most once.
+ *
+ * `topics` is the isolate's instance, the one upgraders use by default.
+ *
+ * @example
+ * ```ts
+ * import { topics } from '@handshake/core'
+ *
+ * app.post('/rooms/:room/announce', async (c) => {
+ *   topics.publish(c.req.param('room'), await c.req.text())
+ *   return c.body(null, 204)
+ * })
+ * ```
+ */
+export class Topics extends EventTarget {
+  readonly #topics = new Map<string, Topic>()
+  readonly #options: TopicsOptions
+  #backplane: Backplane | undefined
+  #down = false
+
+  /** @param options - see {@link TopicsOptions} */
+  constructor(options: TopicsOptions = {}) {
+    super()
+    this.#options = options
+  }
+
+  /** How many local connections subscribe to `topic`. */
+  subscribers(topic: string): number {
+    const entry = this.#topics.get(topic)
+    if (!entry) return 0
+    let count = entry.members.size
+    for (const n of entry.trees.values()) count += n
+    return count
+  }
+
+  /** The topics with at least one local subscriber. */
+  names(): string[] {
+    return [...this.#topics.keys()]
+  }
+
+  /**
+   * Publishes `data` to every subscriber of `topic`: here at once, and on the other instances
+   * through the backplane. It never waits on a subscriber or on the backplane, and never
+   * throws for them.
+   * @param topic - the topic
+   * @param data - a string (text) or the exact bytes of a `Uint8Array` view (binary)
+   */
+  publish(topic: string, data: MessageData): void {
+    this.publishFrom(undefined, topic, data)
+  }
+
+  /**
+   * Connects a backplane, so that publishes reach the subscribers of every instance. Call it
+   * once, at startup; the topics already held are subscribed on it at once.
+   *
+   * @example
+   * ```ts
+   * import { topics } from '@handshake/core'
+   * import { redisBackplane } from '@handshake/redis'
+   *
+   * await topics.useBackplane(redisBackplane({ client: new Redis(redisUrl) }))
+   * ```
+   * @throws Error when a backplane is already in use
+   */
+  async useBackplane(backplane: Backplane): Promise<void> {
+    if (this.#backplane) {
+      throw new Error('This Topics already has a backplane: call useBackplane() once, at startup')
+    }
+    this.#backplane = backplane
+    const sink: BackplaneSink = {
+      message: (topic, data) => this.#deliverLocal(undefined, topic, data),
+      down: (error) => this.#reportDown(error),
+      up: () => {
+        const wasDown = this.#down
+        this.#down = false
+        if (wasDown) this.dispatchEvent(new Event('restore'))
+      },
+      topics: () => this.names(),
+    }
+    await backplane.start(sink)
+    for (const [topic, entry] of this.#topics) entry.confirmed = this.#subscribeRemote(topic)
+  }
+
+  /**
+   * Stops using the backplane (for a graceful shutdown): it is closed, and topics are local again.
+   */
+  async closeBackplane(): Promise<void> {
+    const backplane = this.#backplane
+    this.#backplane = undefined
+    await backplane?.close()
+  }
+
+  /**
+   * Adds a listener for `'restore'`: the backplane came back after an outage and every topic is
+   * subscribed again. Messages published elsewhere during the outage were not delivered here:
+   * use it to repair state such as presence lists.
+   */
+  override addEventListener(
+    type: 'restore',
+    listener: EventListenerOrEventListenerObject | null,
+    options?: AddEventListenerOptions | boolean,
+  ): void {
+    super.addEventListener(type, listener, options)
+  }
+
+  /** @internal A connection joins a topic; resolves once the backplane confirmed it. */
+  join(topic: string, subscriber: Subscriber): Promise<void> {
+    let entry = this.#topics.get(topic)
+    if (!entry) {
+      entry = { members: new Set(), trees: new Map(), confirmed: undefined }
+      this.#topics.set(topic, entry)
+      entry.confirmed = this.#backplane ? this.#subscribeRemote(topic) : confirmedNow
+    }
+    const tree = subscriber.tree
+    if (tree) entry.trees.set(tree, (entry.trees.get(tree) ?? 0) + 1)
+    else entry.members.add(subscriber)
+    return entry.confirmed ?? confirmedNow
+  }
+
+  /** @internal A connection leaves a topic. */
+  leave(topic: string, subscriber: Subscriber): void {
+    const entry = this.#topics.get(topic)
+    if (!entry) return
+    const tree = subscriber.tree
+    if (tree) {
+      const count = (entry.trees.get(tree) ?? 0) - 1
+      if (count > 0) entry.trees.set(tree, count)
+      else entry.trees.delete(tree)
+    } else {
+      entry.members.delete(subscriber)
+    }
+    if (entry.members.size > 0 || entry.trees.size > 0) return
+    this.#topics.delete(topic)
+    const backplane = this.#backplane
+    if (backplane) this.#guard(() => backplane.unsubscribe(topic))
+  }
+
+  /** @internal Publishes from a connection (which does not get its own message), or from outside. */
+  publishFrom(sender: Subscriber | undefined, topic: string, data: MessageData): void {
+    if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+      throw new TypeError(
+        'publish() takes a string or a Uint8Array (use new Uint8Array(buffer) for an ArrayBuffer)',
+      )
+    }
+    this.#deliverLocal(sender, topic, data)
+    const backplane = this.#backplane
+    if (backplane) {
+      try {
+        backplane.publish(topic, data)
+      } catch (err) {
+        this.#reportDown(err)
+      }
+    }
+  }
+
+  #deliverLocal(sender: Subscriber | undefined, topic: string, data: MessageData): void {
+    const entry = this.#topics.get(topic)
+    if (!entry) return
+    for (const member of entry.members) if (member !== sender) member.deliver(data)
+    for (const tree of entry.trees.keys()) {
+      if (sender && sender.tree === tree) sender.publishNative(topic, data)
+      else tree.publish(topic, data)
+    }
+  }
+
+  #subscribeRemote(topic: string): Promise<void> {
+    const backplane = this.#backplane
+    if (!backplane) return confirmedNow
+    // A failed subscription must not fail conn.subscribe(): local delivery goes on, and the
+    // backplane restores the topic when the engine is back.
+    return this.#guard(() => backplane.subscribe(topic))
+  }
+
+  #guard(action: () => Promise<void>): Promise<void> {
+    try {
+      return action().catch((err) => this.#reportDown(err))
+    } catch (err) {
+      this.#reportDown(err)
+      return confirmedNow
+    }
+  }
+
+  #reportDown(error: unknown): void {
+    if (this.#down) return
+    this.#down = true
+    try {
+      if (this.#options.onError) this.#options.onError(error)
+      else
+        (this.#options.logger ?? console).error(
+          `Topics backplane failed; local delivery goes on, and the topics are restored when it is back: ${describeError(error)}`,
+        )
+    } catch {
+      // A broken handler must not break publishing.
+    }
+  }
+}
+
+/** The isolate's topics: the ones every upgrader uses unless given its own. */
+export const topics: Topics = new Topics()
