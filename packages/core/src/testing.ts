@@ -149,15 +149,13 @@ export class TestPeer {
     })
   }
 
-  /** Sends a message to the server. Held while the server has paused reading. */
+  /**
+   * Sends a message to the server. Like a network, it arrives after the current call stack, and
+   * is held, in order, while the server has paused reading.
+   */
   send(data: MessageData): void {
     if (this.#sentClose || this.#ended) throw new Error('The peer has closed: it cannot send')
-    // Held while the server is paused, and behind what is still held, to keep the order.
-    if (this.#serverPaused || this.#outbox.length > 0) {
-      this.#outbox.push(data)
-      return
-    }
-    this.#deliver(() => this.#server?.message(data))
+    this.#enqueue(data)
   }
 
   /** Bytes the peer could not deliver yet because the server paused reading. */
@@ -193,12 +191,7 @@ export class TestPeer {
   close(code?: number, reason = ''): void {
     if (this.#sentClose || this.#ended) return
     this.#sentClose = { code: code ?? CloseCode.NoStatusReceived, reason }
-    const frame = this.#sentClose
-    if (this.#serverPaused || this.#outbox.length > 0) {
-      this.#outbox.push(frame)
-      return
-    }
-    this.#deliver(() => this.#receivePeerClose(frame))
+    this.#enqueue(this.#sentClose)
   }
 
   /**
@@ -282,12 +275,11 @@ export class TestPeer {
         this.closeFrames.push({ code, reason })
         if (this.#receivedClose) return
         this.#receiveClose({ code, reason })
-        if (!this.answerClose) return
-        this.#deliver(() => {
-          if (this.#ended) return
-          this.#sentClose ??= { code, reason }
-          this.#end({ code, reason }, true)
-        })
+        if (!this.answerClose || this.#sentClose) return
+        // The answer travels behind whatever the peer sent before it, which the server may
+        // have paused reading.
+        this.#sentClose = { code, reason }
+        this.#enqueue(this.#sentClose)
       },
       terminate: () => {
         if (this.#ended) return
@@ -317,6 +309,12 @@ export class TestPeer {
       })
     }
     return socket
+  }
+
+  /** Queues what the peer sends; it is delivered in order, and only while the server reads. */
+  #enqueue(item: MessageData | CloseFrame): void {
+    this.#outbox.push(item)
+    if (this.#outbox.length === 1) this.#deliver(() => this.#flushOutbox())
   }
 
   /** Delivers held messages one at a time, stopping as soon as the server pauses again. */
