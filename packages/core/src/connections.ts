@@ -129,7 +129,8 @@ export class Connections implements Iterable<Conn> {
   add(conn: Conn): void {
     this.#open.add(conn)
     const shutdown = this.#shutdown
-    if (shutdown) void conn.close(shutdown.code, shutdown.reason)
+    // After the adapter has wired the socket's events: it is still inside open() here.
+    if (shutdown) queueMicrotask(() => void conn.close(shutdown.code, shutdown.reason))
   }
 
   /** @internal A connection closed. */
