@@ -301,7 +301,11 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
 
   /** @internal Publishes through the runtime's tree, skipping this socket. */
   publishNative(topic: string, data: MessageData): void {
-    if (this.#state === 'open') this.#socket.publish?.(topic, data)
+    // The runtime skips the sender only on a topic the sender holds (uWS publishes nothing from
+    // a socket that holds none); otherwise the sender is not in the topic, and the whole tree
+    // gets it. So a publish from a `close` handler still reaches the others.
+    if (this.#topics?.has(topic)) this.#socket.publish?.(topic, data)
+    else this.#socket.tree?.publish(topic, data)
   }
 
   /** @internal Delivers a published message: never waits, never throws. */
@@ -685,7 +689,10 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     this.#rejectWaiters(error)
     this.#home.connections.delete(this)
     if (this.#topics) {
-      for (const topic of this.#topics) this.#home.topics.leave(topic, this)
+      // Forgotten here, so that an unsubscribe() after the end (a cleanup) cannot leave twice.
+      const held = this.#topics
+      this.#topics = undefined
+      for (const topic of held) this.#home.topics.leave(topic, this)
     }
     this.#settleClosed?.()
     if (this.#dispatch) {
