@@ -9,7 +9,7 @@ import { startServer, stopServer } from './proc.mjs'
 import { benchDir, rootDir } from './runtimes.mjs'
 
 /** Where a function lives, from its script URL. */
-function category(url, name) {
+export function category(url, name) {
   if (!url) {
     if (name === '(garbage collector)') return 'GC'
     if (name === '(program)') return 'V8 and native (program)'
@@ -21,12 +21,14 @@ function category(url, name) {
   if (url.includes('/ws/lib/')) return 'ws'
   if (url.includes('@hono/node-server')) return '@hono/node-server'
   if (url.includes('/hono/')) return 'hono'
+  if (url.includes('/crossws/')) return 'crossws'
   if (url.startsWith('node:')) return 'Node internals'
+  if (url.startsWith('ext:')) return `Deno internals (${url.slice(4).split('/')[0]})`
   if (url.includes('/bench/servers/')) return 'bench entry'
   return 'other'
 }
 
-function summarize(profile, messages) {
+export function summarize(profile, messages, topCount = 12) {
   const { nodes, samples, timeDeltas } = profile
   const byId = new Map(nodes.map((n) => [n.id, n]))
   const selfUs = new Map()
@@ -59,7 +61,7 @@ function summarize(profile, messages) {
     f.selfUs += us
     functions.set(key, f)
   }
-  const top = [...functions.values()].sort((a, b) => b.selfUs - a.selfUs).slice(0, 12)
+  const top = [...functions.values()].sort((a, b) => b.selfUs - a.selfUs).slice(0, topCount)
   return { categories, busyUs, top, messages }
 }
 
