@@ -47,7 +47,7 @@ const log = (...args) => console.error('[cpu]', ...args)
 function load(durationMs) {
   const base = { 'warmup-ms': 0, 'duration-ms': durationMs }
   if (workload === 'small') return ['echo', { ...base, conns: 64, window: 16, size: 32 }]
-  if (workload === 'latency') return ['echo', { ...base, conns: 1, window: 1, size: 32 }]
+  if (workload === 'latency') return ['latency', { ...base, size: 32 }]
   if (workload === 'churn') return ['churn', { ...base, conns: 16, size: 32 }]
   throw new Error(`unknown workload ${workload}`)
 }

@@ -48,14 +48,14 @@ const config = quick
       rounds: 1,
       idleRounds: 1,
       idleConns: 2000,
-      warmupMs: { small: 300, large: 200, churn: 200 },
-      durationMs: { small: 1000, large: 800, churn: 800 },
+      warmupMs: { small: 300, large: 200, churn: 200, latency: 200 },
+      durationMs: { small: 1000, large: 800, churn: 800, latency: 800 },
     }
   : {
       rounds: 3,
       idleRounds: 3,
-      warmupMs: { small: 400, large: 300, churn: 300 },
-      durationMs: { small: 1500, large: 1000, churn: 1000 },
+      warmupMs: { small: 400, large: 300, churn: 300, latency: 300 },
+      durationMs: { small: 1500, large: 1000, churn: 1000, latency: 1500 },
     }
 config.rounds = Number(option('rounds') ?? config.rounds)
 config.idleRounds = Math.min(config.idleRounds, config.rounds)
@@ -76,6 +76,8 @@ function loadOptions(workload) {
   }
   if (workload === 'small') return { ...base, conns: 64, window: 16, size: 32 }
   if (workload === 'large') return { ...base, conns: 8, window: 1, size: 262_144, binary: true }
+  // One connection, one message in flight: loadgen's latency mode sets both.
+  if (workload === 'latency') return { ...base, size: 32 }
   return { ...base, conns: 16, size: 32 }
 }
 
@@ -105,17 +107,13 @@ async function throughput(rt, rows) {
   for (let round = 0; round < config.rounds; round++) {
     // A B C D, then D C B A: drift on a shared machine hits every server alike.
     const order = round % 2 === 0 ? KINDS : [...KINDS].reverse()
-    for (const workload of ['small', 'large', 'churn']) {
+    for (const workload of ['small', 'large', 'churn', 'latency']) {
       for (const kind of order) {
         const server = started[kind]
         if (!server) continue
         try {
-          const result = await runLoad(
-            workload === 'churn' ? 'churn' : 'echo',
-            server.port,
-            server.pids(),
-            loadOptions(workload),
-          )
+          const mode = workload === 'churn' || workload === 'latency' ? workload : 'echo'
+          const result = await runLoad(mode, server.port, server.pids(), loadOptions(workload))
           rows[kind][workload].push(result)
         } catch (err) {
           const exited = server.proc.exitCode !== null || server.proc.signalCode !== null
@@ -179,6 +177,7 @@ async function benchRuntime(rt) {
       small: [],
       large: [],
       churn: [],
+      latency: [],
       idle: [],
     }
   }

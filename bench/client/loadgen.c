@@ -11,6 +11,9 @@
  *          comes back is answered with a new message. Reports messages/s, MB/s and RTT.
  *   churn  N slots, each looping: connect, handshake, one echo, close handshake, wait for EOF.
  *          Reports connections/s and the close-handshake latency.
+ *   latency  one connection, one message in flight (echo with --conns 1 --window 1): the
+ *          round trip of a lone message, with nothing queued behind it. Reports RTT
+ *          percentiles to the microsecond (p50, p90, p99, p99.9) and the mean.
  *   idle   opens N connections, prints a READY line, holds them until stdin has a line or
  *          ends, then closes them all.
  *
@@ -38,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum mode { MODE_ECHO, MODE_CHURN, MODE_IDLE };
+enum mode { MODE_ECHO, MODE_CHURN, MODE_IDLE, MODE_LATENCY };
 enum state { ST_FREE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_WAIT_EOF };
 
 /* --- options --- */
@@ -56,6 +59,7 @@ static int g_duration_ms = 2000;
 static int g_concurrency = 256;
 static int g_pids[16];
 static int g_npids;
+static int g_latency; /* the latency workload: echo, one connection, one message */
 
 /* --- time --- */
 
@@ -85,6 +89,14 @@ static void hist_add(hist_t *h, uint64_t v) {
   else
     h->ms[HIST_MS - 1]++;
   h->n++;
+}
+
+static double hist_mean(const hist_t *h) {
+  if (h->n == 0) return -1;
+  double sum = 0;
+  for (int i = 0; i < HIST_US; i++) sum += (double)h->us[i] * i;
+  for (int i = 0; i < HIST_MS; i++) sum += (double)h->ms[i] * i * 1000.0;
+  return sum / (double)h->n;
 }
 
 static double hist_pct(const hist_t *h, double p) {
@@ -523,7 +535,7 @@ static double cpu_machine(void) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: loadgen echo|churn|idle --port N [--host H] [--path P] [--conns N] [--window N]\n"
+          "usage: loadgen echo|churn|latency|idle --port N [--host H] [--path P] [--conns N] [--window N]\n"
           "       [--size BYTES] [--binary] [--warmup-ms MS] [--duration-ms MS]\n"
           "       [--concurrency N] [--pids PID,PID]\n");
   exit(2);
@@ -537,6 +549,8 @@ static void parse_args(int argc, char **argv) {
     g_mode = MODE_CHURN;
   else if (!strcmp(argv[1], "idle"))
     g_mode = MODE_IDLE;
+  else if (!strcmp(argv[1], "latency"))
+    g_mode = MODE_LATENCY;
   else
     usage();
   for (int i = 2; i < argc; i++) {
@@ -573,6 +587,12 @@ static void parse_args(int argc, char **argv) {
       usage();
   }
   if (g_mode == MODE_CHURN) g_window = 1; /* one echo per connection */
+  if (g_mode == MODE_LATENCY) { /* the echo workload with a single message in flight */
+    g_mode = MODE_ECHO;
+    g_latency = 1;
+    g_conns = 1;
+    g_window = 1;
+  }
   if (!g_port || g_conns < 1 || g_window < 1) usage();
 }
 
@@ -725,15 +745,16 @@ int main(int argc, char **argv) {
   uint64_t units = g_mode == MODE_CHURN ? m_done : m_msgs;
   printf("{\"mode\":\"%s\",\"conns\":%d,\"window\":%d,\"size\":%zu,\"binary\":%s,\"wall_s\":%.4f,"
          "\"messages\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,"
-         "\"rtt_p50_us\":%.0f,\"rtt_p99_us\":%.0f,"
+         "\"rtt_p50_us\":%.0f,\"rtt_p90_us\":%.0f,\"rtt_p99_us\":%.0f,\"rtt_p999_us\":%.0f,\"rtt_mean_us\":%.2f,"
          "\"conns_done\":%llu,\"conns_per_s\":%.1f,"
          "\"close_p50_us\":%.0f,\"close_p99_us\":%.0f,\"eof_p50_us\":%.0f,\"connect_p50_us\":%.0f,"
          "\"client_cpu_s\":%.4f,\"server_cpu_s\":%.4f,\"machine_cpu_s\":%.4f,"
          "\"client_cpu_us_per_unit\":%.3f,\"server_cpu_us_per_unit\":%.3f,"
          "\"errors\":%llu,\"bad_echoes\":%llu,\"unclean_closes\":%llu}\n",
-         g_mode == MODE_CHURN ? "churn" : "echo", g_conns, g_window, g_size, g_binary ? "true" : "false",
+         g_mode == MODE_CHURN ? "churn" : g_latency ? "latency" : "echo", g_conns, g_window, g_size, g_binary ? "true" : "false",
          wall, (unsigned long long)m_msgs, (double)m_msgs / wall, (double)m_bytes / wall / 1e6,
-         hist_pct(&g_rtt, 0.5), hist_pct(&g_rtt, 0.99), (unsigned long long)m_done,
+         hist_pct(&g_rtt, 0.5), hist_pct(&g_rtt, 0.9), hist_pct(&g_rtt, 0.99), hist_pct(&g_rtt, 0.999),
+         hist_mean(&g_rtt), (unsigned long long)m_done,
          (double)m_done / wall, hist_pct(&g_close, 0.5), hist_pct(&g_close, 0.99),
          hist_pct(&g_eof, 0.5), hist_pct(&g_connect, 0.5), client, server, machine,
          units ? client * 1e6 / (double)units : -1, units ? server * 1e6 / (double)units : -1,

@@ -1,6 +1,6 @@
 /** BENCHMARKS.md: the summary, the targets, every row with its ratios, the machine, the method. */
 import { KIND_NAMES, KINDS } from './runtimes.mjs'
-import { WORKLOADS } from './stats.mjs'
+import { LATENCY, WORKLOADS } from './stats.mjs'
 
 // --- formatting ---
 
@@ -12,6 +12,11 @@ const dec = (x, digits = 1) => (x === undefined ? '–' : x.toFixed(digits))
 const ms = (us) => (us === undefined ? '–' : `${(us / 1000).toFixed(2)} ms`)
 const ratio = (a, b) =>
   a === undefined || b === undefined || b === 0 ? '–' : `${(a / b).toFixed(2)}×`
+const us = (x) => (x === undefined ? '–' : `${Math.round(x).toLocaleString('en-US')} µs`)
+const signedUs = (x) =>
+  x === undefined
+    ? '–'
+    : `${x >= 0 ? '+' : '−'}${Math.round(Math.abs(x)).toLocaleString('en-US')} µs`
 const bytes = (x) => (x === undefined ? '–' : `${Math.round(x).toLocaleString('en-US')} B`)
 const signedBytes = (x) =>
   x === undefined
@@ -107,6 +112,49 @@ function throughputTable(rt, workload) {
   return table(header, rows)
 }
 
+function latencyTable(rt) {
+  const header = [
+    'server',
+    'RTT p50',
+    'p90',
+    'p99',
+    'p99.9',
+    'mean',
+    'p50 over raw',
+    'p99 over raw',
+    'msg/s',
+    'loadgen CPU µs/msg',
+    'server CPU µs/msg',
+    'others cores',
+  ]
+  const raw = rt.rows.raw.unavailable ? undefined : rt.rows.raw.latency
+  const rows = KINDS.map((kind) => {
+    const row = rt.rows[kind]
+    const why = missing(row, 'latency')
+    if (why) return [row.name, why, ...header.slice(2).map(() => '')]
+    const w = row.latency
+    const over = (f) => (kind === 'raw' || !raw?.[f] ? '—' : signedUs(w[f] - raw[f]))
+    return [
+      row.name,
+      us(w.rttP50),
+      us(w.rttP90),
+      us(w.rttP99),
+      us(w.rttP999),
+      us(w.rttMean),
+      over('rttP50'),
+      over('rttP99'),
+      int(w.msgsPerS),
+      dec(w.clientUsPerUnit, 2),
+      dec(w.serverUsPerUnit, 2),
+      dec(w.otherCores, 2),
+    ]
+  })
+  return table(header, rows)
+}
+
+// What Handshake added to the p50 round trip over raw in round 1 (issue 14): no worse.
+const LATENCY_BUDGET_US = { node: 9, bun: 6 }
+
 function idleTable(rt) {
   const header = [
     'server',
@@ -194,6 +242,18 @@ function targets(rt) {
       out.push(`- ${m} against ${KIND_NAMES[peer]}: ${parts.join(', ')} (target ≥ 1.00× on each)`)
     }
   }
+  const latency = get('handshake', 'latency')
+  const rawLatency = get('raw', 'latency')
+  if (latency?.rttP50 !== undefined && rawLatency?.rttP50 !== undefined) {
+    const over = latency.rttP50 - rawLatency.rttP50
+    const budget = LATENCY_BUDGET_US[rt.id]
+    out.push(
+      `- ${budget === undefined ? '–' : mark(over <= budget)} latency: one message in flight, p50 ${us(latency.rttP50)} against raw's ${us(rawLatency.rttP50)}, ${signedUs(over)}; p99 ${signedUs(latency.rttP99 - rawLatency.rttP99)}` +
+        (budget === undefined
+          ? ' (no round-1 figure to hold)'
+          : ` (target ≤ +${budget} µs at p50)`),
+    )
+  }
   const churn = get('handshake', 'churn')
   if (churn?.closeP50 !== undefined && churn?.rttP50 !== undefined) {
     const over = churn.closeP50 - churn.rttP50
@@ -215,12 +275,13 @@ function summaryTable(results) {
     'large echo ÷ raw',
     'churn ÷ raw',
     'idle RSS over raw',
+    'latency p50 over raw',
     'close p50 − RTT p50',
   ]
   const rows = results.map((rt) => {
     const hs = rt.rows.handshake
     if (hs.unavailable) {
-      return [rt.name, `Handshake not available: ${hs.unavailable}`, '', '', '', '', '', '', '']
+      return [rt.name, `Handshake not available: ${hs.unavailable}`, '', '', '', '', '', '', '', '']
     }
     const r = (w, peer) => {
       if (rt.rows[peer].unavailable) return '–'
@@ -240,6 +301,11 @@ function summaryTable(results) {
       r('large', 'raw'),
       r('churn', 'raw'),
       idle ? signedBytes(hs.idle.rssPerConn - rt.rows.raw.idle.rssPerConn) : '–',
+      hs.latency?.rttP50 !== undefined &&
+      rt.rows.raw.latency?.rttP50 !== undefined &&
+      !rt.rows.raw.unavailable
+        ? signedUs(hs.latency.rttP50 - rt.rows.raw.latency.rttP50)
+        : '–',
       churn?.closeP50 !== undefined && churn?.rttP50 !== undefined
         ? ms(churn.closeP50 - churn.rttP50)
         : '–',
@@ -297,7 +363,7 @@ function machineSection(info) {
     `| load generator compiler | ${v.compiler} |`,
     `| command | \`${info.command}\`${info.argv.length ? ` (arguments: \`${info.argv.join(' ')}\`)` : ''} |`,
     `| rounds | ${c.rounds} throughput rounds, ${c.idleRounds} idle-memory rounds; medians |`,
-    `| windows | warmup ${c.warmupMs.small}/${c.warmupMs.large}/${c.warmupMs.churn} ms, measured ${c.durationMs.small}/${c.durationMs.large}/${c.durationMs.churn} ms (small/large/churn) |`,
+    `| windows | warmup ${c.warmupMs.small}/${c.warmupMs.large}/${c.warmupMs.churn}/${c.warmupMs.latency ?? '–'} ms, measured ${c.durationMs.small}/${c.durationMs.large}/${c.durationMs.churn}/${c.durationMs.latency ?? '–'} ms (small/large/churn/latency) |`,
     `| date | ${info.date} |`,
     `| wall time of the run | ${info.seconds.toFixed(0)} s |`,
   ].join('\n')
@@ -389,6 +455,7 @@ export function renderReport({ info, results, profiles, notes, chart, chartFromR
     for (const w of Object.keys(WORKLOADS)) {
       out.push(`### ${WORKLOADS[w].title}: ${WORKLOADS[w].what}`, '', throughputTable(rt, w), '')
     }
+    out.push(`### ${LATENCY.title}: ${LATENCY.what}`, '', latencyTable(rt), '')
     out.push(
       `### Idle memory: ${int(rt.idleConns)} open idle connections`,
       '',
@@ -409,6 +476,7 @@ export function renderReport({ info, results, profiles, notes, chart, chartFromR
     "- Each server is one small entry in `bench/servers/<runtime>/`: the raw runtime API, Hono's own helper, crossws's adapter, and Handshake with the README's echo controller (`for await (const msg of conn) await conn.send(msg.data)`, `bench/servers/echo-app.mjs`). Every entry echoes what it receives, text as text and binary as binary; loadgen counts wrong echoes.",
     '- Throughput rounds keep each server running and visit them in turn per workload; idle memory starts a fresh process per round and reads RSS from `/proc/<pid>/status` (the sum over its process tree) and the heap from the server itself after a full GC.',
     "- CPU time: loadgen reads its own with `getrusage`, the server's from `/proc/<pid>/stat` (all its threads and child processes) and the machine's from `/proc/stat`, over the same measured window. \"others cores\" is the machine's busy time that was neither: other processes, and kernel work charged to neither.",
+    '- Latency: loadgen keeps one connection with one 32-byte text message in flight and sends the next as soon as the echo arrives (`loadgen latency`); round trips are timed to the microsecond. It shows what each server adds to a lone message, where throughput rows show what it costs under load.',
     "- Close-handshake latency is from loadgen sending its close frame to receiving the server's, in the churn workload; the target compares it with the echo round trip of the same connections.",
     "- workerd runs under Miniflare with compatibility date 2026-04-26 and the flag `no_websocket_standard_binary_type`: since 2026-03-17 binary messages reach a Worker as `Blob` unless it sets `binaryType`, and then Hono's helper echoes the text `[object Blob]` and crossws cannot read them synchronously. Handshake sets `binaryType` itself and is unaffected.",
     '',
@@ -439,6 +507,7 @@ renderReport.summaryText = (results) => {
         `  ${kind.padEnd(10)} small ${int(row.small?.msgsPerS).padStart(10)} msg/s (${r('small')} raw)` +
           `  large ${dec(row.large?.mbPerS).padStart(7)} MB/s (${r('large')})` +
           `  churn ${int(row.churn?.connsPerS).padStart(6)} conn/s (${r('churn')})` +
+          `  latency p50 ${us(row.latency?.rttP50).padStart(7)}` +
           `  idle ${bytes(row.idle?.rssPerConn)}/conn` +
           `  loadgen ${dec(row.small?.clientCores, 2)} cores`,
       )

@@ -26,6 +26,16 @@ export const WORKLOADS = {
 }
 
 /**
+ * The latency workload, apart from WORKLOADS: its figure is a time (lower is better), so it has
+ * its own table, summary column and target instead of the throughput ratios and the chart.
+ */
+export const LATENCY = {
+  title: 'Latency',
+  what: 'one connection, one 32-byte text message in flight; the round trip of a lone message',
+  per: 'msg',
+}
+
+/**
  * The median of the defined numbers. Negative ones are dropped unless `signed` (loadgen reports
  * -1 for "none"; a memory difference can be negative).
  */
@@ -52,7 +62,10 @@ function throughputRow(rounds) {
     mbPerS: m((r) => r.mb_per_s),
     connsPerS: m((r) => r.conns_per_s),
     rttP50: m((r) => r.rtt_p50_us),
+    rttP90: m((r) => r.rtt_p90_us),
     rttP99: m((r) => r.rtt_p99_us),
+    rttP999: m((r) => r.rtt_p999_us),
+    rttMean: m((r) => r.rtt_mean_us),
     closeP50: m((r) => r.close_p50_us),
     closeP99: m((r) => r.close_p99_us),
     upgradeP50: m((r) => r.connect_p50_us),
@@ -96,6 +109,7 @@ export function summarize(row) {
     small: throughputRow(row.small),
     large: throughputRow(row.large),
     churn: throughputRow(row.churn),
+    latency: throughputRow(row.latency ?? []),
     idle: idleRow(row.idle),
   }
 }
