@@ -14,14 +14,40 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
+import type { ZlibOptions } from 'node:zlib'
 import { ADAPTER, type Adapter, installAdapter, type UpgradeRequest } from '@handshake/core'
 import { createAdaptorServer, type ServerType } from '@hono/node-server'
 import type { Context } from 'hono'
-import { type PerMessageDeflateOptions, WebSocketServer } from 'ws'
+import { WebSocketServer } from 'ws'
 import { toRequest, writeResponse } from './http.js'
 import { type OpenConnection, openConnection } from './socket.js'
 
 // --- types ---
+
+/**
+ * permessage-deflate settings (RFC 7692), as `ws` takes them. Declared here so that this
+ * package's types need no `@types/ws`.
+ */
+export interface PerMessageDeflateOptions {
+  /** Whether the server resets its compression context after each message. */
+  serverNoContextTakeover?: boolean
+  /** Whether the client is asked to reset its compression context after each message. */
+  clientNoContextTakeover?: boolean
+  /** The server's LZ77 window size, as a power of two (8 to 15). */
+  serverMaxWindowBits?: number
+  /** The client's LZ77 window size, as a power of two (8 to 15). */
+  clientMaxWindowBits?: number
+  /** zlib options for compressing (a dictionary, if any, as a `Buffer` or `DataView`). */
+  zlibDeflateOptions?: Omit<ZlibOptions, 'dictionary'> & {
+    dictionary?: Buffer | Buffer[] | DataView
+  }
+  /** zlib options for decompressing. */
+  zlibInflateOptions?: ZlibOptions
+  /** Messages smaller than this many bytes are sent uncompressed. @defaultValue 1024 */
+  threshold?: number
+  /** How many zlib operations may run at once. @defaultValue 10 */
+  concurrencyLimit?: number
+}
 
 /** The WebSocket options of {@link serve} and {@link attach}. */
 export interface WebSocketOptions {
