@@ -65,6 +65,11 @@ export interface ServeOptions
   extends Omit<Serve.HostnamePortServeOptions<HandshakeSocketData>, 'unix'> {
   /** The WebSocket settings of this server. See {@link WebSocketOptions}. */
   websocket?: WebSocketOptions
+  /**
+   * Called once the server listens, with its address (the real port when `port` is 0).
+   * @defaultValue prints `Listening on http://<hostname>:<port>/`, as `Deno.serve` does
+   */
+  onListen?: (addr: { hostname: string; port: number }) => void
 }
 
 /** Options of {@link shutdown}. */
@@ -384,12 +389,15 @@ export async function shutdown(
  * ```
  */
 export function serve(app: Fetchable, options: ServeOptions = {}): HandshakeServer {
-  const { websocket: websocketOptions, ...serveOptions } = options
+  const { websocket: websocketOptions, onListen, ...serveOptions } = options
   const server = Bun.serve({
     ...serveOptions,
     fetch: (request, server) => app.fetch(request, server),
     websocket: createWebSocketHandler(websocketOptions),
   } as Serve.Options<HandshakeSocketData>) as Server<HandshakeSocketData>
+  const addr = { hostname: server.hostname ?? 'localhost', port: server.port ?? 0 }
+  if (onListen) onListen(addr)
+  else console.log(`Listening on http://${addr.hostname}:${addr.port}/`)
   return Object.assign(server, {
     shutdown: (shutdownOptions?: ShutdownOptions) => shutdown(server, shutdownOptions),
   })

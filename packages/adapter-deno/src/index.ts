@@ -85,7 +85,10 @@ export interface ServeOptions extends DenoAdapterOptions {
    * @defaultValue 10000 (the core's default close-handshake timeout)
    */
   shutdownTimeout?: number
-  /** Called once the server listens, with its address (the real port when `port` is 0). */
+  /**
+   * Called once the server listens, with its address (the real port when `port` is 0).
+   * @defaultValue prints `Listening on http://<hostname>:<port>/`, as `Deno.serve` does
+   */
   onListen?: (addr: DenoAddr) => void
 }
 
@@ -313,7 +316,9 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
       hostname: options.hostname,
       onListen: (addr) => {
         listening(addr)
-        options.onListen?.(addr)
+        // Without onListen, say where it listens, as Deno.serve does.
+        if (options.onListen) options.onListen(addr)
+        else console.log(`Listening on http://${addr.hostname}:${addr.port}/`)
       },
     },
     (request, info) => {
