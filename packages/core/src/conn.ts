@@ -112,6 +112,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   #dispatch: EventDispatch | undefined
   #busy = false
   #closeOwed = false
+  // A handler failed: the connection is being closed, and no message reaches the controller.
+  #dispatchStopped = false
   #ended: Promise<void> | undefined
   #settleEnded: (() => void) | undefined
   #endedSettled = false
@@ -540,8 +542,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   // --- inbound ---
 
   #onMessage(data: string | Uint8Array): void {
-    // Data after a close frame, or after a fault, is discarded.
-    if (this.#state !== 'open') return
+    // Data after a close frame, after a fault, or after an event handler failed, is discarded.
+    if (this.#state !== 'open' || this.#dispatchStopped) return
     const { maxMessageSize, maxInboundBuffer } = this.#limits
     const size = typeof data === 'string' ? data.length : data.byteLength
     if (
@@ -731,6 +733,9 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   dispatchTo(dispatch: EventDispatch): void {
     this.#dispatch = dispatch
     this.#busy = true
+    // The connection may have ended before the controller started (the runtime opened the
+    // socket before the HTTP handler returned): `close` is still owed, once `open` settles.
+    if (this.#state === 'closed') this.#closeOwed = true
   }
 
   /** @internal The `open` handler settled: hand over what arrived meanwhile. */
@@ -739,8 +744,12 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     this.#drainEvents()
   }
 
-  /** @internal A handler failed: no more messages go to the controller. */
+  /**
+   * @internal A handler failed: no more messages go to the controller, neither the queued ones
+   * nor those that arrive while the failure is reported and the connection closes.
+   */
   stopDispatch(): void {
+    this.#dispatchStopped = true
     this.#inbox = []
     this.#inboxHead = 0
     this.#inboxBytes = 0

@@ -300,13 +300,17 @@ export class TestPeer {
     }
     if (this.#hibernating) {
       // As a Durable Object's socket: the state is stored as JSON, the runtime finishes the
-      // close handshake itself, and there is no ping or pause.
+      // close handshake itself, and there is no ping, pause or terminate.
       Object.assign(socket, {
         closesHandshake: true,
         persist: (snapshot: ConnSnapshot) => {
           this.#persisted = JSON.stringify(snapshot)
         },
       })
+      delete socket.ping
+      delete socket.pause
+      delete socket.resume
+      delete socket.terminate
     }
     return socket
   }

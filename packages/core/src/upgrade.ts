@@ -306,6 +306,9 @@ export class Upgrader<E extends Env = any> {
         events: isEventController(controller),
         open: (socket) => {
           const conn = new Conn(socket, protocol, this.settings, home)
+          // What a hibernated connection needs to come back (its URL, its protocol) is stored
+          // from the start, before `open` assigns anything.
+          if (socket.persist) socket.persist(conn.snapshot())
           const run = () => this.#start(conn, c)
           if (returned) run()
           else start = run
@@ -502,12 +505,28 @@ export class Upgrader<E extends Env = any> {
 }
 
 /**
+ * The upgrade request as it is known once `open` has returned: its URL only. Reading its
+ * headers throws, rather than quietly reading none.
+ */
+class DetachedRequest extends Request {
+  override get headers(): Headers {
+    throw new Error(
+      "The upgrade request's headers are gone once open() has returned (and after a Durable Object's hibernation): read what you need in open() and keep it in conn.data",
+    )
+  }
+}
+
+/**
  * A Hono context for a connection whose upgrade request is gone (after `open`, or after a
- * hibernation): it knows the URL only. Headers and `c.get()` values are not there; keep what
- * you need in `conn.data`.
+ * hibernation), as `onError` gets it: `c.req.url`, `c.req.path` and `c.req.query()` work;
+ * `c.req.header()` throws, and `c.req.param()`, `c.get()` and `c.env` are empty. Keep what you
+ * need in `conn.data`.
  */
 function detachedContext<E extends Env>(url: string): Context<E> {
-  return new Context(new Request(url)) as Context<E>
+  return new Context(new DetachedRequest(url), {
+    env: undefined,
+    path: new URL(url).pathname,
+  }) as Context<E>
 }
 
 /**
