@@ -263,7 +263,8 @@ export interface UpgradeOptions {
   logAbnormalCloses?: boolean
   /**
    * The topics this upgrader's connections subscribe and publish through.
-   * @defaultValue the isolate's {@link topics}
+   * @defaultValue the adapter's own (a Durable Object has one per object), else the isolate's
+   *   {@link topics}
    */
   topics?: Topics
   /**

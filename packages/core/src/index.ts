@@ -75,5 +75,6 @@ export {
   UpgradeError,
   Upgrader,
   upgrade,
+  upgraderOf,
   validateHandshake,
 } from './upgrade.js'

@@ -10,7 +10,7 @@
  */
 import type { Context } from 'hono'
 import type { Connections } from './connections.js'
-import type { TopicTree } from './topics.js'
+import type { Topics, TopicTree } from './topics.js'
 
 /** The runtime's socket, as the adapter exposes it to the core. */
 export interface RuntimeSocket {
@@ -148,6 +148,12 @@ export interface Adapter {
    * closes its own. Without it, the isolate's {@link connections} is used.
    */
   readonly connections?: Connections
+  /**
+   * The topics this adapter's connections join: one per Durable Object, so that a publish stays
+   * in its object. An upgrader's own `topics` option wins. Without either, the isolate's
+   * {@link topics} is used.
+   */
+  readonly topics?: Topics
 }
 
 /**

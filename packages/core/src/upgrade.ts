@@ -167,7 +167,8 @@ export class Upgrader<E extends Env = any> {
   readonly controller: AnyController<E>
   /** The options in effect, defaults applied. */
   readonly settings: Readonly<UpgradeSettings>
-  readonly #topics: Topics
+  // The `topics` option; without it, the adapter's (one per Durable Object), else the isolate's.
+  readonly #topics: Topics | undefined
   // One for every connection of an event controller: a connection holds no closure of its own.
   #eventDispatch: EventDispatch | undefined
 
@@ -197,7 +198,7 @@ export class Upgrader<E extends Env = any> {
       )
     }
     this.settings = Object.freeze(settings)
-    this.#topics = settings.topics ?? isolateTopics
+    this.#topics = settings.topics
   }
 
   /**
@@ -208,7 +209,10 @@ export class Upgrader<E extends Env = any> {
    * the rules written on {@link Controller}.
    */
   handler(): MiddlewareHandler<E> {
-    return (c) => this.#upgrade(c)
+    const handler: MiddlewareHandler<E> = (c) => this.#upgrade(c)
+    // Lets an adapter find the upgrader of a route again after a hibernation: see upgraderOf().
+    Object.defineProperty(handler, UPGRADER, { value: this })
+    return handler
   }
 
   /**
@@ -232,9 +236,16 @@ export class Upgrader<E extends Env = any> {
    * @param socket - the runtime's socket, as for `UpgradeRequest.open`
    * @param snapshot - what the connection stored (`RuntimeSocket.persist`)
    * @param registry - the registry the connection joins; the isolate's by default
+   * @param topics - the topics it joins again, unless the upgrader has its own `topics` option;
+   *   the isolate's by default
    * @throws Error for a `serve` controller: a read loop cannot survive a hibernation
    */
-  wake(socket: RuntimeSocket, snapshot: ConnSnapshot, registry?: Connections): SocketEvents {
+  wake(
+    socket: RuntimeSocket,
+    snapshot: ConnSnapshot,
+    registry?: Connections,
+    topics?: Topics,
+  ): SocketEvents {
     const controller = this.controller
     if (!isEventController(controller)) {
       throw new Error(
@@ -243,7 +254,7 @@ export class Upgrader<E extends Env = any> {
     }
     const conn = new Conn(socket, snapshot.protocol || undefined, this.settings, {
       connections: registry ?? isolateConnections,
-      topics: this.#topics,
+      topics: this.#topics ?? topics ?? isolateTopics,
       url: snapshot.url,
     })
     conn.restore(snapshot)
@@ -297,7 +308,11 @@ export class Upgrader<E extends Env = any> {
       // open the socket inside adapter.upgrade() (Bun, workerd), before the response is done.
       let returned = false
       let start: (() => void) | undefined
-      const home: ConnHome = { connections: registry, topics: this.#topics, url: c.req.url }
+      const home: ConnHome = {
+        connections: registry,
+        topics: this.#topics ?? adapter.topics ?? isolateTopics,
+        url: c.req.url,
+      }
       const response = await adapter.upgrade(c, {
         headers,
         protocol,
@@ -527,6 +542,19 @@ function detachedContext<E extends Env>(url: string): Context<E> {
     env: undefined,
     path: new URL(url).pathname,
   }) as Context<E>
+}
+
+const UPGRADER = Symbol.for('handshake.upgrader')
+
+/**
+ * The {@link Upgrader} behind a handler made by {@link upgrade} or `upgrader.handler()`, or
+ * undefined for any other function. For adapters that wake connections after a hibernation:
+ * they find the route of a socket's URL in the app, then its upgrader with this.
+ */
+export function upgraderOf(handler: unknown): Upgrader | undefined {
+  if (typeof handler !== 'function') return undefined
+  const upgrader = (handler as { [UPGRADER]?: unknown })[UPGRADER]
+  return upgrader instanceof Upgrader ? upgrader : undefined
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   Topics,
   Upgrader,
   upgrade,
+  upgraderOf,
 } from '../src/index.js'
 import { connect, hibernatable, UpgradeRejectedError } from '../src/testing.js'
 
@@ -770,5 +771,46 @@ describe('Upgrader.wake()', () => {
         { protocol: '', url: 'http://localhost/', data: undefined, topics: [] },
       ),
     ).toThrow(/Only an event controller/)
+  })
+})
+
+describe('for adapters that hibernate', () => {
+  it('finds the upgrader behind a handler, and nothing behind other functions', () => {
+    const upgrader = new Upgrader({ message() {} })
+    expect(upgraderOf(upgrader.handler())).toBe(upgrader)
+    expect(upgraderOf(upgrade({ message() {} }))).toBeInstanceOf(Upgrader)
+    expect(upgraderOf(() => {})).toBeUndefined()
+    expect(upgraderOf(undefined)).toBeUndefined()
+  })
+
+  it("joins the adapter's topics (one per object), unless the upgrader has its own", async () => {
+    const objectTopics = new Topics()
+    const own = new Topics()
+    const subscribe = { open: (conn: Conn) => conn.subscribe('t'), message() {} }
+    const adapterWith = (events: SocketEvents[]): Adapter => ({
+      name: 'object',
+      topics: objectTopics,
+      upgrade(_c, request) {
+        events.push(request.open({ send() {}, close() {}, bufferedAmount: 0, emitsDrain: false }))
+        return new Response(null, { status: 200 })
+      },
+    })
+    const request = (handler: ReturnType<typeof upgrade>) =>
+      new Hono()
+        .get('/', handler)
+        .request('/', { headers: HANDSHAKE }, { [ADAPTER]: adapterWith([]) })
+    await request(upgrade(subscribe))
+    await request(upgrade(subscribe, { topics: own }))
+    await vi.waitFor(() => expect(objectTopics.subscribers('t')).toBe(1))
+    expect(own.subscribers('t')).toBe(1)
+
+    const woken = new Topics()
+    new Upgrader(subscribe).wake(
+      { send() {}, close() {}, bufferedAmount: 0, emitsDrain: false },
+      { protocol: '', url: 'http://localhost/', data: undefined, topics: ['t'] },
+      undefined,
+      woken,
+    )
+    expect(woken.subscribers('t')).toBe(1)
   })
 })
