@@ -270,7 +270,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     this.#topics ??= new Set()
     if (this.#topics.has(topic)) return resolved
     this.#topics.add(topic)
-    this.#socket.subscribe?.(topic)
+    if (this.tree) this.#socket.subscribe?.(topic)
     const confirmed = this.#home.topics.join(topic, this)
     this.#persist()
     return confirmed
@@ -279,7 +279,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** Leaves a topic. Leaving one it does not hold is harmless. */
   unsubscribe(topic: string): void {
     if (!this.#topics?.delete(topic)) return
-    this.#socket.unsubscribe?.(topic)
+    if (this.tree) this.#socket.unsubscribe?.(topic)
     this.#home.topics.leave(topic, this)
     this.#persist()
   }
@@ -296,9 +296,12 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     this.#home.topics.publishFrom(this, topic, data)
   }
 
-  /** @internal The runtime's topic tree, for {@link Topics}. */
+  /**
+   * @internal The runtime's topic tree, for {@link Topics}. Not with `slowSubscriber: 'drop'`:
+   * a runtime's tree cannot count the messages it drops, so the core sends them itself.
+   */
   get tree(): TopicTree | undefined {
-    return this.#socket.tree
+    return this.#limits.slowSubscriber === 'drop' ? undefined : this.#socket.tree
   }
 
   /** @internal Publishes through the runtime's tree, skipping this socket. */
@@ -313,23 +316,33 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal Delivers a published message: never waits, never throws. */
   deliver(data: MessageData): void {
     if (this.#state !== 'open') return
-    const { maxPublishBuffer, slowSubscriber } = this.#limits
     try {
-      if (this.#socket.bufferedAmount > maxPublishBuffer) {
-        if (slowSubscriber === 'drop') {
-          this.droppedMessages++
-          return
-        }
-        this.#fail(
-          CloseCode.PolicyViolation,
-          `Subscriber too slow: over ${maxPublishBuffer} bytes of published messages unsent`,
-        )
+      if (this.#socket.bufferedAmount > this.#limits.maxPublishBuffer) {
+        if (this.#limits.slowSubscriber === 'drop') this.droppedMessages++
+        else this.#tooSlow()
         return
       }
       this.#socket.send(data)
     } catch (err) {
       this.#onError(err instanceof Error ? err : new Error(describeError(err)))
     }
+  }
+
+  /** @internal The runtime's tree sent to this connection: closes it when it is over its bound. */
+  checkBacklog(): void {
+    if (this.#state !== 'open') return
+    try {
+      if (this.#socket.bufferedAmount > this.#limits.maxPublishBuffer) this.#tooSlow()
+    } catch (err) {
+      this.#onError(err instanceof Error ? err : new Error(describeError(err)))
+    }
+  }
+
+  #tooSlow(): void {
+    this.#fail(
+      CloseCode.PolicyViolation,
+      `Subscriber too slow: over ${this.#limits.maxPublishBuffer} bytes of published messages unsent`,
+    )
   }
 
   /** @internal What to store for this connection, to rebuild it after a hibernation. */

@@ -61,6 +61,11 @@ export interface Subscriber {
   readonly tree: TopicTree | undefined
   /** Publishes through the runtime's tree to every subscriber but this one (Bun). */
   publishNative(topic: string, data: MessageData): void
+  /**
+   * The runtime's tree sent to this subscriber without the core: applies the slow-subscriber
+   * bound to what the runtime now holds unsent for it.
+   */
+  checkBacklog(): void
 }
 
 /** A runtime's own topic fan-out (Bun's `server.publish`), as an adapter exposes it. */
@@ -83,8 +88,8 @@ export interface TopicsOptions {
 interface Topic {
   /** Subscribers the core delivers to one by one. */
   readonly members: Set<Subscriber>
-  /** Subscribers held by a runtime's own tree, counted per tree. */
-  readonly trees: Map<TopicTree, number>
+  /** Subscribers held by a runtime's own tree, per tree. */
+  readonly trees: Map<TopicTree, Set<Subscriber>>
   /** The backplane subscription: settles once the engine confirmed it. */
   confirmed: Promise<void> | undefined
 }
@@ -122,6 +127,8 @@ export class Topics extends EventTarget {
   readonly #options: TopicsOptions
   #backplane: Backplane | undefined
   #down = false
+  // Topics published through a runtime's tree since their subscribers' backlogs were checked.
+  readonly #published = new Set<Topic>()
 
   /** @param options - see {@link TopicsOptions} */
   constructor(options: TopicsOptions = {}) {
@@ -134,7 +141,7 @@ export class Topics extends EventTarget {
     const entry = this.#topics.get(topic)
     if (!entry) return 0
     let count = entry.members.size
-    for (const n of entry.trees.values()) count += n
+    for (const members of entry.trees.values()) count += members.size
     return count
   }
 
@@ -217,8 +224,13 @@ export class Topics extends EventTarget {
       entry.confirmed = this.#backplane ? this.#subscribeRemote(topic) : confirmedNow
     }
     const tree = subscriber.tree
-    if (tree) entry.trees.set(tree, (entry.trees.get(tree) ?? 0) + 1)
-    else entry.members.add(subscriber)
+    if (tree) {
+      const members = entry.trees.get(tree) ?? new Set()
+      entry.trees.set(tree, members)
+      members.add(subscriber)
+    } else {
+      entry.members.add(subscriber)
+    }
     return entry.confirmed ?? confirmedNow
   }
 
@@ -228,9 +240,9 @@ export class Topics extends EventTarget {
     if (!entry) return
     const tree = subscriber.tree
     if (tree) {
-      const count = (entry.trees.get(tree) ?? 0) - 1
-      if (count > 0) entry.trees.set(tree, count)
-      else entry.trees.delete(tree)
+      const members = entry.trees.get(tree)
+      members?.delete(subscriber)
+      if (members?.size === 0) entry.trees.delete(tree)
     } else {
       entry.members.delete(subscriber)
     }
@@ -262,10 +274,32 @@ export class Topics extends EventTarget {
     const entry = this.#topics.get(topic)
     if (!entry) return
     for (const member of entry.members) if (member !== sender) member.deliver(data)
+    if (entry.trees.size === 0) return
     for (const tree of entry.trees.keys()) {
       if (sender && sender.tree === tree) sender.publishNative(topic, data)
       else tree.publish(topic, data)
     }
+    this.#checkBacklogs(entry)
+  }
+
+  /**
+   * A runtime's tree sends without asking the core, so the slow-subscriber bound is applied to
+   * its subscribers once per turn of the event loop in which the topic was published: a slow
+   * one is closed with 1008 at most one turn of publishes past its bound. The check reads each
+   * subscriber's buffered amount, far cheaper than the sends the tree saves.
+   */
+  #checkBacklogs(entry: Topic): void {
+    this.#published.add(entry)
+    if (this.#published.size > 1) return
+    setTimeout(() => {
+      const published = [...this.#published]
+      this.#published.clear()
+      for (const topic of published) {
+        for (const members of topic.trees.values()) {
+          for (const member of members) member.checkBacklog()
+        }
+      }
+    }, 0)
   }
 
   #subscribeRemote(topic: string): Promise<void> {

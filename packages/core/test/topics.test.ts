@@ -430,14 +430,16 @@ class FakeSocket implements RuntimeSocket {
   readonly received: MessageData[] = []
   events: SocketEvents | undefined
   readonly emitsDrain = true
-  readonly bufferedAmount = 0
+  bufferedAmount = 0
   closed = false
+  closeFrame: [number, string] | undefined
   constructor(readonly tree: FakeTree) {}
   send(data: MessageData) {
     this.received.push(data)
     return false
   }
   close(code: number, reason: string) {
+    this.closeFrame = [code, reason]
     this.end(code, reason)
   }
   end(code = 1000, reason = '') {
@@ -582,6 +584,43 @@ describe('topics: through a runtime’s own topic tree', () => {
     leaving.end(1000)
     await vi.waitFor(() => expect(staying.received).toEqual(['left']))
     expect(leaving.received).toEqual([])
+  })
+
+  it('closes a tree subscriber past maxPublishBuffer with 1008 within a turn, and spares the others', async () => {
+    const tree = new FakeTree()
+    const { app, topics } = roomApp({ maxPublishBuffer: 1000 })
+    const runtime = treeRuntime(tree)
+    const slow = await runtime.open(app, '/room/r?name=slow')
+    const fast = await runtime.open(app, '/room/r?name=fast')
+    slow.bufferedAmount = 1001
+    topics.publish('r', 'one')
+    topics.publish('r', 'two')
+    // The tree sent both at once; the bound is checked once the turn is over.
+    expect(slow.received).toEqual(['one', 'two'])
+    expect(slow.closed).toBe(false)
+    await tick()
+    expect(slow.closeFrame).toEqual([
+      1008,
+      'Subscriber too slow: over 1000 bytes of published messages unsent',
+    ])
+    topics.publish('r', 'three')
+    expect(fast.received).toEqual(['one', 'two', 'three'])
+    expect(fast.closed).toBe(false)
+    expect(topics.subscribers('r')).toBe(1)
+  })
+
+  it("leaves the tree alone with slowSubscriber 'drop': the core sends, and counts what it drops", async () => {
+    const tree = new FakeTree()
+    const { app, topics, conns } = roomApp({ maxPublishBuffer: 1000, slowSubscriber: 'drop' })
+    const runtime = treeRuntime(tree)
+    const slow = await runtime.open(app, '/room/r?name=slow')
+    expect(tree.subscribed.size).toBe(0)
+    topics.publish('r', 'one')
+    slow.bufferedAmount = 1001
+    topics.publish('r', 'two')
+    expect(slow.received).toEqual(['one'])
+    expect(conns.get('slow')?.droppedMessages).toBe(1)
+    expect(tree.treePublishes).toBe(0)
   })
 
   it('counts the tree’s subscribers, and a closed socket that unsubscribes leaves once', async () => {
