@@ -291,6 +291,7 @@ const differences = {
   rejectsUnmasked: true,
   rejectsInvalidUtf8: true,
   closeReachesSendingPeer: true,
+  publishBound: true,
   // Bun ends the connection as soon as its own close frame is written (FIN at once, the close
   // handler at once): close() never waits for the peer's answer.
   awaitsCloseAnswer: false,

@@ -30,6 +30,7 @@ conformanceSuite({
     rejectsInvalidUtf8: true,
     awaitsCloseAnswer: true,
     closeReachesSendingPeer: false,
+    publishBound: true,
   },
 })
 

@@ -34,5 +34,6 @@ conformanceSuite({
     rejectsUnmasked: true,
     rejectsInvalidUtf8: true,
     closeReachesSendingPeer: true,
+    publishBound: true,
   },
 })

@@ -23,5 +23,7 @@ conformanceSuite({
     rejectsInvalidUtf8: false,
     awaitsCloseAnswer: true,
     closeReachesSendingPeer: true,
+    // workerd's bufferedAmount reads 0: a slow subscriber is never detected.
+    publishBound: false,
   },
 })

@@ -22,6 +22,7 @@ import {
   upgrade,
 } from '@handshake/core'
 import { type Context, Hono } from 'hono'
+import { mountTopicRoutes } from './topics-app.js'
 
 // --- what the suite and the app agree on ---
 
@@ -87,6 +88,10 @@ export interface ServerReport {
   concurrentCloses?: { resolved: number; rejected: number; spreadMs: number }
   /** The `RangeError` messages of invalid `close()` calls on `/bad-close`. */
   rangeErrors: string[]
+  /** On the topic routes: the topic the connection joined. */
+  topics?: string[]
+  /** On the topic routes: `conn.droppedMessages` when the report was read. */
+  droppedMessages?: number
   /** What `serve` saw of its connection and context (on `/inspect`). */
   saw?: {
     protocol: string
@@ -522,6 +527,7 @@ export function createConformanceApp(): Hono {
     c.res.headers.set(MIDDLEWARE_HEADER.name, MIDDLEWARE_HEADER.value)
   })
   for (const route of routes) mount(app, route)
+  mountTopicRoutes(app, { report: reportFor, logger: recordingLogger, describe: describeError })
   app.get('/report/:id', (c) => {
     const report = reports.get(c.req.param('id'))
     return report ? c.json(report) : c.json({ error: 'Not Found' }, 404)

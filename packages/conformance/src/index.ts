@@ -20,6 +20,7 @@ import { closeScenarios } from './scenarios/close.js'
 import { connScenarios } from './scenarios/conn.js'
 import { faultScenarios } from './scenarios/faults.js'
 import { kitScenarios } from './scenarios/kit.js'
+import { topicScenarios } from './scenarios/topics.js'
 import { upgradeScenarios } from './scenarios/upgrade.js'
 import { wireScenarios } from './scenarios/wire.js'
 import {
@@ -70,10 +71,16 @@ export {
   type NetworkHarness,
   type NetworkTarget,
   networkHarness,
+  type PausedPeer,
   type RunningServer,
   type RuntimeDifferences,
   type Target,
 } from './targets.js'
+export {
+  BURST_MESSAGE_BYTES,
+  MAX_BURST_MESSAGES,
+  SMALL_PUBLISH_BUFFER,
+} from './topics-app.js'
 
 /**
  * Registers the conformance scenarios as vitest `describe`/`it` blocks, grouped by the spec's
@@ -110,6 +117,7 @@ export function conformanceSuite(target: Target): void {
     describe('close handshake', () => closeScenarios(harness))
     describe('after serve', () => afterServeScenarios(harness))
     describe('protocol faults and vanished peers', () => faultScenarios(harness))
+    describe('topics', () => topicScenarios(harness))
     if (isMemoryTarget(target)) {
       kitScenarios(harness as () => MemoryHarness)
     } else {

@@ -71,6 +71,13 @@ export interface RuntimeDifferences {
    * instead of 1008; the server still ends with 1008.
    */
   closeReachesSendingPeer: boolean
+  /**
+   * The runtime says how much it holds unsent (`bufferedAmount`), so a subscriber that cannot
+   * keep up is closed with 1008 past `maxPublishBuffer`, or has its messages dropped and
+   * counted. Where false (workerd reads 0), it is never detected: the runtime holds everything
+   * in memory and delivers it all once the peer reads again.
+   */
+  publishBound: boolean
 }
 
 /** A server running the conformance app. */
@@ -118,6 +125,7 @@ export const memoryTarget: MemoryTarget = Object.freeze({
     rejectsUnmasked: true,
     rejectsInvalidUtf8: true,
     closeReachesSendingPeer: true,
+    publishBound: true,
   }),
 })
 
@@ -140,12 +148,26 @@ export interface Harness {
   dialControlled(path: string, options?: DialOptions): Promise<ControlledPeer>
   /** Sends one HTTP request exactly as given and reads the whole answer. */
   request(path: string, request?: RawRequest): Promise<HttpAnswer>
+  /** Sends an ordinary HTTP request, with a body, through `fetch` (or the app, in memory). */
+  fetch(path: string, init?: RequestInit): Promise<Response>
+  /**
+   * Connects with a peer that reads nothing until `resume()`: a subscriber that cannot keep up.
+   * Raw TCP on a network (the server's sends pile up in the kernel, then in the runtime), the
+   * test kit's `stopReading()` in memory.
+   */
+  dialPaused(path: string): Promise<PausedPeer>
   /** The server's report for a connection id, or undefined when it has none yet. */
   report(id: string): Promise<ServerReport | undefined>
   /** Drops every connection the scenarios left open. */
   cleanup(): Promise<void>
   /** Stops the server. */
   stop(): Promise<void>
+}
+
+/** A peer that reads nothing until {@link PausedPeer.resume}. */
+export interface PausedPeer extends ControlledPeer {
+  /** Starts reading: what the server sent meanwhile arrives, in order. */
+  resume(): void
 }
 
 /** A network harness: it can also connect with a given client. */
@@ -222,6 +244,8 @@ export async function networkHarness(target: NetworkTarget): Promise<NetworkHarn
     dialControlled: async (path, options) => peers.track(await RawPeer.connect(url, path, options)),
     dialRaw: async (path, options) => peers.track(await RawPeer.connect(url, path, options)),
     request: (path, request) => rawRequest(url, path, request),
+    fetch: (path, init) => fetch(`${url}${path}`, init),
+    dialPaused: async (path) => peers.track(await RawPeer.connect(url, path, { paused: true })),
     async report(id) {
       const response = await fetch(`${url}/report/${encodeURIComponent(id)}`)
       if (response.status === 404) return undefined
@@ -301,6 +325,11 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
   }
   const dial = async (path: string, options?: DialOptions) =>
     peers.track(kitPeer(await connectKit(path, options)))
+  const dialPaused = async (path: string): Promise<PausedPeer> => {
+    const peer = await connectKit(path)
+    peer.stopReading()
+    return peers.track(Object.assign(kitPeer(peer), { resume: () => peer.startReading() }))
+  }
   return {
     kind: 'memory',
     differences: target.differences,
@@ -309,6 +338,8 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
     connectKit,
     dial,
     dialControlled: dial,
+    dialPaused,
+    fetch: async (path, init) => app.request(`http://localhost${path}`, init),
     async request(path, request = {}) {
       const headers = new Headers(request.headers)
       if (!headers.has('host')) headers.set('Host', 'localhost')
