@@ -14,15 +14,21 @@
  * @module
  */
 import {
+  ADAPTER,
   type Adapter,
+  Connections,
   defaultSettings,
   installAdapter,
+  connections as isolateConnections,
   type RuntimeSocket,
+  type ShutdownOptions,
   type SocketEvents,
   type UpgradeRequest,
 } from '@handshake/core'
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from 'bun'
 import type { Context } from 'hono'
+
+export type { ShutdownOptions } from '@handshake/core'
 
 // --- types ---
 
@@ -72,26 +78,9 @@ export interface ServeOptions
   onListen?: (addr: { hostname: string; port: number }) => void
 }
 
-/** Options of {@link shutdown}. */
-export interface ShutdownOptions {
-  /**
-   * How long to wait for the connections to close, in milliseconds, before the server stops
-   * and drops whatever is left.
-   * @defaultValue 10000 (the core's default `closeHandshakeTimeout`)
-   */
-  timeout?: number
-  /** The close code sent to every connection. @defaultValue 1001 (going away) */
-  code?: number
-  /** The close reason. @defaultValue `'Server shutting down'` */
-  reason?: string
-}
-
 /** A Bun server started by {@link serve}, with a graceful {@link HandshakeServer.shutdown}. */
 export interface HandshakeServer extends Server<HandshakeSocketData> {
-  /**
-   * Stops accepting connections, closes every open WebSocket with 1001, waits for them (at most
-   * `options.timeout`), then stops the server. See {@link shutdown}.
-   */
+  /** The graceful shutdown of this server: see {@link shutdown}. */
   shutdown(options?: ShutdownOptions): Promise<void>
 }
 
@@ -113,10 +102,10 @@ export interface HandshakeSocketData {
 /** One connection's state, shared by the upgrade and the handlers. */
 interface Link {
   readonly request: UpgradeRequest
-  readonly server: Server<HandshakeSocketData>
   events: SocketEvents | undefined
+  /** Our close frame went out: Bun reports the end at once, with no answer from the peer. */
+  closeSent: boolean
   closed: boolean
-  readonly onClosed: Set<() => void>
 }
 
 type BunSocket = ServerWebSocket<HandshakeSocketData>
@@ -139,8 +128,6 @@ function bunServerOf(env: unknown): Server<HandshakeSocketData> | undefined {
     : undefined
 }
 
-const openSockets = new WeakMap<Server<HandshakeSocketData>, Set<BunSocket>>()
-
 /** The Bun adapter. Installed when this module is imported; apps never need it directly. */
 export const bunAdapter: Adapter = {
   name: 'bun',
@@ -151,13 +138,7 @@ export const bunAdapter: Adapter = {
         `The Bun server is missing from the Hono env (c.env): Bun passes it as the second argument of fetch, so hand it on with \`app.fetch(request, server)\`. ${ENTRY_HINT}.`,
       )
     }
-    const link: Link = {
-      request,
-      server,
-      events: undefined,
-      closed: false,
-      onClosed: new Set(),
-    }
+    const link: Link = { request, events: undefined, closeSent: false, closed: false }
     const headers = new Headers(request.headers)
     if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
     const upgradeHeaders = new Headers(headers)
@@ -209,6 +190,7 @@ function socketFor(ws: BunSocket, link: Link): RuntimeSocket {
       // 0 means dropped, except for an empty message, which Bun sends and still reports as 0.
       const size = typeof data === 'string' ? data.length : data.byteLength
       if (size === 0 || link.closed || ws.readyState !== 1) return undefined
+      // The end is reported inside send(), so the core rejects this send with it.
       link.events?.error(
         new Error('Bun dropped a message: more than backpressureLimit bytes were queued'),
       )
@@ -218,6 +200,7 @@ function socketFor(ws: BunSocket, link: Link): RuntimeSocket {
     // Bun writes the close frame and a FIN, and reports the end before returning: close()
     // never waits for the peer's answer on Bun (see the runtime table).
     close(code, reason) {
+      link.closeSent = true
       ws.close(code, reason)
     },
     get bufferedAmount() {
@@ -257,7 +240,9 @@ function deliverClose(link: Link, code: number, reason: string): void {
   if (!events) return
   const fault = faultCode(code, reason)
   if (fault !== undefined) events.error(new Error(reason), fault)
-  events.closed(code, reason)
+  // Bun gives no sign of the peer's close frame: one came only when the peer closed first,
+  // since after our own close frame Bun reports the end at once, without reading an answer.
+  events.closed(code, reason, !link.closeSent && fault === undefined && code !== 1006)
 }
 
 /** The exact bytes of a binary message, never a view of a larger or shared buffer. */
@@ -291,9 +276,6 @@ export function createWebSocketHandler(
       if (!link) return
       // Bun's default Buffer may be a view of a pooled buffer; a Uint8Array is the message.
       ws.binaryType = 'uint8array'
-      const sockets = openSockets.get(link.server) ?? new Set()
-      openSockets.set(link.server, sockets)
-      sockets.add(ws)
       if (!warned && link.request.maxMessageSize > maxPayloadLength) {
         warned = true
         console.warn(
@@ -319,9 +301,7 @@ export function createWebSocketHandler(
       const link = linkOf(ws)
       if (!link || link.closed) return
       link.closed = true
-      openSockets.get(link.server)?.delete(ws)
       deliverClose(link, code, reason)
-      for (const settle of link.onClosed) settle()
     },
   }
   if (options.idleTimeout !== undefined) handler.idleTimeout = options.idleTimeout
@@ -345,42 +325,33 @@ export const websocket: WebSocketHandler<HandshakeSocketData> = createWebSocketH
 
 // --- server ---
 
+/** The registry of a server's connections: its own when {@link serve} started it. */
+function registryOf(server: Server<HandshakeSocketData>): Connections {
+  return (server as { [ADAPTER]?: Adapter })[ADAPTER]?.connections ?? isolateConnections
+}
+
 /**
- * Shuts a Bun server down gracefully: it stops accepting connections, closes every open
- * Handshake WebSocket with 1001 `'Server shutting down'`, waits for them to end (at most
- * `options.timeout`), then stops the server, dropping whatever is still open after the wait.
+ * Shuts a Bun server down gracefully: the core's `Connections.shutdown`, with "stop listening"
+ * being `server.stop()`. New upgrades get 503, every open connection gets one close frame (1001
+ * `Server shutting down` by default), and it resolves by `options.timeout` (10 s by default),
+ * then stops the server for good, dropping whatever is still open. It rejects with a
+ * `RangeError`, before anything is closed, when `code` or `reason` may not be sent.
  *
- * Bun ends a connection as soon as its close frame is written, so the wait is normally short.
- * `serve` sees the close as a normal one: its `for await` loop ends quietly.
+ * A server started by {@link serve} has its own registry. One started with `Bun.serve` and the
+ * {@link websocket} handler shares the process's (`connections` from `@handshake/core`), so
+ * this closes the connections of every such server of the process.
  */
 export async function shutdown(
   server: Server<HandshakeSocketData>,
-  options: ShutdownOptions = {},
+  options?: ShutdownOptions,
 ): Promise<void> {
-  const timeout = options.timeout ?? defaultSettings.closeHandshakeTimeout
-  const stopped = server.stop()
-  const sockets = [...(openSockets.get(server) ?? [])]
-  const ended = sockets.map((ws) => {
-    const link = linkOf(ws) as Link
-    if (link.closed) return Promise.resolve()
-    return new Promise<void>((resolve) => {
-      link.onClosed.add(resolve)
-      // Through the core, so a connection already closing sends no second frame.
-      void link.events?.shutdown(options.code ?? 1001, options.reason ?? 'Server shutting down')
-    })
-  })
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const deadline = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), timeout)
-  })
-  const outcome = await Promise.race([Promise.all(ended).then(() => stopped), deadline])
-  clearTimeout(timer)
-  if (outcome === 'timeout') await server.stop(true)
+  await registryOf(server).shutdown(options, () => server.stop())
+  await server.stop(true)
 }
 
 /**
  * Starts `Bun.serve` with the app and the Handshake `websocket` handler, and returns the server
- * with a graceful {@link HandshakeServer.shutdown}.
+ * with a graceful {@link HandshakeServer.shutdown} and a registry of its own.
  *
  * @example
  * ```ts
@@ -398,7 +369,10 @@ export function serve(app: Fetchable, options: ServeOptions = {}): HandshakeServ
   const addr = { hostname: server.hostname ?? 'localhost', port: server.port ?? 0 }
   if (onListen) onListen(addr)
   else console.log(`Listening on http://${addr.hostname}:${addr.port}/`)
+  // Bun passes the server as the Hono env: the core finds this server's adapter on it.
+  const own: Adapter = { ...bunAdapter, connections: new Connections() }
   return Object.assign(server, {
+    [ADAPTER]: own,
     shutdown: (shutdownOptions?: ShutdownOptions) => shutdown(server, shutdownOptions),
   })
 }

@@ -11,19 +11,22 @@
  * ```
  *
  * Use {@link serve} instead when you want a graceful shutdown that closes every connection with
- * 1001 first.
+ * 1001 first and waits for the peers.
  * @module
  */
 import {
   ADAPTER,
   type Adapter,
   CloseCode,
+  Connections,
   installAdapter,
   type RuntimeSocket,
-  type SocketEvents,
+  type ShutdownOptions,
   type UpgradeRequest,
 } from '@handshake/core'
 import type { Context } from 'hono'
+
+export type { ShutdownOptions } from '@handshake/core'
 
 // --- types ---
 
@@ -80,12 +83,6 @@ export interface ServeOptions extends DenoAdapterOptions {
   /** @defaultValue '0.0.0.0' (Deno's default) */
   hostname?: string
   /**
-   * How long {@link DenoServer.shutdown} waits for the peers to answer the 1001 close frame, in
-   * milliseconds, before Deno's own shutdown cuts the connections that remain.
-   * @defaultValue 10000 (the core's default close-handshake timeout)
-   */
-  shutdownTimeout?: number
-  /**
    * Called once the server listens, with its address (the real port when `port` is 0).
    * @defaultValue prints `Listening on http://<hostname>:<port>/`, as `Deno.serve` does
    */
@@ -101,13 +98,16 @@ export interface DenoServer {
   /** The adapter that serves this server's upgrades (its open connections). */
   readonly adapter: DenoAdapter
   /**
-   * Shuts down gracefully. New upgrades are refused (500); every open connection is sent close
-   * 1001 `Server shutting down` and `serve` sees its loop end; it waits until the peers answer,
-   * for at most `shutdownTimeout`; then Deno's `server.shutdown()` stops listening, finishes the
-   * pending HTTP requests and cuts the connections that did not answer. Only the first call acts;
-   * later calls resolve with it.
+   * Shuts down gracefully: the core's `Connections.shutdown` on this server's connections, then
+   * Deno's `server.shutdown()`. New upgrades get 503; every open connection gets one close frame
+   * (1001 `Server shutting down` by default) and `serve` sees its loop end; it waits for the
+   * peers' answers until `timeout` (10 s by default). Then Deno stops listening, finishes the
+   * pending HTTP requests and cuts the connections that did not answer. Deno keeps listening
+   * during the wait: it has no way to stop listening that leaves the open WebSockets alone.
+   * It rejects with a `RangeError`, before anything is closed, when `code` or `reason` may not
+   * be sent. Only the first call acts; later calls resolve with it.
    */
-  shutdown(): Promise<void>
+  shutdown(options?: ShutdownOptions): Promise<void>
 }
 
 /** The app {@link serve} serves: anything with Hono's `fetch`. */
@@ -116,18 +116,6 @@ export interface FetchApp {
 }
 
 // --- adapter ---
-
-/** The close reason sent to every connection by {@link DenoServer.shutdown}. */
-export const ShutdownMessage = 'Server shutting down'
-
-// The handshake's own headers: upgradeHeaders must not replace them (Deno would send them as is).
-const HANDSHAKE_HEADERS = new Set([
-  'connection',
-  'upgrade',
-  'sec-websocket-accept',
-  'sec-websocket-protocol',
-  'sec-websocket-extensions',
-])
 
 function deno(): DenoNamespace {
   const runtime = (globalThis as { Deno?: DenoNamespace }).Deno
@@ -151,33 +139,27 @@ export function faultCode(message: string): number | undefined {
 }
 
 /**
- * The Deno adapter: maps `Deno.upgradeWebSocket` onto the core's port and keeps track of its open
- * connections, so that they can all be closed at once. Importing the package installs one
- * ({@link denoAdapter}); {@link serve} makes its own for each server.
+ * The Deno adapter: maps `Deno.upgradeWebSocket` onto the core's port. Importing the package
+ * installs one ({@link denoAdapter}), whose connections join the isolate's registry;
+ * {@link serve} makes its own for each server, with a registry of its own.
  */
 export class DenoAdapter implements Adapter {
   readonly name = 'deno'
+  /** This adapter's open connections, and their graceful shutdown. */
+  readonly connections: Connections | undefined
   readonly #options: DenoAdapterOptions
-  // Each open socket: the promise that settles when it has closed, and the core's handlers.
-  readonly #open = new Map<WebSocket, { closed: Promise<void>; events?: SocketEvents }>()
-  #refusing = false
-
-  /** @param options - see {@link DenoAdapterOptions} */
-  constructor(options: DenoAdapterOptions = {}) {
-    this.#options = { ...options }
-  }
-
-  /** How many upgraded connections have not closed yet. */
-  get connections(): number {
-    return this.#open.size
-  }
 
   /**
-   * Upgrades a request the core has validated. Called by the core; apps never call it.
-   * @throws when the adapter is shutting down (the core answers 500)
+   * @param options - see {@link DenoAdapterOptions}
+   * @param connections - the registry its connections join; the isolate's when omitted
    */
+  constructor(options: DenoAdapterOptions = {}, connections?: Connections) {
+    this.#options = { ...options }
+    this.connections = connections
+  }
+
+  /** Upgrades a request the core has validated. Called by the core; apps never call it. */
   upgrade(c: Context, request: UpgradeRequest): Response {
-    if (this.#refusing) throw new Error('The server is shutting down: no new WebSocket connections')
     const raw = c.req.raw
     // Deno releases the request once upgraded: its headers then throw "Request closed" (crossws
     // snapshots it too, h3js/crossws src/adapters/deno.ts). Copy it first so `serve` can still
@@ -191,98 +173,54 @@ export class DenoAdapter implements Adapter {
     })
     c.req.raw = snapshot
     // Headers added to the upgrade response reach the client since Deno 2 with Deno.serve
-    // (denoland/deno#19277 asked for it; the response's headers are mutable now).
-    for (const [name, value] of request.headers) {
-      if (!HANDSHAKE_HEADERS.has(name)) response.headers.append(name, value)
-    }
+    // (denoland/deno#19277 asked for it; the response's headers are mutable now). The core
+    // refuses the handshake's own headers in upgradeHeaders.
+    for (const [name, value] of request.headers) response.headers.append(name, value)
     if (request.protocol !== undefined) {
       response.headers.set('Sec-WebSocket-Protocol', request.protocol)
     }
-    this.#track(socket, request)
+    forward(socket, request)
     return response
   }
+}
 
-  /**
-   * Sends close `code` (1001 `Server shutting down` by default) to every open connection and
-   * resolves once all have closed, or after `timeoutMs`, whichever comes first. Connections that
-   * are already closing get no second frame. It does not refuse new upgrades.
-   */
-  async closeAll(code = CloseCode.GoingAway, reason = ShutdownMessage, timeoutMs = 10_000) {
-    // Through the core, so a Conn already closing sends no second frame and pending sends fail.
-    const closed = [...this.#open.values()].map((entry) => {
-      void entry.events?.shutdown(code, reason)
-      return entry.closed
-    })
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, Math.max(0, timeoutMs))
-    })
-    await Promise.race([Promise.all(closed), timeout])
-    clearTimeout(timer)
-    // Deno reports a connection it cuts after our close frame as a clean 1005: tell the core
-    // first that the peer never answered, so `serve` sees an abnormal end (1006) instead.
-    for (const entry of this.#open.values()) {
-      entry.events?.error(
-        new Error(`The peer did not answer the close frame within ${timeoutMs} ms`),
-      )
-    }
+/** Forwards a Deno socket's events to the core, once it opens. */
+function forward(socket: WebSocket, request: UpgradeRequest): void {
+  // Deno's default is 'blob' per the WHATWG spec; the core wants the bytes at once.
+  socket.binaryType = 'arraybuffer'
+  const port: RuntimeSocket = {
+    // Deno has no drain event: the core polls bufferedAmount with a backing-off timer.
+    emitsDrain: false,
+    get bufferedAmount() {
+      return socket.bufferedAmount
+    },
+    // Deno sends exactly the bytes of an ArrayBufferView, not its whole buffer.
+    send: (data) => socket.send(data),
+    close: (code, reason) => socket.close(code, reason),
+    // No terminate: Deno cannot destroy one upgraded connection. At the close timeout the core
+    // ends the Conn with 1006 and the TCP connection stays until the peer or the server ends it.
+    // No pause/resume: Deno cannot stop reading one socket. No ping: Deno sends its own pings
+    // (idleTimeout) but offers no API for them.
   }
-
-  /** @internal Refuses new upgrades from now on (used by {@link DenoServer.shutdown}). */
-  refuseUpgrades(): void {
-    this.#refusing = true
+  let events: ReturnType<UpgradeRequest['open']> | undefined
+  socket.onopen = () => {
+    events = request.open(port)
   }
-
-  #track(socket: WebSocket, request: UpgradeRequest): void {
-    // Deno's default is 'blob' per the WHATWG spec; the core wants the bytes at once.
-    socket.binaryType = 'arraybuffer'
-    let events: SocketEvents | undefined
-    let ended = false
-    let settle = () => {}
-    const entry: { closed: Promise<void>; events?: SocketEvents } = {
-      closed: new Promise<void>((resolve) => {
-        settle = resolve
-      }),
-    }
-    this.#open.set(socket, entry)
-    const port: RuntimeSocket = {
-      // Deno has no drain event: the core polls bufferedAmount with a backing-off timer.
-      emitsDrain: false,
-      get bufferedAmount() {
-        return socket.bufferedAmount
-      },
-      // Deno sends exactly the bytes of an ArrayBufferView, not its whole buffer.
-      send: (data) => socket.send(data),
-      close: (code, reason) => socket.close(code, reason),
-      // No terminate: Deno cannot destroy one upgraded connection. At the close timeout the core
-      // ends the Conn with 1006 and the TCP connection stays until the peer or the server ends it.
-      // No pause/resume: Deno cannot stop reading one socket. No ping: Deno sends its own pings
-      // (idleTimeout) but offers no API for them.
-    }
-    socket.onopen = () => {
-      events = request.open(port)
-      entry.events = events
-    }
-    socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
-      const data = event.data
-      events?.message(typeof data === 'string' ? data : new Uint8Array(data))
-    }
-    socket.onerror = (event: Event) => {
-      const message = (event as ErrorEvent).message || 'WebSocket error'
-      const cause = (event as ErrorEvent).error
-      events?.error(cause instanceof Error ? cause : new Error(message), faultCode(message))
-    }
-    socket.onclose = (event: CloseEvent) => {
-      // Deno can fire close twice (after an idle timeout): forward the first only.
-      if (ended) return
-      ended = true
-      this.#open.delete(socket)
-      settle()
-      // Deno reports code 0 for a connection that ended without a close frame (a fault, a
-      // vanished peer): that is 1006 in RFC 6455 terms.
-      const code = event.code === 0 ? CloseCode.AbnormalClosure : event.code
-      events?.closed(code, event.reason)
-    }
+  socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
+    const data = event.data
+    events?.message(typeof data === 'string' ? data : new Uint8Array(data))
+  }
+  socket.onerror = (event: Event) => {
+    const message = (event as ErrorEvent).message || 'WebSocket error'
+    const cause = (event as ErrorEvent).error
+    events?.error(cause instanceof Error ? cause : new Error(message), faultCode(message))
+  }
+  socket.onclose = (event: CloseEvent) => {
+    // Deno reports code 0 for a connection that ended without a close frame (a fault, a
+    // vanished peer): that is 1006 in RFC 6455 terms. A second close event (after an idle
+    // timeout) is harmless: the core takes the first.
+    const code = event.code === 0 ? CloseCode.AbnormalClosure : event.code
+    events?.closed(code, event.reason, event.wasClean)
   }
 }
 
@@ -293,9 +231,9 @@ installAdapter(denoAdapter)
 // --- serve ---
 
 /**
- * Serves a Hono app on Deno with its own adapter, and returns a handle whose
- * {@link DenoServer.shutdown} closes every connection with 1001 before stopping the server.
- * The handle resolves once the server listens.
+ * Serves a Hono app on Deno with its own adapter and registry, and returns a handle whose
+ * {@link DenoServer.shutdown} closes every connection through its close handshake before
+ * stopping the server. The handle resolves once the server listens.
  *
  * @example
  * ```ts
@@ -304,8 +242,7 @@ installAdapter(denoAdapter)
  * ```
  */
 export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<DenoServer> {
-  const adapter = new DenoAdapter({ idleTimeout: options.idleTimeout })
-  const shutdownTimeout = options.shutdownTimeout ?? 10_000
+  const adapter = new DenoAdapter({ idleTimeout: options.idleTimeout }, new Connections())
   let listening: (addr: DenoAddr) => void = () => {}
   const listened = new Promise<DenoAddr>((resolve) => {
     listening = resolve
@@ -333,17 +270,20 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
     },
   )
   const addr = await listened
+  const registry = adapter.connections as Connections
   let stopping: Promise<void> | undefined
   return {
     addr,
     finished: server.finished,
     adapter,
-    shutdown() {
-      stopping ??= (async () => {
-        adapter.refuseUpgrades()
-        await adapter.closeAll(CloseCode.GoingAway, ShutdownMessage, shutdownTimeout)
-        await server.shutdown()
-      })()
+    shutdown(shutdownOptions) {
+      // Deno's own shutdown answers every WebSocket with its own 1001 and cuts it at once, so
+      // it runs after the core's, which waits for the peers. An invalid option rejects, and a
+      // later call may try again.
+      stopping ??= registry.shutdown(shutdownOptions).then(() => server.shutdown())
+      stopping.catch(() => {
+        stopping = undefined
+      })
       return stopping
     },
   }

@@ -1,6 +1,6 @@
 /**
  * HTTP on the raw socket of an `upgrade` event: the web `Request` for the app, and its answer
- * written back whole when it is not a WebSocket.
+ * written back when it is not a WebSocket.
  * @module
  */
 import { type IncomingMessage, STATUS_CODES } from 'node:http'
@@ -10,9 +10,10 @@ import type { TLSSocket } from 'node:tls'
 /**
  * The web `Request` of an upgrade request. It has no body: Node hands the bytes after the
  * headers to the upgrade (they belong to the WebSocket), and a handshake is a GET anyway.
+ * @param signal - aborts when the client goes away, so the app can stop its work
  * @throws TypeError when the request line or the Host header does not make a valid URL
  */
-export function toRequest(incoming: IncomingMessage): Request {
+export function toRequest(incoming: IncomingMessage, signal?: AbortSignal): Request {
   const target = incoming.url ?? '/'
   let url: URL
   if (/^https?:\/\//i.test(target)) {
@@ -30,16 +31,43 @@ export function toRequest(incoming: IncomingMessage): Request {
   const headers = new Headers()
   const raw = incoming.rawHeaders
   for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i] as string, raw[i + 1] as string)
-  return new Request(url, { method: incoming.method ?? 'GET', headers })
+  return new Request(url, { method: incoming.method ?? 'GET', headers, signal })
 }
 
-// Framing is ours: the body is sent whole with its length, then the connection closes.
+// Framing is ours: a length or chunks, then the connection closes.
 const SKIPPED_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length'])
 
+/** The most bytes of a ready body that are sent with a length; past them the body streams. */
+const READ_AHEAD_BYTES = 64 * 1024
+
+const NEXT_TURN = Symbol('next turn')
+const nextTurn = () => new Promise<typeof NEXT_TURN>((resolve) => setImmediate(resolve, NEXT_TURN))
+const ignore = () => {}
+
+/** Resolves when the socket can take more, or has closed. */
+function writable(socket: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done)
+      socket.off('close', done)
+      resolve()
+    }
+    socket.on('drain', done)
+    socket.on('close', done)
+  })
+}
+
+const chunk = (bytes: Uint8Array) =>
+  Buffer.concat([Buffer.from(`${bytes.byteLength.toString(16)}\r\n`), bytes, Buffer.from('\r\n')])
+
 /**
- * Writes `response` whole on a raw socket (status line, headers, body) and ends it. This is how
- * a refused upgrade, or any route's answer to an upgrade request, reaches the client: Node gives
+ * Writes `response` on a raw socket (status line, headers, body) and ends it. This is how a
+ * refused upgrade, or any route's answer to an upgrade request, reaches the client: Node gives
  * no `ServerResponse` for an `upgrade` event.
+ *
+ * What the body has ready at once (up to 64 KiB: a refusal, a JSON answer) goes out with its
+ * `Content-Length`; a body still being produced (a stream of events, a large download) is sent
+ * in chunks as it comes, at the pace the client reads, and cancelled when the client leaves.
  */
 export async function writeResponse(
   socket: Duplex,
@@ -48,10 +76,30 @@ export async function writeResponse(
 ): Promise<void> {
   const status = response.status
   const bodyless = method === 'HEAD' || status === 204 || status === 304
-  let body: Uint8Array = new Uint8Array(0)
-  if (bodyless) await response.body?.cancel()
-  else if (response.body) body = new Uint8Array(await response.arrayBuffer())
-  if (socket.destroyed) return
+  const reader = bodyless ? undefined : response.body?.getReader()
+  if (bodyless) await response.body?.cancel().catch(ignore)
+
+  const ready: Uint8Array[] = []
+  let readyBytes = 0
+  let ended = reader === undefined
+  let next = reader?.read()
+  next?.catch(ignore)
+  while (next && readyBytes <= READ_AHEAD_BYTES) {
+    const result = await Promise.race([next, nextTurn()])
+    if (result === NEXT_TURN) break
+    if (result.done) {
+      ended = true
+      break
+    }
+    ready.push(result.value)
+    readyBytes += result.value.byteLength
+    next = reader?.read()
+    next?.catch(ignore)
+  }
+  if (socket.destroyed) {
+    await reader?.cancel().catch(ignore)
+    return
+  }
 
   const lines = [`HTTP/1.1 ${status} ${response.statusText || STATUS_CODES[status] || ''}`]
   for (const [name, value] of response.headers) {
@@ -59,17 +107,50 @@ export async function writeResponse(
     lines.push(`${name}: ${value}`)
   }
   for (const cookie of response.headers.getSetCookie()) lines.push(`set-cookie: ${cookie}`)
-  if (!bodyless) lines.push(`content-length: ${body.byteLength}`)
+  if (!bodyless) lines.push(ended ? `content-length: ${readyBytes}` : 'transfer-encoding: chunked')
   else if (method === 'HEAD' && response.headers.has('content-length')) {
     lines.push(`content-length: ${response.headers.get('content-length')}`)
   }
   lines.push('connection: close', '', '')
+  const head = Buffer.from(lines.join('\r\n'), 'latin1')
 
   // Read and drop what the client still sends, so that closing the socket does not reset the
   // connection (a reset can discard the response before the client reads it).
   socket.resume()
-  socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]))
+  if (ended) {
+    socket.end(Buffer.concat([head, ...ready]))
+  } else {
+    await streamBody(socket, head, ready, reader as ReadableStreamDefaultReader<Uint8Array>, next)
+  }
   // A client that never closes its side must not hold the socket open.
   const linger = setTimeout(() => socket.destroy(), 2000)
   socket.once('close', () => clearTimeout(linger))
+}
+
+/** Sends a body in chunks as the app produces it; cancels it when the client goes away. */
+async function streamBody(
+  socket: Duplex,
+  head: Buffer,
+  ready: Uint8Array[],
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  first: Promise<ReadableStreamReadResult<Uint8Array>> | undefined,
+): Promise<void> {
+  const cancel = () => void reader.cancel().catch(ignore)
+  socket.once('close', cancel)
+  try {
+    socket.write(Buffer.concat([head, ...ready.filter((bytes) => bytes.byteLength > 0).map(chunk)]))
+    let next = first
+    while (next && !socket.destroyed) {
+      const result = await next
+      if (result.done) break
+      if (result.value.byteLength > 0 && !socket.write(chunk(result.value))) await writable(socket)
+      next = reader.read()
+    }
+    if (!socket.destroyed) socket.end('0\r\n\r\n')
+  } catch {
+    // The body failed half-way: the client must not take what it got for the whole.
+    socket.destroy()
+  } finally {
+    socket.off('close', cancel)
+  }
 }

@@ -15,12 +15,21 @@ import type { IncomingMessage, Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { ZlibOptions } from 'node:zlib'
-import { ADAPTER, type Adapter, installAdapter, type UpgradeRequest } from '@handshake/core'
+import {
+  ADAPTER,
+  type Adapter,
+  Connections,
+  installAdapter,
+  type ShutdownOptions,
+  type UpgradeRequest,
+} from '@handshake/core'
 import { createAdaptorServer, type ServerType } from '@hono/node-server'
 import type { Context } from 'hono'
 import { WebSocketServer } from 'ws'
 import { toRequest, writeResponse } from './http.js'
-import { type OpenConnection, openConnection } from './socket.js'
+import { openConnection } from './socket.js'
+
+export type { ShutdownOptions } from '@handshake/core'
 
 // --- types ---
 
@@ -76,38 +85,19 @@ type WithoutWebSocket<T> = T extends unknown ? Omit<T, 'websocket'> : never
  */
 export type ServeOptions = WithoutWebSocket<NodeServerOptions> & WebSocketOptions
 
-/** Options of a graceful shutdown. */
-export interface ShutdownOptions {
-  /**
-   * The close code sent to every open connection.
-   * @defaultValue 1001 (Going Away)
-   */
-  code?: number
-  /**
-   * The close reason sent with it, at most 123 UTF-8 bytes.
-   * @defaultValue 'Server shutting down'
-   */
-  reason?: string
-  /**
-   * A bound on the whole shutdown, in milliseconds: connections still open after it are
-   * terminated. Without it, each connection ends within its own close-handshake timeout.
-   * @defaultValue none
-   */
-  timeout?: number
-}
-
 /** The WebSocket side of a Node server: its open connections and its graceful shutdown. */
 export interface WebSockets {
+  /** The server's open connections (the core's registry): `size`, and each `Conn`. */
+  readonly connections: Connections
   /** How many WebSocket connections are open. */
   readonly size: number
   /**
-   * Shuts down gracefully, once however often it is called:
-   * 1. the server stops accepting connections, and upgrades still on their way get 503;
-   * 2. every open connection gets a close frame with 1001 Going Away, through the core, so
-   *    `serve` sees the close and each handshake is bounded by its close-handshake timeout;
-   * 3. it waits for every connection to end, then for the HTTP server to close.
-   *
-   * It rejects only when the HTTP server cannot close (it was not listening).
+   * Shuts down gracefully: the core's `Connections.shutdown`, with "stop listening" being
+   * `server.close()`. Every open connection gets one close frame (1001 `Server shutting down`
+   * by default), new upgrades get 503, and it resolves by `timeout` (10 s by default) whatever
+   * the peers or the app do: what is left then (connections, requests still being answered) is
+   * destroyed. It rejects with a `RangeError`, before anything is closed, when `code` or
+   * `reason` may not be sent.
    */
   shutdown(options?: ShutdownOptions): Promise<void>
   /** Stops answering the server's `upgrade` events. Open connections are left as they are. */
@@ -146,9 +136,10 @@ interface PendingUpgrade {
 }
 
 /**
- * The Node adapter. {@link serve} and {@link attach} install it; it needs the request to come
- * through one of them. It accepts the upgrade and answers with a placeholder response carrying
- * the 101's headers: once the app has answered, `ws` writes the real 101.
+ * The Node adapter. {@link serve} and {@link attach} install it, and give each server its own
+ * copy with its own registry; it needs the request to come through one of them. It accepts the
+ * upgrade and answers with a placeholder response carrying the 101's headers: once the app has
+ * answered, `ws` writes the real 101.
  */
 export const adapter: Adapter = {
   name: 'node',
@@ -183,51 +174,46 @@ const HANDSHAKE_HEADERS = new Set([
 
 const ignore = () => {}
 
-function unavailable(): Response {
-  return new Response(JSON.stringify({ error: 'Service Unavailable' }), {
-    status: 503,
-    headers: { 'Content-Type': 'application/json' },
-  })
-}
-
 class Attachment implements WebSockets {
+  readonly connections = new Connections()
+  readonly #adapter: Adapter = { ...adapter, connections: this.connections }
   readonly #server: ServerType
   readonly #fetch: FetchCallback
   readonly #options: WebSocketOptions
-  readonly #closeServer: () => Promise<void>
   readonly #wsServers = new Map<number, WebSocketServer>()
   readonly #handshakes = new WeakMap<
     IncomingMessage,
     { headers: string[]; protocol: string | undefined }
   >()
-  readonly #connections = new Set<OpenConnection>()
-  readonly #upgrading = new Map<Duplex, Promise<void>>()
-  #shutdown: Promise<void> | undefined
+  // Upgrade requests the app is still answering: destroyed when a shutdown's deadline passes.
+  readonly #answering = new Set<Duplex>()
+  readonly #close: Server['close']
 
-  constructor(
-    server: ServerType,
-    fetch: FetchCallback,
-    options: WebSocketOptions,
-    closeServer: () => Promise<void>,
-  ) {
+  constructor(server: ServerType, fetch: FetchCallback, options: WebSocketOptions) {
     this.#server = server
     this.#fetch = fetch
     this.#options = options
-    this.#closeServer = closeServer
+    // The server's own close: serve() replaces server.close with the graceful shutdown.
+    this.#close = (server as Server).close.bind(server)
     server.on('upgrade', this.#onUpgrade)
   }
 
   get size(): number {
-    return this.#connections.size
+    return this.connections.size
   }
 
   detach(): void {
     this.#server.off('upgrade', this.#onUpgrade)
   }
 
-  shutdown(options: ShutdownOptions = {}): Promise<void> {
-    this.#shutdown ??= this.#drain(options)
-    return this.#shutdown
+  async shutdown(options?: ShutdownOptions): Promise<void> {
+    // close() calls back once every socket has closed, upgraded ones included, or at once
+    // with an error when the server was not listening: either way the deadline bounds it.
+    await this.connections.shutdown(options, () => new Promise((done) => this.#close(done)))
+    // The deadline passed or everything closed: whatever is left is torn down, including the
+    // upgrade requests the app is still answering.
+    for (const socket of this.#answering) socket.destroy()
+    ;(this.#server as Server).closeAllConnections?.()
   }
 
   readonly #onUpgrade = (incoming: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -246,25 +232,28 @@ class Attachment implements WebSockets {
     }
     // From here until ws takes the socket, a reset by the client must not crash the process.
     socket.on('error', ignore)
-    const task = this.#answer(incoming, socket, head).catch((err) => {
-      console.error('WebSocket upgrade failed:', err)
-      socket.destroy()
-    })
-    this.#upgrading.set(socket, task)
-    void task.finally(() => this.#upgrading.delete(socket))
+    this.#answering.add(socket)
+    this.#answer(incoming, socket, head)
+      .catch((err) => {
+        console.error('WebSocket upgrade failed:', err)
+        socket.destroy()
+      })
+      .finally(() => this.#answering.delete(socket))
   }
 
   async #answer(incoming: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const method = incoming.method ?? 'GET'
-    if (this.#shutdown) return writeResponse(socket, unavailable(), method)
+    // The app's work for this request is aborted when the client goes away.
+    const abort = new AbortController()
+    socket.once('close', () => abort.abort(new Error('The client closed the connection')))
     let request: Request
     try {
-      request = toRequest(incoming)
+      request = toRequest(incoming, abort.signal)
     } catch {
       return writeResponse(socket, new Response(null, { status: 400 }), method)
     }
     const pending: PendingUpgrade = {}
-    const env = { incoming, outgoing: undefined, [PENDING]: pending, [ADAPTER]: adapter }
+    const env = { incoming, outgoing: undefined, [PENDING]: pending, [ADAPTER]: this.#adapter }
     let response: unknown
     try {
       response = await this.#fetch(request, env)
@@ -272,12 +261,14 @@ class Attachment implements WebSockets {
       console.error(err)
       response = new Response(null, { status: 500 })
     }
-    if (socket.destroyed) return
     if (!(response instanceof Response)) response = new Response(null, { status: 500 })
     const answer = response as Response
+    if (socket.destroyed) {
+      await answer.body?.cancel().catch(ignore)
+      return
+    }
     const accepted = pending.accepted
     if (accepted && answer.status === 200) {
-      if (this.#shutdown) return writeResponse(socket, unavailable(), method)
       this.#complete(incoming, socket, head, accepted, answer)
       return
     }
@@ -301,9 +292,7 @@ class Attachment implements WebSockets {
     for (const cookie of answer.headers.getSetCookie()) headers.push(`set-cookie: ${cookie}`)
     this.#handshakes.set(incoming, { headers, protocol: accepted.protocol })
     this.#wsServerFor(accepted.maxMessageSize).handleUpgrade(incoming, socket, head, (ws) => {
-      const connection = openConnection(ws, socket, accepted)
-      this.#connections.add(connection)
-      void connection.ended.then(() => this.#connections.delete(connection))
+      openConnection(ws, socket, accepted)
     })
   }
 
@@ -328,43 +317,6 @@ class Attachment implements WebSockets {
     this.#wsServers.set(maxPayload, wss)
     return wss
   }
-
-  async #drain({
-    code = 1001,
-    reason = 'Server shutting down',
-    timeout,
-  }: ShutdownOptions): Promise<void> {
-    const serverClosed = this.#closeServer()
-    serverClosed.catch(ignore)
-    for (const connection of this.#connections) connection.goAway(code, reason)
-    const ended = Promise.all([
-      ...this.#upgrading.values(),
-      ...[...this.#connections].map((connection) => connection.ended),
-    ])
-    if (timeout !== undefined) {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const late = await Promise.race([
-        ended.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), timeout)
-        }),
-      ])
-      clearTimeout(timer)
-      if (late) {
-        for (const socket of this.#upgrading.keys()) socket.destroy()
-        for (const connection of this.#connections) connection.terminate()
-        await Promise.all([...this.#connections].map((connection) => connection.ended))
-      }
-    }
-    await ended
-    await serverClosed
-  }
-}
-
-function closeWith(close: (callback: (err?: Error) => void) => unknown): Promise<void> {
-  return new Promise((resolve, reject) => {
-    close((err) => (err ? reject(err) : resolve()))
-  })
 }
 
 // --- entry points ---
@@ -374,7 +326,7 @@ function closeWith(close: (callback: (err?: Error) => void) => unknown): Promise
  *
  * It listens to the server's `upgrade` event: it turns each request into a web `Request`,
  * calls `fetch` (your `app.fetch`), and either completes the upgrade that `upgrade()` accepted
- * or writes the app's answer whole on the socket (a refusal, a 404, any route's response).
+ * or writes the app's answer on the socket (a refusal, a 404, any route's response).
  * Other `upgrade` listeners keep working: see {@link WebSocketOptions.shouldHandle}.
  *
  * @example
@@ -399,17 +351,15 @@ export function attach(
   options: WebSocketOptions = {},
 ): WebSockets {
   installAdapter(adapter)
-  const close = (server as Server).close.bind(server)
-  return new Attachment(server, fetch, options, () => closeWith(close))
+  return new Attachment(server, fetch, options)
 }
 
 /**
  * Starts a Node server for a Hono app, WebSockets included: `@hono/node-server`'s `serve`,
  * with the same options and the same listening callback.
  *
- * The server it returns closes gracefully: `server.close(callback)` and `server.shutdown()`
- * send 1001 Going Away to every open connection, wait for the close handshakes (each bounded by
- * its close-handshake timeout), and then close the HTTP server.
+ * The server it returns closes gracefully: `server.shutdown(options)` and
+ * `server.close(callback)` are {@link WebSockets.shutdown}.
  *
  * @example
  * ```ts
@@ -425,14 +375,11 @@ export function serve(
 ): HandshakeServer {
   const { perMessageDeflate, shouldHandle, ...serverOptions } = options
   const server = createAdaptorServer(serverOptions as NodeServerOptions) as Server
-  const close = server.close.bind(server)
   installAdapter(adapter)
-  const websockets = new Attachment(
-    server,
-    options.fetch as unknown as FetchCallback,
-    { perMessageDeflate, shouldHandle },
-    () => closeWith(close),
-  )
+  const websockets = new Attachment(server, options.fetch as unknown as FetchCallback, {
+    perMessageDeflate,
+    shouldHandle,
+  })
   const shutdown = (shutdownOptions?: ShutdownOptions) => websockets.shutdown(shutdownOptions)
   Object.assign(server, {
     websockets,

@@ -6,18 +6,6 @@ import type { Duplex } from 'node:stream'
 import type { RuntimeSocket, SocketEvents, UpgradeRequest } from '@handshake/core'
 import type { WebSocket } from 'ws'
 
-// --- types ---
-
-/** One open connection, as the server keeps it for its graceful shutdown. */
-export interface OpenConnection {
-  /** Starts the close handshake with `code` through the core, unless it already started. */
-  goAway(code: number, reason: string): void
-  /** Destroys the connection at once. */
-  terminate(): void
-  /** Resolves once the connection has ended, however it ended. */
-  readonly ended: Promise<void>
-}
-
 // --- faults ---
 
 // ws marks receiver errors with the close code they call for, under a private symbol
@@ -122,17 +110,8 @@ class WsSocket implements RuntimeSocket {
  * @param raw - the network socket under it, for its drain events
  * @param request - the core's upgrade request, whose `open` is called here, exactly once
  */
-export function openConnection(
-  ws: WebSocket,
-  raw: Duplex,
-  request: UpgradeRequest,
-): OpenConnection {
+export function openConnection(ws: WebSocket, raw: Duplex, request: UpgradeRequest): void {
   const socket = new WsSocket(ws, raw, ws.extensions.includes('permessage-deflate'))
-  let settle: () => void = () => {}
-  const ended = new Promise<void>((resolve) => {
-    settle = resolve
-  })
-
   const core = request.open(socket)
   socket.events = core
 
@@ -143,23 +122,12 @@ export function openConnection(
   // Without this listener, the first bad frame would throw from an EventEmitter and crash the
   // process; ws sends the close frame for the fault itself.
   ws.on('error', (error: Error) => core.error(error, closeCodeOf(error)))
-  ws.on('close', (code: number, reason: Buffer) => {
-    raw.off('drain', onDrain)
-    core.closed(code, reason.toString('utf8'))
-    settle()
-  })
   const onDrain = () => core.drain()
   raw.on('drain', onDrain)
-
-  return {
-    goAway(code, reason) {
-      // Through the core: it sends the frame once, rejects pending sends, and tears down a
-      // peer that does not answer within the close-handshake timeout.
-      void core.shutdown(code, reason)
-    },
-    terminate() {
-      ws.terminate()
-    },
-    ended,
-  }
+  ws.on('close', (code: number, reason: Buffer) => {
+    raw.off('drain', onDrain)
+    // ws reports 1006 exactly when no close frame came from the peer (a peer cannot send 1006:
+    // ws fails such a frame with 1002), so the code says whether one was received.
+    core.closed(code, reason.toString('utf8'), code !== 1006)
+  })
 }

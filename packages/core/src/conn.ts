@@ -447,6 +447,9 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     }
     // `false`: the runtime took it with no back-pressure, so there is no buffer to read.
     if (this.#socket.send(data) === false) return resolved
+    // The runtime dropped it and reported the end inside send() (Bun, past its
+    // backpressureLimit): this message was not sent.
+    if (this.#state !== 'open') return quiet(Promise.reject(this.#endError()))
     if (this.#socket.bufferedAmount <= this.#limits.sendHighWaterMark) return resolved
     return quiet(
       new Promise<void>((resolve, reject) => {

@@ -33,8 +33,13 @@ export function closeScenarios(harness: HarnessRef): void {
       expect(await peer.closeFrame).toMatchObject({ code: 4000, reason: 'server is done' })
       expect((await closedWithin(peer)).code).toBe(4000)
       const report = await waitForReadError(h, id)
-      // Clean, with the peer's answer: not a teardown at the timeout.
-      expect(report.readError).toMatchObject({ name: 'CloseError', code: 4000, wasClean: true })
+      // Clean, with the peer's answer: not a teardown at the timeout. Where the runtime ends
+      // the connection as it sends its frame (Bun), no answer was read: not clean, honestly.
+      expect(report.readError).toMatchObject({
+        name: 'CloseError',
+        code: 4000,
+        wasClean: h.differences.awaitsCloseAnswer,
+      })
       expect(report.stateAfterClose).toBe('closed')
       if (peer.closeFramesReceived !== undefined) expect(peer.closeFramesReceived).toBe(1)
     })
