@@ -22,7 +22,9 @@ import {
   upgrade,
 } from '@handshake/core'
 import { type Context, Hono } from 'hono'
-import { mountTopicRoutes } from './topics-app.js'
+// .ts specifiers: Deno runs this module from source, and resolves no .js to a .ts file.
+import { createEventApp, EVENTS_PREFIX } from './app-events.ts'
+import { mountTopicRoutes } from './topics-app.ts'
 
 // --- what the suite and the app agree on ---
 
@@ -92,6 +94,11 @@ export interface ServerReport {
   topics?: string[]
   /** On the topic routes: `conn.droppedMessages` when the report was read. */
   droppedMessages?: number
+  /**
+   * On the event controllers' routes: each handler call as it started and ended
+   * (`open`, `message <data>`, `end <data>`, `close <code>`), to check that none overlap.
+   */
+  handlers?: string[]
   /** What `serve` saw of its connection and context (on `/inspect`). */
   saw?: {
     protocol: string
@@ -109,7 +116,8 @@ export interface ServerReport {
 const MAX_REPORTS = 2000
 const reports = new Map<string, ServerReport>()
 
-function reportFor(c: Context, route: string): ServerReport {
+/** The report of the connection a request opens (by its `?id=`), made on first use. */
+export function reportFor(c: Context, route: string): ServerReport {
   const id = c.req.query('id') ?? `anonymous-${route}`
   let report = reports.get(id)
   if (!report) {
@@ -130,7 +138,8 @@ function reportFor(c: Context, route: string): ServerReport {
   return report
 }
 
-function describeError(err: unknown): CloseInfo {
+/** An error as the report carries it. */
+export function describeError(err: unknown): CloseInfo {
   if (err instanceof CloseError) {
     return {
       name: err.name,
@@ -150,7 +159,7 @@ function render(arg: unknown): string {
 }
 
 /** A logger that records into the report instead of printing, so tests stay quiet. */
-function recordingLogger(report: ServerReport): Logger {
+export function recordingLogger(report: ServerReport): Logger {
   return { error: (...args: unknown[]) => report.logged.push(args.map(render)) }
 }
 
@@ -528,6 +537,8 @@ export function createConformanceApp(): Hono {
   })
   for (const route of routes) mount(app, route)
   mountTopicRoutes(app, { report: reportFor, logger: recordingLogger, describe: describeError })
+  // The same scenarios, served by event controllers (`open`, `message`, `close`).
+  app.route(EVENTS_PREFIX, createEventApp())
   app.get('/report/:id', (c) => {
     const report = reports.get(c.req.param('id'))
     return report ? c.json(report) : c.json({ error: 'Not Found' }, 404)

@@ -18,6 +18,7 @@ import { afterServeScenarios } from './scenarios/after-serve.js'
 import { clientScenarios } from './scenarios/clients.js'
 import { closeScenarios } from './scenarios/close.js'
 import { connScenarios } from './scenarios/conn.js'
+import { eventControllerScenarios } from './scenarios/events.js'
 import { faultScenarios } from './scenarios/faults.js'
 import { kitScenarios } from './scenarios/kit.js'
 import { topicScenarios } from './scenarios/topics.js'
@@ -44,6 +45,7 @@ export {
   SMALL_INBOUND_BUFFER,
   SMALL_MAX_MESSAGE_SIZE,
 } from './app.js'
+export { createEventApp, EVENTS_PREFIX } from './app-events.js'
 export { encodeFrame, type Frame, FrameDecoder, type FrameSpec, Opcode } from './frames.js'
 export { type HttpAnswer, handshakeHeaders, type RawRequest, rawRequest } from './http.js'
 export {
@@ -126,5 +128,8 @@ export function conformanceSuite(target: Target): void {
         clientScenarios(harness as () => NetworkHarness)
       })
     }
+    // Every scenario again, served by event controllers (open, message, close).
+    describe('event controllers', () =>
+      eventControllerScenarios(harness, isMemoryTarget(target) ? 'memory' : 'network'))
   })
 }
