@@ -1,0 +1,357 @@
+/**
+ * The Redis backplane: topics across instances on Redis pub/sub.
+ * @module
+ */
+import type { Backplane, BackplaneSink, MessageData } from '@handshake/core'
+import { type Driver, driverFor, type RedisClient, type SubscriberConnection } from './clients.js'
+import { decode, encode, newInstanceId } from './envelope.js'
+
+/** Options of {@link redisBackplane}. */
+export interface RedisBackplaneOptions {
+  /**
+   * The app's Redis client: ioredis (`new Redis(url)`) or node-redis (`createClient({ url })`,
+   * connected). The backplane publishes on it, and subscribes on a `duplicate()` of it (a
+   * subscribing connection can do nothing else). It never closes it.
+   */
+  client: RedisClient
+  /**
+   * Prepended to a topic to name its Redis channel, to keep apps that share a Redis apart.
+   * @defaultValue `'handshake:'`
+   */
+  prefix?: string
+  /**
+   * The most publishes Redis may leave unanswered. Past it (Redis is down, slow, or its
+   * connection is being restored), publishes are dropped and counted in
+   * {@link RedisBackplane.droppedPublishes} instead of queued without bound.
+   * @defaultValue 10000
+   */
+  maxPendingPublishes?: number
+  /**
+   * The most characters of unanswered publishes (a binary message counts its bytes, a text
+   * one its UTF-16 length); past it, publishes are dropped and counted like past
+   * {@link RedisBackplaneOptions.maxPendingPublishes}.
+   * @defaultValue 8 MiB
+   */
+  maxPendingBytes?: number
+  /**
+   * The longest wait between two attempts to reach Redis again after an outage. The first
+   * attempt is at once, then 50 ms, doubling up to this. It bounds how long the subscriptions
+   * stay down once Redis accepts connections again.
+   * @defaultValue 1000
+   */
+  maxReconnectDelay?: number
+}
+
+/** The defaults of {@link RedisBackplaneOptions}. */
+export const DEFAULT_PREFIX = 'handshake:'
+const DEFAULT_MAX_PENDING_PUBLISHES = 10_000
+const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
+const DEFAULT_MAX_RECONNECT_DELAY = 1000
+const FIRST_RECONNECT_DELAY = 50
+
+const settled = Promise.resolve()
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** The subscriber connection in use, and the topics Redis confirmed on it. */
+interface Session {
+  readonly connection: SubscriberConnection
+  readonly subscribed: Set<string>
+  alive: boolean
+}
+
+/**
+ * A {@link Backplane} on Redis pub/sub: a publish on one instance reaches the subscribers of
+ * its topic on every instance that shares the Redis. Make it with {@link redisBackplane}.
+ *
+ * - A topic is the channel `prefix + topic`. This instance subscribes to it while some local
+ *   connection holds the topic; `conn.subscribe()` resolves once Redis confirmed the SUBSCRIBE.
+ *   Quick subscribe and unsubscribe calls for a topic are applied in order, and Redis ends in
+ *   the latest state.
+ * - Each message carries this instance's id and its kind: each instance drops its own echo,
+ *   text stays text, and bytes arrive exactly.
+ * - One publisher's messages on a topic arrive in order, at most once.
+ * - Faults: when the subscriber connection is lost (Redis killed or restarted, the connection
+ *   killed, Redis cutting a subscriber that fell past its output buffer limit), or a publish
+ *   fails or is dropped, the error is reported once per outage (the Topics `onError`, else its
+ *   logger) and never thrown. Local delivery goes on. The backplane then opens a new
+ *   subscriber connection itself, at once and then at growing intervals up to
+ *   {@link RedisBackplaneOptions.maxReconnectDelay}, subscribes it to every topic still held,
+ *   waits for a round trip on the app's client, and tells the Topics, which fires `'restore'`.
+ *   Messages published during an outage are not replayed.
+ * - Memory: unanswered publishes are bounded by
+ *   {@link RedisBackplaneOptions.maxPendingPublishes} and
+ *   {@link RedisBackplaneOptions.maxPendingBytes}; past them publishes are dropped and counted.
+ */
+export class RedisBackplane implements Backplane {
+  /** This instance's id, carried by each message it publishes (16 hex digits). */
+  readonly instanceId: string = newInstanceId()
+  readonly #driver: Driver
+  readonly #prefix: string
+  readonly #maxPending: number
+  readonly #maxPendingBytes: number
+  readonly #maxReconnectDelay: number
+  #sink: BackplaneSink | undefined
+  #session: Session | undefined
+  /** The topics this instance should be subscribed to. */
+  readonly #wanted = new Set<string>()
+  /** Per topic, the tail of its subscribe/unsubscribe calls, applied one after another. */
+  readonly #chains = new Map<string, Promise<void>>()
+  #pending = 0
+  #pendingBytes = 0
+  #dropped = 0
+  /** Counts faults, so that a restore that saw a new one starts over. */
+  #faults = 0
+  #restoring: Promise<void> | undefined
+  #closed = false
+
+  /** @param options - see {@link RedisBackplaneOptions} */
+  constructor(options: RedisBackplaneOptions) {
+    this.#driver = driverFor(options.client)
+    this.#prefix = options.prefix ?? DEFAULT_PREFIX
+    this.#maxPending = positive(options.maxPendingPublishes, DEFAULT_MAX_PENDING_PUBLISHES)
+    this.#maxPendingBytes = positive(options.maxPendingBytes, DEFAULT_MAX_PENDING_BYTES)
+    this.#maxReconnectDelay = positive(options.maxReconnectDelay, DEFAULT_MAX_RECONNECT_DELAY)
+  }
+
+  /** Which client this backplane drives: `'ioredis'` or `'node-redis'`. */
+  get clientKind(): 'ioredis' | 'node-redis' {
+    return this.#driver.name
+  }
+
+  /** Publishes dropped because Redis left too many unanswered (see the options). */
+  get droppedPublishes(): number {
+    return this.#dropped
+  }
+
+  /** Publishes sent and not answered yet by Redis. */
+  get pendingPublishes(): number {
+    return this.#pending
+  }
+
+  /** The characters of the publishes sent and not answered yet by Redis. */
+  get pendingBytes(): number {
+    return this.#pendingBytes
+  }
+
+  /** Whether the subscriber connection is up and no fault is being repaired. */
+  get healthy(): boolean {
+    return this.#session?.alive === true && this.#restoring === undefined
+  }
+
+  /**
+   * Connects the subscriber connection; called by `topics.useBackplane()`. When Redis cannot
+   * be reached, it reports that once and resolves: topics are local until Redis is back.
+   */
+  async start(sink: BackplaneSink): Promise<void> {
+    if (this.#sink) throw new Error('This backplane is started already: give it to one Topics')
+    this.#sink = sink
+    try {
+      this.#session = await this.#open()
+    } catch (err) {
+      this.#fault(err)
+    }
+  }
+
+  /** Subscribes to the topic's channel; resolves once Redis confirmed it. */
+  subscribe(topic: string): Promise<void> {
+    if (this.#closed) return settled
+    this.#wanted.add(topic)
+    return this.#converge(topic).catch((err) => {
+      // A refused SUBSCRIBE (an ACL, say) is restored like a lost connection.
+      this.#fault(err)
+      throw err
+    })
+  }
+
+  /** Unsubscribes from the topic's channel. */
+  unsubscribe(topic: string): Promise<void> {
+    this.#wanted.delete(topic)
+    if (this.#closed) return settled
+    return this.#converge(topic)
+  }
+
+  /** Publishes to the other instances. It never throws and never waits. */
+  publish(topic: string, data: MessageData): void {
+    if (this.#closed) return
+    const message = encode(this.instanceId, data)
+    if (
+      this.#pending >= this.#maxPending ||
+      this.#pendingBytes + message.length > this.#maxPendingBytes
+    ) {
+      this.#dropped++
+      // One error per episode: a flood of drops must not cost a stack trace each.
+      if (this.#restoring) this.#faults++
+      else
+        this.#fault(
+          new Error(
+            `Redis left ${this.#pending} publishes (${this.#pendingBytes} characters) unanswered: publishes are dropped until it catches up (maxPendingPublishes, maxPendingBytes)`,
+          ),
+        )
+      return
+    }
+    this.#pending++
+    this.#pendingBytes += message.length
+    const answered = () => {
+      this.#pending--
+      this.#pendingBytes -= message.length
+    }
+    try {
+      this.#driver.publish(this.#prefix + topic, message).then(answered, (err) => {
+        answered()
+        this.#fault(err)
+      })
+    } catch (err) {
+      answered()
+      this.#fault(err)
+    }
+  }
+
+  /**
+   * Stops: closes the subscriber connection (Redis drops its subscriptions with it) and stops
+   * restoring. The app's client stays open.
+   */
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#wanted.clear()
+    const session = this.#session
+    this.#session = undefined
+    if (session) {
+      session.alive = false
+      session.connection.close()
+    }
+  }
+
+  // --- subscriptions ---
+
+  /** Queues one pass that brings Redis in line with `#wanted` for this topic. */
+  #converge(topic: string): Promise<void> {
+    const previous = this.#chains.get(topic) ?? settled
+    const pass = previous.then(() => this.#apply(topic))
+    const tail = pass.catch(() => {})
+    this.#chains.set(topic, tail)
+    void tail.then(() => {
+      if (this.#chains.get(topic) === tail) this.#chains.delete(topic)
+    })
+    return pass
+  }
+
+  async #apply(topic: string): Promise<void> {
+    const session = this.#session
+    const wanted = this.#wanted.has(topic)
+    if (!session?.alive) {
+      // The connection is gone and its subscriptions with it; the restore subscribes the topic.
+      if (wanted) throw new Error(`Redis is unreachable: "${topic}" is subscribed once it is back`)
+      return
+    }
+    const channel = this.#prefix + topic
+    if (wanted && !session.subscribed.has(topic)) {
+      await session.connection.subscribe(channel)
+      session.subscribed.add(topic)
+    } else if (!wanted && session.subscribed.has(topic)) {
+      session.subscribed.delete(topic)
+      await session.connection.unsubscribe(channel)
+    }
+  }
+
+  // --- faults ---
+
+  /** Opens a subscriber connection whose loss starts a restore. */
+  async #open(): Promise<Session> {
+    const connection = await this.#driver.openSubscriber({
+      message: (channel, message) => this.#receive(channel, message),
+      lost: (error) => {
+        session.alive = false
+        if (this.#session === session) this.#fault(error)
+      },
+    })
+    const session: Session = { connection, subscribed: new Set(), alive: true }
+    if (this.#closed) {
+      session.alive = false
+      connection.close()
+    }
+    return session
+  }
+
+  #receive(channel: string, message: string): void {
+    if (!channel.startsWith(this.#prefix)) return
+    const decoded = decode(this.instanceId, message)
+    if (decoded.kind !== 'message') return
+    try {
+      this.#sink?.message(channel.slice(this.#prefix.length), decoded.data)
+    } catch (err) {
+      // Never throw into the client's parser.
+      this.#fault(err)
+    }
+  }
+
+  /** Reports a fault (the Topics reports it once per outage) and makes sure a restore runs. */
+  #fault(error: unknown): void {
+    if (this.#closed) return
+    this.#faults++
+    this.#sink?.down(error)
+    this.#restoring ??= this.#restore()
+  }
+
+  /**
+   * Until a pass sees no new fault: a live subscriber connection (a new one when it was lost),
+   * every wanted topic subscribed on it, and a round trip on the app's client, which also
+   * waits for the publishes before it. Then the Topics is told, and fires `'restore'`.
+   */
+  async #restore(): Promise<void> {
+    let delay = 0
+    while (!this.#closed) {
+      if (delay > 0) await sleep(delay)
+      delay = Math.min(Math.max(delay * 2, FIRST_RECONNECT_DELAY), this.#maxReconnectDelay)
+      if (this.#closed) return
+      const faults = this.#faults
+      try {
+        if (!this.#session?.alive) {
+          this.#session?.connection.close()
+          this.#session = undefined
+          this.#session = await this.#open()
+        }
+        for (const topic of this.#sink?.topics() ?? []) this.#wanted.add(topic)
+        await Promise.all([...this.#wanted].map((topic) => this.#converge(topic)))
+        await this.#driver.ping()
+      } catch {
+        continue
+      }
+      if (faults === this.#faults && this.#session?.alive && !this.#closed) {
+        this.#restoring = undefined
+        this.#sink?.up()
+        return
+      }
+    }
+    this.#restoring = undefined
+  }
+}
+
+function positive(value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!(value > 0)) throw new RangeError(`Expected a positive number, got ${value}`)
+  return value
+}
+
+/**
+ * Makes a {@link RedisBackplane} on the app's Redis client, to pass to `topics.useBackplane()`.
+ *
+ * @example
+ * ```ts
+ * import { topics } from '@handshake/core'
+ * import { redisBackplane } from '@handshake/redis'
+ * import { Redis } from 'ioredis'
+ *
+ * await topics.useBackplane(redisBackplane({ client: new Redis(process.env.REDIS_URL) }))
+ * ```
+ *
+ * @example
+ * ```ts
+ * import { createClient } from 'redis'
+ *
+ * const client = createClient({ url: process.env.REDIS_URL }).on('error', console.error)
+ * await topics.useBackplane(redisBackplane({ client: await client.connect() }))
+ * ```
+ */
+export function redisBackplane(options: RedisBackplaneOptions): RedisBackplane {
+  return new RedisBackplane(options)
+}

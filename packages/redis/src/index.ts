@@ -1,0 +1,25 @@
+/**
+ * Handshake topics across instances on Redis pub/sub, with the client the app already has
+ * (ioredis or node-redis), on Node, Bun and Deno.
+ *
+ * ```ts
+ * import { topics } from '@handshake/core'
+ * import { redisBackplane } from '@handshake/redis'
+ * import { Redis } from 'ioredis'
+ *
+ * await topics.useBackplane(redisBackplane({ client: new Redis(process.env.REDIS_URL) }))
+ * ```
+ * @module
+ */
+export {
+  DEFAULT_PREFIX,
+  RedisBackplane,
+  type RedisBackplaneOptions,
+  redisBackplane,
+} from './backplane.js'
+export type {
+  IORedisClient,
+  NodeRedisClient,
+  NodeRedisListener,
+  RedisClient,
+} from './clients.js'

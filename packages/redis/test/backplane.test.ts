@@ -1,0 +1,259 @@
+/**
+ * The backplane's guarantees across two instances on one real redis-server, with each client.
+ */
+import { Topics } from '@handshake/core'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { redisBackplane } from '../src/index.js'
+import {
+  appClient,
+  CLIENT_KINDS,
+  type Instance,
+  joinRoom,
+  sleep,
+  startInstance,
+  until,
+} from './fixtures.js'
+import { type RedisServer, startRedis } from './redis-server.js'
+
+let redis: RedisServer
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(async () => {
+  await redis?.stop()
+})
+
+let topicCounter = 0
+const newTopic = (label: string) => `${label}-${process.pid}-${++topicCounter}`
+
+/** How many subscribers Redis counts on a channel. */
+async function numsub(channel: string): Promise<number> {
+  const answer = await redis.command('PUBSUB', 'NUMSUB', channel)
+  if (!Array.isArray(answer) || typeof answer[1] !== 'number') {
+    throw new Error(`Unexpected PUBSUB answer: ${JSON.stringify(answer)}`)
+  }
+  return answer[1]
+}
+
+describe.each(CLIENT_KINDS)('two instances on one Redis, with %s', (kind) => {
+  let a: Instance
+  let b: Instance
+  const started: Instance[] = []
+  beforeAll(async () => {
+    a = await startInstance(kind, redis.url)
+    b = await startInstance(kind, redis.url)
+    started.push(a, b)
+  })
+  afterEach(() => {
+    // No test may leave a fault behind.
+    expect(a.errors).toEqual([])
+    expect(b.errors).toEqual([])
+  })
+  afterAll(async () => {
+    await Promise.all(started.map((instance) => instance.stop()))
+  })
+
+  it('drives the client it was given', () => {
+    expect(a.backplane.clientKind).toBe(kind)
+    expect(a.backplane.instanceId).toMatch(/^[0-9a-f]{16}$/)
+    expect(a.backplane.instanceId).not.toBe(b.backplane.instanceId)
+  })
+
+  it('a publish on A reaches the subscribers on both instances, in order, once', async () => {
+    const topic = newTopic('fanout')
+    const onA = await joinRoom(a, topic)
+    const onB = [await joinRoom(b, topic), await joinRoom(b, topic)]
+    const sent = Array.from({ length: 200 }, (_, i) => `message ${i}`)
+    for (const message of sent) a.topics.publish(topic, message)
+    for (const member of [onA, ...onB]) expect(await member.receive(200)).toEqual(sent)
+    // Once: nothing more comes, neither a duplicate nor A's own echo.
+    await sleep(200)
+    for (const member of [onA, ...onB]) expect(member.received).toHaveLength(200)
+  })
+
+  it("a connection's publish skips the sender only, on every instance", async () => {
+    const topic = newTopic('sender')
+    const sender = await joinRoom(a, topic)
+    const sameInstance = await joinRoom(a, topic)
+    const otherInstance = await joinRoom(b, topic)
+    sender.peer.send('hello')
+    expect(await sameInstance.receive(1)).toEqual(['hello'])
+    expect(await otherInstance.receive(1)).toEqual(['hello'])
+    await sleep(200)
+    expect(sender.received).toEqual([])
+  })
+
+  it('text stays text and bytes stay bytes, exactly', async () => {
+    const topic = newTopic('bytes')
+    const onB = await joinRoom(b, topic)
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i)
+    const backing = Uint8Array.from({ length: 64 }, (_, i) => 255 - i)
+    const view = backing.subarray(8, 24)
+    const big = Uint8Array.from({ length: 100_000 }, (_, i) => (i * 7919) & 0xff)
+    const text = 'é 😀 \u0000 \uffff'
+    a.topics.publish(topic, all)
+    a.topics.publish(topic, view)
+    a.topics.publish(topic, text)
+    a.topics.publish(topic, new Uint8Array(0))
+    a.topics.publish(topic, '')
+    a.topics.publish(topic, big)
+    a.topics.publish(topic, 'T0123456789abcdef looks like a header')
+    const [first, second, third, empty, emptyText, large, tricky] = await onB.receive(7)
+    expect(first).toEqual(all)
+    expect(first).toBeInstanceOf(Uint8Array)
+    expect(second).toEqual(new Uint8Array(view))
+    expect(third).toBe(text)
+    expect(empty).toEqual(new Uint8Array(0))
+    expect(emptyText).toBe('')
+    // (Compared as one string: vitest's deep equality is slow on 100 kB.)
+    expect(large).toBeInstanceOf(Uint8Array)
+    expect(String(large)).toBe(String(big))
+    expect(tricky).toBe('T0123456789abcdef looks like a header')
+  })
+
+  it('subscribes a channel only while a local connection holds the topic', async () => {
+    const topic = newTopic('held')
+    const channel = `handshake:${topic}`
+    expect(await numsub(channel)).toBe(0)
+    const first = await joinRoom(a, topic)
+    const second = await joinRoom(a, topic)
+    expect(await numsub(channel)).toBe(1)
+    const onB = await joinRoom(b, topic)
+    expect(await numsub(channel)).toBe(2)
+    first.peer.close(1000)
+    await first.peer.closed
+    expect(await numsub(channel)).toBe(2)
+    second.peer.close(1000)
+    await second.peer.closed
+    await until(async () => (await numsub(channel)) === 1, 2000, 'A to unsubscribe')
+    onB.peer.close(1000)
+    await onB.peer.closed
+    await until(async () => (await numsub(channel)) === 0, 2000, 'B to unsubscribe')
+  })
+
+  it('subscribe() resolves once Redis confirmed: a publish right after it is not missed', async () => {
+    for (let i = 0; i < 20; i++) {
+      const topic = newTopic('window')
+      // joinRoom resolves once conn.subscribe() did; A publishes at once.
+      const onB = await joinRoom(b, topic)
+      a.topics.publish(topic, `first ${i}`)
+      expect(await onB.receive(1)).toEqual([`first ${i}`])
+      onB.peer.close(1000)
+    }
+  })
+
+  it('quick subscribe and unsubscribe sequences end in the latest state', async () => {
+    const delivered: unknown[] = []
+    const subscriber = {
+      deliver: (data: unknown) => delivered.push(data),
+      tree: undefined,
+      publishNative() {},
+    }
+    const settled: Promise<void>[] = []
+    const topic = newTopic('flap')
+    const channel = `handshake:${topic}`
+    // Join and leave 25 times in one tick, ending subscribed...
+    for (let i = 0; i < 25; i++) {
+      settled.push(b.topics.join(topic, subscriber))
+      b.topics.leave(topic, subscriber)
+    }
+    settled.push(b.topics.join(topic, subscriber))
+    await Promise.all(settled)
+    await sleep(100)
+    expect(await numsub(channel)).toBe(1)
+    a.topics.publish(topic, 'after the flapping')
+    await until(() => delivered.length > 0, 2000, 'the delivery')
+    await sleep(100)
+    expect(delivered).toEqual(['after the flapping'])
+    const onB = await joinRoom(b, topic)
+    // ...then ending unsubscribed.
+    onB.peer.close(1000)
+    await onB.peer.closed
+    for (let i = 0; i < 25; i++) {
+      b.topics.leave(topic, subscriber)
+      settled.push(b.topics.join(topic, subscriber))
+    }
+    b.topics.leave(topic, subscriber)
+    await Promise.all(settled)
+    await until(async () => (await numsub(channel)) === 0, 2000, 'the channel to be released')
+    await sleep(100)
+    expect(await numsub(channel)).toBe(0)
+  })
+
+  it('ignores what other programs publish on its channels', async () => {
+    const topic = newTopic('foreign')
+    const onB = await joinRoom(b, topic)
+    for (const message of ['', 'hello', 'Tshort', 'B0123456789abcdef\u0100']) {
+      await redis.command('PUBLISH', `handshake:${topic}`, message)
+    }
+    a.topics.publish(topic, 'ours')
+    expect(await onB.receive(1)).toEqual(['ours'])
+    await sleep(100)
+    expect(onB.received).toEqual(['ours'])
+  })
+})
+
+describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
+  it('a prefix keeps apps that share a Redis apart', async () => {
+    const one = await startInstance(kind, redis.url, { prefix: 'app-one:' })
+    const two = await startInstance(kind, redis.url, { prefix: 'app-two:' })
+    const other = await startInstance(kind, redis.url, { prefix: 'app-one:' })
+    try {
+      const topic = newTopic('prefix')
+      const onTwo = await joinRoom(two, topic)
+      const onOther = await joinRoom(other, topic)
+      expect(await numsub(`app-one:${topic}`)).toBe(1)
+      one.topics.publish(topic, 'for app one')
+      expect(await onOther.receive(1)).toEqual(['for app one'])
+      await sleep(200)
+      expect(onTwo.received).toEqual([])
+    } finally {
+      await Promise.all([one.stop(), two.stop(), other.stop()])
+    }
+  })
+
+  it('closeBackplane() releases its subscriptions and leaves the app client open', async () => {
+    const instance = await startInstance(kind, redis.url)
+    const topic = newTopic('close')
+    await joinRoom(instance, topic)
+    expect(await numsub(`handshake:${topic}`)).toBe(1)
+    await instance.topics.closeBackplane()
+    await until(async () => (await numsub(`handshake:${topic}`)) === 0, 2000, 'the release')
+    // The app's client is still the app's.
+    await expect(instance.app.client.ping()).resolves.toBe('PONG')
+    // Publishing after the close is a local publish, and nothing throws.
+    instance.topics.publish(topic, 'local only')
+    await instance.app.close()
+    expect(instance.errors).toEqual([])
+  })
+
+  it('starting with Redis unreachable reports it once, and restores when Redis is back', async () => {
+    const down = await startRedis()
+    await down.kill()
+    const instance = await startInstance(kind, down.url, { maxReconnectDelay: 200 }, false)
+    try {
+      expect(instance.errors).toHaveLength(1)
+      const restored = instance.nextRestore()
+      await down.restart()
+      await restored
+      expect(instance.errors).toHaveLength(1)
+      expect(instance.backplane.healthy).toBe(true)
+    } finally {
+      await instance.stop()
+      await down.stop()
+    }
+  })
+
+  it('refuses a client of another kind, and a backplane given twice', async () => {
+    expect(() => redisBackplane({ client: {} as never })).toThrow(TypeError)
+    const app = await appClient(kind, redis.url)
+    try {
+      const backplane = redisBackplane({ client: app.client })
+      await new Topics().useBackplane(backplane)
+      await expect(new Topics().useBackplane(backplane)).rejects.toThrow(/started already/)
+      await backplane.close()
+    } finally {
+      await app.close()
+    }
+  })
+})
