@@ -131,10 +131,28 @@ describe.each(CLIENT_KINDS)('two instances on one Redis, with %s', (kind) => {
     await until(async () => (await numsub(channel)) === 0, 2000, 'B to unsubscribe')
   })
 
-  it('subscribe() resolves once Redis confirmed: a publish right after it is not missed', async () => {
+  it('subscribe() resolves only once Redis confirmed the SUBSCRIBE', async () => {
+    const topic = newTopic('confirm')
+    // Redis holds every command for 400 ms: the SUBSCRIBE is sent, not confirmed.
+    await redis.command('CLIENT', 'PAUSE', '400', 'ALL')
+    const started = Date.now()
+    let joinedAt: number | undefined
+    const joining = joinRoom(b, topic).then((member) => {
+      joinedAt = Date.now()
+      return member
+    })
+    await sleep(250)
+    expect(joinedAt).toBeUndefined()
+    const onB = await joining
+    expect(joinedAt! - started).toBeGreaterThanOrEqual(350)
+    // Confirmed means counted: a publish right after it is not missed.
+    a.topics.publish(topic, 'right after')
+    expect(await onB.receive(1)).toEqual(['right after'])
+  })
+
+  it('a publish right after each subscribe() is never missed', async () => {
     for (let i = 0; i < 20; i++) {
       const topic = newTopic('window')
-      // joinRoom resolves once conn.subscribe() did; A publishes at once.
       const onB = await joinRoom(b, topic)
       a.topics.publish(topic, `first ${i}`)
       expect(await onB.receive(1)).toEqual([`first ${i}`])

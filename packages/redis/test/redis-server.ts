@@ -13,6 +13,8 @@ export interface RedisServer {
   readonly url: string
   /** The PID of the current process. */
   readonly pid: number | undefined
+  /** What the current process logged. */
+  output(): string
   /** Sends one command over a fresh connection and returns Redis's parsed answer. */
   command(...args: string[]): Promise<RespValue>
   /** Kills the process with SIGKILL: no shutdown, connections reset. */
@@ -158,6 +160,7 @@ export async function startRedis(): Promise<RedisServer> {
     get pid() {
       return child?.pid
     },
+    output: () => output,
     command: (...args) => rawCommand(port, args),
     kill,
     restart: launch,

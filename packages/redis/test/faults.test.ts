@@ -1,0 +1,282 @@
+/**
+ * The backplane's faults, each against a real redis-server that the test starts, kills or
+ * starves, with each client: nothing crashes, local delivery never stops, the error is
+ * reported once, the backplane restores the subscriptions itself within the stated bound and
+ * the Topics fires 'restore', and no instance's memory grows without bound.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import {
+  CLIENT_KINDS,
+  type Instance,
+  joinRoom,
+  type Member,
+  sleep,
+  startInstance,
+  until,
+} from './fixtures.js'
+import { type RedisServer, startRedis } from './redis-server.js'
+
+/**
+ * The bound this package states: once Redis accepts connections again, the subscriptions are
+ * back within `maxReconnectDelay` (1 s by default) plus a few round trips. Asserted with
+ * 500 ms of room for a busy 2-core machine.
+ */
+const SUBSCRIPTIONS_RESTORED_MS = 1000 + 500
+/**
+ * The 'restore' event also waits for a round trip on the app's own client, which reconnects
+ * on its own schedule: ioredis waits up to 5 s (plus 200 ms of jitter) between attempts by
+ * default, node-redis up to 2 s (plus 200 ms).
+ */
+const RESTORE_EVENT_MS = { ioredis: 5200 + 500, 'node-redis': 2200 + 500 } as const
+
+// V8's gc(), to measure memory that is held, not garbage not yet collected.
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+const heapUsed = () => {
+  gc()
+  return process.memoryUsage().heapUsed
+}
+
+const MiB = 1024 * 1024
+let topicCounter = 0
+const newTopic = (label: string) => `${label}-${process.pid}-${++topicCounter}`
+
+/** How many subscribers Redis counts on a channel; -1 while Redis is down. */
+async function numsub(redis: RedisServer, channel: string): Promise<number> {
+  try {
+    const answer = await redis.command('PUBSUB', 'NUMSUB', channel)
+    return Array.isArray(answer) && typeof answer[1] === 'number' ? answer[1] : -1
+  } catch {
+    return -1
+  }
+}
+
+/** Publishes numbered messages from A every few ms; records any throw. */
+function traffic(instance: Instance, topic: string) {
+  let sent = 0
+  const thrown: unknown[] = []
+  const timer = setInterval(() => {
+    try {
+      instance.topics.publish(topic, String(sent))
+      sent++
+    } catch (err) {
+      thrown.push(err)
+    }
+  }, 5)
+  return {
+    get sent() {
+      return sent
+    },
+    thrown,
+    stop: () => clearInterval(timer),
+  }
+}
+
+/** Numbered messages arrived in order, each at most once. */
+function expectInOrderOnce(received: unknown[]) {
+  const numbers = received.map((message) => Number(String(message).split(' ')[0]))
+  for (let i = 1; i < numbers.length; i++) {
+    expect(numbers[i], `message ${i} after ${numbers[i - 1]}`).toBeGreaterThan(numbers[i - 1]!)
+  }
+}
+
+describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
+  let redis: RedisServer
+  let a: Instance
+  let b: Instance
+  beforeEach(async () => {
+    redis = await startRedis()
+    a = await startInstance(kind, redis.url)
+    b = await startInstance(kind, redis.url)
+  })
+  afterEach(async () => {
+    await Promise.all([a?.stop(), b?.stop()])
+    await redis?.stop()
+  })
+
+  /**
+   * The common part of an outage: traffic from A, the fault, then the checks once restored.
+   * `fault` returns when the engine is back (the moment the bound counts from).
+   */
+  async function outage(fault: (topic: string) => Promise<number>) {
+    const topic = newTopic('outage')
+    const channel = `handshake:${topic}`
+    const onA: Member = await joinRoom(a, topic)
+    const onB: Member = await joinRoom(b, topic)
+    const flow = traffic(a, topic)
+    await onB.receive(10)
+    const restoredA = a.nextRestore()
+    const restoredB = b.nextRestore()
+
+    const backAt = await fault(topic)
+    await until(async () => (await numsub(redis, channel)) === 2, 10_000, 'both subscriptions')
+    const subscribedMs = Date.now() - backAt
+    const restoreMs = Math.max(await restoredA, await restoredB) - backAt
+
+    // Traffic from A reaches B again.
+    const mark = flow.sent
+    await until(
+      () => onB.received.some((message) => Number(message) > mark),
+      5000,
+      'traffic after the restore',
+    )
+    flow.stop()
+    const sent = flow.sent
+
+    // No throw into publish, and local delivery never stopped: A's member got every message.
+    expect(flow.thrown).toEqual([])
+    await until(() => onA.received.length === sent, 2000, 'local delivery')
+    expect(onA.received).toEqual(Array.from({ length: sent }, (_, i) => String(i)))
+    // Across instances: in order, at most once.
+    expectInOrderOnce(onB.received)
+    expect(new Set(onB.received).size).toBe(onB.received.length)
+    // Reported once per instance, restored once, within the bound.
+    expect(a.errors).toHaveLength(1)
+    expect(b.errors).toHaveLength(1)
+    expect(a.restores).toHaveLength(1)
+    expect(b.restores).toHaveLength(1)
+    expect(subscribedMs).toBeLessThanOrEqual(SUBSCRIPTIONS_RESTORED_MS)
+    expect(restoreMs).toBeLessThanOrEqual(RESTORE_EVENT_MS[kind])
+    expect(a.backplane.healthy && b.backplane.healthy).toBe(true)
+    return { subscribedMs, restoreMs, sent, acrossInstances: onB.received.length }
+  }
+
+  it('Redis SIGKILLed mid-traffic and restarted on the same port: reported once, restored by us', async () => {
+    const measured = await outage(async () => {
+      await redis.kill()
+      await until(() => a.errors.length > 0 && b.errors.length > 0, 5000, 'the reports')
+      // An outage of a second, with traffic going on.
+      await sleep(1000)
+      await redis.restart()
+      return Date.now()
+    })
+    console.log(`${kind}: Redis restarted: ${JSON.stringify(measured)}`)
+  })
+
+  it('only the subscriber connections killed (CLIENT KILL TYPE pubsub): the same', async () => {
+    const measured = await outage(async () => {
+      const killed = await redis.command('CLIENT', 'KILL', 'TYPE', 'pubsub')
+      expect(killed).toBe(2)
+      return Date.now()
+    })
+    console.log(`${kind}: subscribers killed: ${JSON.stringify(measured)}`)
+  })
+
+  it('publishes while Redis is down are bounded: dropped and counted, not queued', async () => {
+    const small = await startInstance(kind, redis.url, {
+      maxPendingPublishes: 1000,
+      maxPendingBytes: 256 * 1024,
+    })
+    try {
+      const topic = newTopic('bounded')
+      await redis.kill()
+      await until(() => small.errors.length > 0, 5000, 'the report')
+      const before = heapUsed()
+      // 64 MiB of publishes during the outage.
+      const payload = 'x'.repeat(1024)
+      let peakPending = 0
+      let peakBytes = 0
+      for (let i = 0; i < 64 * 1024; i++) {
+        small.topics.publish(topic, `${i} ${payload}`)
+        peakPending = Math.max(peakPending, small.backplane.pendingPublishes)
+        peakBytes = Math.max(peakBytes, small.backplane.pendingBytes)
+      }
+      const growth = heapUsed() - before
+      // What is held is what the bound allows (plus the client's bookkeeping), not 64 MiB.
+      expect(growth).toBeLessThan(16 * MiB)
+      expect(peakPending).toBeLessThanOrEqual(1000)
+      expect(peakBytes).toBeLessThanOrEqual(256 * 1024)
+      expect(small.backplane.droppedPublishes).toBeGreaterThanOrEqual(64 * 1024 - 1000)
+      expect(small.errors).toHaveLength(1)
+      await redis.restart()
+      await small.nextRestore(RESTORE_EVENT_MS[kind] + 2000)
+      await until(() => small.backplane.pendingPublishes === 0, 5000, 'the pending publishes')
+      expect(small.errors).toHaveLength(1)
+    } finally {
+      await small.stop()
+    }
+  })
+
+  it('Redis slow (CLIENT PAUSE): unanswered publishes stay under the bound, then flow again', async () => {
+    const small = await startInstance(kind, redis.url, {
+      maxPendingPublishes: 1000,
+      maxPendingBytes: 256 * 1024,
+    })
+    try {
+      const topic = newTopic('slow')
+      const onB = await joinRoom(b, topic)
+      const restored = small.nextRestore()
+      await redis.command('CLIENT', 'PAUSE', '1500', 'ALL')
+      const payload = 'y'.repeat(512)
+      let sent = 0
+      let peakPending = 0
+      const started = Date.now()
+      while (Date.now() - started < 1000) {
+        for (let i = 0; i < 100; i++) small.topics.publish(topic, `${sent++} ${payload}`)
+        peakPending = Math.max(peakPending, small.backplane.pendingPublishes)
+        await sleep(1)
+      }
+      expect(peakPending).toBeLessThanOrEqual(1000)
+      expect(small.backplane.droppedPublishes).toBeGreaterThan(0)
+      expect(small.errors).toHaveLength(1)
+      await restored
+      // Once Redis answers again, publishes flow: in order, at most once.
+      small.topics.publish(topic, `${sent++} after`)
+      await until(() => onB.received.some((m) => String(m).endsWith('after')), 5000, 'the last')
+      expectInOrderOnce(onB.received)
+      expect(onB.received.length).toBe(sent - small.backplane.droppedPublishes)
+      expect(small.errors).toHaveLength(1)
+    } finally {
+      await small.stop()
+    }
+  })
+
+  it("a flooded subscriber past Redis's pub/sub output limit is cut by Redis, then restored", async () => {
+    await redis.command('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 64kb 32kb 1')
+    const topic = newTopic('flood')
+    const onB = await joinRoom(b, topic)
+    const restored = b.nextRestore()
+    const before = heapUsed()
+    // A flood of a second, which ends while B is busy: one outage.
+    const flooder = spawnFlooder(redis.port, `handshake:${topic}`, 1000, 1024)
+    const flooded = once(flooder, 'exit')
+    await until(() => onB.received.length > 100, 5000, 'the flood')
+    // B stops reading for 1.5 s, as a busy process would: the flood piles up in Redis.
+    const blockedUntil = Date.now() + 1500
+    while (Date.now() < blockedUntil) {
+      // Busy on purpose.
+    }
+    await restored
+    const [code] = await flooded
+    expect(code).toBe(0)
+    expect(redis.output()).toMatch(/closed .*output buffer limits/)
+    expect(b.errors, String(b.errors)).toHaveLength(1)
+    // B's memory is what the kernel and the client held for the socket, not the flood.
+    expect(heapUsed() - before).toBeLessThan(32 * MiB)
+    expectInOrderOnce(onB.received)
+    // The restored subscription delivers again.
+    a.topics.publish(topic, '999999999 after the flood')
+    await until(
+      () => onB.received.at(-1) === '999999999 after the flood',
+      5000,
+      'a message after the restore',
+    )
+  })
+})
+
+const here = dirname(fileURLToPath(import.meta.url))
+
+/** Starts the flooder (`flood.mjs`) in its own Node process. */
+function spawnFlooder(port: number, channel: string, ms: number, size: number): ChildProcess {
+  return spawn(
+    process.execPath,
+    [join(here, 'flood.mjs'), String(port), channel, String(ms), String(size)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+}
