@@ -4,6 +4,8 @@ export default defineConfig({
   entry: ['src/index.ts'],
   format: ['esm'],
   dts: true,
+  // Maps into src/, which ships with dist/: stack traces name our files and lines.
+  sourcemap: true,
   clean: false,
   target: 'es2022',
 })

@@ -60,8 +60,9 @@ interface Session {
 }
 
 /**
- * A {@link Backplane} on Redis pub/sub: a publish on one instance reaches the subscribers of
- * its topic on every instance that shares the Redis. Make it with {@link redisBackplane}.
+ * The `Backplane` of `@handshake/core` on Redis pub/sub: a publish on one instance reaches the
+ * subscribers of its topic on every instance that shares the Redis. Make it with
+ * {@link redisBackplane}.
  *
  * - A topic is the channel `prefix + topic`. This instance subscribes to it while some local
  *   connection holds the topic; `conn.subscribe()` resolves once Redis confirmed the SUBSCRIBE.

@@ -7,8 +7,8 @@
 // --- types ---
 
 /**
- * What the backplane uses of an ioredis client (`new Redis(url)`, ioredis 5 or 6). Any object
- * of that shape works.
+ * What the backplane uses of an ioredis client (`new Redis(url)`; tested with ioredis 6). Any
+ * object of that shape works.
  */
 export interface IORedisClient {
   /** ioredis's connection status; its presence tells ioredis from node-redis. */
@@ -36,8 +36,8 @@ export interface IORedisClient {
 export type NodeRedisListener = (message: string, channel: string) => unknown
 
 /**
- * What the backplane uses of a node-redis client (`createClient({ url })` from `redis` 5 or
- * 6, connected). Any object of that shape works.
+ * What the backplane uses of a node-redis client (`createClient({ url })` from `redis`, tested
+ * with 6; connected). Any object of that shape works.
  */
 export interface NodeRedisClient {
   /** Whether the client is connected or connecting; its presence tells node-redis apart. */

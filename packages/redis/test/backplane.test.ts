@@ -166,6 +166,7 @@ describe.each(CLIENT_KINDS)('two instances on one Redis, with %s', (kind) => {
       deliver: (data: unknown) => delivered.push(data),
       tree: undefined,
       publishNative() {},
+      checkBacklog() {},
     }
     const settled: Promise<void>[] = []
     const topic = newTopic('flap')
