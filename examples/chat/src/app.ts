@@ -3,21 +3,29 @@
  * the rooms at `/ws/:room?name=...`. Only the entry files (`node.ts`, `bun.ts`, `deno.ts`,
  * `worker.ts`) differ.
  *
+ * A room is a topic (`room:<name>`): the server keeps no list of rooms or members. With a
+ * backplane (Redis, when `REDIS_URL` is set in `node.ts`), the rooms span every process.
+ *
  * The protocol, all JSON text messages:
  *
- * - client to server: `{"text": "hello"}`;
- * - server to client: `{"type": "join" | "leave", "name", "members"}` and
- *   `{"type": "message", "name", "text"}`, sent to everyone in the room, the sender included.
+ * - client to server: `{"text": "hello"}`, and `{"here": true}` to answer a roll call;
+ * - server to the room: `{"type": "join" | "leave" | "here", "name"}`,
+ *   `{"type": "message", "name", "text"}` (the sender included), and `{"type": "rollcall"}`.
+ *
+ * Members come from the room itself, since no process knows them all: a page that sees someone
+ * join answers `{"here": true}`, which the room hears as `here`, so the newcomer learns who is
+ * there. After a backplane outage the server asks for a roll call, so every page can rebuild
+ * its list from the answers.
  *
  * Input the server refuses closes that connection only, with a code and a reason the page shows:
  *
  * | input | close |
  * | --- | --- |
  * | a name (the `name` query parameter) empty or over {@link MAX_NAME_LENGTH} characters, or a room name that is not 1 to {@link MAX_ROOM_LENGTH} letters, digits, `-` or `_` | 1008 Policy Violation |
- * | a text message that is not JSON `{"text": "<1 to MAX_TEXT_LENGTH characters>"}` | 1007 Invalid Frame Payload Data |
+ * | a text message that is not JSON `{"text": "<1 to MAX_TEXT_LENGTH characters>"}` or `{"here": true}` | 1007 Invalid Frame Payload Data |
  * | a binary message | 1003 Unsupported Data |
  * | a message over {@link MAX_MESSAGE_BYTES} bytes | 1009 Message Too Big (the core's `maxMessageSize`) |
- * | a reader so slow that {@link MAX_BUFFERED_BYTES} pile up for it | 1008 Policy Violation |
+ * | a reader so slow that {@link MAX_BUFFERED_BYTES} pile up for it | 1008 Policy Violation (the core's `maxPublishBuffer`) |
  * @module
  */
 import {
@@ -26,6 +34,7 @@ import {
   type Conn,
   type Controller,
   type ErrorHandler,
+  topics,
   upgrade,
 } from '@handshake/core'
 import { type Context, Hono } from 'hono'
@@ -46,17 +55,20 @@ const ROOM_PATTERN = /^[\w-]+$/
 
 /** What the server sends. */
 export type ServerEvent =
-  | { type: 'join' | 'leave'; name: string; members: string[] }
+  | { type: 'join' | 'leave' | 'here'; name: string }
   | { type: 'message'; name: string; text: string }
+  | { type: 'rollcall' }
 
-/**
- * The chat's controller: one `serve` loop per connection, and a registry of rooms, each a map of
- * its connections to their user names.
- */
+/** What a client sends. */
+type ClientMessage = { text: string } | { here: true }
+
+/** The topic of a room. */
+export const roomTopic = (room: string) => `room:${room}`
+
+const say = (topic: string, event: ServerEvent) => topics.publish(topic, JSON.stringify(event))
+
+/** The chat's controller: one `serve` loop per connection, its room a topic. */
 export class ChatController implements Controller, ErrorHandler {
-  /** The open rooms: room name to its members (connection to user name). Empty rooms are removed. */
-  readonly rooms = new Map<string, Map<Conn, string>>()
-
   async serve(conn: Conn, c: Context): Promise<void> {
     const room = c.req.param('room') ?? ''
     const name = (c.req.query('name') ?? '').trim()
@@ -65,10 +77,11 @@ export class ChatController implements Controller, ErrorHandler {
     const refusal = checkName(name) ?? checkRoom(room)
     if (refusal) return conn.close(CloseCode.PolicyViolation, refusal)
 
-    const members = this.rooms.get(room) ?? new Map<Conn, string>()
-    this.rooms.set(room, members)
-    members.set(conn, name)
-    this.#broadcast(members, { type: 'join', name, members: [...members.values()] })
+    const topic = roomTopic(room)
+    // Once it resolves the room reaches this connection, on every instance: the join notice
+    // that follows reaches the newcomer too.
+    await conn.subscribe(topic)
+    say(topic, { type: 'join', name })
     try {
       for await (const msg of conn) {
         // `return conn.close()` sends the close frame at once, and the `finally` below runs
@@ -76,20 +89,22 @@ export class ChatController implements Controller, ErrorHandler {
         if (msg.type === 'binary') {
           return conn.close(CloseCode.UnsupportedData, 'Binary messages are not supported')
         }
-        const text = parseText(msg.data)
-        if (text === undefined) {
+        const message = parseMessage(msg.data)
+        if (message === undefined) {
           return conn.close(
             CloseCode.InvalidFramePayloadData,
             `Expected JSON {"text": "..."} with 1 to ${MAX_TEXT_LENGTH} characters`,
           )
         }
-        this.#broadcast(members, { type: 'message', name, text })
+        // Publishing never waits on a member: one that cannot keep up is closed with 1008
+        // past MAX_BUFFERED_BYTES (the upgrader's maxPublishBuffer) and the room goes on.
+        if ('here' in message) say(topic, { type: 'here', name })
+        else say(topic, { type: 'message', name, text: message.text })
       }
     } finally {
-      // However the loop ended (the peer left, a refusal, an abnormal end), the room hears it.
-      members.delete(conn)
-      if (members.size === 0) this.rooms.delete(room)
-      else this.#broadcast(members, { type: 'leave', name, members: [...members.values()] })
+      // However the loop ended (the peer left, a refusal, an abnormal end), the connection has
+      // left the topic or leaves it now, and the room hears it.
+      say(topic, { type: 'leave', name })
     }
   }
 
@@ -98,20 +113,13 @@ export class ChatController implements Controller, ErrorHandler {
     if (err instanceof CloseError) console.warn(`${c.req.path}: ${err.message}`)
     else console.error(err)
   }
-
-  #broadcast(members: Map<Conn, string>, event: ServerEvent): void {
-    const data = JSON.stringify(event)
-    for (const member of members.keys()) {
-      // Not awaited: one slow reader must not hold up the room. A member whose unsent bytes
-      // pile up past the bound is dropped instead of growing the server's memory.
-      if (member.bufferedAmount > MAX_BUFFERED_BYTES) {
-        void member.close(CloseCode.PolicyViolation, 'Too slow: messages are piling up')
-      } else {
-        void member.send(data)
-      }
-    }
-  }
 }
+
+// After a backplane outage, messages published elsewhere meanwhile (joins, leaves) never
+// arrived here: every room held here asks its members to list themselves again.
+topics.addEventListener('restore', () => {
+  for (const topic of topics.names()) say(topic, { type: 'rollcall' })
+})
 
 function checkName(name: string): string | undefined {
   if (name === '') return 'A name is required: connect to /ws/<room>?name=<your name>'
@@ -128,20 +136,31 @@ function checkRoom(room: string): string | undefined {
   return undefined
 }
 
-/** The text of a client message, or undefined when it is not `{"text": "<1 to 1000 chars>"}`. */
-function parseText(data: string): string | undefined {
+/**
+ * The client's message, or undefined when it is neither `{"text": "<1 to 1000 chars>"}` nor
+ * `{"here": true}`.
+ */
+function parseMessage(data: string): ClientMessage | undefined {
   let value: unknown
   try {
     value = JSON.parse(data)
   } catch {
     return undefined
   }
-  if (typeof value !== 'object' || value === null || !('text' in value)) return undefined
+  if (typeof value !== 'object' || value === null) return undefined
+  if ('here' in value) return value.here === true ? { here: true } : undefined
+  if (!('text' in value)) return undefined
   const text = typeof value.text === 'string' ? value.text.trim() : ''
-  return text !== '' && [...text].length <= MAX_TEXT_LENGTH ? text : undefined
+  return text !== '' && [...text].length <= MAX_TEXT_LENGTH ? { text } : undefined
 }
 
 /** The app: the page at `/`, the rooms at `/ws/:room`. */
 export const app = new Hono()
 app.get('/', (c) => c.html(PAGE))
-app.get('/ws/:room', upgrade(new ChatController(), { maxMessageSize: MAX_MESSAGE_BYTES }))
+app.get(
+  '/ws/:room',
+  upgrade(new ChatController(), {
+    maxMessageSize: MAX_MESSAGE_BYTES,
+    maxPublishBuffer: MAX_BUFFERED_BYTES,
+  }),
+)

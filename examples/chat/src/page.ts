@@ -3,7 +3,8 @@
  *
  * It joins a room (from the form, or `/?room=lobby&name=alice`), shows the connection state
  * (connecting, open, closed with the code and reason), lists messages and join and leave notices,
- * and reconnects with exponential back-off, capped at 10 s, unless the server refused the input
+ * keeps the list of members from what the room says (answering `join` and `rollcall` with
+ * `{"here": true}`, so that a newcomer learns who is there), and reconnects with exponential back-off, capped at 10 s, unless the server refused the input
  * (1003, 1007, 1008, 1009): the same input would be refused again.
  * @module
  */
@@ -64,6 +65,8 @@ export const PAGE = `<!doctype html>
 
   let socket = null
   let target = null
+  // Names, not connections: no process knows every member, so the room tells us.
+  let members = new Set()
   let attempt = 0
   let retryTimer = 0
 
@@ -75,6 +78,10 @@ export const PAGE = `<!doctype html>
   function setCanSay(enabled) {
     for (const el of sayForm.elements) el.disabled = !enabled
     if (enabled) sayForm.elements.text.focus()
+  }
+
+  function showMembers() {
+    membersEl.textContent = 'In the room: ' + [...members].sort().join(', ')
   }
 
   function log(kind, text, who) {
@@ -96,6 +103,7 @@ export const PAGE = `<!doctype html>
     url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:'
     url.searchParams.set('name', target.name)
     setStatus('connecting', 'connecting')
+    members = new Set()
     const ws = new WebSocket(url)
     socket = ws
     ws.onopen = () => {
@@ -105,15 +113,30 @@ export const PAGE = `<!doctype html>
     }
     ws.onmessage = (event) => {
       const data = JSON.parse(event.data)
-      if (data.type === 'message') log('message', data.text, data.name)
-      else if (data.type === 'join' || data.type === 'leave') {
-        log('notice', data.name + (data.type === 'join' ? ' joined' : ' left'))
-        membersEl.textContent = 'In the room: ' + data.members.join(', ')
+      if (data.type === 'message') return log('message', data.text, data.name)
+      if (data.type === 'join') {
+        log('notice', data.name + ' joined')
+        // Our own join starts the list; anyone else's gets our answer, so they see us.
+        if (data.name === target.name && members.size === 0) members = new Set([target.name])
+        else ws.send(JSON.stringify({ here: true }))
+        members.add(data.name)
+      } else if (data.type === 'here') {
+        members.add(data.name)
+      } else if (data.type === 'leave') {
+        log('notice', data.name + ' left')
+        members.delete(data.name)
+        members.add(target.name)
+      } else if (data.type === 'rollcall') {
+        // The server missed some notices: rebuild the list from the answers.
+        members = new Set([target.name])
+        ws.send(JSON.stringify({ here: true }))
       }
+      showMembers()
     }
     ws.onclose = (event) => {
       if (socket !== ws) return // replaced by a newer connection: nothing to report
       setCanSay(false)
+      members = new Set()
       membersEl.textContent = ''
       const closed = 'closed ' + event.code + (event.reason ? ' ' + event.reason : '')
       log('system', 'Disconnected (' + event.code + (event.reason ? ': ' + event.reason : '') + ')')

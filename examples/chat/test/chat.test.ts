@@ -1,4 +1,4 @@
-import { CloseError } from '@handshake/core'
+import { CloseError, topics } from '@handshake/core'
 import { connect, type TestPeer } from '@handshake/core/testing'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
@@ -7,13 +7,14 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_NAME_LENGTH,
   MAX_TEXT_LENGTH,
+  roomTopic,
   type ServerEvent,
 } from '../src/app.ts'
 
 const peers: TestPeer[] = []
 let rooms = 0
 
-/** A room no other test uses: the registry lives in the app's module, shared by the tests. */
+/** A room no other test uses: the rooms are topics of the isolate, shared by the tests. */
 function freshRoom(): string {
   rooms += 1
   return `room-${rooms}`
@@ -39,18 +40,31 @@ afterEach(async () => {
 })
 
 describe('chat rooms', () => {
-  it('tells everyone in the room who joins, then who leaves', async () => {
+  it('tells everyone in the room who joins, who is there, then who leaves', async () => {
     const room = freshRoom()
     const alice = await join(room, 'alice')
-    expect(await next(alice)).toEqual({ type: 'join', name: 'alice', members: ['alice'] })
+    expect(await next(alice)).toEqual({ type: 'join', name: 'alice' })
     const bob = await join(room, 'bob')
-    const joined = { type: 'join', name: 'bob', members: ['alice', 'bob'] }
+    const joined = { type: 'join', name: 'bob' }
     expect(await next(alice)).toEqual(joined)
     expect(await next(bob)).toEqual(joined)
+    // Alice's page answers the join, so that bob learns she is there.
+    alice.send(JSON.stringify({ here: true }))
+    expect(await next(bob)).toEqual({ type: 'here', name: 'alice' })
+    expect(await next(alice)).toEqual({ type: 'here', name: 'alice' })
 
     bob.close(1001, 'tab closed')
     expect(await bob.closed).toMatchObject({ code: 1001, wasClean: true })
-    expect(await next(alice)).toEqual({ type: 'leave', name: 'bob', members: ['alice'] })
+    expect(await next(alice)).toEqual({ type: 'leave', name: 'bob' })
+    expect(topics.subscribers(roomTopic(room))).toBe(1)
+  })
+
+  it('asks every room for a roll call when the backplane is back after an outage', async () => {
+    const room = freshRoom()
+    const alice = await join(room, 'alice')
+    await next(alice)
+    topics.dispatchEvent(new Event('restore'))
+    expect(await next(alice)).toEqual({ type: 'rollcall' })
   })
 
   it('broadcasts a message to the whole room, sender included, and no other room', async () => {
@@ -92,20 +106,20 @@ describe('chat rooms', () => {
     const seen: ServerEvent[] = []
     for (let i = 0; i <= count; i++) seen.push(await next(alice))
     expect(seen.filter((event) => event.type === 'message')).toHaveLength(count)
-    expect(seen).toContainEqual({ type: 'leave', name: 'slow', members: ['alice'] })
+    expect(seen).toContainEqual({ type: 'leave', name: 'slow' })
 
     slow.startReading()
     expect(await slow.closed).toMatchObject({
       code: 1008,
-      reason: 'Too slow: messages are piling up',
+      reason: `Subscriber too slow: over ${MAX_BUFFERED_BYTES} bytes of published messages unsent`,
     })
-    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/1008: Too slow/))
+    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/1008: Subscriber too slow/))
   })
 
   it('trims the name from the query parameter', async () => {
     const room = freshRoom()
     const peer = await join(room, '  dora  ')
-    expect(await next(peer)).toEqual({ type: 'join', name: 'dora', members: ['dora'] })
+    expect(await next(peer)).toEqual({ type: 'join', name: 'dora' })
   })
 })
 
@@ -123,7 +137,7 @@ describe('input validation', () => {
       reason: 'Expected JSON {"text": "..."} with 1 to 1000 characters',
       wasClean: true,
     })
-    expect(await next(alice)).toEqual({ type: 'leave', name: 'mallory', members: ['alice'] })
+    expect(await next(alice)).toEqual({ type: 'leave', name: 'mallory' })
     alice.send(JSON.stringify({ text: 'still here' }))
     expect(await next(alice)).toEqual({ type: 'message', name: 'alice', text: 'still here' })
     expect(alice.terminated).toBe(false)
@@ -135,6 +149,7 @@ describe('input validation', () => {
     ['an empty text', JSON.stringify({ text: '   ' })],
     ['a text over 1000 characters', JSON.stringify({ text: 'é'.repeat(1001) })],
     ['JSON null', 'null'],
+    ['a roll-call answer that is not true', JSON.stringify({ here: 'yes' })],
   ])('closes with 1007 on %s', async (_, data) => {
     const room = freshRoom()
     const peer = await join(room, 'eve')
