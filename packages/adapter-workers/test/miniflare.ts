@@ -44,7 +44,12 @@ export async function bundleWorker(): Promise<string> {
 
 /** Starts the bundled Worker in workerd. */
 export async function startWorker(
-  options: { compatibilityDate?: string; script?: string } = {},
+  options: {
+    compatibilityDate?: string
+    script?: string
+    /** Durable Object bindings: binding name to the exported class. */
+    durableObjects?: Record<string, string>
+  } = {},
 ): Promise<RunningWorker> {
   let output = ''
   const mf = new Miniflare({
@@ -53,6 +58,7 @@ export async function startWorker(
     host: '127.0.0.1',
     port: 0,
     compatibilityDate: options.compatibilityDate || COMPATIBILITY_DATE,
+    durableObjects: options.durableObjects ?? {},
     cf: false,
     telemetry: { enabled: false },
     log: new Log(LogLevel.WARN),
