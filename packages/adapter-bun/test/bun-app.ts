@@ -2,7 +2,8 @@
  * Routes for the Bun-only tests, mounted under `/bun` beside the conformance app.
  * @module
  */
-import { type Conn, upgrade } from '@handshake/core'
+import { type Conn, topics, upgrade } from '@handshake/core'
+import type { Server } from 'bun'
 import { Hono } from 'hono'
 
 /** What `/bun/flood` saw, as `GET /bun/flood-stats/:id` returns it. */
@@ -42,6 +43,12 @@ export function createBunTestApp(): Hono {
         }
       },
     })(c, async () => {})
+  })
+  // Who holds a topic: Bun's own tree, and the core's count of local subscribers.
+  app.get('/native-subscribers/:topic', (c) => {
+    const topic = c.req.param('topic')
+    const server = c.env as Server<unknown>
+    return c.json({ native: server.subscriberCount(topic), handshake: topics.subscribers(topic) })
   })
   app.get('/flood-stats/:id', (c) => {
     const record = stats.get(c.req.param('id'))

@@ -501,3 +501,48 @@ describe('Bun adapter: serve() and graceful shutdown', () => {
     }
   })
 })
+
+describe("Bun adapter: topics through Bun's own tree", () => {
+  let server: BunServer
+  beforeAll(async () => {
+    server = await startBun('entry')
+  })
+  afterAll(() => server.stop())
+
+  const holders = async (topic: string) =>
+    (await (await fetch(`${server.http}/bun/native-subscribers/${topic}`)).json()) as {
+      native: number
+      handshake: number
+    }
+
+  it("subscribes in Bun's tree, and leaves it on close", async () => {
+    const topic = uniqueId('native')
+    const clients = [
+      await connect(`${server.ws}/topic/${topic}`),
+      await connect(`${server.ws}/topic-events/${topic}`),
+    ]
+    for (const client of clients) expect(await client.next()).toBe('joined')
+    expect(await holders(topic)).toEqual({ native: 2, handshake: 2 })
+    clients[0]?.socket.send('through server.publish')
+    expect(await clients[1]?.next()).toBe('through server.publish')
+    clients[0]?.socket.close()
+    await clients[0]?.closed
+    expect(
+      await eventually(async () => ((await holders(topic)).native === 1 ? true : undefined)),
+    ).toBe(true)
+    expect(await holders(topic)).toEqual({ native: 1, handshake: 1 })
+  })
+
+  it("leaves Bun's tree alone with slowSubscriber 'drop': the core sends, and counts", async () => {
+    const topic = uniqueId('drop')
+    const client = await connect(`${server.ws}/topic-drop/${topic}`)
+    expect(await client.next()).toBe('joined')
+    expect(await holders(topic)).toEqual({ native: 0, handshake: 1 })
+    await fetch(`${server.http}/publish/${topic}`, {
+      method: 'POST',
+      body: 'from the core',
+      headers: { 'content-type': 'text/plain' },
+    })
+    expect(await client.next()).toBe('from the core')
+  })
+})
