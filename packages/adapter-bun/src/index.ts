@@ -23,6 +23,7 @@ import {
   type RuntimeSocket,
   type ShutdownOptions,
   type SocketEvents,
+  type TopicTree,
   type UpgradeRequest,
 } from '@handshake/core'
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from 'bun'
@@ -102,6 +103,8 @@ export interface HandshakeSocketData {
 /** One connection's state, shared by the upgrade and the handlers. */
 interface Link {
   readonly request: UpgradeRequest
+  /** The server's topic tree (see "topics" below). */
+  readonly tree: TopicTree
   events: SocketEvents | undefined
   /** Our close frame went out: Bun reports the end at once, with no answer from the peer. */
   closeSent: boolean
@@ -138,7 +141,13 @@ export const bunAdapter: Adapter = {
         `The Bun server is missing from the Hono env (c.env): Bun passes it as the second argument of fetch, so hand it on with \`app.fetch(request, server)\`. ${ENTRY_HINT}.`,
       )
     }
-    const link: Link = { request, events: undefined, closeSent: false, closed: false }
+    const link: Link = {
+      request,
+      tree: treeOf(server),
+      events: undefined,
+      closeSent: false,
+      closed: false,
+    }
     const headers = new Headers(request.headers)
     if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
     const upgradeHeaders = new Headers(headers)
@@ -219,6 +228,40 @@ function socketFor(ws: BunSocket, link: Link): RuntimeSocket {
     ping() {
       ws.ping()
     },
+    ...nativeTopics(ws, link.tree),
+  }
+}
+
+// --- topics ---
+
+const trees = new WeakMap<Server<HandshakeSocketData>, TopicTree>()
+
+/**
+ * The server's own topic tree, one per server: the core publishes once per tree with
+ * `server.publish`, and Bun's native code writes to every subscribed socket. uWS drains a
+ * socket's published messages before its next `send`, so they stay in order with `conn.send`.
+ *
+ * Bun sends without asking the core: the core checks each subscriber's buffered amount once per
+ * turn of publishing and closes one past `maxPublishBuffer` with 1008, as on every runtime.
+ * Bun's own `backpressureLimit` (16 MiB) stays the hard stop above it; with
+ * `slowSubscriber: 'drop'` the core sends itself, since Bun's tree cannot count what it drops.
+ */
+function treeOf(server: Server<HandshakeSocketData>): TopicTree {
+  let tree = trees.get(server)
+  if (!tree) {
+    tree = { publish: (topic, data) => void server.publish(topic, data) }
+    trees.set(server, tree)
+  }
+  return tree
+}
+
+/** A socket's part in its server's tree: `ws.publish` reaches every subscriber but `ws`. */
+function nativeTopics(ws: BunSocket, tree: TopicTree): Partial<RuntimeSocket> {
+  return {
+    tree,
+    subscribe: (topic) => void ws.subscribe(topic),
+    unsubscribe: (topic) => void ws.unsubscribe(topic),
+    publish: (topic, data) => void ws.publish(topic, data),
   }
 }
 
