@@ -17,6 +17,7 @@ import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { renderChart } from './lib/chart.mjs'
+import { runFanout } from './lib/fanout.mjs'
 import { buildLoadgen, openIdle, runLoad } from './lib/loadgen.mjs'
 import { getJson, sleep, startServer, stopServer } from './lib/proc.mjs'
 import { profileRuntime } from './lib/profile.mjs'
@@ -48,14 +49,14 @@ const config = quick
       rounds: 1,
       idleRounds: 1,
       idleConns: 2000,
-      warmupMs: { small: 300, large: 200, churn: 200, latency: 200 },
-      durationMs: { small: 1000, large: 800, churn: 800, latency: 800 },
+      warmupMs: { small: 300, large: 200, churn: 200, latency: 200, fanout: 300 },
+      durationMs: { small: 1000, large: 800, churn: 800, latency: 800, fanout: 1000 },
     }
   : {
       rounds: 3,
       idleRounds: 3,
-      warmupMs: { small: 400, large: 300, churn: 300, latency: 300 },
-      durationMs: { small: 1500, large: 1000, churn: 1000, latency: 1500 },
+      warmupMs: { small: 400, large: 300, churn: 300, latency: 300, fanout: 500 },
+      durationMs: { small: 1500, large: 1000, churn: 1000, latency: 1500, fanout: 2000 },
     }
 config.rounds = Number(option('rounds') ?? config.rounds)
 config.idleRounds = Math.min(config.idleRounds, config.rounds)
@@ -284,6 +285,20 @@ async function main() {
 
   // The full run always profiles Node and Bun (about 10 s each): the report says where
   // Handshake's time goes. The quick run only with --profile.
+  // The fan-out workload (bench/lib/fanout.mjs): 1,000 subscribers per server, so at most two
+  // rounds, and --no-fanout to leave it out.
+  const fanout = flag('no-fanout')
+    ? undefined
+    : await runFanout(
+        selected,
+        {
+          rounds: Math.min(config.rounds, 2),
+          warmupMs: config.warmupMs.fanout,
+          durationMs: config.durationMs.fanout,
+        },
+        log,
+      )
+
   const profiles = []
   if (!flag('no-profile') && (flag('profile') || !quick)) {
     for (const rt of selected.filter((r) => ['node', 'bun'].includes(r.id) && !r.missing)) {
@@ -307,11 +322,11 @@ async function main() {
   info.workloads = WORKLOADS
   info.date = new Date().toISOString()
 
-  write(info, results, profiles)
+  write(info, results, profiles, fanout)
 }
 
 /** Writes results.json, the chart and BENCHMARKS.md (bench/results/quick/ for the quick run). */
-function write(info, results, profiles) {
+function write(info, results, profiles, fanout) {
   const outDir = join(benchDir, 'results', quick ? 'quick' : '')
   mkdirSync(outDir, { recursive: true })
   let notes = ''
@@ -326,12 +341,13 @@ function write(info, results, profiles) {
   writeFileSync(chartPath, renderChart(results))
   writeFileSync(
     join(outDir, 'results.json'),
-    scrub(`${JSON.stringify({ info, results, profiles }, null, 2)}\n`),
+    scrub(`${JSON.stringify({ info, results, profiles, fanout }, null, 2)}\n`),
   )
   const report = renderReport({
     info,
     results,
     profiles,
+    fanout,
     notes: quick ? '' : notes,
     chart: quick ? 'bench/results/quick/chart.svg' : 'bench/results/chart.svg',
     chartFromReport: quick ? 'chart.svg' : 'bench/results/chart.svg',
@@ -345,8 +361,8 @@ function write(info, results, profiles) {
 /** `--report-only`: renders the report again from the last results.json (after editing notes.md). */
 function reportOnly() {
   const path = join(benchDir, 'results', quick ? 'quick' : '', 'results.json')
-  const { info, results, profiles } = JSON.parse(readFileSync(path, 'utf8'))
-  write(info, results, profiles ?? [])
+  const { info, results, profiles, fanout } = JSON.parse(readFileSync(path, 'utf8'))
+  write(info, results, profiles ?? [], fanout)
 }
 
 if (flag('report-only')) reportOnly()

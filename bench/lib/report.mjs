@@ -1,4 +1,5 @@
 /** BENCHMARKS.md: the summary, the targets, every row with its ratios, the machine, the method. */
+import { fanoutRatios, renderFanout } from './fanout.mjs'
 import { KIND_NAMES, KINDS } from './runtimes.mjs'
 import { LATENCY, WORKLOADS } from './stats.mjs'
 
@@ -419,7 +420,7 @@ function profileSection(profile) {
 }
 
 /** The whole BENCHMARKS.md. */
-export function renderReport({ info, results, profiles, notes, chart, chartFromReport }) {
+export function renderReport({ info, results, profiles, fanout, notes, chart, chartFromReport }) {
   const noise = otherLoad(results)
   const shared = noise.median > 0.1 || noise.max > 0.3
   const out = [
@@ -443,6 +444,14 @@ export function renderReport({ info, results, profiles, notes, chart, chartFromR
     '',
     summaryTable(results),
     '',
+    ...(fanoutRatios(fanout).length
+      ? [
+          'Fan-out (deliveries per second, Handshake ÷ each):',
+          '',
+          ...fanoutRatios(fanout).map((r) => `- ${r}`),
+          '',
+        ]
+      : []),
     `![Throughput of each server as a ratio to the raw server, per runtime and workload](${chartFromReport})`,
     '',
     '## Targets',
@@ -465,6 +474,7 @@ export function renderReport({ info, results, profiles, notes, chart, chartFromR
       '',
     )
   }
+  if (fanout) out.push(renderFanout(fanout))
   for (const profile of profiles) out.push(profileSection(profile))
   out.push(
     '## Is the load generator the limit?',

@@ -1,0 +1,418 @@
+/**
+ * The fan-out workload: one publisher, 1,000 subscribers on one topic. Each runtime's servers
+ * (a raw loop of sends, Bun's own `server.publish`, crossws's `peer.publish`, Handshake's topics)
+ * are driven in turn by `client/fanout.c`; then two Node instances share one Redis, Handshake's
+ * backplane against crossws's Redis sync. Rendered as its own section of BENCHMARKS.md.
+ */
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { connect, createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { sleep, startServer, stopServer } from './proc.mjs'
+import { adapterMissing, benchDir } from './runtimes.mjs'
+import { median } from './stats.mjs'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const source = join(here, '..', 'client', 'fanout.c')
+const binary = join(here, '..', 'client', 'build', 'fanout')
+
+/** The workload's shape. */
+export const FANOUT = {
+  subscribers: 1000,
+  window: 16,
+  size: 64,
+  what: '1 publisher, 1,000 subscribers on one topic, 64-byte binary messages, 16 messages in flight (a message is in flight until every subscriber has it)',
+}
+
+/** The servers of each runtime, in table order. `peers` are the rows Handshake is divided by. */
+const SERVERS = {
+  node: [
+    { kind: 'raw', name: 'raw loop of `ws` sends', entry: 'servers/node/fanout-raw.mjs' },
+    { kind: 'crossws', name: 'crossws `peer.publish`', entry: 'servers/node/fanout-crossws.mjs' },
+    {
+      kind: 'handshake',
+      name: 'Handshake `conn.publish`',
+      entry: 'servers/node/fanout-handshake.mjs',
+    },
+  ],
+  bun: [
+    { kind: 'raw', name: 'raw loop of `ws.send`', entry: 'servers/bun/fanout-raw.ts' },
+    { kind: 'native', name: "Bun's `server.publish`", entry: 'servers/bun/fanout-native.ts' },
+    { kind: 'crossws', name: 'crossws `peer.publish`', entry: 'servers/bun/fanout-crossws.ts' },
+    {
+      kind: 'handshake',
+      name: 'Handshake `conn.publish`',
+      entry: 'servers/bun/fanout-handshake.ts',
+    },
+  ],
+  deno: [
+    { kind: 'raw', name: 'raw loop of `socket.send`', entry: 'servers/deno/fanout-raw.ts' },
+    { kind: 'crossws', name: 'crossws `peer.publish`', entry: 'servers/deno/fanout-crossws.ts' },
+    {
+      kind: 'handshake',
+      name: 'Handshake `conn.publish`',
+      entry: 'servers/deno/fanout-handshake.ts',
+    },
+  ],
+}
+
+/** The two-instance servers (Node), each started twice on one Redis. */
+const CLUSTER = [
+  {
+    kind: 'crossws',
+    name: 'crossws `peer.publish` + Redis sync',
+    entry: 'servers/node/fanout-crossws.mjs',
+  },
+  {
+    kind: 'handshake',
+    name: 'Handshake + `@handshake/redis`',
+    entry: 'servers/node/fanout-handshake.mjs',
+  },
+]
+
+/** Compiles fanout.c next to loadgen. */
+export function buildFanout() {
+  mkdirSync(dirname(binary), { recursive: true })
+  for (const cc of [process.env.CC, 'cc', 'gcc'].filter(Boolean)) {
+    try {
+      execFileSync(cc, ['-O2', '-Wall', '-o', binary, source], { stdio: 'pipe' })
+      return
+    } catch (err) {
+      if (err.code !== 'ENOENT') throw new Error(`${cc} failed: ${err.stderr ?? err.message}`)
+    }
+  }
+  throw new Error('No C compiler: the benchmarks need cc or gcc')
+}
+
+/** Runs the fan-out client once against `ports` and resolves with its JSON line. */
+function runClient(ports, pids, config) {
+  const args = [
+    '--ports',
+    ports.join(','),
+    '--pids',
+    pids.join(','),
+    '--subs',
+    String(FANOUT.subscribers),
+    '--window',
+    String(FANOUT.window),
+    '--size',
+    String(FANOUT.size),
+    '--warmup-ms',
+    String(config.warmupMs),
+    '--duration-ms',
+    String(config.durationMs),
+  ]
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (chunk) => {
+      out += chunk
+    })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000 + config.durationMs)
+    child.on('exit', () => {
+      clearTimeout(timer)
+      try {
+        const result = JSON.parse(out.trim().split('\n').pop() ?? '')
+        if (result.error) reject(new Error(result.error))
+        else resolve(result)
+      } catch {
+        reject(new Error(`the fan-out client gave no result: ${out.trim().slice(0, 300)}`))
+      }
+    })
+  })
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** A redis-server of its own on a free port, with no persistence; stopped by PID. */
+async function startRedis() {
+  const port = await freePort()
+  const proc = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  )
+  const failed = new Promise((_, reject) => proc.once('error', reject))
+  const listening = () =>
+    new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+  for (let i = 0; i < 100; i++) {
+    if (await Promise.race([listening(), failed])) {
+      return { url: `redis://127.0.0.1:${port}`, stop: () => stopServer({ proc }) }
+    }
+    await sleep(50)
+  }
+  proc.kill('SIGKILL')
+  throw new Error('redis-server did not start within 5 s')
+}
+
+/** Why the two-instance rows cannot run here, or undefined. */
+function clusterMissing() {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'pipe' })
+  } catch {
+    return 'redis-server is not installed (apt-get install redis-server)'
+  }
+  const require = createRequire(join(benchDir, 'package.json'))
+  for (const name of ['@handshake/redis', 'ioredis']) {
+    try {
+      require.resolve(name)
+    } catch {
+      return `${name} is not installed in bench/`
+    }
+  }
+  return undefined
+}
+
+function summarize(rounds) {
+  const ok = rounds.filter((r) => !r.error)
+  if (ok.length === 0) return { rounds: 0, error: rounds[0]?.error }
+  const m = (f) => median(ok.map(f))
+  return {
+    rounds: ok.length,
+    failed: rounds.length - ok.length,
+    error: rounds.find((r) => r.error)?.error,
+    deliveriesPerS: m((r) => r.deliveries_per_s),
+    msgsPerS: m((r) => r.msgs_per_s),
+    latP50: m((r) => r.lat_p50_us),
+    latP99: m((r) => r.lat_p99_us),
+    serverUsPerDelivery: m((r) => r.server_cpu_us_per_delivery),
+    serverCores: m((r) => r.server_cpu_s / r.wall_s),
+    clientCores: m((r) => r.client_cpu_s / r.wall_s),
+    missing: ok.reduce((sum, r) => sum + r.missing, 0),
+    outOfOrder: ok.reduce((sum, r) => sum + r.out_of_order, 0),
+  }
+}
+
+/** Runs `servers` (each started `instances` times), interleaved over `rounds`. */
+async function measure(servers, { rt, instances, env, rounds, config, log, label }) {
+  const rows = servers.map((s) => ({ ...s, results: [], unavailable: undefined }))
+  const started = new Map()
+  for (const row of rows) {
+    if (row.kind === 'handshake' && rt.adapter && adapterMissing(rt)) {
+      row.unavailable = adapterMissing(rt)
+      continue
+    }
+    try {
+      const list = []
+      for (let i = 0; i < instances; i++) {
+        const [command, args] = rt.command(row.entry)
+        list.push(
+          await startServer({
+            command,
+            args,
+            cwd: benchDir,
+            env: { ...rt.env, ...env },
+            timeoutMs: 30_000,
+          }),
+        )
+      }
+      started.set(row, list)
+    } catch (err) {
+      row.unavailable = `did not start: ${err.message}`
+    }
+  }
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? rows : [...rows].reverse()
+    for (const row of order) {
+      const list = started.get(row)
+      if (!list) continue
+      try {
+        row.results.push(
+          await runClient(
+            list.map((s) => s.port),
+            list.flatMap((s) => s.pids()),
+            config,
+          ),
+        )
+      } catch (err) {
+        row.results.push({ error: err.message })
+        log(label, row.kind, 'failed:', err.message)
+      }
+      // Let the closes of 1,000 connections settle before the next server is measured.
+      await sleep(300)
+    }
+    log(label, `fan-out round ${round + 1}/${rounds} done`)
+  }
+  for (const list of started.values()) for (const server of list) await stopServer(server)
+  return rows.map((row) => ({
+    kind: row.kind,
+    name: row.name,
+    unavailable: row.unavailable,
+    ...summarize(row.results),
+  }))
+}
+
+/**
+ * The fan-out workload on the selected runtimes (Node, Bun and Deno; workerd has no shared
+ * topic across requests outside a Durable Object), then on two Node instances and one Redis.
+ */
+export async function runFanout(selected, { rounds, warmupMs, durationMs }, log) {
+  buildFanout()
+  const config = { warmupMs, durationMs }
+  const local = []
+  for (const rt of selected) {
+    if (!SERVERS[rt.id]) continue
+    if (rt.missing) {
+      local.push({ id: rt.id, name: rt.name, missing: rt.missing, rows: [] })
+      continue
+    }
+    log(`${rt.name}: fan-out`)
+    const rows = await measure(SERVERS[rt.id], {
+      rt,
+      instances: 1,
+      rounds,
+      config,
+      log,
+      label: rt.id,
+    })
+    local.push({ id: rt.id, name: rt.name, rows })
+  }
+  let cluster
+  const node = selected.find((rt) => rt.id === 'node')
+  if (node) {
+    const missing = clusterMissing()
+    if (missing) {
+      cluster = { missing, rows: [] }
+    } else {
+      log('two Node instances on one Redis: fan-out')
+      const redis = await startRedis()
+      try {
+        const rows = await measure(CLUSTER, {
+          rt: node,
+          instances: 2,
+          env: { REDIS_URL: redis.url },
+          rounds,
+          config,
+          log,
+          label: 'cluster',
+        })
+        cluster = { rows }
+      } finally {
+        await redis.stop()
+      }
+    }
+  }
+  return { ...FANOUT, local, cluster }
+}
+
+// --- the report ---
+
+const int = (x) => (x === undefined ? '–' : Math.round(x).toLocaleString('en-US'))
+const ms = (us) => (us === undefined ? '–' : `${(us / 1000).toFixed(1)} ms`)
+const ratio = (a, b) =>
+  a === undefined || b === undefined || b === 0 ? '–' : `${(a / b).toFixed(2)}×`
+
+function fanoutTable(rows) {
+  const peers = rows.filter((r) => r.kind !== 'handshake')
+  const header = [
+    'server',
+    'deliveries/s',
+    'messages/s',
+    ...peers.map(
+      (p) =>
+        `Handshake ÷ ${p.kind === 'raw' ? 'raw loop' : p.kind === 'native' ? 'Bun native' : p.kind}`,
+    ),
+    'latency p50',
+    'latency p99',
+    'server CPU µs/delivery',
+    'server cores',
+    'fan-out client cores',
+  ]
+  const hs = rows.find((r) => r.kind === 'handshake')
+  const line = (cells) => `| ${cells.join(' | ')} |`
+  const lines = [line(header), line(header.map(() => '---'))]
+  for (const row of rows) {
+    if (row.unavailable || row.rounds === 0) {
+      const why = row.unavailable ? `not available: ${row.unavailable}` : `failed: ${row.error}`
+      lines.push(line([row.name, why, ...header.slice(2).map(() => '')]))
+      continue
+    }
+    const broken =
+      row.missing || row.outOfOrder
+        ? ` ⚠ ${row.missing} missing, ${row.outOfOrder} out of order`
+        : ''
+    lines.push(
+      line([
+        row.name,
+        `${int(row.deliveriesPerS)}${broken}`,
+        int(row.msgsPerS),
+        ...peers.map((p) =>
+          row.kind === 'handshake' && hs && !p.unavailable
+            ? ratio(hs.deliveriesPerS, p.deliveriesPerS)
+            : '',
+        ),
+        ms(row.latP50),
+        ms(row.latP99),
+        row.serverUsPerDelivery === undefined ? '–' : row.serverUsPerDelivery.toFixed(2),
+        row.serverCores === undefined ? '–' : row.serverCores.toFixed(2),
+        row.clientCores === undefined ? '–' : row.clientCores.toFixed(2),
+      ]),
+    )
+  }
+  return lines.join('\n')
+}
+
+/** The ratios of Handshake to each peer, per runtime, for the summary and the closing note. */
+export function fanoutRatios(fanout) {
+  const out = []
+  const add = (where, rows) => {
+    const hs = rows.find((r) => r.kind === 'handshake')
+    if (!hs?.deliveriesPerS) return
+    const parts = rows
+      .filter((r) => r.kind !== 'handshake' && r.deliveriesPerS)
+      .map((r) => `${(hs.deliveriesPerS / r.deliveriesPerS).toFixed(2)}× ${r.name}`)
+    if (parts.length) out.push(`${where}: ${parts.join(', ')}`)
+  }
+  for (const rt of fanout?.local ?? []) add(rt.name, rt.rows)
+  if (fanout?.cluster) add('two Node instances on one Redis', fanout.cluster.rows)
+  return out
+}
+
+/** The fan-out section of BENCHMARKS.md. */
+export function renderFanout(fanout) {
+  if (!fanout) return ''
+  const out = [
+    `## Fan-out: ${fanout.what}`,
+    '',
+    "Deliveries per second count every message a subscriber received (messages × 1,000). Latency runs from the publisher's send to each subscriber's receive, on the fan-out client's one clock. The client (`bench/client/fanout.c`) also checks each subscriber's order: a ⚠ marks a row where a message was missing or out of order.",
+    '',
+  ]
+  for (const rt of fanout.local) {
+    out.push(`### ${rt.name}`, '')
+    out.push(rt.missing ? `Not available: ${rt.missing}` : fanoutTable(rt.rows), '')
+  }
+  if (fanout.cluster) {
+    out.push(
+      '### Two Node instances on one Redis',
+      '',
+      "The publisher connects to instance A; the subscribers are spread over A and B, 500 each, so half of every message crosses Redis. Handshake subscribes one Redis channel per topic and ignores its own echo; crossws's sync publishes every message on one channel as JSON with base64 bytes.",
+      '',
+      fanout.cluster.missing
+        ? `Not available: ${fanout.cluster.missing}`
+        : fanoutTable(fanout.cluster.rows),
+      '',
+    )
+  }
+  const ratios = fanoutRatios(fanout)
+  if (ratios.length) out.push('Handshake against each: ', '', ...ratios.map((r) => `- ${r}`), '')
+  return out.join('\n')
+}
