@@ -1,16 +1,19 @@
 /**
- * The chat end to end: the Node entry (`src/node.ts`) in a child process, and two headless
- * Chromium pages driven by playwright-core. It needs Debian's `chromium` package
- * (`apt-get install -y chromium`); without it the test fails, it never skips.
+ * The chat end to end: two instances of the Node entry (`src/node.ts`) in child processes on one
+ * `redis-server` of the test's own, and two headless Chromium pages driven by playwright-core,
+ * one on each instance. It needs Debian's `chromium` and `redis-server` packages
+ * (`apt-get install -y chromium redis-server`); without them the test fails, it never skips.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
+import { createServer, connect as tcpConnect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { afterAll, expect, it } from 'vitest'
 
 const CHROMIUM = '/usr/bin/chromium'
+const REDIS_SERVER = '/usr/bin/redis-server'
 const exampleDir = fileURLToPath(new URL('..', import.meta.url))
 const artifactsDir = fileURLToPath(new URL('../artifacts/', import.meta.url))
 
@@ -25,12 +28,57 @@ const SLOW = { timeout: 20_000 }
 
 const servers: Server[] = []
 let browser: Browser | undefined
+let redis: ChildProcess | undefined
 
-/** Starts `src/node.ts` as `pnpm start` does, and resolves with the URL it prints. */
-async function startServer(port = 0): Promise<Server> {
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer()
+    probe.once('error', reject)
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number }
+      probe.close(() => resolve(port))
+    })
+  })
+}
+
+/** A redis-server of the test's own on a free port, with no persistence; stopped by PID. */
+async function startRedis(): Promise<string> {
+  if (!existsSync(REDIS_SERVER)) {
+    throw new Error(
+      `${REDIS_SERVER} is missing: install Debian's redis-server (apt-get install -y redis-server)`,
+    )
+  }
+  const port = await freePort()
+  redis = spawn(
+    REDIS_SERVER,
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  )
+  const deadline = Date.now() + 10_000
+  while (Date.now() < deadline) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = tcpConnect(port, '127.0.0.1', () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+    if (up) return `redis://127.0.0.1:${port}`
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error('redis-server did not start within 10 s')
+}
+
+/**
+ * Starts `src/node.ts` as `pnpm start` does (with `REDIS_URL`, as one of several instances), and
+ * resolves with the URL it prints.
+ */
+async function startServer(redisUrl: string, port = 0): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/node.ts'], {
     cwd: exampleDir,
-    env: { ...process.env, PORT: String(port) },
+    env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
@@ -102,21 +150,32 @@ async function launchChromium(): Promise<Browser> {
 afterAll(async () => {
   await browser?.close()
   await Promise.all(servers.map(stopServer))
+  if (redis?.pid !== undefined && redis.exitCode === null) {
+    const exited = new Promise((resolve) => redis?.once('exit', resolve))
+    process.kill(redis.pid, 'SIGTERM')
+    await exited
+  }
 })
 
-it('two pages chat in one room, see each other leave, and survive a server restart', {
-  timeout: 90_000,
+it('two pages on two instances chat in one room through Redis, see each other leave, and survive a restart', {
+  timeout: 120_000,
 }, async () => {
   browser = await launchChromium()
   const errors: string[] = []
-  const server = await startServer()
+  const redisUrl = await startRedis()
+  const [server, other] = await Promise.all([startServer(redisUrl), startServer(redisUrl)])
+  expect(server.url).not.toBe(other.url)
   const alice = await openChat(server.url, 'alice', errors)
-  const bob = await openChat(server.url, 'bob', errors)
+  const bob = await openChat(other.url, 'bob', errors)
   const aliceLog = alice.locator('#log')
   const bobLog = bob.locator('#log')
 
   await expect.poll(() => aliceLog.textContent(), SLOW).toContain('bob joined')
   await expect.poll(() => alice.locator('#members').textContent(), SLOW).toContain('alice, bob')
+  // Bob joined after alice, on the other instance: her page's answer told him she is there.
+  await expect
+    .poll(() => bob.locator('#members').textContent(), SLOW)
+    .toBe('In the room: alice, bob')
 
   await say(alice, 'Hello, Bob!')
   await expect.poll(() => bobLog.textContent(), SLOW).toContain('alice: Hello, Bob!')
@@ -141,10 +200,18 @@ it('two pages chat in one room, see each other leave, and survive a server resta
     .poll(() => alice.locator('#status').getAttribute('data-state'), SLOW)
     .toMatch(/^(closed|connecting)$/)
 
-  // A new server on the same port: the page reconnects on its own and rejoins the room.
-  const restarted = await startServer(port)
+  // A new server on the same port: the page reconnects on its own and rejoins the room, which
+  // still spans the other instance.
+  const restarted = await startServer(redisUrl, port)
   await alice.locator('#status[data-state="open"]').waitFor({ timeout: 30_000 })
   await expect.poll(() => aliceLog.textContent(), SLOW).toMatch(/alice joined[\s\S]*alice joined/)
+  const carol = await openChat(other.url, 'carol', errors)
+  await expect.poll(() => aliceLog.textContent(), SLOW).toContain('carol joined')
+  await expect
+    .poll(() => carol.locator('#members').textContent(), SLOW)
+    .toBe('In the room: alice, carol')
+  await say(carol, 'Across the restart')
+  await expect.poll(() => aliceLog.textContent(), SLOW).toContain('carol: Across the restart')
   await stopServer(restarted)
 
   expect(errors).toEqual([])
