@@ -365,9 +365,29 @@ function reportOnly() {
   write(info, results, profiles ?? [], fanout)
 }
 
+/**
+ * `--fanout-only`: runs the fan-out workload alone and writes the report again with it and the
+ * other workloads of the last results.json, so that it can be measured again without the rest.
+ */
+async function fanoutOnly() {
+  const path = join(benchDir, 'results', quick ? 'quick' : '', 'results.json')
+  const { info, results, profiles } = JSON.parse(readFileSync(path, 'utf8'))
+  buildPackages()
+  const fanout = await runFanout(
+    selected,
+    {
+      rounds: Math.min(config.rounds, 2),
+      warmupMs: config.warmupMs.fanout,
+      durationMs: config.durationMs.fanout,
+    },
+    log,
+  )
+  write(info, results, profiles ?? [], fanout)
+}
+
 if (flag('report-only')) reportOnly()
 else
-  main().catch((err) => {
+  (flag('fanout-only') ? fanoutOnly() : main()).catch((err) => {
     console.error(err)
     process.exit(1)
   })

@@ -1,9 +1,11 @@
 /*
  * fanout: the load generator of the fan-out workload. One publisher, N subscribers on one topic.
  *
- * It opens N subscriber connections (to --sub-path, spread round-robin over the --ports given,
- * so that two instances can share them) and one publisher connection (to --pub-path on the
- * first port). Every connection waits for the server's "ready" text, which the server sends once
+ * It opens N subscriber connections (to --sub-path, /fanout?role=sub by default, spread
+ * round-robin over the --ports given, so that two instances can share them) and one publisher
+ * connection (to --pub-path, /fanout?role=pub, on the first port: one path for both, since
+ * crossws groups its peers by path). Every connection waits for the server's "ready" text, which
+ * the server sends once
  * the subscription counts. Then the publisher sends numbered binary messages, each carrying the
  * time it was sent, keeping --window messages in flight: a message is in flight until every
  * subscriber has it. The server fans each one out to all N subscribers.
@@ -36,8 +38,8 @@ enum state { ST_FREE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_READY, ST_CLOSING
 
 static int g_ports[8];
 static int g_nports;
-static const char *g_sub_path = "/sub";
-static const char *g_pub_path = "/pub";
+static const char *g_sub_path = "/fanout?role=sub";
+static const char *g_pub_path = "/fanout?role=pub";
 static int g_subs = 1000;
 static int g_window = 8;
 static size_t g_size = 64;

@@ -5,7 +5,7 @@ import { announce, stats } from './_util.ts'
 const ws = crossws({
   hooks: {
     open(peer) {
-      if (peer.request.url.endsWith('/sub')) peer.subscribe('fanout')
+      if (new URL(peer.request.url).searchParams.get('role') === 'sub') peer.subscribe('fanout')
       peer.send('ready')
     },
     message(peer, message) {

@@ -7,7 +7,8 @@ const server = Bun.serve<{ sub: boolean }>({
   hostname: '127.0.0.1',
   port: 0,
   fetch(req, server) {
-    if (server.upgrade(req, { data: { sub: new URL(req.url).pathname === '/sub' } })) return
+    if (server.upgrade(req, { data: { sub: new URL(req.url).searchParams.get('role') === 'sub' } }))
+      return
     return new Response(stats())
   },
   websocket: {

@@ -5,7 +5,7 @@ const subscribers = new Set<WebSocket>()
 Deno.serve(listen, (req) => {
   if (req.headers.get('upgrade') !== 'websocket') return new Response(stats())
   const { socket, response } = Deno.upgradeWebSocket(req)
-  const sub = new URL(req.url).pathname === '/sub'
+  const sub = new URL(req.url).searchParams.get('role') === 'sub'
   socket.binaryType = 'arraybuffer'
   socket.onopen = () => {
     if (sub) subscribers.add(socket)

@@ -10,7 +10,7 @@ const ws = crossws({
   sync,
   hooks: {
     open(peer) {
-      if (peer.request.url.endsWith('/sub')) peer.subscribe(TOPIC)
+      if (new URL(peer.request.url).searchParams.get('role') === 'sub') peer.subscribe(TOPIC)
       peer.send('ready')
     },
     message(peer, message) {

@@ -8,7 +8,7 @@ const server = createServer((_req, res) => res.end(stats()))
 const wss = new WebSocketServer({ server })
 wss.on('connection', (ws, req) => {
   ws.on('error', () => {})
-  if (req.url === '/sub') {
+  if (new URL(req.url, 'http://x').searchParams.get('role') === 'sub') {
     subscribers.add(ws)
     ws.on('close', () => subscribers.delete(ws))
   } else {
