@@ -8,4 +8,6 @@ export default defineConfig({
   sourcemap: true,
   clean: false,
   target: 'es2022',
+  // workerd's built-in module: the Worker's bundler (wrangler) or workerd resolves it.
+  external: ['cloudflare:workers'],
 })

@@ -49,7 +49,8 @@ const ABNORMAL_CLOSURE = 1006
 /** How workerd names the close code of a protocol error, e.g. "protocolError.statusCode = 1002". */
 const PROTOCOL_ERROR_CODE = /protocolError\.statusCode = (\d{4})/
 
-function webSocketPair(): WebSocketPairConstructor {
+/** @internal workerd's `WebSocketPair`, or a clear error outside workerd. */
+export function webSocketPair(): WebSocketPairConstructor {
   const Pair = (globalThis as { WebSocketPair?: WebSocketPairConstructor }).WebSocketPair
   if (!Pair) {
     throw new Error(
@@ -75,8 +76,11 @@ function keepAlive(c: Context, ended: Promise<void>): void {
   ctx.waitUntil(ended)
 }
 
-/** Answers a peer's close frame with the same code; close(1005) throws, so 1005 gets no code. */
-function answerClose(
+/**
+ * @internal Answers a peer's close frame with the same code; close(1005) throws, so 1005 gets
+ * no code.
+ */
+export function answerClose(
   server: { close(code?: number, reason?: string): void },
   code: number,
   reason: string,
@@ -178,3 +182,10 @@ function upgrade(c: Context, request: UpgradeRequest): Response {
 export const workersAdapter: Adapter = { name: 'workers', upgrade }
 
 installAdapter(workersAdapter)
+
+export {
+  HandshakeObject,
+  MAX_ATTACHMENT_BYTES,
+  type ObjectNamespace,
+  toObject,
+} from './object.js'

@@ -27,15 +27,20 @@ const esbuild = requireFromWrangler('esbuild') as {
   build(options: Record<string, unknown>): Promise<{ outputFiles: { text: string }[] }>
 }
 
-/** Bundles `test/worker.ts` (the adapter from source, hono and the core from dist) into one module. */
-export async function bundleWorker(): Promise<string> {
+/**
+ * Bundles a test Worker (`test/worker.ts` by default; the adapter from source, hono and the core
+ * from dist) into one module.
+ */
+export async function bundleWorker(entry = './worker.ts'): Promise<string> {
   const result = await esbuild.build({
-    entryPoints: [fileURLToPath(new URL('./worker.ts', import.meta.url))],
+    entryPoints: [fileURLToPath(new URL(entry, import.meta.url))],
     bundle: true,
     format: 'esm',
     platform: 'browser',
     conditions: ['workerd', 'worker', 'browser'],
     target: 'es2022',
+    // workerd's built-in module (the Durable Object base class).
+    external: ['cloudflare:workers'],
     write: false,
     logLevel: 'silent',
   })
@@ -47,7 +52,7 @@ export async function startWorker(
   options: {
     compatibilityDate?: string
     script?: string
-    /** Durable Object bindings: binding name to the exported class. */
+    /** Durable Object bindings: binding name to the class the script exports. */
     durableObjects?: Record<string, string>
   } = {},
 ): Promise<RunningWorker> {
@@ -58,7 +63,12 @@ export async function startWorker(
     host: '127.0.0.1',
     port: 0,
     compatibilityDate: options.compatibilityDate || COMPATIBILITY_DATE,
-    durableObjects: options.durableObjects ?? {},
+    durableObjects: Object.fromEntries(
+      Object.entries(options.durableObjects ?? {}).map(([binding, className]) => [
+        binding,
+        { className, useSQLite: true },
+      ]),
+    ),
     cf: false,
     telemetry: { enabled: false },
     log: new Log(LogLevel.WARN),

@@ -92,7 +92,9 @@ function handlerScenarios(harness: HarnessRef): void {
       expect(report.handlers).toEqual(['message first', `message ${message}`])
       expect(report.logged).toHaveLength(1)
       expect(report.logged[0]?.join(' ')).toMatch(/\n\s+at /)
-      expect(report.readError).toMatchObject({ code: 1011 })
+      // Deno drops TCP when data follows its close frame: the server may end with 1006 there.
+      const ends = h.differences.closeReachesSendingPeer ? [1011] : [1011, 1006]
+      expect(ends).toContain(report.readError?.code)
     })
   }
 

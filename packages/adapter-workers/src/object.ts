@@ -1,0 +1,317 @@
+/**
+ * `HandshakeObject`: a Durable Object class that serves a Hono app, whose event controllers'
+ * sockets hibernate (the WebSocket Hibernation API), and helpers to reach one from the Worker.
+ *
+ * ```ts
+ * import { HandshakeObject, toObject } from '@handshake/workers'
+ *
+ * export class Room extends HandshakeObject<Env> {
+ *   app = app // the same Hono app as on Node: app.get('/rooms/:room', upgrade(room))
+ * }
+ *
+ * export default {
+ *   fetch: (request: Request, env: Env) =>
+ *     toObject(env.ROOMS, new URL(request.url).pathname.split('/')[2] ?? 'lobby', request),
+ * }
+ * ```
+ * @module
+ */
+
+import { DurableObject } from 'cloudflare:workers'
+import {
+  ADAPTER,
+  type Adapter,
+  Connections,
+  type ConnSnapshot,
+  type MessageData,
+  type RuntimeSocket,
+  type SocketEvents,
+  Topics,
+  type UpgradeRequest,
+  type Upgrader,
+  upgraderOf,
+} from '@handshake/core'
+import type { Context, Hono } from 'hono'
+import { answerClose, webSocketPair, workersAdapter } from './index.js'
+
+// --- types ---
+
+/** The WebSocket of the Hibernation API, as far as the object uses it. */
+interface HibernatableWebSocket {
+  readonly readyState: number
+  send(data: string | ArrayBuffer | ArrayBufferView): void
+  close(code?: number, reason?: string): void
+  serializeAttachment(value: unknown): void
+  deserializeAttachment(): unknown
+}
+
+/** What the object stores in a socket's attachment: the core's snapshot, marked as ours. */
+interface Attachment extends ConnSnapshot {
+  /** The format's version; an attachment without it was not written by Handshake. */
+  readonly handshake: 1
+}
+
+/**
+ * What {@link toObject} needs of a Durable Object namespace binding (`env.ROOMS`). Loose on
+ * purpose: the binding's `Request` and `Response` types (workers-types') are not the DOM's.
+ */
+export interface ObjectNamespace {
+  idFromName(name: string): unknown
+  get(id: never): { fetch(request: never): Promise<unknown> }
+}
+
+/** `WebSocket.readyState` values the object checks. */
+const OPEN = 1
+const CLOSED = 3
+const ABNORMAL_CLOSURE = 1006
+/**
+ * The most bytes workerd stores per socket (`serializeAttachment`). `conn.data` is held to
+ * 2 KiB by the core on every runtime; this bounds the rest (the URL and the topics).
+ */
+export const MAX_ATTACHMENT_BYTES = 16 * 1024
+
+function isAttachment(value: unknown): value is Attachment {
+  return typeof value === 'object' && value !== null && (value as Attachment).handshake === 1
+}
+
+// --- the object ---
+
+/**
+ * A Durable Object that serves a Hono app. Extend it, give it the app, bind it in
+ * `wrangler.jsonc`, and route requests to it with {@link toObject}:
+ *
+ * ```ts
+ * export class Room extends HandshakeObject<Env> {
+ *   app = app
+ * }
+ * ```
+ *
+ * It serves either kind of controller:
+ *
+ * - an event controller (`open`, `message`, `close`) is accepted through the Hibernation API
+ *   (`ctx.acceptWebSocket`): while no message arrives, the platform may drop the object from
+ *   memory and keep its sockets open, and bills no duration meanwhile. The next event builds the
+ *   object again, and every connection comes back from its socket's attachment: `conn.data`,
+ *   its topics, its URL and protocol. `open` does not run again. Nothing of Handshake keeps the
+ *   object awake: no timer between events (the core arms no close timer) and no `waitUntil`;
+ * - a `serve` controller is accepted as in a plain Worker (`server.accept()`): the object stays
+ *   in memory while `serve` runs.
+ *
+ * The object has its own {@link HandshakeObject.topics} and {@link HandshakeObject.connections},
+ * so a publish reaches every socket of this object, and no other's (several objects may share
+ * an isolate). {@link HandshakeObject.publish} is callable over RPC from the Worker.
+ *
+ * After a hibernation, the upgrade request is gone: `onError` gets a context that knows the
+ * URL only, and reading its headers throws. Keep what you need in `conn.data` in `open`.
+ *
+ * The object's own methods are `fetch`, `webSocketMessage`, `webSocketClose`,
+ * `webSocketError` and `publish`: a subclass that overrides one must call `super`'s.
+ */
+export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> {
+  /** The app the object serves: the same Hono app as on the other runtimes, or its own. */
+  // biome-ignore lint/suspicious/noExplicitAny: any app, whatever its env and schema
+  abstract readonly app: Hono<any, any, any>
+  /** This object's topics: `conn.subscribe()` and `conn.publish()` of its connections. */
+  readonly topics: Topics = new Topics()
+  /** This object's open connections. */
+  readonly connections: Connections = new Connections()
+
+  // The core's side of each hibernatable socket, for this incarnation of the object.
+  readonly #sockets = new WeakMap<HibernatableWebSocket, SocketEvents>()
+  readonly #upgraders = new Map<string, Upgrader | undefined>()
+  #restored = false
+  #appEnv: object | undefined
+
+  /**
+   * Serves a request with the app: an upgrade to one of its WebSocket routes, or any HTTP
+   * route of the app.
+   */
+  override fetch(request: Request): Response | Promise<Response> {
+    this.#restore()
+    return this.app.fetch(request, this.#env())
+  }
+
+  /** A message on a hibernatable socket: handed to its controller's `message`. */
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
+    const events = this.#events(ws as never)
+    events?.message(typeof message === 'string' ? message : new Uint8Array(message))
+  }
+
+  /**
+   * A hibernatable socket closed. The Hibernation API does not answer a peer's close frame by
+   * itself: the object answers it once with the same code (the socket is still CLOSING), and
+   * sends nothing when the socket is already CLOSED (the peer answered ours).
+   */
+  override webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): void {
+    const socket = ws as unknown as HibernatableWebSocket
+    if (socket.readyState !== CLOSED && code !== ABNORMAL_CLOSURE) answerClose(socket, code, reason)
+    this.#events(socket)?.closed(code, reason, wasClean)
+    this.#sockets.delete(socket)
+  }
+
+  /** A hibernatable socket failed: the connection ends as abnormal (1006). */
+  override webSocketError(ws: WebSocket, error: unknown): void {
+    const socket = ws as unknown as HibernatableWebSocket
+    const events = this.#events(socket)
+    const err = error instanceof Error ? error : new Error(String(error))
+    events?.error(err)
+    events?.closed(ABNORMAL_CLOSURE, err.message, false)
+    this.#sockets.delete(socket)
+  }
+
+  /**
+   * Publishes to every subscriber of `topic` in this object, including the sockets accepted
+   * before the last hibernation. Call it over RPC from the Worker:
+   * `await env.ROOMS.get(env.ROOMS.idFromName('lobby')).publish('lobby', 'hello')`.
+   * @param topic - the topic
+   * @param data - a string (text) or bytes (binary)
+   */
+  publish(topic: string, data: MessageData): void {
+    this.#restore()
+    this.topics.publish(topic, data)
+  }
+
+  // --- hibernation ---
+
+  /** The core's side of a socket, woken first if the object was rebuilt since it was accepted. */
+  #events(ws: HibernatableWebSocket): SocketEvents | undefined {
+    this.#restore()
+    return this.#sockets.get(ws)
+  }
+
+  /**
+   * Once per incarnation, before anything else: rebuild the Conn of every socket accepted
+   * before the last hibernation, so that each is in its topics before the first event or
+   * publish is dispatched.
+   */
+  #restore(): void {
+    if (this.#restored) return
+    this.#restored = true
+    for (const ws of this.ctx.getWebSockets() as unknown as HibernatableWebSocket[]) {
+      if (!this.#sockets.has(ws)) this.#wake(ws)
+    }
+  }
+
+  #wake(ws: HibernatableWebSocket): void {
+    let attachment: unknown
+    try {
+      attachment = ws.deserializeAttachment()
+    } catch {
+      attachment = undefined
+    }
+    // A socket the app accepted itself, with ctx.acceptWebSocket(): not ours to serve.
+    if (!isAttachment(attachment)) return
+    const { handshake: _, ...snapshot } = attachment
+    try {
+      const upgrader = this.#upgraderFor(snapshot.url)
+      this.#sockets.set(
+        ws,
+        upgrader.wake(this.#socket(ws), snapshot, this.connections, this.topics),
+      )
+    } catch (err) {
+      console.error('A hibernated WebSocket could not be woken:', err)
+      answerClose(ws, 1011, 'Internal server error')
+    }
+  }
+
+  /** The upgrader of the route that accepted `url`, found in the app's router. */
+  #upgraderFor(url: string): Upgrader {
+    const path = new URL(url).pathname
+    if (!this.#upgraders.has(path)) {
+      const [matches] = this.app.router.match('GET', path) as [[[unknown, unknown], unknown][]]
+      let found: Upgrader | undefined
+      for (const [[handler]] of matches) {
+        found = upgraderOf(handler)
+        if (found) break
+      }
+      this.#upgraders.set(path, found)
+    }
+    const upgrader = this.#upgraders.get(path)
+    if (!upgrader) {
+      throw new Error(
+        `No upgrade() handler of the app matches ${path} any more, so its sockets cannot wake: register the route as app.get(path, upgrade(controller)), with a handler made once, not per request`,
+      )
+    }
+    return upgrader
+  }
+
+  // --- the adapter ---
+
+  /** The env the app sees: the object's bindings, and this object's adapter. */
+  #env(): object {
+    if (!this.#appEnv) {
+      const adapter: Adapter = {
+        name: 'workers',
+        connections: this.connections,
+        topics: this.topics,
+        upgrade: (c, request) =>
+          request.events ? this.#accept(request) : workersAdapter.upgrade(c as Context, request),
+      }
+      this.#appEnv = Object.create(this.env as object, { [ADAPTER]: { value: adapter } })
+    }
+    return this.#appEnv as object
+  }
+
+  /** Accepts an event controller's socket through the Hibernation API. */
+  #accept(request: UpgradeRequest): Response {
+    const { 0: client, 1: server } = new (webSocketPair())()
+    this.ctx.acceptWebSocket(server as never)
+    const ws = server as unknown as HibernatableWebSocket
+    this.#sockets.set(ws, request.open(this.#socket(ws)))
+    const headers = new Headers(request.headers)
+    if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
+    return new Response(null, { status: 101, webSocket: client, headers } as ResponseInit)
+  }
+
+  /** A hibernatable socket, as the core sees it. */
+  #socket(ws: HibernatableWebSocket): RuntimeSocket {
+    return {
+      send(data) {
+        // A socket that is closing cannot send; the core learns of the end from its event.
+        if (ws.readyState === OPEN) ws.send(data)
+      },
+      close(code, reason) {
+        ws.close(code, reason)
+      },
+      // As for accept(): workerd reports no bufferedAmount, and cannot pause or ping.
+      bufferedAmount: 0,
+      emitsDrain: false,
+      // The platform ends the handshake and reports it to webSocketClose, whenever that is: a
+      // timer of ours would keep the object awake.
+      closesHandshake: true,
+      persist(snapshot) {
+        const attachment: Attachment = { handshake: 1, ...snapshot }
+        const bytes = new TextEncoder().encode(JSON.stringify(attachment)).byteLength
+        if (bytes > MAX_ATTACHMENT_BYTES) {
+          throw new RangeError(
+            `The connection's state takes ${bytes} bytes with its URL and ${snapshot.topics.length} topics; a socket stores at most ${MAX_ATTACHMENT_BYTES}: use fewer topics or a shorter URL`,
+          )
+        }
+        ws.serializeAttachment(attachment)
+      },
+    }
+  }
+}
+
+// --- reaching an object from the Worker ---
+
+/**
+ * Sends a request to the Durable Object named `name`: a WebSocket upgrade for one of its
+ * routes, or any HTTP route of its app. One call per route of the Worker:
+ *
+ * ```ts
+ * app.get('/rooms/:room', (c) => toObject(c.env.ROOMS, c.req.param('room'), c.req.raw))
+ * ```
+ *
+ * @param namespace - the Durable Object binding (`env.ROOMS`)
+ * @param name - the object's name: the same name always reaches the same object
+ * @param request - the request, passed on as it is
+ */
+export function toObject(
+  namespace: ObjectNamespace,
+  name: string,
+  request: Request,
+): Promise<Response> {
+  const stub = namespace.get(namespace.idFromName(name) as never)
+  return stub.fetch(request as never) as Promise<Response>
+}
