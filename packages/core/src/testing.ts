@@ -492,8 +492,14 @@ export async function connect(
 
 /** Options of {@link hibernatable}. */
 export interface HibernatableOptions {
-  /** The request path. @defaultValue '/' */
+  /** The request path of a connection, unless its `connect()` gives one. @defaultValue '/' */
   path?: string
+  /**
+   * The route the controller is mounted on, with its parameters (`/ws/:room`), for controllers
+   * that read `c.req.param()` in `open`.
+   * @defaultValue the path
+   */
+  route?: string
   /** Options of the upgrader. */
   upgrade?: UpgradeOptions
   /**
@@ -504,10 +510,20 @@ export interface HibernatableOptions {
   evictEveryEvent?: boolean
 }
 
+/** Options of {@link HibernatableObject.connect}. */
+export interface HibernatableConnectOptions extends ConnectOptions {
+  /**
+   * This connection's request path, query included (`/ws/lobby?name=alice`): the sockets of one
+   * object may each have their own.
+   * @defaultValue the object's `path`
+   */
+  path?: string
+}
+
 /** An in-memory Durable Object for an event controller: see {@link hibernatable}. */
 export interface HibernatableObject {
   /** Connects a peer to the object, through the whole upgrade pipeline. */
-  connect(options?: ConnectOptions): Promise<TestPeer>
+  connect(options?: HibernatableConnectOptions): Promise<TestPeer>
   /**
    * Drops all of the object's memory, as a hibernation does: the controller is made again by
    * the factory, the topics are new, and each open connection's `Conn` is rebuilt from what it
@@ -550,7 +566,7 @@ export function hibernatable(
     const topics = new Topics()
     const connections = new Connections()
     const upgrader = new Upgrader(factory(), { ...options.upgrade, topics })
-    const app = new Hono().get(path, upgrader.handler())
+    const app = new Hono().get(options.route ?? path, upgrader.handler())
     return { topics, connections, upgrader, app }
   }
 
@@ -558,7 +574,7 @@ export function hibernatable(
     async connect(connectOptions = {}) {
       const memory = memoryAdapter(connectOptions, state.connections, true)
       const response = await state.app.request(
-        `http://localhost${path}`,
+        `http://localhost${connectOptions.path ?? path}`,
         { headers: requestHeaders(connectOptions) },
         { ...connectOptions.env, [ADAPTER]: memory.adapter },
       )

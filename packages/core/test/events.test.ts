@@ -814,3 +814,26 @@ describe('for adapters that hibernate', () => {
     expect(woken.subscribers('t')).toBe(1)
   })
 })
+
+describe('hibernatable(): routes with parameters', () => {
+  it('mounts the controller on a route, and connects each peer on its own path', async () => {
+    const room = hibernatable(
+      () => ({
+        open(conn: Conn<{ room: string; name: string }>, c) {
+          conn.data = { room: c.req.param('room') ?? '', name: c.req.query('name') ?? '' }
+        },
+        message(conn: Conn<{ room: string; name: string }>) {
+          return conn.send(`${conn.data.name} in ${conn.data.room}`)
+        },
+      }),
+      { route: '/ws/:room', evictEveryEvent: true },
+    )
+    const alice = await room.connect({ path: '/ws/lobby?name=alice' })
+    const bob = await room.connect({ path: '/ws/lobby?name=bob' })
+    alice.send('who')
+    bob.send('who')
+    expect(await alice.read()).toEqual(text('alice in lobby'))
+    expect(await bob.read()).toEqual(text('bob in lobby'))
+    expect(alice.persisted?.url).toBe('http://localhost/ws/lobby?name=alice')
+  })
+})
