@@ -30,10 +30,12 @@
  */
 import {
   CloseCode,
-  CloseError,
+  type CloseError,
   type Conn,
-  type Controller,
   type ErrorHandler,
+  type EventController,
+  isCloseError,
+  type Message,
   topics,
   upgrade,
 } from '@handshake/core'
@@ -65,60 +67,81 @@ type ClientMessage = { text: string } | { here: true }
 /** The topic of a room. */
 export const roomTopic = (room: string) => `room:${room}`
 
-const say = (topic: string, event: ServerEvent) => topics.publish(topic, JSON.stringify(event))
+/** What each connection remembers: stored with its socket, so it survives a hibernation. */
+export interface Member {
+  room: string
+  name: string
+}
 
-/** The chat's controller: one `serve` loop per connection, its room a topic. */
-export class ChatController implements Controller, ErrorHandler {
-  async serve(conn: Conn, c: Context): Promise<void> {
+/** Tells the whole room, the member included (`conn.publish` skips the sender). */
+function say(conn: Conn<Member>, event: ServerEvent): void {
+  const data = JSON.stringify(event)
+  conn.publish(roomTopic(conn.data.room), data)
+  void conn.send(data)
+}
+
+/**
+ * The chat's controller: an event controller, the same on every runtime. What it knows of a
+ * member is in `conn.data` and the room is a topic, so on Workers the room's Durable Object can
+ * hibernate between messages and wake with everything.
+ */
+export class ChatController implements EventController<Member>, ErrorHandler {
+  async open(conn: Conn<Member>, c: Context): Promise<void> {
     const room = c.req.param('room') ?? ''
     const name = (c.req.query('name') ?? '').trim()
     // Refused after the upgrade rather than with a 400: a browser never shows a failed
     // upgrade's status to the page, but it does show a close code and reason.
     const refusal = checkName(name) ?? checkRoom(room)
-    if (refusal) return conn.close(CloseCode.PolicyViolation, refusal)
-
-    const topic = roomTopic(room)
-    // Once it resolves the room reaches this connection, on every instance: the join notice
-    // that follows reaches the newcomer too.
-    await conn.subscribe(topic)
-    say(topic, { type: 'join', name })
-    try {
-      for await (const msg of conn) {
-        // `return conn.close()` sends the close frame at once, and the `finally` below runs
-        // before the handshake completes, so the room hears the leave without waiting.
-        if (msg.type === 'binary') {
-          return conn.close(CloseCode.UnsupportedData, 'Binary messages are not supported')
-        }
-        const message = parseMessage(msg.data)
-        if (message === undefined) {
-          return conn.close(
-            CloseCode.InvalidFramePayloadData,
-            `Expected JSON {"text": "..."} with 1 to ${MAX_TEXT_LENGTH} characters`,
-          )
-        }
-        // Publishing never waits on a member: one that cannot keep up is closed with 1008
-        // past MAX_BUFFERED_BYTES (the upgrader's maxPublishBuffer) and the room goes on.
-        if ('here' in message) say(topic, { type: 'here', name })
-        else say(topic, { type: 'message', name, text: message.text })
-      }
-    } finally {
-      // However the loop ended (the peer left, a refusal, an abnormal end), the connection has
-      // left the topic or leaves it now, and the room hears it.
-      say(topic, { type: 'leave', name })
+    if (refusal) {
+      void conn.close(CloseCode.PolicyViolation, refusal)
+      return
     }
+    conn.data = { room, name }
+    // Once it resolves the room reaches this connection, on every instance.
+    await conn.subscribe(roomTopic(room))
+    say(conn, { type: 'join', name })
   }
 
-  /** A peer that vanished (1006) or broke the protocol is routine for a chat: one line, no stack. */
+  message(conn: Conn<Member>, msg: Message): void {
+    // A refused connection is closing: it never joined.
+    if (!conn.data) return
+    if (msg.type === 'binary') {
+      void conn.close(CloseCode.UnsupportedData, 'Binary messages are not supported')
+      return
+    }
+    const message = parseMessage(msg.data)
+    if (message === undefined) {
+      void conn.close(
+        CloseCode.InvalidFramePayloadData,
+        `Expected JSON {"text": "..."} with 1 to ${MAX_TEXT_LENGTH} characters`,
+      )
+      return
+    }
+    // Publishing never waits on a member: one that cannot keep up is closed with 1008 past
+    // MAX_BUFFERED_BYTES (the upgrader's maxPublishBuffer) and the room goes on.
+    if ('here' in message) say(conn, { type: 'here', name: conn.data.name })
+    else say(conn, { type: 'message', name: conn.data.name, text: message.text })
+  }
+
+  /** However it ended, the member has left the topic, and the room hears it. */
+  close(conn: Conn<Member>, err: CloseError): void {
+    if (!conn.data) return
+    // A vanished peer (1006), a slow one dropped (1008): routine for a chat, one line.
+    if (!isCloseError(err)) console.warn(`${new URL(conn.url).pathname}: ${err.message}`)
+    say(conn, { type: 'leave', name: conn.data.name })
+  }
+
+  /** A handler that failed: logged (the connection closes with 1011). */
   onError(c: Context, err: unknown): void {
-    if (err instanceof CloseError) console.warn(`${c.req.path}: ${err.message}`)
-    else console.error(err)
+    console.error(`${c.req.path}:`, err)
   }
 }
 
 // After a backplane outage, messages published elsewhere meanwhile (joins, leaves) never
 // arrived here: every room held here asks its members to list themselves again.
 topics.addEventListener('restore', () => {
-  for (const topic of topics.names()) say(topic, { type: 'rollcall' })
+  const rollcall = JSON.stringify({ type: 'rollcall' } satisfies ServerEvent)
+  for (const topic of topics.names()) topics.publish(topic, rollcall)
 })
 
 function checkName(name: string): string | undefined {

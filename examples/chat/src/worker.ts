@@ -1,22 +1,23 @@
 /**
  * The chat on Cloudflare Workers: `pnpm dev:workers` runs it in workerd through wrangler, and
- * `wrangler deploy` publishes it. Importing `@handshake/workers` installs the adapter.
+ * `wrangler deploy` publishes it.
  *
  * A Worker may not touch a WebSocket from another request's handler ("Cannot perform I/O on
  * behalf of a different request"), so a plain Worker cannot broadcast to a room. Each room is
- * therefore one Durable Object, which runs the same `app`: every socket of a room is accepted by
- * that object, where they may all talk to each other. The page is served by the Worker itself.
+ * therefore one Durable Object, a `HandshakeObject` that runs the same `app`: every socket of a
+ * room is accepted by that object, whose topics carry the room. The chat's controller is an
+ * event controller, so the object accepts the sockets through the Hibernation API: between
+ * messages the platform may drop the room from memory while its members stay connected, and
+ * the next message wakes it with each member's `conn.data` and topic. The page is served by the
+ * Worker itself.
  *
- * A Worker has no shutdown hook to wire: when the platform ends a connection (a deploy, an
- * evicted object), the page sees the close and reconnects with back-off.
+ * A Worker has no shutdown hook to wire: when the platform ends a connection (a deploy), the page
+ * sees the close and reconnects with back-off.
  * @module
  */
-import '@handshake/workers'
-import type {
-  DurableObjectNamespace,
-  DurableObjectState,
-  ExecutionContext,
-} from '@cloudflare/workers-types'
+import type { DurableObjectNamespace } from '@cloudflare/workers-types'
+import { HandshakeObject, toObject } from '@handshake/workers'
+import { Hono } from 'hono'
 import { app } from './app.ts'
 
 /** The Worker's bindings, as `wrangler.jsonc` declares them. */
@@ -26,25 +27,13 @@ export interface Env {
 }
 
 /** A room: a Durable Object that serves the app's `/ws/:room` for that room's sockets. */
-export class ChatRoom {
-  constructor(
-    readonly state: DurableObjectState,
-    readonly env: Env,
-  ) {}
-
-  fetch(request: Request): Response | Promise<Response> {
-    return app.fetch(request, this.env)
-  }
+export class ChatRoom extends HandshakeObject<Env> {
+  app = app
 }
 
-const ROOM_PATH = /^\/ws\/([^/]+)$/
+/** The Worker: each room's sockets go to its object, the rest (the page) is served here. */
+const worker = new Hono<{ Bindings: Env }>()
+worker.get('/ws/:room', (c) => toObject(c.env.ROOMS, c.req.param('room'), c.req.raw))
+worker.route('/', app)
 
-export default {
-  fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response> {
-    const room = ROOM_PATH.exec(new URL(request.url).pathname)?.[1]
-    if (room === undefined) return app.fetch(request, env, ctx)
-    const stub = env.ROOMS.get(env.ROOMS.idFromName(room))
-    // The same objects at run time; only the DOM's and workers-types' declarations differ.
-    return stub.fetch(request as never) as unknown as Promise<Response>
-  },
-}
+export default worker

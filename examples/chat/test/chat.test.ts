@@ -1,8 +1,9 @@
 import { CloseError, topics } from '@handshake/core'
-import { connect, type TestPeer } from '@handshake/core/testing'
+import { connect, hibernatable, type TestPeer } from '@handshake/core/testing'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   app,
+  ChatController,
   MAX_BUFFERED_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_NAME_LENGTH,
@@ -220,5 +221,30 @@ describe('input validation', () => {
     const res = await app.request('/')
     expect(res.headers.get('content-type')).toMatch(/^text\/html/)
     expect(await res.text()).toContain('<title>Handshake chat</title>')
+  })
+})
+
+describe('a room that hibernates (a Durable Object on Workers)', () => {
+  it('keeps its members, their names and the room through an eviction before every event', async () => {
+    const room = hibernatable(() => new ChatController(), {
+      route: '/ws/:room',
+      evictEveryEvent: true,
+    })
+    const alice = await room.connect({ path: '/ws/lobby?name=alice' })
+    peers.push(alice)
+    expect(await next(alice)).toEqual({ type: 'join', name: 'alice' })
+    const bob = await room.connect({ path: '/ws/lobby?name=bob' })
+    peers.push(bob)
+    expect(await next(alice)).toEqual({ type: 'join', name: 'bob' })
+    expect(await next(bob)).toEqual({ type: 'join', name: 'bob' })
+
+    bob.send(JSON.stringify({ text: 'still there?' }))
+    const said = { type: 'message', name: 'bob', text: 'still there?' }
+    expect(await next(alice)).toEqual(said)
+    expect(await next(bob)).toEqual(said)
+    bob.close(1000)
+    expect(await next(alice)).toEqual({ type: 'leave', name: 'bob' })
+    // One eviction before the message, one before the close.
+    expect(room.evictions).toBe(2)
   })
 })
