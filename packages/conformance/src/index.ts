@@ -46,6 +46,12 @@ export {
   SMALL_MAX_MESSAGE_SIZE,
 } from './app.js'
 export { createEventApp, EVENTS_PREFIX } from './app-events.js'
+export {
+  BACKPLANE_CLIENTS,
+  type BackplaneClient,
+  type BackplaneTarget,
+  backplaneSuite,
+} from './backplane.js'
 export { encodeFrame, type Frame, FrameDecoder, type FrameSpec, Opcode } from './frames.js'
 export { type HttpAnswer, handshakeHeaders, type RawRequest, rawRequest } from './http.js'
 export {
@@ -64,6 +70,7 @@ export {
   type ReceivedClose,
 } from './peers.js'
 export { RawPeer, type RawPeerOptions } from './raw-peer.js'
+export { type ServerProcess, startServerProcess } from './server-process.js'
 export {
   type Harness,
   type MemoryHarness,

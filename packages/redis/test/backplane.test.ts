@@ -3,6 +3,8 @@
  */
 import { Topics } from '@handshake/core'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+// The suite's redis-server, imported from its source: @handshake/conformance depends on this package.
+import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'
 import { redisBackplane } from '../src/index.js'
 import {
   appClient,
@@ -13,7 +15,6 @@ import {
   startInstance,
   until,
 } from './fixtures.js'
-import { type RedisServer, startRedis } from './redis-server.js'
 
 let redis: RedisServer
 beforeAll(async () => {

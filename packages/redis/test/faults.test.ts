@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+// The suite's redis-server, imported from its source: @handshake/conformance depends on this package.
+import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'
 import {
   CLIENT_KINDS,
   type Instance,
@@ -20,7 +22,6 @@ import {
   startInstance,
   until,
 } from './fixtures.js'
-import { type RedisServer, startRedis } from './redis-server.js'
 
 /**
  * The bound this package states: once Redis accepts connections again, the subscriptions are
