@@ -7,31 +7,135 @@ import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 
+/** The value of a header in Node's raw list (names in any case), or undefined. */
+function rawHeader(raw: string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = raw[i] as string
+    if (key.length === name.length && key.toLowerCase() === name) return raw[i + 1]
+  }
+  return undefined
+}
+
 /**
  * The web `Request` of an upgrade request. It has no body: Node hands the bytes after the
- * headers to the upgrade (they belong to the WebSocket), and a handshake is a GET anyway.
- * @param signal - aborts when the client goes away, so the app can stop its work
+ * headers to the upgrade (they belong to the WebSocket), and a handshake is a GET anyway. Its
+ * `signal` aborts when the client goes away, so the app can stop its work.
+ *
+ * It is made lazily (see {@link UpgradeRequest}): the handshake and Hono's router read only its
+ * `url`, `method` and `headers`, and a full `Request`, with its body state, its parsed URL and
+ * two `AbortSignal`s, costs every connection about 2 KB and the upgrade several microseconds.
  * @throws TypeError when the request line or the Host header does not make a valid URL
  */
-export function toRequest(incoming: IncomingMessage, signal?: AbortSignal): Request {
+export function toRequest(incoming: IncomingMessage): Request {
   const target = incoming.url ?? '/'
-  let url: URL
+  let url: string
   if (/^https?:\/\//i.test(target)) {
-    url = new URL(target)
+    url = new URL(target).href
   } else {
-    const host = incoming.headers.host ?? 'localhost'
+    // From the raw list: `incoming.headers` would make (and keep) Node's header object.
+    const host = rawHeader(incoming.rawHeaders, 'host') ?? 'localhost'
     // Concatenate rather than resolve against a base, so that `//evil/x` stays a path; a Host
     // or a target that would move the URL elsewhere is refused.
     if (!target.startsWith('/') || /[\s/?#@\\]/.test(host)) {
       throw new TypeError(`Invalid request target or Host header: ${target} (Host: ${host})`)
     }
     const scheme = (incoming.socket as TLSSocket).encrypted ? 'https' : 'http'
-    url = new URL(`${scheme}://${host}${target}`)
+    url = new URL(`${scheme}://${host}${target}`).href
   }
-  const headers = new Headers()
-  const raw = incoming.rawHeaders
-  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i] as string, raw[i + 1] as string)
-  return new Request(url, { method: incoming.method ?? 'GET', headers, signal })
+  return UpgradeRequest.of(incoming, url)
+}
+
+/**
+ * A `Request` (`instanceof Request` holds) whose `url`, `method` and `headers` are read from the
+ * `IncomingMessage`, and whose other members are those of a real `Request`, made the first time
+ * one of them is used, with a signal that aborts when the client's socket closes.
+ */
+class UpgradeRequest {
+  readonly #incoming: IncomingMessage
+  readonly #url: string
+  #headers: Headers | undefined
+  #request: Request | undefined
+
+  private constructor(incoming: IncomingMessage, url: string) {
+    this.#incoming = incoming
+    this.#url = url
+  }
+
+  static of(incoming: IncomingMessage, url: string): Request {
+    // The global Request may be replaced after this module loads (@hono/node-server installs
+    // its own subclass): follow it, so that `instanceof Request` holds for the one in use.
+    const proto = globalThis.Request.prototype
+    if (Object.getPrototypeOf(UpgradeRequest.prototype) !== proto) delegateTo(proto)
+    return new UpgradeRequest(incoming, url) as unknown as Request
+  }
+
+  /** The real Request, made on first use. */
+  static real(request: UpgradeRequest): Request {
+    if (!request.#request) {
+      const controller = new AbortController()
+      const socket = request.#incoming.socket
+      const abort = () => controller.abort(new Error('The client closed the connection'))
+      if (socket.destroyed) abort()
+      else socket.once('close', abort)
+      request.#request = new Request(request.#url, {
+        method: request.method,
+        headers: request.headers,
+        signal: controller.signal,
+      })
+    }
+    return request.#request
+  }
+
+  get url(): string {
+    return this.#url
+  }
+
+  get method(): string {
+    return this.#incoming.method ?? 'GET'
+  }
+
+  get headers(): Headers {
+    if (!this.#headers) {
+      const headers = new Headers()
+      const raw = this.#incoming.rawHeaders
+      for (let i = 0; i + 1 < raw.length; i += 2) {
+        headers.append(raw[i] as string, raw[i + 1] as string)
+      }
+      this.#headers = headers
+    }
+    return this.#headers
+  }
+}
+
+const OWN = new Set<PropertyKey>(['constructor', 'url', 'method', 'headers'])
+
+/** Chains the prototype to `proto`, and forwards its other members to the real Request. */
+function delegateTo(proto: object): void {
+  Object.setPrototypeOf(UpgradeRequest.prototype, proto)
+  for (let p: object | null = proto; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    for (const key of Reflect.ownKeys(p)) {
+      if (OWN.has(key) || Object.hasOwn(UpgradeRequest.prototype, key)) continue
+      const descriptor = Object.getOwnPropertyDescriptor(p, key) as PropertyDescriptor
+      if (descriptor.get) {
+        Object.defineProperty(UpgradeRequest.prototype, key, {
+          configurable: true,
+          get(this: UpgradeRequest) {
+            return Reflect.get(UpgradeRequest.real(this), key)
+          },
+        })
+      } else if (typeof descriptor.value === 'function') {
+        Object.defineProperty(UpgradeRequest.prototype, key, {
+          configurable: true,
+          writable: true,
+          value(this: UpgradeRequest, ...args: unknown[]) {
+            const real = UpgradeRequest.real(this)
+            const method = Reflect.get(real, key) as (...args: unknown[]) => unknown
+            return method.apply(real, args)
+          },
+        })
+      }
+    }
+  }
 }
 
 // Framing is ours: a length or chunks, then the connection closes.

@@ -243,12 +243,10 @@ class Attachment implements WebSockets {
 
   async #answer(incoming: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const method = incoming.method ?? 'GET'
-    // The app's work for this request is aborted when the client goes away.
-    const abort = new AbortController()
-    socket.once('close', () => abort.abort(new Error('The client closed the connection')))
     let request: Request
     try {
-      request = toRequest(incoming, abort.signal)
+      // Its signal aborts the app's work when the client goes away.
+      request = toRequest(incoming)
     } catch {
       return writeResponse(socket, new Response(null, { status: 400 }), method)
     }
@@ -270,6 +268,8 @@ class Attachment implements WebSockets {
     const accepted = pending.accepted
     if (accepted && answer.status === 200) {
       this.#complete(incoming, socket, head, accepted, answer)
+      // `c.env` lives as long as the connection: it need not keep the core's request object.
+      pending.accepted = undefined
       return
     }
     // A path the app does not route may belong to another `upgrade` listener.

@@ -39,24 +39,45 @@ function ownBytes(data: Buffer): Uint8Array {
   return new Uint8Array(data)
 }
 
+// The connection's socket, on the `ws` WebSocket and on the network socket under it: the
+// listeners below are shared by every connection and find their socket there, where a closure
+// per listener would cost every idle connection about 600 bytes.
+const SOCKET = Symbol('handshake.node.socket')
+
+interface Tagged {
+  [SOCKET]?: WsSocket
+}
+
+/** The socket a shared listener was called for (its `this` is the emitter). */
+function socketOf(emitter: unknown): WsSocket | undefined {
+  return (emitter as Tagged)[SOCKET]
+}
+
+// The sockets corked in this turn of the event loop, uncorked together by one setImmediate.
+let corked: WsSocket[] = []
+
+function uncorkAll(): void {
+  const sockets = corked
+  corked = []
+  for (const socket of sockets) socket.uncork()
+}
+
 /** The core's socket over a `ws` WebSocket; a class, so idle connections share its methods. */
 class WsSocket implements RuntimeSocket {
-  readonly emitsDrain = true
   events: SocketEvents | undefined
   #corked = false
-  readonly #uncork = () => {
-    this.#corked = false
-    this.raw.uncork()
-  }
-  // With permessage-deflate, ws queues messages while it compresses them, so the network
-  // socket's drain can come before that queue empties: each send's callback reports it too.
-  readonly #onSent = () => this.events?.drain()
+  #onSent: (() => void) | undefined
+  #pongs = false
 
   constructor(
     readonly ws: WebSocket,
     readonly raw: Duplex,
     readonly compressed: boolean,
   ) {}
+
+  get emitsDrain(): boolean {
+    return true
+  }
 
   get bufferedAmount(): number {
     return this.ws.bufferedAmount
@@ -67,7 +88,10 @@ class WsSocket implements RuntimeSocket {
     // copy, so that a caller reusing its buffer cannot change a message in flight.
     const payload = typeof data === 'string' ? data : Buffer.from(data)
     if (this.compressed) {
-      // Compression queues inside ws, out of the network socket's sight.
+      // With permessage-deflate, ws queues messages while it compresses them, out of the
+      // network socket's sight, so its drain can come before that queue empties: each send's
+      // callback reports it too.
+      this.#onSent ??= () => this.events?.drain()
       this.ws.send(payload, this.#onSent)
       return undefined
     }
@@ -76,11 +100,17 @@ class WsSocket implements RuntimeSocket {
     if (!this.#corked) {
       this.#corked = true
       this.raw.cork()
-      setImmediate(this.#uncork)
+      if (corked.push(this) === 1) setImmediate(uncorkAll)
     }
     this.ws.send(payload)
     // Under the socket's own high-water mark there is no back-pressure to look at.
     return this.raw.writableNeedDrain
+  }
+
+  /** @internal Ends this turn's cork. */
+  uncork(): void {
+    this.#corked = false
+    this.raw.uncork()
   }
 
   close(code: number, reason: string): void {
@@ -100,8 +130,38 @@ class WsSocket implements RuntimeSocket {
   }
 
   ping(): void {
+    // Pongs only matter once a ping was sent: most connections never listen for them.
+    if (!this.#pongs) {
+      this.#pongs = true
+      this.ws.on('pong', onPong)
+    }
     this.ws.ping()
   }
+}
+
+function onMessage(this: unknown, data: Buffer, isBinary: boolean): void {
+  socketOf(this)?.events?.message(isBinary ? ownBytes(data) : data.toString('utf8'))
+}
+
+function onPong(this: unknown): void {
+  socketOf(this)?.events?.pong()
+}
+
+function onError(this: unknown, error: Error): void {
+  socketOf(this)?.events?.error(error, closeCodeOf(error))
+}
+
+function onDrain(this: unknown): void {
+  socketOf(this)?.events?.drain()
+}
+
+function onClose(this: unknown, code: number, reason: Buffer): void {
+  const socket = socketOf(this)
+  if (!socket) return
+  socket.raw.off('drain', onDrain)
+  // ws reports 1006 exactly when no close frame came from the peer (a peer cannot send 1006:
+  // ws fails such a frame with 1002), so the code says whether one was received.
+  socket.events?.closed(code, reason.toString('utf8'), code !== 1006)
 }
 
 /**
@@ -112,22 +172,13 @@ class WsSocket implements RuntimeSocket {
  */
 export function openConnection(ws: WebSocket, raw: Duplex, request: UpgradeRequest): void {
   const socket = new WsSocket(ws, raw, ws.extensions.includes('permessage-deflate'))
-  const core = request.open(socket)
-  socket.events = core
-
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    core.message(isBinary ? ownBytes(data) : data.toString('utf8'))
-  })
-  ws.on('pong', () => core.pong())
+  socket.events = request.open(socket)
+  ;(ws as Tagged)[SOCKET] = socket
+  ;(raw as Tagged)[SOCKET] = socket
+  ws.on('message', onMessage)
   // Without this listener, the first bad frame would throw from an EventEmitter and crash the
   // process; ws sends the close frame for the fault itself.
-  ws.on('error', (error: Error) => core.error(error, closeCodeOf(error)))
-  const onDrain = () => core.drain()
+  ws.on('error', onError)
   raw.on('drain', onDrain)
-  ws.on('close', (code: number, reason: Buffer) => {
-    raw.off('drain', onDrain)
-    // ws reports 1006 exactly when no close frame came from the peer (a peer cannot send 1006:
-    // ws fails such a frame with 1002), so the code says whether one was received.
-    core.closed(code, reason.toString('utf8'), code !== 1006)
-  })
+  ws.on('close', onClose)
 }

@@ -6,7 +6,7 @@ import { runInNewContext } from 'node:vm'
 import { encodeFrame, handshakeHeaders, Opcode, RawPeer, rawRequest } from '@handshake/conformance'
 import { type CloseError, type Conn, type Controller, upgrade } from '@handshake/core'
 import { getRequestListener } from '@hono/node-server'
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
 import { WebSocket as UndiciWebSocket } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -24,6 +24,7 @@ const seen = {
   flood: { conn: undefined as Conn | undefined, sent: 0, received: 0, read: () => {} },
   lingerEnd: undefined as Promise<{ error: CloseError; elapsed: number }> | undefined,
   shutdownEnds: [] as Promise<string>[],
+  requestAborted: undefined as Promise<string> | undefined,
 }
 
 class Echo implements Controller {
@@ -116,6 +117,34 @@ class Recorder implements Controller {
   }
 }
 
+/** Reports what `c.req` shows during `serve`, then waits for its signal to abort. */
+class RequestView implements Controller {
+  async serve(conn: Conn, c: Context) {
+    const raw = c.req.raw
+    const clone = raw.clone()
+    await conn.send(
+      JSON.stringify({
+        isRequest: raw instanceof Request,
+        tag: Object.prototype.toString.call(raw),
+        url: raw.url,
+        method: raw.method,
+        header: c.req.header('x-view'),
+        headers: [...raw.headers.keys()].includes('x-view'),
+        cloneUrl: clone.url,
+        cloneHeader: clone.headers.get('x-view'),
+        bodyUsed: raw.bodyUsed,
+        body: await raw.text(),
+        aborted: raw.signal.aborted,
+      }),
+    )
+    seen.requestAborted = new Promise((resolve) => {
+      raw.signal.addEventListener('abort', () => resolve(String(raw.signal.reason)))
+    })
+    for await (const _ of conn) {
+    }
+  }
+}
+
 /** Faults are expected here: keep them out of the test output, but keep them. */
 const logged: unknown[][] = []
 const quiet = { logger: { error: (...args: unknown[]) => logged.push(args) } }
@@ -140,6 +169,7 @@ function makeApp(): Hono {
   app.get('/linger', upgrade(new Linger(), { ...quiet, closeHandshakeTimeout: 300 }))
   app.get('/shutdown', upgrade(new Recorder(), { ...quiet, closeHandshakeTimeout: 500 }))
   app.get('/plain', (c) => c.json({ route: 'plain' }, 418))
+  app.get('/request', upgrade(new RequestView(), quiet))
   app.get(
     '/gated',
     async (_c, next) => {
@@ -275,6 +305,26 @@ describe('@handshake/node', () => {
       const closed = closeOf(client)
       client.close(1000, 'done')
       expect(await closed).toEqual({ code: 1000, reason: 'done' })
+    })
+
+    it('gives serve a whole Request, whose signal aborts when the client leaves', async () => {
+      const client = new WebSocket(`${url}/request?q=1`, { headers: { 'X-View': 'seen' } })
+      const view = JSON.parse((await nextMessage(client)).data.toString())
+      expect(view).toEqual({
+        isRequest: true,
+        tag: '[object Request]',
+        url: `http://127.0.0.1:${port}/request?q=1`,
+        method: 'GET',
+        header: 'seen',
+        headers: true,
+        cloneUrl: `http://127.0.0.1:${port}/request?q=1`,
+        cloneHeader: 'seen',
+        bodyUsed: false,
+        body: '',
+        aborted: false,
+      })
+      client.close(1000)
+      expect(await seen.requestAborted).toContain('The client closed the connection')
     })
 
     it("echoes with undici's WebSocket", async () => {
