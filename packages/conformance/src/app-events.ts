@@ -314,6 +314,12 @@ const inspect: EventScenario = (report) => ({
       path: c.req.path.slice(EVENTS_PREFIX.length),
       probeHeader: c.req.header('x-probe') ?? null,
       query: c.req.query(),
+      raw: {
+        isRequest: c.req.raw instanceof Request,
+        method: c.req.raw.method,
+        path: new URL(c.req.raw.url).pathname.slice(EVENTS_PREFIX.length),
+        cloneProbe: c.req.raw.clone().headers.get('x-probe'),
+      },
     }
     return conn.send(JSON.stringify(report.saw))
   },

@@ -108,6 +108,8 @@ export interface ServerReport {
     path: string
     probeHeader: string | null
     query: Record<string, string>
+    /** What `c.req.raw` shows: still a whole Request, after the upgrade. */
+    raw: { isRequest: boolean; method: string; path: string; cloneProbe: string | null }
   }
 }
 
@@ -478,6 +480,13 @@ const inspect: Scenario = (report) => ({
       path: c.req.path,
       probeHeader: c.req.header('x-probe') ?? null,
       query: c.req.query(),
+      // The raw request stays a whole Request, whatever the adapter keeps of it after the upgrade.
+      raw: {
+        isRequest: c.req.raw instanceof Request,
+        method: c.req.raw.method,
+        path: new URL(c.req.raw.url).pathname,
+        cloneProbe: c.req.raw.clone().headers.get('x-probe'),
+      },
     }
     await conn.send(JSON.stringify(report.saw))
     await echo(report).serve(conn, c)

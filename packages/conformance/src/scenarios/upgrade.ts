@@ -193,6 +193,7 @@ export function upgradeScenarios(harness: HarnessRef): void {
         path: '/inspect',
         probeHeader: 'probe-value',
         query: { id, extra: '1' },
+        raw: { isRequest: true, method: 'GET', path: '/inspect', cloneProbe: 'probe-value' },
       })
       await expectEcho(peer)
     })
