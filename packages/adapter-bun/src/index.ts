@@ -100,15 +100,95 @@ export interface HandshakeSocketData {
   readonly [LINK]: Link
 }
 
-/** One connection's state, shared by the upgrade and the handlers. */
-interface Link {
-  readonly request: UpgradeRequest
+/**
+ * One connection: its state, shared by the upgrade and the handlers, and the core's socket over
+ * Bun's, with its part in the server's topic tree. One object per connection, carried as the
+ * socket's `data` itself, where a plain socket object with a closure per method, a link and a
+ * wrapper for `data` cost every idle connection about 500 bytes.
+ */
+class Link implements RuntimeSocket {
+  /** The core's upgrade request, until the socket opens. */
+  request: UpgradeRequest | undefined
   /** The server's topic tree (see "topics" below). */
   readonly tree: TopicTree
+  /** Bun's socket, once open. */
+  ws: BunSocket | undefined
   events: SocketEvents | undefined
   /** Our close frame went out: Bun reports the end at once, with no answer from the peer. */
-  closeSent: boolean
-  closed: boolean
+  closeSent = false
+  closed = false
+
+  constructor(request: UpgradeRequest, tree: TopicTree) {
+    this.request = request
+    this.tree = tree
+  }
+
+  /** `ws.data` is the link itself: it is its own {@link HandshakeSocketData}. */
+  get [LINK](): Link {
+    return this
+  }
+
+  get emitsDrain(): boolean {
+    return true
+  }
+
+  send(data: string | Uint8Array): boolean | undefined {
+    const ws = this.ws as BunSocket
+    const status = typeof data === 'string' ? ws.sendText(data) : ws.sendBinary(data)
+    // > 0: sent; -1: queued under back-pressure, the core then reads the buffered amount.
+    if (status > 0) return false
+    if (status === -1) return true
+    // 0 means dropped, except for an empty message, which Bun sends and still reports as 0.
+    const size = typeof data === 'string' ? data.length : data.byteLength
+    if (size === 0 || this.closed || ws.readyState !== 1) return undefined
+    // The end is reported inside send(), so the core rejects this send with it.
+    this.events?.error(
+      new Error('Bun dropped a message: more than backpressureLimit bytes were queued'),
+    )
+    ws.terminate()
+    return undefined
+  }
+
+  // Bun writes the close frame and a FIN, and reports the end before returning: close()
+  // never waits for the peer's answer on Bun (see the runtime table).
+  close(code: number, reason: string): void {
+    this.closeSent = true
+    this.ws?.close(code, reason)
+  }
+
+  get bufferedAmount(): number {
+    return this.closed ? 0 : (this.ws?.getBufferedAmount() ?? 0)
+  }
+
+  terminate(): void {
+    this.ws?.terminate()
+  }
+
+  pause(): void {
+    this.ws?.pause()
+  }
+
+  resume(): void {
+    if (!this.closed) this.ws?.resume()
+  }
+
+  ping(): void {
+    this.ws?.ping()
+  }
+
+  // The socket's part in its server's tree: `ws.publish` reaches every subscriber but `ws`.
+
+  subscribe(topic: string): void {
+    this.ws?.subscribe(topic)
+  }
+
+  unsubscribe(topic: string): void {
+    this.ws?.unsubscribe(topic)
+  }
+
+  publish(topic: string, data: string | Uint8Array): void {
+    this.ws?.publish(topic, data)
+  }
 }
 
 type BunSocket = ServerWebSocket<HandshakeSocketData>
@@ -141,13 +221,7 @@ export const bunAdapter: Adapter = {
         `The Bun server is missing from the Hono env (c.env): Bun passes it as the second argument of fetch, so hand it on with \`app.fetch(request, server)\`. ${ENTRY_HINT}.`,
       )
     }
-    const link: Link = {
-      request,
-      tree: treeOf(server),
-      events: undefined,
-      closeSent: false,
-      closed: false,
-    }
+    const link = new Link(request, treeOf(server))
     const headers = new Headers(request.headers)
     if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
     const upgradeHeaders = new Headers(headers)
@@ -156,7 +230,7 @@ export const bunAdapter: Adapter = {
     if (request.protocol === undefined) upgradeHeaders.set('Sec-WebSocket-Protocol', '')
     let upgraded: boolean
     try {
-      upgraded = server.upgrade(c.req.raw, { data: { [LINK]: link }, headers: upgradeHeaders })
+      upgraded = server.upgrade(c.req.raw, { data: link, headers: upgradeHeaders })
     } catch (err) {
       if (String(err).includes('websocket')) {
         throw new Error(`Bun.serve was started without a \`websocket\` handler: ${ENTRY_HINT}.`, {
@@ -189,49 +263,6 @@ function linkOf(ws: BunSocket): Link | undefined {
   return data && typeof data === 'object' ? data[LINK] : undefined
 }
 
-function socketFor(ws: BunSocket, link: Link): RuntimeSocket {
-  return {
-    send(data) {
-      const status = typeof data === 'string' ? ws.sendText(data) : ws.sendBinary(data)
-      // > 0: sent; -1: queued under back-pressure, the core then reads the buffered amount.
-      if (status > 0) return false
-      if (status === -1) return true
-      // 0 means dropped, except for an empty message, which Bun sends and still reports as 0.
-      const size = typeof data === 'string' ? data.length : data.byteLength
-      if (size === 0 || link.closed || ws.readyState !== 1) return undefined
-      // The end is reported inside send(), so the core rejects this send with it.
-      link.events?.error(
-        new Error('Bun dropped a message: more than backpressureLimit bytes were queued'),
-      )
-      ws.terminate()
-      return undefined
-    },
-    // Bun writes the close frame and a FIN, and reports the end before returning: close()
-    // never waits for the peer's answer on Bun (see the runtime table).
-    close(code, reason) {
-      link.closeSent = true
-      ws.close(code, reason)
-    },
-    get bufferedAmount() {
-      return link.closed ? 0 : ws.getBufferedAmount()
-    },
-    emitsDrain: true,
-    terminate() {
-      ws.terminate()
-    },
-    pause() {
-      ws.pause()
-    },
-    resume() {
-      if (!link.closed) ws.resume()
-    },
-    ping() {
-      ws.ping()
-    },
-    ...nativeTopics(ws, link.tree),
-  }
-}
-
 // --- topics ---
 
 const trees = new WeakMap<Server<HandshakeSocketData>, TopicTree>()
@@ -253,16 +284,6 @@ function treeOf(server: Server<HandshakeSocketData>): TopicTree {
     trees.set(server, tree)
   }
   return tree
-}
-
-/** A socket's part in its server's tree: `ws.publish` reaches every subscriber but `ws`. */
-function nativeTopics(ws: BunSocket, tree: TopicTree): Partial<RuntimeSocket> {
-  return {
-    tree,
-    subscribe: (topic) => void ws.subscribe(topic),
-    unsubscribe: (topic) => void ws.unsubscribe(topic),
-    publish: (topic, data) => void ws.publish(topic, data),
-  }
 }
 
 /**
@@ -319,13 +340,17 @@ export function createWebSocketHandler(
       if (!link) return
       // Bun's default Buffer may be a view of a pooled buffer; a Uint8Array is the message.
       ws.binaryType = 'uint8array'
-      if (!warned && link.request.maxMessageSize > maxPayloadLength) {
+      const request = link.request
+      if (!request) return
+      if (!warned && request.maxMessageSize > maxPayloadLength) {
         warned = true
         console.warn(
-          `[@handshake/bun] A route allows messages of ${link.request.maxMessageSize} bytes, but Bun refuses any over ${maxPayloadLength} (maxPayloadLength): pass the largest maxMessageSize to createWebSocketHandler({ maxMessageSize }) or serve(app, { websocket: { maxMessageSize } }).`,
+          `[@handshake/bun] A route allows messages of ${request.maxMessageSize} bytes, but Bun refuses any over ${maxPayloadLength} (maxPayloadLength): pass the largest maxMessageSize to createWebSocketHandler({ maxMessageSize }) or serve(app, { websocket: { maxMessageSize } }).`,
         )
       }
-      link.events = link.request.open(socketFor(ws, link))
+      link.ws = ws
+      link.request = undefined
+      link.events = request.open(link)
     },
     message(ws, message) {
       const events = linkOf(ws)?.events
