@@ -237,7 +237,7 @@ async function streamBody(
   head: Buffer,
   ready: Uint8Array[],
   reader: ReadableStreamDefaultReader<Uint8Array>,
-  first: Promise<ReadableStreamReadResult<Uint8Array>> | undefined,
+  first: ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']> | undefined,
 ): Promise<void> {
   const cancel = () => void reader.cancel().catch(ignore)
   socket.once('close', cancel)
