@@ -781,7 +781,10 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
       dispatch.fail(this, err)
       return
     }
-    if (result !== undefined && typeof (result as PromiseLike<unknown>)?.then === 'function') {
+    // `return conn.send(data)` with no back-pressure returns the already-settled `resolved`:
+    // nothing to wait for, so the next message runs without a promise and a turn per message.
+    if (result === undefined || result === resolved) return
+    if (typeof (result as PromiseLike<unknown>)?.then === 'function') {
       this.#busy = true
       ;(result as PromiseLike<unknown>).then(
         () => this.#afterHandler(),

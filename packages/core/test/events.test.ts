@@ -444,6 +444,31 @@ describe('event controllers: bounds', () => {
     expect(await peer.read()).toEqual(text('count:50'))
   })
 
+  it('paces message() by the returned send: a peer that does not read pauses the sender', async () => {
+    let handled = 0
+    const peer = await connect(
+      {
+        message(conn, msg) {
+          handled++
+          return conn.send(msg.data)
+        },
+      },
+      '/',
+      { upgrade: { sendHighWaterMark: 2048, maxInboundBuffer: 4096 + 64, maxMessageSize: 4096 } },
+    )
+    peer.stopReading()
+    for (let i = 0; i < 40; i++) {
+      peer.send(new Uint8Array(1024))
+      await sleep(0)
+    }
+    // The echoes pile up unread: send() stops resolving, message() waits, and the inbound
+    // bound pauses the peer instead of running every handler.
+    expect(handled).toBeLessThan(10)
+    expect(peer.pendingBytes).toBeGreaterThan(0)
+    peer.startReading()
+    await vi.waitFor(() => expect(handled).toBe(40))
+  })
+
   it('closes with 1008 past the bound where the socket cannot pause (a Durable Object)', async () => {
     const gate = deferred()
     const closes: CloseError[] = []
