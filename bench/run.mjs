@@ -90,7 +90,7 @@ function serverOptions(rt, kind) {
 /** Why a server cannot run, or undefined. */
 function unavailable(rt, kind) {
   if (rt.missing) return rt.missing
-  if (kind === 'handshake') return adapterMissing(rt)
+  if (kind === 'handshake' || kind === 'events') return adapterMissing(rt)
   return undefined
 }
 

@@ -5,12 +5,19 @@
 import { KINDS } from './runtimes.mjs'
 import { WORKLOADS } from './stats.mjs'
 
-const COLORS = { raw: '#9e9e9e', hono: '#ff7f0e', crossws: '#1f77b4', handshake: '#2ca02c' }
+const COLORS = {
+  raw: '#9e9e9e',
+  hono: '#ff7f0e',
+  crossws: '#1f77b4',
+  handshake: '#2ca02c',
+  events: '#98df8a',
+}
 const LABELS = {
   raw: 'raw runtime server',
   hono: "Hono's helper",
   crossws: 'crossws',
   handshake: 'Handshake',
+  events: 'Handshake, event controller',
 }
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;')

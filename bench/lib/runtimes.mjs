@@ -16,11 +16,19 @@ function packageBinary(adapter, relative) {
   return existsSync(path) ? path : undefined
 }
 
-/** The server kinds, in the order of every table. */
-export const KINDS = ['raw', 'hono', 'crossws', 'handshake']
+/**
+ * The server kinds, in the order of every table. `events` is Handshake with an event controller
+ * (`servers/echo-events-app.mjs`); `handshake` is its `serve` loop.
+ */
+export const KINDS = ['raw', 'hono', 'crossws', 'handshake', 'events']
 
 /** What each kind is called in the tables. */
-export const KIND_NAMES = { hono: 'Hono', crossws: 'crossws', handshake: 'Handshake' }
+export const KIND_NAMES = {
+  hono: 'Hono',
+  crossws: 'crossws',
+  handshake: 'Handshake',
+  events: 'Handshake (events)',
+}
 
 /**
  * The runtimes. `command(entry)` gives the command line of one server entry; `missing` says why

@@ -1,0 +1,8 @@
+// Handshake on Node with an event controller: `serve` from @handshake/node.
+import { serve } from '@handshake/node'
+import { echoEventsApp } from '../echo-events-app.mjs'
+import { announce, stats } from './_util.mjs'
+
+serve({ fetch: echoEventsApp(stats).fetch, port: 0, hostname: '127.0.0.1' }, (info) =>
+  announce(info.port),
+)
