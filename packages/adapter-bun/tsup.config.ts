@@ -6,6 +6,6 @@ export default defineConfig({
   dts: true,
   // Maps into src/, which ships with dist/: stack traces name our files and lines.
   sourcemap: true,
-  clean: false,
+  clean: true,
   target: 'es2022',
 })
