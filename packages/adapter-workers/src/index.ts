@@ -77,6 +77,15 @@ function keepAlive(c: Context, ended: Promise<void>): void {
 }
 
 /**
+ * @internal The close code of a fault workerd reported, read from its message; workerd has
+ * then sent its own close frame.
+ */
+export function faultCode(error: Error): number | undefined {
+  const code = PROTOCOL_ERROR_CODE.exec(error.message)?.[1]
+  return code === undefined ? undefined : Number(code)
+}
+
+/**
  * @internal Answers a peer's close frame with the same code; close(1005) throws, so 1005 gets
  * no code.
  */
@@ -159,8 +168,7 @@ function upgrade(c: Context, request: UpgradeRequest): Response {
       event.error instanceof Error ? event.error : new Error(event.message || 'WebSocket error')
     // workerd fires "error", and no close event, when the connection is lost or the peer broke
     // the protocol; it has then sent its own close frame, and names the code only in the message.
-    const code = PROTOCOL_ERROR_CODE.exec(error.message)?.[1]
-    events.error(error, code === undefined ? undefined : Number(code))
+    events.error(error, faultCode(error))
     drop(ABNORMAL_CLOSURE, error.message)
   })
 

@@ -32,7 +32,7 @@ import {
   upgraderOf,
 } from '@handshake/core'
 import type { Context, Hono } from 'hono'
-import { answerClose, webSocketPair, workersAdapter } from './index.js'
+import { answerClose, faultCode, webSocketPair, workersAdapter } from './index.js'
 
 // --- types ---
 
@@ -154,7 +154,7 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     const socket = ws as unknown as HibernatableWebSocket
     const events = this.#events(socket)
     const err = error instanceof Error ? error : new Error(String(error))
-    events?.error(err)
+    events?.error(err, faultCode(err))
     events?.closed(ABNORMAL_CLOSURE, err.message, false)
     this.#sockets.delete(socket)
   }

@@ -35,10 +35,12 @@ export interface RoomStats {
 /** A room's chat, as an event controller: everything it remembers is in conn.data and topics. */
 function chat(storage: DurableObjectState['storage']): EventControllerWithHooks<Member> {
   return {
-    open(conn, c) {
+    async open(conn, c) {
       const room = c.req.param('room') ?? 'lobby'
       conn.data = { room, name: c.req.query('name') ?? 'anonymous', count: 0 }
-      return conn.subscribe(room)
+      await conn.subscribe(room)
+      // A close that open() starts, outside any WebSocket event of the object.
+      if (conn.data.name === 'refused') await conn.close(4003, 'refused in open')
     },
     async message(conn, msg) {
       const text = String(msg.data)

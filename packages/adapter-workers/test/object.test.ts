@@ -123,6 +123,22 @@ describe('HandshakeObject with an event controller', () => {
     await subscribers('r6', 1)
   })
 
+  it('completes a close that open() starts; workerd leaves the TCP connection to the peer', async () => {
+    const bob = await join('r8', 'bob')
+    await subscribers('r8', 1)
+    const refused = await join('r8', 'refused')
+    expect(await refused.closeFrame).toMatchObject({ code: 4003, reason: 'refused in open' })
+    // The peer answered: the object saw the end, and ran close.
+    expect(await text(bob)).toBe('refused left (4003)')
+    expect(refused.closeFramesReceived).toBe(1)
+    // The documented difference: a close started outside a WebSocket event of the object (in
+    // open, which runs in the upgrade request) completes, but the pinned workerd does not end
+    // the TCP connection afterwards, as it does for a close started in message(); the peer
+    // ends it (browsers and ws do after their close timeout).
+    const ended = await Promise.race([refused.ended, sleep(1000).then(() => undefined)])
+    expect(ended).toBeUndefined()
+  })
+
   it('closes with 1011 when message() throws, and onError cannot read the headers', async () => {
     const alice = await join('r7', 'alice')
     alice.send('fail')
