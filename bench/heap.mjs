@@ -108,9 +108,30 @@ function jscCounts(path) {
   }
 }
 
+/**
+ * The owners the new objects are split among: the nearest of these above an object in the
+ * dominator tree gets its bytes. The runtimes' own connection objects come first, then what
+ * each library adds.
+ */
+const OWNERS = [
+  ['Hono Context (c, with HonoRequest and c.env)', /^Context$/],
+  [
+    'the request (view, copy, Headers)',
+    /^_?(UpgradeRequest|DetachedRequest|Request\$1|Request|Headers|_Headers)$|^native Request$/,
+  ],
+  ["Node's IncomingMessage", /^IncomingMessage$/],
+  ['core: Conn and its events', /^_Conn$|^#Events$/],
+  ["core: the upgrader's #serve frame", /^async frame of #serve /],
+  ["app: serve's own frame", /^async frame of serve /],
+  ['adapter socket', /^(WsSocket|Link|DenoSocket)$/],
+  ["runtime's WebSocket", /^(WebSocket|native ServerWebSocket|Receiver|Sender)$/],
+  ["runtime's TCP socket", /^(Socket|TCP|synthetic Node \/ TCPSocketWrap)$/],
+  ['crossws peer', /Peer$/],
+]
+
 function compare(beforePath, afterPath, opened) {
   const before = summarizeSnapshot(beforePath)
-  const after = summarizeSnapshot(afterPath, before.ids)
+  const after = summarizeSnapshot(afterPath, before.ids, OWNERS)
   const result = { opened, ...diffSummaries(before, after, opened) }
   const a = jscCounts(beforePath)
   const b = jscCounts(afterPath)
@@ -209,6 +230,30 @@ function render(rt, results) {
       `| \`${row.key.replaceAll('|', '\\|')}\` | ${others.map((k) => cell(row.others[k])).join(' | ')} | ${cell(row.hs)} | ${others.map((k) => signed(over(row, k))).join(' | ')} | ${(row.hs?.retainers ?? []).map((r) => `\`${r.replaceAll('|', '\\|')}\``).join('<br>')} |`,
     )
   }
+  // Every new byte, once, by owner.
+  const ownerNames = [...OWNERS.map(([name]) => name), 'other']
+  lines.push(
+    '',
+    '### Who owns the new bytes, per connection',
+    '',
+    'Each new object counted once, under the nearest of these owners above it in the dominator tree (what would be freed with it). "other" is what no listed owner dominates: closures, promises and contexts shared between two owners, the runtime\'s internals.',
+    '',
+    `| owner | ${kinds.filter((k) => results[k]).join(' | ')} |`,
+    `| --- | ${kinds
+      .filter((k) => results[k])
+      .map(() => '---')
+      .join(' | ')} |`,
+    ...ownerNames
+      .filter((name) => kinds.some((k) => (results[k]?.owned?.[name] ?? 0) >= 8))
+      .map(
+        (name) =>
+          `| ${name} | ${kinds
+            .filter((k) => results[k])
+            .map((k) => fmt(results[k].owned?.[name] ?? 0))
+            .join(' | ')} |`,
+      ),
+  )
+
   // What the new objects of each kind keep alive on their own, largest first.
   const byRetained = rows
     .filter((row) => (row.hs?.retained ?? 0) >= 16 && (row.hs?.newCount ?? 0) >= 0.5)
@@ -277,6 +322,7 @@ async function main() {
               opened: r.opened,
               bytes: r.bytes,
               groups: Object.fromEntries(r.groups),
+              owned: r.owned,
               jscTypes: r.jscTypes,
             },
           ]),

@@ -178,7 +178,51 @@ export function retainedSizes(snap) {
     const v = post[k]
     if (idom[v] >= 0 && idom[v] !== v) retained[idom[v]] += retained[v]
   }
+  retained.idom = idom
   return retained
+}
+
+/**
+ * Splits the new objects' bytes among owners, without overlap: each new object goes to the
+ * nearest object above it in the dominator tree whose label an owner's pattern matches (what
+ * would be freed with it first), else to "other". `owners` is a list of [name, RegExp].
+ */
+function ownersOf(snap, labels, retained, isNew, owners) {
+  const idom = retained.idom
+  const out = {}
+  const memo = new Int32Array(snap.count).fill(-2)
+  const ownerAt = (i) => {
+    for (const [k, [, pattern]] of owners.entries()) if (pattern.test(labels[i])) return k
+    return -1
+  }
+  const resolve = (start) => {
+    const path = []
+    let v = start
+    let found = -1
+    while (v >= 0 && v !== 0) {
+      if (memo[v] !== -2) {
+        found = memo[v]
+        break
+      }
+      path.push(v)
+      const here = ownerAt(v)
+      if (here >= 0) {
+        found = here
+        break
+      }
+      if (idom[v] === v) break
+      v = idom[v]
+    }
+    for (const p of path) memo[p] = found
+    return found
+  }
+  for (let i = 0; i < snap.count; i++) {
+    if (!isNew[i]) continue
+    const k = resolve(i)
+    const name = k >= 0 ? owners[k][0] : 'other'
+    out[name] = (out[name] ?? 0) + snap.sizeOf(i)
+  }
+  return out
 }
 
 // Objects whose own name says little: they are labelled with who holds them as well. Bun's
@@ -288,7 +332,7 @@ export function labelNodes(snap) {
  * the same process), also which of the nodes are new, what the new ones retain (what would be
  * freed without them), and who holds them.
  */
-export function summarizeSnapshot(path, since) {
+export function summarizeSnapshot(path, since, owners) {
   const snap = loadSnapshot(path)
   const labels = labelNodes(snap)
   const groups = new Map()
@@ -329,7 +373,8 @@ export function summarizeSnapshot(path, since) {
       })
     }
   }
-  return { groups, total, ids, nodes: snap.count }
+  const owned = since && owners ? ownersOf(snap, labels, retained, isNew, owners) : undefined
+  return { groups, total, ids, nodes: snap.count, owned }
 }
 
 /** The per-connection difference of two summaries of one process, by group. */
@@ -350,5 +395,8 @@ export function diffSummaries(before, after, conns) {
     const newCount = (b.newCount ?? 0) / conns
     out.set(key, { count, bytes, retainers, retained, newCount })
   }
-  return { groups: out, bytes: (after.total - before.total) / conns }
+  const owned = after.owned
+    ? Object.fromEntries(Object.entries(after.owned).map(([k, v]) => [k, v / conns]))
+    : undefined
+  return { groups: out, bytes: (after.total - before.total) / conns, owned }
 }
