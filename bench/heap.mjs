@@ -123,6 +123,8 @@ const OWNERS = [
   ['core: Conn and its events', /^_Conn$|^#Events$/],
   ["core: the upgrader's #serve frame", /^async frame of #serve /],
   ["app: serve's own frame", /^async frame of serve /],
+  // Bun's snapshots name no function: its suspended frames cannot be told apart.
+  ['suspended async frames (Bun: #serve and serve together)', /^AsyncFunctionGenerator/],
   ['adapter socket', /^(WsSocket|Link|DenoSocket)$/],
   ["runtime's WebSocket", /^(WebSocket|native ServerWebSocket|Receiver|Sender)$/],
   ["runtime's TCP socket", /^(Socket|TCP|synthetic Node \/ TCPSocketWrap)$/],
