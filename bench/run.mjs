@@ -362,6 +362,17 @@ function write(info, results, profiles, fanout) {
 function reportOnly() {
   const path = join(benchDir, 'results', quick ? 'quick' : '', 'results.json')
   const { info, results, profiles, fanout } = JSON.parse(readFileSync(path, 'utf8'))
+  // Results from before a server kind existed: its rows say so instead of breaking the report.
+  const all = runtimes()
+  for (const rt of results) {
+    const runtime = all.find((r) => r.id === rt.id)
+    for (const kind of KINDS) {
+      rt.rows[kind] ??= {
+        name: runtime ? serverName(runtime, kind) : kind,
+        unavailable: 'not in the run these results come from',
+      }
+    }
+  }
   write(info, results, profiles ?? [], fanout)
 }
 

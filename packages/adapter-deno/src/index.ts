@@ -176,7 +176,9 @@ export class DenoAdapter implements Adapter {
     // (denoland/deno#19277 asked for it; the response's headers are mutable now). The core
     // refuses the handshake's own headers in upgradeHeaders.
     // forEach: an iterator costs a WebIDL iterator object per upgrade, even over no headers.
-    request.headers.forEach((value, name) => response.headers.append(name, value))
+    request.headers.forEach((value, name) => {
+      response.headers.append(name, value)
+    })
     if (request.protocol !== undefined) {
       response.headers.set('Sec-WebSocket-Protocol', request.protocol)
     }
