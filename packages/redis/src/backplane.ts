@@ -158,6 +158,8 @@ export class RedisBackplane implements Backplane {
     if (this.#closed) return settled
     this.#wanted.add(topic)
     return this.#converge(topic).catch((err) => {
+      // Closing the backplane ends the subscriptions in flight: no fault.
+      if (this.#closed) return
       // A refused SUBSCRIBE (an ACL, say) is restored like a lost connection.
       this.#fault(err)
       throw err

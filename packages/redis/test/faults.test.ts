@@ -247,18 +247,23 @@ describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
     const onB = await joinRoom(b, topic)
     const restored = b.nextRestore()
     const before = heapUsed()
-    // A flood of a second, which ends while B is busy: one outage.
-    const flooder = spawnFlooder(redis.port, `handshake:${topic}`, 1000, 1024)
+    // A flood of 1.5 s, which ends while B is busy: one outage.
+    const flooder = spawnFlooder(redis.port, `handshake:${topic}`, 1500, 8192)
     const flooded = once(flooder, 'exit')
+    let sent = ''
+    flooder.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      sent += chunk
+    })
     await until(() => onB.received.length > 100, 5000, 'the flood')
-    // B stops reading for 1.5 s, as a busy process would: the flood piles up in Redis.
-    const blockedUntil = Date.now() + 1500
+    // B stops reading for 2.5 s, as a busy process would: the flood piles up in Redis.
+    const blockedUntil = Date.now() + 2500
     while (Date.now() < blockedUntil) {
       // Busy on purpose.
     }
     await restored
     const [code] = await flooded
     expect(code).toBe(0)
+    console.log(`${kind}: flood of 8 KiB messages: ${sent.trim()}`)
     expect(redis.output()).toMatch(/closed .*output buffer limits/)
     expect(b.errors, String(b.errors)).toHaveLength(1)
     // B's memory is what the kernel and the client held for the socket, not the flood.
