@@ -1,0 +1,553 @@
+/**
+ * The first hour of a new user, as a test. Every published package is packed with `pnpm pack`
+ * and installed with npm, from the tarballs, into a fresh project made as the READMEs say
+ * (`npm init -y`, `"type": "module"`, `npx tsc --init`). Then:
+ *
+ * - every TypeScript snippet of the READMEs is written out as the file its first line names
+ *   (`// server.ts`), and type-checked with the `tsc --init` settings, strict, `skipLibCheck`
+ *   off, under both `nodenext` and `bundler` resolution; the Deno README's with `deno check`;
+ * - the README test files run in vitest, against the packed test kit;
+ * - the Node entry files run in tsx, the Bun ones in Bun and the Deno one in Deno: each echoes
+ *   over a real `ws` client, and its signal handling is asserted (SIGINT closes with 1001).
+ *
+ * Only the npm registry (or npm's cache) is needed, for hono, ws, typescript and the like.
+ * @module
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
+import { createRequire } from 'node:module'
+import { connect as connectTcp, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+// @ts-expect-error: a plain .mjs script, shared with scripts/check-packages.mjs
+import { pack, publishedPackages, root } from '../scripts/packages.mjs'
+
+const run = promisify(execFile)
+
+// --- the READMEs ---
+
+interface Snippet {
+  /** Where it comes from, for messages: `packages/adapter-node/README.md:42`. */
+  readonly source: string
+  /** The file it names on its first line: `// server.ts` or `// src/worker.ts: comment`. */
+  readonly file: string
+  /** The command after the file name, when the first line gives one: `npx tsx server.ts`. */
+  readonly command: string | undefined
+  readonly code: string
+}
+
+interface Readme {
+  /** A folder name for its snippets: `root`, or the package folder. */
+  readonly label: string
+  readonly path: string
+  /** How its snippets are type-checked: tsc, or `deno check` for a Deno-only package. */
+  readonly checker: 'tsc' | 'deno'
+  readonly snippets: Snippet[]
+  /** Code blocks that name no file, which this test cannot place. */
+  readonly unnamed: string[]
+  /** Every JSON block, parsed by the test. */
+  readonly json: { source: string; text: string }[]
+}
+
+const FENCE = /^```(\w*)[^\n]*\n([\s\S]*?)^```/gm
+const FILE_LINE = /^\/\/ ([\w./-]+\.ts)(?:: ((?:npx tsx|bun run|deno run) [^\n]+))?/
+
+function readReadme(label: string, path: string, checker: Readme['checker']): Readme {
+  const text = readFileSync(path, 'utf8')
+  const snippets: Snippet[] = []
+  const unnamed: string[] = []
+  const json: Readme['json'] = []
+  for (const match of text.matchAll(FENCE)) {
+    const [, lang, code] = match as unknown as [string, string, string]
+    const line = text.slice(0, match.index).split('\n').length
+    const source = `${relative(root, path)}:${line}`
+    if (lang === 'json') json.push({ source, text: code })
+    if (lang !== 'ts' && lang !== 'typescript') continue
+    const [, file, command] = FILE_LINE.exec(code) ?? []
+    if (file) snippets.push({ source, file, command, code })
+    else unnamed.push(source)
+  }
+  return { label, path, checker, snippets, unnamed, json }
+}
+
+const packages = publishedPackages() as {
+  dir: string
+  folder: string
+  manifest: { name: string; engines?: Record<string, string> }
+}[]
+
+const readmes: Readme[] = [
+  readReadme('root', join(root, 'README.md'), 'tsc'),
+  ...packages.map((pkg) => {
+    const engines = pkg.manifest.engines ?? {}
+    const denoOnly = 'deno' in engines && !('node' in engines)
+    return readReadme(pkg.folder, join(pkg.dir, 'README.md'), denoOnly ? 'deno' : 'tsc')
+  }),
+]
+
+/** The app every entry file imports: the root README's `// app.ts`. */
+const rootApp = readmes[0]!.snippets.find((snippet) => snippet.file === 'app.ts')
+
+// --- versions: the workspace's own, so the test needs nothing new from the registry ---
+
+function workspaceVersion(name: string): string {
+  for (const manifestPath of [
+    join(root, 'package.json'),
+    ...packages.map((pkg) => join(pkg.dir, 'package.json')),
+    join(root, 'packages', 'conformance', 'package.json'),
+  ]) {
+    if (!existsSync(manifestPath)) continue
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'))
+    const range = manifest.devDependencies?.[name] ?? manifest.dependencies?.[name]
+    if (range && !range.startsWith('workspace:')) return `${name}@${range}`
+  }
+  throw new Error(`No workspace package depends on ${name}: pin it in test/published.test.ts`)
+}
+
+const DEPENDENCIES = ['hono', 'ws', '@types/ws', 'typescript', '@types/bun', 'vitest'].map(
+  workspaceVersion,
+)
+/**
+ * Not the workspace's: tsx is none of its dependencies, and `npm install @types/node` gives a
+ * newer major than the workspace's 20, which @types/bun's own types need.
+ */
+const OTHERS = ['tsx@4.23.15', '@types/node@26']
+
+// --- the project ---
+
+/** This process's environment without what vitest sets for itself, for the children. */
+function userEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { NO_COLOR: '1', FORCE_COLOR: '0', ...extra }
+  for (const [key, value] of Object.entries(process.env)) {
+    if (/^(VITEST|TEST$|NODE_ENV$|NODE_OPTIONS$|FORCE_COLOR$)/.test(key)) continue
+    env[key] ??= value
+  }
+  return env
+}
+
+let project = ''
+let tarballs: string[] = []
+/** `snippet.source` of each file written, by its path in the project. */
+const written = new Map<string, string>()
+
+function bin(name: string): string {
+  return join(project, 'node_modules', '.bin', name)
+}
+
+/** Runs a command in the project; a failure's message holds its whole output. */
+async function sh(command: string, args: string[], cwd = project, timeout = 120_000) {
+  try {
+    return await run(command, args, {
+      cwd,
+      timeout,
+      maxBuffer: 16 * 1024 * 1024,
+      env: userEnvironment({ npm_config_update_notifier: 'false' }),
+    })
+  } catch (err) {
+    const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string }
+    throw new Error(`${command} ${args.join(' ')} failed:\n${stdout}\n${stderr}`)
+  }
+}
+
+/** Writes each README's snippets under `readme/<label>/`, and the app beside every entry. */
+function writeSnippets(): void {
+  for (const readme of readmes) {
+    const folder = join(project, 'readme', readme.label)
+    for (const snippet of readme.snippets) {
+      // Alternatives of one file (`// server.ts` twice) become server.ts, server.2.ts...
+      let target = join(folder, snippet.file)
+      for (let n = 2; existsSync(target); n++) {
+        target = join(folder, snippet.file.replace(/\.ts$/, `.${n}.ts`))
+      }
+      mkdirSync(dirname(target), { recursive: true })
+      writeFileSync(target, snippet.code)
+      written.set(target, snippet.source)
+    }
+    // An entry file imports the app beside it: the README's own `// app.ts`, or the root one.
+    for (const [file] of [...written].filter(([file]) => file.startsWith(`${folder}/`))) {
+      const code = readFileSync(file, 'utf8')
+      const app = join(dirname(file), 'app.ts')
+      if (/from '\.\/app\.(js|ts)'/.test(code) && !existsSync(app)) {
+        const own = readme.snippets.find((snippet) => snippet.file === 'app.ts')
+        writeFileSync(app, (own ?? rootApp!).code)
+        written.set(app, (own ?? rootApp!).source)
+      }
+    }
+  }
+}
+
+/**
+ * The tsconfigs, on top of `tsc --init`'s: one per resolution with `skipLibCheck` off, over the
+ * apps and every entry point of every package; one for the README test files, whose vitest
+ * types are not ours to check (as `tsc --init` has it, `skipLibCheck` on).
+ */
+function writeTsconfigs(): void {
+  // Every export of every package, so that each published .d.ts is checked, used or not.
+  const entries = packages.flatMap((pkg) =>
+    Object.keys((pkg.manifest as { exports?: object }).exports ?? { '.': '' }).map(
+      (subpath, index) =>
+        `export type * as ${pkg.folder.replace(/\W/g, '_')}_${index} from '${pkg.manifest.name}${subpath.slice(1)}'\n`,
+    ),
+  )
+  writeFileSync(join(project, 'entries.ts'), entries.join(''))
+  const denoFolders = readmes.filter((r) => r.checker === 'deno').map((r) => `readme/${r.label}`)
+  const strict = {
+    extends: './tsconfig.json',
+    include: ['entries.ts', 'readme/**/*.ts'],
+    exclude: [...denoFolders, 'readme/**/*.test.ts'],
+  }
+  const resolutions = {
+    nodenext: {},
+    bundler: { module: 'preserve', moduleResolution: 'bundler' },
+  }
+  for (const [name, options] of Object.entries(resolutions)) {
+    writeFileSync(
+      join(project, `tsconfig.${name}.json`),
+      JSON.stringify({
+        ...strict,
+        compilerOptions: { skipLibCheck: false, noEmit: true, ...options },
+      }),
+    )
+  }
+  writeFileSync(
+    join(project, 'tsconfig.tests.json'),
+    JSON.stringify({
+      extends: './tsconfig.json',
+      include: ['readme/**/*.test.ts'],
+      compilerOptions: { noEmit: true },
+    }),
+  )
+}
+
+/** Runs tsc on one tsconfig; a failure lists its errors, each with its README line. */
+async function tsc(tsconfig: string): Promise<void> {
+  try {
+    await run(bin('tsc'), ['-p', tsconfig], { cwd: project, maxBuffer: 16 * 1024 * 1024 })
+  } catch (err) {
+    const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string }
+    throw new Error(`tsc -p ${tsconfig}:\n${explain(stdout + stderr)}`)
+  }
+}
+
+/** tsc's errors with each file's README line, so a failure names the snippet. */
+function explain(output: string): string {
+  return output.replace(/^(readme\/[^(]+)\(/gm, (_, file: string) => {
+    const source = written.get(join(project, file))
+    return source ? `${file} [${source}](` : `${file}(`
+  })
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+// --- a server started from a README file ---
+
+interface Started {
+  readonly child: ChildProcess
+  readonly port: number
+  output(): string
+  /** Resolves with the exit code, or null on a signal. */
+  readonly exited: Promise<number | null>
+}
+
+const children = new Set<ChildProcess>()
+
+/** Starts `command args` in `cwd` with PORT set, and waits until the port accepts. */
+async function start(command: string, args: string[], cwd: string): Promise<Started> {
+  const port = await freePort()
+  const child = spawn(command, args, {
+    cwd,
+    env: userEnvironment({ PORT: String(port), DENO_NO_UPDATE_CHECK: '1' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  children.add(child)
+  let output = ''
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk
+  })
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk
+  })
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => {
+      children.delete(child)
+      resolve(code)
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${command} did not listen:\n${output}`)),
+      30_000,
+    )
+    const poll = setInterval(() => {
+      const probe = connectTcp(port, '127.0.0.1')
+      probe.on('error', () => {})
+      probe.on('connect', () => {
+        probe.destroy()
+        clearInterval(poll)
+        clearTimeout(timer)
+        resolve()
+      })
+    }, 100)
+    void exited.then((code) => {
+      clearInterval(poll)
+      clearTimeout(timer)
+      reject(new Error(`${command} exited with ${code} before listening:\n${output}`))
+    })
+  })
+  return { child, port, output: () => output, exited }
+}
+
+interface Client {
+  send(data: string | Uint8Array): void
+  next(): Promise<{ data: string | Uint8Array; binary: boolean }>
+  readonly closed: Promise<{ code: number; reason: string }>
+}
+
+/** A real `ws` client, the one installed in the project. */
+async function connect(port: number): Promise<Client> {
+  const require = createRequire(join(project, 'package.json'))
+  const { default: WebSocket } = (await import(pathToFileURL(require.resolve('ws')).href)) as {
+    default: typeof import('ws').default
+  }
+  const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`)
+  const queue: { data: string | Uint8Array; binary: boolean }[] = []
+  const waiting: ((message: { data: string | Uint8Array; binary: boolean }) => void)[] = []
+  socket.on('message', (data, binary) => {
+    const message = {
+      data: binary ? new Uint8Array(data as Buffer) : String(data),
+      binary,
+    }
+    const waiter = waiting.shift()
+    if (waiter) waiter(message)
+    else queue.push(message)
+  })
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    socket.on('close', (code, reason) => resolve({ code, reason: String(reason) }))
+  })
+  socket.on('error', () => {})
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve())
+    socket.once('error', reject)
+  })
+  return {
+    send: (data) => socket.send(data),
+    next: () =>
+      new Promise((resolve) => {
+        const message = queue.shift()
+        if (message) resolve(message)
+        else waiting.push(resolve)
+      }),
+    closed,
+  }
+}
+
+/** Echo over a real client, then SIGINT: the client sees `expected`, the process ends. */
+async function echoThenInterrupt(
+  server: Started,
+  expected: { code: number; reason?: string },
+): Promise<void> {
+  const client = await connect(server.port)
+  client.send('hello')
+  expect(await client.next()).toEqual({ data: 'hello', binary: false })
+  client.send(new Uint8Array([1, 2, 3]))
+  expect(await client.next()).toEqual({ data: new Uint8Array([1, 2, 3]), binary: true })
+  server.child.kill('SIGINT')
+  const closed = await client.closed
+  expect(closed.code, server.output()).toBe(expected.code)
+  if (expected.reason !== undefined) expect(closed.reason).toBe(expected.reason)
+  const exited = await Promise.race([
+    server.exited,
+    new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 10_000).unref()),
+  ])
+  expect(exited, `still running 10 s after SIGINT:\n${server.output()}`).not.toBe('running')
+}
+
+/**
+ * How the README runs an entry: the command its first line gives (`// server.ts: npx tsx
+ * server.ts`), with the entry's file name, and the workspace's bun and deno binaries.
+ */
+function commandFor(label: string, entry: string): [string, string[]] {
+  const readme = readmes.find((r) => r.label === label)!
+  const snippet = readme.snippets.find((s) => s.command !== undefined)
+  if (!snippet?.command) throw new Error(`${readme.path}: no snippet says how to run it`)
+  const [runner, ...args] = snippet.command.split(' ')
+  args[args.length - 1] = entry
+  switch (runner) {
+    case 'npx':
+      return [bin(args[0]!), args.slice(1)]
+    case 'bun':
+      return [
+        binaryOf('bun', 'adapter-bun', (dir) => {
+          const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))
+          return join(dir, manifest.bin.bun)
+        }),
+        args,
+      ]
+    default:
+      return [binaryOf('deno', 'adapter-deno', (dir) => join(dir, 'deno')), args]
+  }
+}
+
+function binaryOf(packageName: string, fromPackage: string, file: (dir: string) => string) {
+  const require = createRequire(join(root, 'packages', fromPackage, 'package.json'))
+  return file(dirname(require.resolve(`${packageName}/package.json`)))
+}
+
+// --- the test ---
+
+beforeAll(async () => {
+  project = mkdtempSync(join(tmpdir(), 'handshake-first-hour-'))
+  const packed = join(project, 'tarballs')
+  mkdirSync(packed)
+  tarballs = packages.map((pkg) => pack(pkg.dir, packed).filename)
+  const app = join(project, 'app')
+  mkdirSync(app)
+  project = app
+  // The READMEs' install section, with the workspace's versions.
+  await sh('npm', ['init', '-y'])
+  await sh('npm', ['pkg', 'set', 'type=module'])
+  await sh(
+    'npm',
+    [
+      'install',
+      '--no-audit',
+      '--no-fund',
+      '--prefer-offline',
+      ...tarballs,
+      ...DEPENDENCIES,
+      ...OTHERS,
+    ],
+    project,
+    180_000,
+  )
+  await sh(bin('tsc'), ['--init'])
+  writeSnippets()
+  writeTsconfigs()
+}, 240_000)
+
+afterAll(async () => {
+  for (const child of children) child.kill('SIGKILL')
+  if (project) rmSync(dirname(project), { recursive: true, force: true })
+})
+
+describe('the READMEs', () => {
+  it('name the file of every TypeScript snippet on its first line', () => {
+    expect(readmes.flatMap((readme) => readme.unnamed)).toEqual([])
+    expect(rootApp, 'the root README has an `// app.ts` snippet').toBeDefined()
+  })
+
+  it('hold JSON blocks that parse', () => {
+    for (const block of readmes.flatMap((readme) => readme.json)) {
+      expect(() => JSON.parse(block.text), block.source).not.toThrow()
+    }
+  })
+
+  it('import the app as ./app.js, except for Deno, which imports the file as it is named', () => {
+    for (const readme of readmes) {
+      for (const snippet of readme.snippets) {
+        for (const [, specifier] of snippet.code.matchAll(/from '(\.[^']*)'/g)) {
+          const expected = readme.checker === 'deno' ? /\.ts$/ : /\.js$/
+          expect(specifier, snippet.source).toMatch(expected)
+        }
+      }
+    }
+  })
+
+  it('handle SIGINT wherever they handle SIGTERM', () => {
+    for (const snippet of readmes.flatMap((readme) => readme.snippets)) {
+      const signals = (name: string) => snippet.code.split(`'${name}'`).length - 1
+      expect(signals('SIGINT'), snippet.source).toBe(signals('SIGTERM'))
+    }
+  })
+})
+
+describe('the packages as installed from their tarballs', () => {
+  // The checks run side by side: each is a process of its own.
+  it.concurrent.each(['nodenext', 'bundler'])(
+    'type-check the README apps and every entry point under %s resolution, strict, with skipLibCheck off',
+    async (resolution) => {
+      await tsc(`tsconfig.${resolution}.json`)
+    },
+    180_000,
+  )
+
+  it.concurrent('type-check the README test files', async () => {
+    await tsc('tsconfig.tests.json')
+  }, 180_000)
+
+  it.concurrent('type-check the Deno README with deno check', async () => {
+    const deno = binaryOf('deno', 'adapter-deno', (dir) => join(dir, 'deno'))
+    for (const readme of readmes.filter((r) => r.checker === 'deno')) {
+      const folder = join(project, 'readme', readme.label)
+      const files = readdirSync(folder).filter((file) => file.endsWith('.ts'))
+      expect(files.length).toBeGreaterThan(0)
+      await sh(deno, ['check', '--quiet', ...files], folder)
+    }
+  }, 180_000)
+
+  it('run the README tests against the packed test kit', async () => {
+    const { stdout } = await sh(bin('vitest'), ['run', 'readme'], project)
+    expect(stdout).toMatch(/Tests\s+\d+ passed/)
+  }, 120_000)
+
+  it('serve the Node README entries in tsx: echo, then SIGINT closes with 1001', async () => {
+    const folder = join(project, 'readme', 'adapter-node')
+    const entries = readdirSync(folder).filter((file) => /^server(\.\d+)?\.ts$/.test(file))
+    expect(entries.length).toBeGreaterThan(0)
+    for (const entry of entries) {
+      const server = await start(...commandFor('adapter-node', entry), folder)
+      await echoThenInterrupt(server, { code: 1001, reason: 'Server shutting down' })
+      expect(await server.exited, `${entry}:\n${server.output()}`).toBe(0)
+    }
+  }, 60_000)
+
+  it('serve the Bun README entries: serve() closes with 1001 on SIGINT, the default export drops with 1006', async () => {
+    const folder = join(project, 'readme', 'adapter-bun')
+    const entries = readdirSync(folder).filter((file) => /^index(\.\d+)?\.ts$/.test(file))
+    const kinds = entries.map((entry) => {
+      const code = readFileSync(join(folder, entry), 'utf8')
+      return { entry, graceful: /serve\(app/.test(code) }
+    })
+    // Both forms are in the README, and both are run.
+    expect(kinds.some((kind) => kind.graceful)).toBe(true)
+    expect(kinds.some((kind) => !kind.graceful)).toBe(true)
+    for (const { entry, graceful } of kinds) {
+      const server = await start(...commandFor('adapter-bun', entry), folder)
+      // As the README says next to the default export: a signal drops every client.
+      await echoThenInterrupt(
+        server,
+        graceful ? { code: 1001, reason: 'Server shutting down' } : { code: 1006 },
+      )
+    }
+  }, 60_000)
+
+  it('serve the Deno README entry: serve() closes with 1001 on SIGINT', async () => {
+    const folder = join(project, 'readme', 'adapter-deno')
+    // The entries that read the port from PORT; the others listen on 8000, which may be taken.
+    const entries = readdirSync(folder).filter((file) =>
+      /Deno\.env\.get\('PORT'\)/.test(readFileSync(join(folder, file), 'utf8')),
+    )
+    expect(entries.length).toBeGreaterThan(0)
+    for (const entry of entries) {
+      const server = await start(...commandFor('adapter-deno', entry), folder)
+      await echoThenInterrupt(server, { code: 1001, reason: 'Server shutting down' })
+    }
+  }, 60_000)
+})
