@@ -124,6 +124,31 @@ const DEPENDENCIES = ['hono', 'ws', '@types/ws', 'typescript', '@types/bun', 'vi
  */
 const OTHERS = ['tsx@4.23.15', '@types/node@26']
 
+/** `name` of `name@range`. */
+const nameOf = (spec: string) => spec.slice(0, spec.lastIndexOf('@'))
+
+/**
+ * What else the snippets import, at the workspace's version: `@hono/node-server` for a server of
+ * your own, the Redis clients of @handshake/redis.
+ */
+function snippetImports(): string[] {
+  const provided = new Set([
+    ...packages.map((pkg) => pkg.manifest.name),
+    ...[...DEPENDENCIES, ...OTHERS].map(nameOf),
+    'bun',
+  ])
+  const names = new Set<string>()
+  for (const snippet of readmes.flatMap((readme) => readme.snippets)) {
+    for (const [, specifier = ''] of snippet.code.matchAll(/from '([^.'][^']*)'/g)) {
+      if (specifier.startsWith('node:')) continue
+      const parts = specifier.split('/')
+      const name = specifier.startsWith('@') ? parts.slice(0, 2).join('/') : (parts[0] ?? '')
+      if (!provided.has(name)) names.add(name)
+    }
+  }
+  return [...names].map(workspaceVersion)
+}
+
 // --- the project ---
 
 /** This process's environment without what vitest sets for itself, for the children. */
@@ -187,47 +212,70 @@ function writeSnippets(): void {
   }
 }
 
+/** Bun-only packages: their types load all of Bun's and Node's, the costliest check here. */
+const bunOnly = new Set(
+  packages
+    .filter((pkg) => {
+      const engines = pkg.manifest.engines ?? {}
+      return 'bun' in engines && !('node' in engines)
+    })
+    .map((pkg) => pkg.folder),
+)
+
 /**
- * The tsconfigs, on top of `tsc --init`'s: one per resolution with `skipLibCheck` off, over the
- * apps and every entry point of every package; one for the README test files, whose vitest
- * types are not ours to check (as `tsc --init` has it, `skipLibCheck` on).
+ * The tsconfigs, on top of `tsc --init`'s. With `skipLibCheck` off, the apps and every entry
+ * point of every package, once per resolution; Bun's under `bundler` only (Bun's own default),
+ * as checking all of Bun's and Node's types costs as much as the rest. With `skipLibCheck` on
+ * (as `tsc --init` has it), the README test files, whose vitest types are not ours to check, and
+ * Bun's snippets under `nodenext`.
  */
 function writeTsconfigs(): void {
   // Every export of every package, so that each published .d.ts is checked, used or not.
-  const entries = packages.flatMap((pkg) =>
-    Object.keys((pkg.manifest as { exports?: object }).exports ?? { '.': '' }).map(
-      (subpath, index) =>
-        `export type * as ${pkg.folder.replace(/\W/g, '_')}_${index} from '${pkg.manifest.name}${subpath.slice(1)}'\n`,
-    ),
+  const entries = (pkgs: typeof packages) =>
+    pkgs
+      .flatMap((pkg) =>
+        Object.keys((pkg.manifest as { exports?: object }).exports ?? { '.': '' }).map(
+          (subpath, index) =>
+            `export type * as ${pkg.folder.replace(/\W/g, '_')}_${index} from '${pkg.manifest.name}${subpath.slice(1)}'\n`,
+        ),
+      )
+      .join('')
+  writeFileSync(
+    join(project, 'entries.ts'),
+    entries(packages.filter((p) => !bunOnly.has(p.folder))),
   )
-  writeFileSync(join(project, 'entries.ts'), entries.join(''))
-  const denoFolders = readmes.filter((r) => r.checker === 'deno').map((r) => `readme/${r.label}`)
-  const strict = {
+  writeFileSync(
+    join(project, 'entries-bun.ts'),
+    entries(packages.filter((p) => bunOnly.has(p.folder))),
+  )
+  const folders = (match: (readme: Readme) => boolean) =>
+    readmes.filter(match).map((readme) => `readme/${readme.label}`)
+  const deno = folders((readme) => readme.checker === 'deno')
+  const bun = folders((readme) => bunOnly.has(readme.label))
+  const write = (name: string, config: object) =>
+    writeFileSync(join(project, `tsconfig.${name}.json`), JSON.stringify(config))
+  write('nodenext', {
     extends: './tsconfig.json',
     include: ['entries.ts', 'readme/**/*.ts'],
-    exclude: [...denoFolders, 'readme/**/*.test.ts'],
-  }
-  const resolutions = {
-    nodenext: {},
-    bundler: { module: 'preserve', moduleResolution: 'bundler' },
-  }
-  for (const [name, options] of Object.entries(resolutions)) {
-    writeFileSync(
-      join(project, `tsconfig.${name}.json`),
-      JSON.stringify({
-        ...strict,
-        compilerOptions: { skipLibCheck: false, noEmit: true, ...options },
-      }),
-    )
-  }
-  writeFileSync(
-    join(project, 'tsconfig.tests.json'),
-    JSON.stringify({
-      extends: './tsconfig.json',
-      include: ['readme/**/*.test.ts'],
-      compilerOptions: { noEmit: true },
-    }),
-  )
+    exclude: [...deno, ...bun, 'readme/**/*.test.ts'],
+    compilerOptions: { skipLibCheck: false, noEmit: true },
+  })
+  write('bundler', {
+    extends: './tsconfig.json',
+    include: ['entries.ts', 'entries-bun.ts', 'readme/**/*.ts'],
+    exclude: [...deno, 'readme/**/*.test.ts'],
+    compilerOptions: {
+      skipLibCheck: false,
+      noEmit: true,
+      module: 'preserve',
+      moduleResolution: 'bundler',
+    },
+  })
+  write('loose', {
+    extends: './tsconfig.json',
+    include: ['readme/**/*.test.ts', ...bun.map((folder) => `${folder}/**/*.ts`)],
+    compilerOptions: { noEmit: true },
+  })
 }
 
 /** Runs tsc on one tsconfig; a failure lists its errors, each with its README line. */
@@ -433,14 +481,15 @@ beforeAll(async () => {
       ...tarballs,
       ...DEPENDENCIES,
       ...OTHERS,
+      ...snippetImports(),
     ],
     project,
-    180_000,
+    240_000,
   )
   await sh(bin('tsc'), ['--init'])
   writeSnippets()
   writeTsconfigs()
-}, 240_000)
+}, 300_000)
 
 afterAll(async () => {
   for (const child of children) child.kill('SIGKILL')
@@ -481,16 +530,16 @@ describe('the READMEs', () => {
 describe('the packages as installed from their tarballs', () => {
   // The checks run side by side: each is a process of its own.
   it.concurrent.each(['nodenext', 'bundler'])(
-    'type-check the README apps and every entry point under %s resolution, strict, with skipLibCheck off',
+    "type-check the README apps and every entry point under %s resolution, strict, with skipLibCheck off (Bun's under bundler)",
     async (resolution) => {
       await tsc(`tsconfig.${resolution}.json`)
     },
-    180_000,
+    300_000,
   )
 
-  it.concurrent('type-check the README test files', async () => {
-    await tsc('tsconfig.tests.json')
-  }, 180_000)
+  it.concurrent("type-check the README test files, and Bun's snippets under nodenext, with skipLibCheck on", async () => {
+    await tsc('tsconfig.loose.json')
+  }, 300_000)
 
   it.concurrent('type-check the Deno README with deno check', async () => {
     const deno = binaryOf('deno', 'adapter-deno', (dir) => join(dir, 'deno'))
@@ -500,7 +549,7 @@ describe('the packages as installed from their tarballs', () => {
       expect(files.length).toBeGreaterThan(0)
       await sh(deno, ['check', '--quiet', ...files], folder)
     }
-  }, 180_000)
+  }, 300_000)
 
   it('run the README tests against the packed test kit', async () => {
     const { stdout } = await sh(bin('vitest'), ['run', 'readme'], project)

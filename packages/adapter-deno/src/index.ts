@@ -146,8 +146,11 @@ export function faultCode(message: string): number | undefined {
  */
 export class DenoAdapter implements Adapter {
   readonly name = 'deno'
-  /** This adapter's open connections, and their graceful shutdown. */
-  readonly connections: Connections | undefined
+  /**
+   * This adapter's open connections, and their graceful shutdown. Optional, as in `Adapter`:
+   * `Connections | undefined` would not implement it under `exactOptionalPropertyTypes`.
+   */
+  readonly connections?: Connections
   readonly #options: DenoAdapterOptions
 
   /**
