@@ -60,7 +60,8 @@ interface Readme {
   readonly json: { source: string; text: string }[]
 }
 
-const FENCE = /^```(\w*)[^\n]*\n([\s\S]*?)^```/gm
+/** A fenced block, at the top level or indented in a list item. */
+const FENCE = /^( *)(`{3,})(\w*)[^\n]*\n([\s\S]*?)^\1\2[ \t]*$/gm
 const FILE_LINE = /^\/\/ ([\w./-]+\.ts)(?:: ((?:npx tsx|bun run|deno run) [^\n]+))?/
 
 function readReadme(label: string, path: string, checker: Readme['checker']): Readme {
@@ -69,7 +70,14 @@ function readReadme(label: string, path: string, checker: Readme['checker']): Re
   const unnamed: string[] = []
   const json: Readme['json'] = []
   for (const match of text.matchAll(FENCE)) {
-    const [, lang, code] = match as unknown as [string, string, string]
+    const [, indent, , lang, indented] = match as unknown as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ]
+    const code = indented.replace(new RegExp(`^${indent}`, 'gm'), '')
     const line = text.slice(0, match.index).split('\n').length
     const source = `${relative(root, path)}:${line}`
     if (lang === 'json') json.push({ source, text: code })
