@@ -11,6 +11,9 @@
  *   over a real `ws` client, and its signal handling is asserted (SIGINT closes with 1001).
  *
  * Only the npm registry (or npm's cache) is needed, for hono, ws, typescript and the like.
+ *
+ * It costs about two minutes of CPU, most of it tsc with skipLibCheck off; the checks run side
+ * by side, and the timeouts leave room for a machine that is busy with the rest of the suite.
  * @module
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
@@ -136,8 +139,9 @@ const OTHERS = ['tsx@4.23.15', '@types/node@26']
 const nameOf = (spec: string) => spec.slice(0, spec.lastIndexOf('@'))
 
 /**
- * What else the snippets import, at the workspace's version: `@hono/node-server` for a server of
- * your own, the Redis clients of @handshake/redis.
+ * What else the snippets import, and the packages' peers, at the workspace's version:
+ * `@hono/node-server` for a server of your own, the Redis clients of @handshake/redis, the
+ * Workers types.
  */
 function snippetImports(): string[] {
   const provided = new Set([
@@ -153,6 +157,11 @@ function snippetImports(): string[] {
       const name = specifier.startsWith('@') ? parts.slice(0, 2).join('/') : (parts[0] ?? '')
       if (!provided.has(name)) names.add(name)
     }
+  }
+  // And the optional peers: the runtime types packages the READMEs ask for.
+  for (const pkg of packages) {
+    const peers = (pkg.manifest as { peerDependencies?: Record<string, string> }).peerDependencies
+    for (const name of Object.keys(peers ?? {})) if (!provided.has(name)) names.add(name)
   }
   return [...names].map(workspaceVersion)
 }
@@ -179,7 +188,7 @@ function bin(name: string): string {
 }
 
 /** Runs a command in the project; a failure's message holds its whole output. */
-async function sh(command: string, args: string[], cwd = project, timeout = 120_000) {
+async function sh(command: string, args: string[], cwd = project, timeout = 300_000) {
   try {
     return await run(command, args, {
       cwd,
@@ -220,70 +229,92 @@ function writeSnippets(): void {
   }
 }
 
-/** Bun-only packages: their types load all of Bun's and Node's, the costliest check here. */
-const bunOnly = new Set(
-  packages
-    .filter((pkg) => {
-      const engines = pkg.manifest.engines ?? {}
-      return 'bun' in engines && !('node' in engines)
-    })
-    .map((pkg) => pkg.folder),
-)
+/**
+ * Packages whose types need a runtime's own types in the project, and how such a project is
+ * set up (as their READMEs say). Their snippets and entry points are checked in a program of
+ * their own, under `bundler` resolution, the runtime's own: Bun's types (all of Bun's and Node's)
+ * cost as much as everything else, and Workers' replace the browser's and Node's globals.
+ * Every other package is checked with Node's types, under both resolutions.
+ */
+const ENVIRONMENTS: Record<string, { name: string; compilerOptions: object }> = {
+  '@handshake/bun': { name: 'bun', compilerOptions: {} },
+  '@handshake/workers': {
+    name: 'workers',
+    compilerOptions: { lib: ['esnext'], types: ['@cloudflare/workers-types'] },
+  },
+}
+
+/** The programs that writeTsconfigs() writes, `tsconfig.<name>.json`, each with skipLibCheck off. */
+const STRICT_PROGRAMS = [
+  'node.nodenext',
+  'node.bundler',
+  ...new Set(Object.values(ENVIRONMENTS).map((env) => `${env.name}.bundler`)),
+]
+
+function environmentOf(folder: string): string {
+  const pkg = packages.find((p) => p.folder === folder)
+  return (pkg && ENVIRONMENTS[pkg.manifest.name]?.name) ?? 'node'
+}
 
 /**
- * The tsconfigs, on top of `tsc --init`'s. With `skipLibCheck` off, the apps and every entry
- * point of every package, once per resolution; Bun's under `bundler` only (Bun's own default),
- * as checking all of Bun's and Node's types costs as much as the rest. With `skipLibCheck` on
- * (as `tsc --init` has it), the README test files, whose vitest types are not ours to check, and
- * Bun's snippets under `nodenext`.
+ * The tsconfigs, on top of `tsc --init`'s: with `skipLibCheck` off, the apps and every entry
+ * point of every package, one program per environment and resolution (see ENVIRONMENTS); with
+ * `skipLibCheck` on (as `tsc --init` has it), the README test files, whose vitest types are not
+ * ours to check, and Bun's snippets under `nodenext`.
  */
 function writeTsconfigs(): void {
-  // Every export of every package, so that each published .d.ts is checked, used or not.
-  const entries = (pkgs: typeof packages) =>
-    pkgs
+  const deno = readmes.filter((r) => r.checker === 'deno').map((r) => `readme/${r.label}`)
+  const bundler = { module: 'preserve', moduleResolution: 'bundler' }
+  const environments = new Map<string, object>([['node', {}]])
+  for (const env of Object.values(ENVIRONMENTS)) environments.set(env.name, env.compilerOptions)
+  for (const [name, compilerOptions] of environments) {
+    // Every export of every package, so that each published .d.ts is checked, used or not.
+    const entries = packages
+      .filter((pkg) => environmentOf(pkg.folder) === name)
       .flatMap((pkg) =>
         Object.keys((pkg.manifest as { exports?: object }).exports ?? { '.': '' }).map(
           (subpath, index) =>
             `export type * as ${pkg.folder.replace(/\W/g, '_')}_${index} from '${pkg.manifest.name}${subpath.slice(1)}'\n`,
         ),
       )
-      .join('')
+    writeFileSync(join(project, `entries.${name}.ts`), entries.join(''))
+    const folders = readmes
+      .filter(
+        (r) =>
+          r.checker === 'tsc' && (r.label === 'root' ? 'node' : environmentOf(r.label)) === name,
+      )
+      .map((r) => `readme/${r.label}/**/*.ts`)
+    for (const resolution of ['nodenext', 'bundler']) {
+      if (!STRICT_PROGRAMS.includes(`${name}.${resolution}`)) continue
+      writeFileSync(
+        join(project, `tsconfig.${name}.${resolution}.json`),
+        JSON.stringify({
+          extends: './tsconfig.json',
+          include: [`entries.${name}.ts`, ...folders],
+          exclude: [...deno, 'readme/**/*.test.ts'],
+          compilerOptions: {
+            skipLibCheck: false,
+            noEmit: true,
+            ...(resolution === 'bundler' ? bundler : {}),
+            ...compilerOptions,
+          },
+        }),
+      )
+    }
+  }
   writeFileSync(
-    join(project, 'entries.ts'),
-    entries(packages.filter((p) => !bunOnly.has(p.folder))),
+    join(project, 'tsconfig.loose.json'),
+    JSON.stringify({
+      extends: './tsconfig.json',
+      include: [
+        'readme/**/*.test.ts',
+        ...readmes
+          .filter((r) => environmentOf(r.label) === 'bun')
+          .map((r) => `readme/${r.label}/**/*.ts`),
+      ],
+      compilerOptions: { noEmit: true },
+    }),
   )
-  writeFileSync(
-    join(project, 'entries-bun.ts'),
-    entries(packages.filter((p) => bunOnly.has(p.folder))),
-  )
-  const folders = (match: (readme: Readme) => boolean) =>
-    readmes.filter(match).map((readme) => `readme/${readme.label}`)
-  const deno = folders((readme) => readme.checker === 'deno')
-  const bun = folders((readme) => bunOnly.has(readme.label))
-  const write = (name: string, config: object) =>
-    writeFileSync(join(project, `tsconfig.${name}.json`), JSON.stringify(config))
-  write('nodenext', {
-    extends: './tsconfig.json',
-    include: ['entries.ts', 'readme/**/*.ts'],
-    exclude: [...deno, ...bun, 'readme/**/*.test.ts'],
-    compilerOptions: { skipLibCheck: false, noEmit: true },
-  })
-  write('bundler', {
-    extends: './tsconfig.json',
-    include: ['entries.ts', 'entries-bun.ts', 'readme/**/*.ts'],
-    exclude: [...deno, 'readme/**/*.test.ts'],
-    compilerOptions: {
-      skipLibCheck: false,
-      noEmit: true,
-      module: 'preserve',
-      moduleResolution: 'bundler',
-    },
-  })
-  write('loose', {
-    extends: './tsconfig.json',
-    include: ['readme/**/*.test.ts', ...bun.map((folder) => `${folder}/**/*.ts`)],
-    compilerOptions: { noEmit: true },
-  })
 }
 
 /** Runs tsc on one tsconfig; a failure lists its errors, each with its README line. */
@@ -492,12 +523,12 @@ beforeAll(async () => {
       ...snippetImports(),
     ],
     project,
-    240_000,
+    480_000,
   )
   await sh(bin('tsc'), ['--init'])
   writeSnippets()
   writeTsconfigs()
-}, 300_000)
+}, 600_000)
 
 afterAll(async () => {
   for (const child of children) child.kill('SIGKILL')
@@ -537,17 +568,17 @@ describe('the READMEs', () => {
 
 describe('the packages as installed from their tarballs', () => {
   // The checks run side by side: each is a process of its own.
-  it.concurrent.each(['nodenext', 'bundler'])(
-    "type-check the README apps and every entry point under %s resolution, strict, with skipLibCheck off (Bun's under bundler)",
-    async (resolution) => {
-      await tsc(`tsconfig.${resolution}.json`)
+  it.concurrent.each(STRICT_PROGRAMS)(
+    'type-check the README apps and every entry point: %s, strict, with skipLibCheck off',
+    async (program) => {
+      await tsc(`tsconfig.${program}.json`)
     },
-    300_000,
+    600_000,
   )
 
   it.concurrent("type-check the README test files, and Bun's snippets under nodenext, with skipLibCheck on", async () => {
     await tsc('tsconfig.loose.json')
-  }, 300_000)
+  }, 600_000)
 
   it.concurrent('type-check the Deno README with deno check', async () => {
     const deno = binaryOf('deno', 'adapter-deno', (dir) => join(dir, 'deno'))
@@ -557,12 +588,12 @@ describe('the packages as installed from their tarballs', () => {
       expect(files.length).toBeGreaterThan(0)
       await sh(deno, ['check', '--quiet', ...files], folder)
     }
-  }, 300_000)
+  }, 600_000)
 
   it('run the README tests against the packed test kit', async () => {
     const { stdout } = await sh(bin('vitest'), ['run', 'readme'], project)
     expect(stdout).toMatch(/Tests\s+\d+ passed/)
-  }, 120_000)
+  }, 300_000)
 
   it('serve the Node README entries in tsx: echo, then SIGINT closes with 1001', async () => {
     const folder = join(project, 'readme', 'adapter-node')
@@ -573,7 +604,7 @@ describe('the packages as installed from their tarballs', () => {
       await echoThenInterrupt(server, { code: 1001, reason: 'Server shutting down' })
       expect(await server.exited, `${entry}:\n${server.output()}`).toBe(0)
     }
-  }, 60_000)
+  }, 120_000)
 
   it('serve the Bun README entries: serve() closes with 1001 on SIGINT, the default export drops with 1006', async () => {
     const folder = join(project, 'readme', 'adapter-bun')
@@ -593,7 +624,7 @@ describe('the packages as installed from their tarballs', () => {
         graceful ? { code: 1001, reason: 'Server shutting down' } : { code: 1006 },
       )
     }
-  }, 60_000)
+  }, 120_000)
 
   it('serve the Deno README entry: serve() closes with 1001 on SIGINT', async () => {
     const folder = join(project, 'readme', 'adapter-deno')
@@ -606,5 +637,5 @@ describe('the packages as installed from their tarballs', () => {
       const server = await start(...commandFor('adapter-deno', entry), folder)
       await echoThenInterrupt(server, { code: 1001, reason: 'Server shutting down' })
     }
-  }, 60_000)
+  }, 120_000)
 })

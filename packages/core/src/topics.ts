@@ -110,6 +110,12 @@ const confirmedNow = Promise.resolve()
  * - text stays text and bytes stay bytes (the exact bytes of a view);
  * - local delivery never depends on the backplane. Across instances delivery is at most once.
  *
+ * It fires `'restore'` when the backplane came back after an outage and every topic is
+ * subscribed again: `topics.addEventListener('restore', listener)`. Messages published elsewhere
+ * during the outage were not delivered here: use it to repair state such as presence lists.
+ * (`addEventListener` is not narrowed to `'restore'` in the types: that override would not
+ * compile against the Workers runtime's `EventTarget` types.)
+ *
  * `topics` is the isolate's instance, the one upgraders use by default.
  *
  * @example
@@ -200,19 +206,6 @@ export class Topics extends EventTarget {
     const backplane = this.#backplane
     this.#backplane = undefined
     await backplane?.close()
-  }
-
-  /**
-   * Adds a listener for `'restore'`: the backplane came back after an outage and every topic is
-   * subscribed again. Messages published elsewhere during the outage were not delivered here:
-   * use it to repair state such as presence lists.
-   */
-  override addEventListener(
-    type: 'restore',
-    listener: EventListenerOrEventListenerObject | null,
-    options?: AddEventListenerOptions | boolean,
-  ): void {
-    super.addEventListener(type, listener, options)
   }
 
   /** @internal A connection joins a topic; resolves once the backplane confirmed it. */
