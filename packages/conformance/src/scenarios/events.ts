@@ -87,12 +87,18 @@ function handlerScenarios(harness: HarnessRef): void {
       await expectEcho(peer, 'first')
       peer.send(message)
       peer.send('after the failure')
-      expect(await closedWithin(peer)).toEqual({ code: 1011, reason: InternalErrorMessage })
+      const close = await closedWithin(peer)
+      // Deno resets TCP on data after its close frame: the peer may see 1006 there.
+      if (h.differences.closeReachesSendingPeer) {
+        expect(close).toEqual({ code: 1011, reason: InternalErrorMessage })
+      } else {
+        expect([1006, 1011]).toContain(close.code)
+      }
       const report = await waitForReport(h, id, (r) => r.settled)
       expect(report.handlers).toEqual(['message first', `message ${message}`])
       expect(report.logged).toHaveLength(1)
       expect(report.logged[0]?.join(' ')).toMatch(/\n\s+at /)
-      // Deno drops TCP when data follows its close frame: the server may end with 1006 there.
+      // And the server may end with 1006 there too.
       const ends = h.differences.closeReachesSendingPeer ? [1011] : [1011, 1006]
       expect(ends).toContain(report.readError?.code)
     })
