@@ -10,7 +10,8 @@ import { createRequire } from 'node:module'
 import net from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { conformanceSuite } from '@handshake/conformance'
+import { conformanceSuite, errorFromChild } from '@handshake/conformance'
+import type { ShutdownOptions } from '../src/index.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 
@@ -35,6 +36,8 @@ interface BunServer {
   /** Everything the child wrote, for assertions and for failure messages. */
   output(): string
   stop(): Promise<void>
+  /** Asks the child for its graceful shutdown (a line on its stdin), and settles as it does. */
+  shutdown(options?: ShutdownOptions): Promise<void>
 }
 
 const children = new Set<ChildProcess>()
@@ -43,7 +46,7 @@ const children = new Set<ChildProcess>()
 async function startBun(mode = 'entry'): Promise<BunServer> {
   const child = spawn(bunBinary(), [serverEntry, mode], {
     cwd: packageDir,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   })
   children.add(child)
   let output = ''
@@ -75,6 +78,13 @@ async function startBun(mode = 'entry'): Promise<BunServer> {
     ws: `ws://127.0.0.1:${port}`,
     output: () => output,
     stop: () => stopChild(child),
+    async shutdown(options = {}) {
+      const before = output.length
+      child.stdin?.write(`${JSON.stringify({ shutdown: options })}\n`)
+      const result = await eventually(() => /SHUTDOWN-RESULT (.*)/.exec(output.slice(before))?.[1])
+      const { error } = JSON.parse(result) as { error?: { name: string; message: string } }
+      if (error) throw errorFromChild(error)
+    },
   }
 }
 
@@ -295,13 +305,16 @@ const differences = {
   // Bun ends the connection as soon as its own close frame is written (FIN at once, the close
   // handler at once): close() never waits for the peer's answer.
   awaitsCloseAnswer: false,
+  // server.stop() stops listening first: a new connection is refused.
+  listensDuringShutdown: false,
 }
 
 conformanceSuite({
   name: 'bun',
+  // serve(app): the helper that gives each server its own registry and its shutdown.
   start: async () => {
-    const server = await startBun('entry')
-    return { url: server.http, stop: server.stop }
+    const server = await startBun('serve')
+    return { url: server.http, stop: server.stop, shutdown: server.shutdown }
   },
   differences,
 })

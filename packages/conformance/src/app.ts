@@ -43,6 +43,11 @@ export const ALLOWED_ORIGIN = 'https://allowed.example'
 /** The header a middleware adds to the response of `/middleware-headers`, after the handler. */
 export const MIDDLEWARE_HEADER = { name: 'X-Conformance-Middleware', value: 'after-next' } as const
 
+/** The close code and reason `/close-at-once` closes with before its first `await`. */
+export const CLOSE_AT_ONCE = { code: 4001, reason: 'not allowed' } as const
+/** The close-handshake timeout of `/close-at-once`: its close must take far less. */
+export const CLOSE_AT_ONCE_TIMEOUT_MS = 5000
+
 /** The header `/upgrade-headers` adds to its 101 response. */
 export const UPGRADE_HEADER = { name: 'X-Conformance', value: 'upgrade-headers' } as const
 /**
@@ -90,6 +95,8 @@ export interface ServerReport {
   concurrentCloses?: { resolved: number; rejected: number; spreadMs: number }
   /** The `RangeError` messages of invalid `close()` calls on `/bad-close`. */
   rangeErrors: string[]
+  /** True once the request waits in a `?hold=` gate, or in `/late-open`'s `upgradeHeaders`. */
+  held?: boolean
   /** On the topic routes: the topic the connection joined. */
   topics?: string[]
   /** On the topic routes: `conn.droppedMessages` when the report was read. */
@@ -188,8 +195,14 @@ type Route = { path: string; scenario: Scenario; options?: UpgradeOptions }
  */
 function mount(app: Hono, { path, scenario, options }: Route): void {
   const route = path.slice(1)
-  app.get(path, (c, next) => {
+  app.get(path, async (c, next) => {
     const report = reportFor(c, route)
+    // `?hold=ms` keeps the request waiting before the upgrader sees it: an upgrade on its way.
+    const hold = Number(c.req.query('hold') ?? 0)
+    if (hold > 0) {
+      report.held = true
+      await sleep(hold)
+    }
     const controller = scenario(report)
     const wrapped: Controller = Object.assign(Object.create(controller), {
       // Not async: a synchronous throw must reach the upgrader as one.
@@ -493,6 +506,56 @@ const inspect: Scenario = (report) => ({
   },
 })
 
+/**
+ * Closes with {@link CLOSE_AT_ONCE} before its first `await` (refusing a client, say), and
+ * times the close: the peer answers at once, so it must not take the close-handshake timeout.
+ */
+const closeAtOnce: Scenario = (report) => ({
+  serve(conn) {
+    const started = Date.now()
+    return conn.close(CLOSE_AT_ONCE.code, CLOSE_AT_ONCE.reason).then(() => {
+      report.closeMs = Date.now() - started
+      report.stateAfterClose = conn.state
+      return drain(conn, report)
+    })
+  },
+})
+
+/** Never reads until its connection starts closing, then reads to the end. */
+const hold: Scenario = (report) => ({
+  async serve(conn) {
+    await new Promise((resolve) => conn.signal.addEventListener('abort', resolve))
+    await drain(conn, report)
+  },
+})
+
+/** Ignores its connection, its signal included: `serve` never returns. */
+const ignoresSignal: Scenario = () => ({
+  serve: () => new Promise<void>(() => {}),
+})
+
+/** Waits `?delay=ms` in `upgradeHeaders`, after the upgrader accepted the request, then echoes. */
+const lateOpen: Scenario = (report) => {
+  const controller: Controller & HeaderUpgrader = {
+    async upgradeHeaders(c) {
+      report.held = true
+      await sleep(Number(c.req.query('delay') ?? 0))
+      return {}
+    },
+    serve: echo(report).serve,
+  }
+  return controller
+}
+
+/** Returns the header named `?name=` from `upgradeHeaders`: a handshake header is refused. */
+const handshakeHeader: Scenario = (report) => {
+  const controller: Controller & HeaderUpgrader = {
+    upgradeHeaders: (c) => ({ [c.req.query('name') ?? 'Sec-WebSocket-Protocol']: 'v1.chat' }),
+    serve: echo(report).serve,
+  }
+  return controller
+}
+
 /** Every scenario route, with its options. */
 const routes: Route[] = [
   { path: '/echo', scenario: echo },
@@ -530,6 +593,24 @@ const routes: Route[] = [
   },
   { path: '/ping', scenario: ping },
   { path: '/inspect', scenario: inspect },
+  {
+    path: '/close-at-once',
+    scenario: closeAtOnce,
+    options: { closeHandshakeTimeout: CLOSE_AT_ONCE_TIMEOUT_MS },
+  },
+  {
+    path: '/hold',
+    scenario: hold,
+    // A small bound, so that a flooding peer gets the socket paused soon.
+    options: { maxInboundBuffer: SMALL_INBOUND_BUFFER, maxMessageSize: SMALL_INBOUND_BUFFER / 2 },
+  },
+  { path: '/ignores-signal', scenario: ignoresSignal },
+  { path: '/late-open', scenario: lateOpen },
+  {
+    path: '/handshake-header',
+    scenario: handshakeHeader,
+    options: { subprotocols: SERVER_SUBPROTOCOLS },
+  },
 ]
 
 /**

@@ -21,6 +21,7 @@ import { connScenarios } from './scenarios/conn.js'
 import { eventControllerScenarios } from './scenarios/events.js'
 import { faultScenarios } from './scenarios/faults.js'
 import { kitScenarios } from './scenarios/kit.js'
+import { shutdownScenarios } from './scenarios/shutdown.js'
 import { topicScenarios } from './scenarios/topics.js'
 import { upgradeScenarios } from './scenarios/upgrade.js'
 import { wireScenarios } from './scenarios/wire.js'
@@ -72,6 +73,7 @@ export {
 export { RawPeer, type RawPeerOptions } from './raw-peer.js'
 export { type ServerProcess, startServerProcess } from './server-process.js'
 export {
+  errorFromChild,
   type Harness,
   type MemoryHarness,
   type MemoryTarget,
@@ -127,6 +129,12 @@ export function conformanceSuite(target: Target): void {
     describe('after serve', () => afterServeScenarios(harness))
     describe('protocol faults and vanished peers', () => faultScenarios(harness))
     describe('topics', () => topicScenarios(harness))
+    // Each shutdown is the end of a server: every scenario starts one of its own.
+    describe('shutdown', () =>
+      shutdownScenarios(async () =>
+        isMemoryTarget(target) ? memoryHarness(target) : await networkHarness(target),
+      ),
+    )
     if (isMemoryTarget(target)) {
       kitScenarios(harness as () => MemoryHarness)
     } else {

@@ -3,6 +3,7 @@
  * send raw HTTP, and read the server's report.
  * @module
  */
+import { Connections, type ShutdownOptions } from '@handshake/core'
 import { connect, type TestPeer, UpgradeRejectedError } from '@handshake/core/testing'
 import type { Hono } from 'hono'
 import { createConformanceApp, type ServerReport } from './app.js'
@@ -78,6 +79,12 @@ export interface RuntimeDifferences {
    * in memory and delivers it all once the peer reads again.
    */
   publishBound: boolean
+  /**
+   * The server keeps listening while its shutdown waits for the peers, so a new upgrade gets the
+   * core's 503. Where false (Node and Bun stop listening first), a new connection is refused by
+   * the operating system; an upgrade already on its way still gets the 503.
+   */
+  listensDuringShutdown: boolean
 }
 
 /** A server running the conformance app. */
@@ -86,6 +93,23 @@ export interface RunningServer {
   url: string
   /** Stops it and releases the port. */
   stop(): Promise<void>
+  /**
+   * Shuts it down gracefully with the adapter's own API (`server.shutdown(options)`), and
+   * settles as that call does: an invalid option rejects with a `RangeError` (a server in a
+   * child process sends its name and message back, and this rebuilds it).
+   */
+  shutdown(options?: ShutdownOptions): Promise<void>
+}
+
+/**
+ * Rebuilds an error that a server in a child process sent back as `{ name, message }` (the
+ * outcome of its shutdown), so that `rejects.toMatchObject({ name: 'RangeError' })` and
+ * `toBeInstanceOf(RangeError)` hold as they do in process.
+ */
+export function errorFromChild({ name, message }: { name: string; message: string }): Error {
+  const error = name === 'RangeError' ? new RangeError(message) : new Error(message)
+  if (error.name !== name) error.name = name
+  return error
 }
 
 /**
@@ -126,6 +150,7 @@ export const memoryTarget: MemoryTarget = Object.freeze({
     rejectsInvalidUtf8: true,
     closeReachesSendingPeer: true,
     publishBound: true,
+    listensDuringShutdown: true,
   }),
 })
 
@@ -158,6 +183,8 @@ export interface Harness {
   dialPaused(path: string): Promise<PausedPeer>
   /** The server's report for a connection id, or undefined when it has none yet. */
   report(id: string): Promise<ServerReport | undefined>
+  /** Shuts the server down gracefully: see {@link RunningServer.shutdown}. */
+  shutdown(options?: ShutdownOptions): Promise<void>
   /** Drops every connection the scenarios left open. */
   cleanup(): Promise<void>
   /** Stops the server. */
@@ -251,6 +278,7 @@ export async function networkHarness(target: NetworkTarget): Promise<NetworkHarn
       if (response.status === 404) return undefined
       return (await response.json()) as ServerReport
     },
+    shutdown: (options) => server.shutdown(options),
     cleanup: () => peers.dropAll(),
     stop: () => server.stop(),
   }
@@ -310,12 +338,15 @@ function kitPeer(peer: TestPeer): ControlledPeer {
 export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarness {
   const app = createConformanceApp()
   const peers = new Peers()
+  // The "server": the registry its connections join, for its shutdown.
+  const connections = new Connections()
   const connectKit = async (path: string, options: DialOptions = {}) => {
     try {
       return await connect(app, path, {
         headers: options.headers,
         protocols: options.protocols,
         answerClose: options.answerClose,
+        connections,
       })
     } catch (err) {
       if (!(err instanceof UpgradeRejectedError)) throw err
@@ -354,6 +385,7 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
       if (response.status === 404) return undefined
       return (await response.json()) as ServerReport
     },
+    shutdown: (options) => connections.shutdown(options),
     cleanup: () => peers.dropAll(),
     stop: async () => {},
   }

@@ -5,7 +5,7 @@
  */
 import { NormalClosureMessage } from '@handshake/core'
 import { describe, expect, it } from 'vitest'
-import { SHORT_CLOSE_TIMEOUT_MS } from '../app.js'
+import { CLOSE_AT_ONCE, CLOSE_AT_ONCE_TIMEOUT_MS, SHORT_CLOSE_TIMEOUT_MS } from '../app.js'
 import {
   closedWithin,
   expectEcho,
@@ -25,6 +25,22 @@ const TIMEOUT_UPPER_MS = 3000
 /** Registers the close-handshake scenarios. */
 export function closeScenarios(harness: HarnessRef): void {
   describe('closed by the server', () => {
+    it('reaches the peer at once with the code of a close before serve awaits anything, and close() resolves long before the timeout', async () => {
+      // The usual way to refuse a client once its request was seen. The controller starts
+      // after the upgrade's handler returned, so the close is not stuck behind the 101.
+      const h = harness()
+      const id = newId('close-at-once')
+      const peer = await h.dialControlled(withId('/close-at-once', id))
+      expect(await closedWithin(peer, CLOSE_AT_ONCE_TIMEOUT_MS / 2)).toEqual(CLOSE_AT_ONCE)
+      const report = await waitForReport(h, id, (r) => r.readError !== undefined)
+      expect(report.closeMs).toBeLessThan(CLOSE_AT_ONCE_TIMEOUT_MS / 5)
+      expect(report.stateAfterClose).toBe('closed')
+      expect(report.readError).toMatchObject({
+        code: CLOSE_AT_ONCE.code,
+        wasClean: h.differences.awaitsCloseAnswer,
+      })
+    })
+
     it('sends one close frame and completes the handshake when the peer answers', async () => {
       const h = harness()
       const id = newId('close-answered')

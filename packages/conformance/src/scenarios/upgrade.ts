@@ -6,7 +6,15 @@ import { describe, expect, it } from 'vitest'
 import { ALLOWED_ORIGIN, MIDDLEWARE_HEADER, SERVER_SUBPROTOCOLS, UPGRADE_HEADER } from '../app.js'
 import { type HttpAnswer, handshakeHeaders } from '../http.js'
 import { PeerUpgradeRejected } from '../peers.js'
-import { expectEcho, expectText, type HarnessRef, newId, readText, withId } from './support.js'
+import {
+  expectEcho,
+  expectText,
+  type HarnessRef,
+  newId,
+  readText,
+  waitForReport,
+  withId,
+} from './support.js'
 
 /** Checks the default rejection: status, `Sec-WebSocket-Version: 13`, JSON body. */
 function expectRejection(answer: HttpAnswer, status: number, error: string | RegExp): void {
@@ -131,6 +139,29 @@ export function upgradeScenarios(harness: HarnessRef): void {
       else expect(value).toBeNull()
       await expectEcho(peer)
     })
+
+    for (const name of ['Sec-WebSocket-Protocol', 'Sec-WebSocket-Extensions']) {
+      it(`refuses ${name} from upgradeHeaders with 500, the log naming the subprotocols option, on every runtime`, async () => {
+        // The handshake's own headers come from the core and the runtime only: a subprotocol
+        // from upgradeHeaders would be dropped, blanked or passed on, depending on the runtime.
+        const h = harness()
+        const id = newId('handshake-header')
+        const error = await h
+          .dialControlled(withId(`/handshake-header?name=${name}`, id), {
+            protocols: SERVER_SUBPROTOCOLS,
+          })
+          .catch((err: unknown) => err)
+        expect(error).toBeInstanceOf(PeerUpgradeRejected)
+        const rejection = error as PeerUpgradeRejected
+        expect(rejection.status).toBe(500)
+        expect(JSON.parse(rejection.body)).toEqual({ error: 'Internal Server Error' })
+        const report = await waitForReport(h, id, (r) => r.logged.length > 0)
+        expect(report.served).toBe(false)
+        expect(report.logged.flat().join('\n')).toMatch(
+          new RegExp(`upgradeHeaders\\(\\) returned ${name.toLowerCase()}.*\`subprotocols\` option`),
+        )
+      })
+    }
   })
 
   describe('middleware', () => {

@@ -1,0 +1,237 @@
+/**
+ * SPEC "Round 2 / Connections and shutdown": the graceful shutdown, written once in the core,
+ * driven through each adapter's own `shutdown(options)`. Each scenario starts a server of its
+ * own, since a shutdown is the end of one.
+ * @module
+ */
+import { ShutdownMessage } from '@handshake/core'
+import { expect, it } from 'vitest'
+import { type ControlledPeer, PeerUpgradeRejected } from '../peers.js'
+import type { Harness } from '../targets.js'
+import {
+  closedWithin,
+  expectEcho,
+  newId,
+  patternBytes,
+  sleep,
+  waitForReadError,
+  waitForReport,
+  withId,
+} from './support.js'
+
+/** Starts a server of the scenario's own. */
+export type StartHarness = () => Promise<Harness>
+
+/** The deadline of the shutdowns that wait for a silent peer. */
+const DEADLINE_MS = 1000
+/** A deadline no scenario should reach: the shutdown must end well before it. */
+const LONG_DEADLINE_MS = 8000
+/** How late a loaded machine may be. */
+const SLACK_MS = 1500
+
+const GOING_AWAY = { code: 1001, reason: ShutdownMessage }
+
+/** Runs `scenario` against a fresh server, and stops it after, whatever happened. */
+async function withServer(start: StartHarness, scenario: (h: Harness) => Promise<void>) {
+  const h = await start()
+  try {
+    await scenario(h)
+  } finally {
+    await h.cleanup()
+    await h.stop()
+  }
+}
+
+/** Times a shutdown: resolves with how long it took, in milliseconds. */
+async function timed(shutdown: Promise<void>): Promise<number> {
+  const started = Date.now()
+  await shutdown
+  return Date.now() - started
+}
+
+/** Sends 1 KiB messages until the peer gets a close frame, waiting while its transport is full. */
+async function floodUntilClosed(peer: ControlledPeer): Promise<void> {
+  let stopped = false
+  void peer.closeFrame.then(() => {
+    stopped = true
+  })
+  void peer.closed.then(() => {
+    stopped = true
+  })
+  const message = patternBytes(1024)
+  try {
+    while (!stopped) {
+      peer.send(message)
+      await sleep(0)
+      while (peer.bufferedAmount > 64 * 1024 && !stopped) await sleep(5)
+    }
+  } catch {
+    // The connection ended under the flood.
+  }
+}
+
+/** Registers the shutdown scenarios. */
+export function shutdownScenarios(start: StartHarness): void {
+  it('rejects an invalid code, reason or timeout with a RangeError: nothing is closed, the server keeps serving', async () => {
+    await withServer(start, async (h) => {
+      const peer = await h.dialControlled(withId('/echo', newId('shutdown-invalid')))
+      await expectEcho(peer)
+      for (const options of [
+        { code: 1006 },
+        { code: 1005 },
+        { code: 2999 },
+        { reason: 'é'.repeat(62) },
+        { timeout: -1 },
+      ]) {
+        await expect(h.shutdown(options), JSON.stringify(options)).rejects.toMatchObject({
+          name: 'RangeError',
+        })
+      }
+      // Nothing was sent, the connection works, and new upgrades are still accepted.
+      await expectEcho(peer)
+      expect(await Promise.race([peer.closeFrame, sleep(100).then(() => 'none')])).toBe('none')
+      await expectEcho(await h.dial(withId('/echo', newId('shutdown-invalid-after'))))
+      // A valid shutdown still works after the refused ones.
+      await h.shutdown({ timeout: LONG_DEADLINE_MS })
+      expect(await peer.closeFrame).toMatchObject(GOING_AWAY)
+    })
+  })
+
+  it('sends one close frame (1001 Server shutting down) to every connection, and resolves once the peers answered, without waiting for serve', async () => {
+    await withServer(start, async (h) => {
+      const echoId = newId('shutdown-echo')
+      const ignoringId = newId('shutdown-ignores-signal')
+      const client = await h.dial(withId('/echo', echoId))
+      const ignoring = await h.dialControlled(withId('/ignores-signal', ignoringId))
+      await expectEcho(client)
+      await waitForReport(h, ignoringId, (report) => report.served)
+
+      const elapsed = await timed(h.shutdown({ timeout: LONG_DEADLINE_MS }))
+
+      expect(elapsed).toBeLessThan(LONG_DEADLINE_MS / 2)
+      expect(await closedWithin(client)).toEqual(GOING_AWAY)
+      expect(await ignoring.closeFrame).toMatchObject(GOING_AWAY)
+      expect((await closedWithin(ignoring)).code).toBe(1001)
+      if (ignoring.closeFramesReceived !== undefined) expect(ignoring.closeFramesReceived).toBe(1)
+      // The close is a normal one for serve; clean where the runtime reads the peer's answer.
+      const report = await waitForReadError(h, echoId)
+      expect(report.readError).toMatchObject({
+        code: 1001,
+        wasClean: h.differences.awaitsCloseAnswer,
+      })
+      expect(report.settled).toBe(true)
+      // serve ignored the signal and still runs: the shutdown did not wait for it.
+      expect(await h.report(ignoringId)).toMatchObject({ served: true, settled: false })
+    })
+  })
+
+  it(`waits for a silent peer until the deadline (${DEADLINE_MS} ms), then tears it down, and resolves by the deadline`, async () => {
+    await withServer(start, async (h) => {
+      const id = newId('shutdown-silent')
+      const peer = await h.dialControlled(withId('/echo', id), { answerClose: false })
+      await expectEcho(peer)
+      const started = Date.now()
+      const elapsed = await timed(h.shutdown({ timeout: DEADLINE_MS }))
+      const frame = await peer.closeFrame
+      expect(frame).toMatchObject(GOING_AWAY)
+      const report = await waitForReadError(h, id)
+      if (!h.differences.awaitsCloseAnswer) {
+        // The documented difference (Bun): the connection ends as the frame is sent, so a
+        // silent peer holds nothing.
+        expect(elapsed).toBeLessThan(DEADLINE_MS)
+        expect(report.readError).toMatchObject({ code: 1001, wasClean: false })
+        await closedWithin(peer)
+        return
+      }
+      expect(elapsed).toBeGreaterThanOrEqual(DEADLINE_MS - 50)
+      expect(elapsed).toBeLessThan(DEADLINE_MS + SLACK_MS)
+      expect(report.readError).toMatchObject({ code: 1006, wasClean: false })
+      expect(report.readError?.reason).toMatch(/did not answer the shutdown/)
+      if (h.differences.terminateOnTimeout) {
+        const ended = await Promise.race([peer.ended, sleep(SLACK_MS).then(() => undefined)])
+        expect(ended, 'the connection was never torn down').toBeDefined()
+        expect((ended as number) - started).toBeGreaterThanOrEqual(DEADLINE_MS - 50)
+      } else {
+        // The runtime cannot tear one connection down (Deno, workerd): the server settled at
+        // the deadline, and the TCP connection was not cut before it.
+        const ended = await Promise.race([peer.ended, sleep(0).then(() => undefined)])
+        if (ended !== undefined) expect(ended - started).toBeGreaterThanOrEqual(DEADLINE_MS - 50)
+      }
+    })
+  })
+
+  it("resumes a socket paused under a flood, so that the flooding peer's answer is read", async () => {
+    await withServer(start, async (h) => {
+      const id = newId('shutdown-flood')
+      const peer = await h.dialControlled(withId('/hold', id))
+      const flooding = floodUntilClosed(peer)
+      // Long enough for the flood to go past the route's small inbound bound.
+      await sleep(500)
+      if (!h.differences.pauseInbound) {
+        // The documented difference (Deno, workerd): the flood closed the connection with
+        // 1008 before any shutdown, which then has nothing to wait for.
+        const report = await waitForReadError(h, id)
+        expect(report.readError).toMatchObject({ code: 1008 })
+        expect(await timed(h.shutdown({ timeout: LONG_DEADLINE_MS }))).toBeLessThan(SLACK_MS)
+        await flooding
+        return
+      }
+      expect(await h.report(id)).toMatchObject({ served: true, settled: false })
+      const elapsed = await timed(h.shutdown({ timeout: LONG_DEADLINE_MS }))
+      await flooding
+      expect(await peer.closeFrame).toMatchObject(GOING_AWAY)
+      // The peer's answer came through the unread flood, long before the deadline.
+      expect(elapsed).toBeLessThan(LONG_DEADLINE_MS / 2)
+      const report = await waitForReadError(h, id)
+      expect(report.readError).toMatchObject({
+        code: 1001,
+        wasClean: h.differences.awaitsCloseAnswer,
+      })
+    })
+  })
+
+  it('answers an upgrade that reaches the upgrader during the shutdown with 503, and closes one that opens during it', async () => {
+    await withServer(start, async (h) => {
+      const refusedId = newId('shutdown-held')
+      const lateId = newId('shutdown-late-open')
+      const hold = 1500
+      const refused = h
+        .dialControlled(withId(`/echo?hold=${hold}`, refusedId))
+        .then(
+          () => undefined,
+          (err: unknown) => err,
+        )
+      const late = h.dialControlled(withId(`/late-open?delay=${hold}`, lateId))
+      late.catch(() => {})
+      await waitForReport(h, refusedId, (report) => report.held === true)
+      await waitForReport(h, lateId, (report) => report.held === true)
+
+      const shutdown = h.shutdown({ timeout: LONG_DEADLINE_MS })
+      await sleep(50)
+      // A brand-new connection during the shutdown.
+      const fresh = await h.dialControlled(withId('/echo', newId('shutdown-new'))).then(
+        () => undefined,
+        (err: unknown) => err,
+      )
+      if (h.differences.listensDuringShutdown) {
+        expect(fresh).toBeInstanceOf(PeerUpgradeRejected)
+        expect(fresh).toMatchObject({ status: 503 })
+      } else {
+        // The documented difference (Node, Bun): the server stopped listening first.
+        expect(fresh).toBeInstanceOf(Error)
+        expect(fresh).not.toBeInstanceOf(PeerUpgradeRejected)
+      }
+
+      const rejection = await refused
+      expect(rejection).toBeInstanceOf(PeerUpgradeRejected)
+      const { status, body } = rejection as PeerUpgradeRejected
+      expect(status).toBe(503)
+      expect(JSON.parse(body)).toEqual({ error: 'Service Unavailable' })
+
+      const opened = await late
+      expect(await opened.closeFrame).toMatchObject(GOING_AWAY)
+      expect((await closedWithin(opened)).code).toBe(1001)
+      await shutdown
+    })
+  })
+}
