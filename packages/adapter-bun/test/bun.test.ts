@@ -10,8 +10,7 @@ import { createRequire } from 'node:module'
 import net from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { conformanceSuite, errorFromChild } from '@handshake/conformance'
-import type { ShutdownOptions } from '../src/index.js'
+import { ChildControl, conformanceSuite } from '@handshake/conformance'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 
@@ -36,8 +35,8 @@ interface BunServer {
   /** Everything the child wrote, for assertions and for failure messages. */
   output(): string
   stop(): Promise<void>
-  /** Asks the child for its graceful shutdown (a line on its stdin), and settles as it does. */
-  shutdown(options?: ShutdownOptions): Promise<void>
+  /** The suite's commands to the child, on its stdin: its shutdown, its reports. */
+  readonly control: ChildControl
 }
 
 const children = new Set<ChildProcess>()
@@ -50,7 +49,10 @@ async function startBun(mode = 'entry'): Promise<BunServer> {
   })
   children.add(child)
   let output = ''
+  const control = new ChildControl((line) => child.stdin?.write(line))
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (output.slice(output.lastIndexOf('\n') + 1) + chunk).split('\n')
+    for (const line of lines.slice(0, -1)) control.receive(line)
     output += chunk
   })
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -78,13 +80,7 @@ async function startBun(mode = 'entry'): Promise<BunServer> {
     ws: `ws://127.0.0.1:${port}`,
     output: () => output,
     stop: () => stopChild(child),
-    async shutdown(options = {}) {
-      const before = output.length
-      child.stdin?.write(`${JSON.stringify({ shutdown: options })}\n`)
-      const result = await eventually(() => /SHUTDOWN-RESULT (.*)/.exec(output.slice(before))?.[1])
-      const { error } = JSON.parse(result) as { error?: { name: string; message: string } }
-      if (error) throw errorFromChild(error)
-    },
+    control,
   }
 }
 
@@ -314,7 +310,12 @@ conformanceSuite({
   // serve(app): the helper that gives each server its own registry and its shutdown.
   start: async () => {
     const server = await startBun('serve')
-    return { url: server.http, stop: server.stop, shutdown: server.shutdown }
+    return {
+      url: server.http,
+      stop: server.stop,
+      shutdown: (options) => server.control.shutdown(options),
+      report: (id) => server.control.report(id),
+    }
   },
   differences,
 })

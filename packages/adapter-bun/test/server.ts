@@ -5,15 +5,22 @@
  * - `entry` (default): the documented entry, `Bun.serve({ fetch: app.fetch, websocket })`;
  * - `serve`: the `serve(app)` helper; SIGTERM shuts it down gracefully and prints `SHUTDOWN`;
  *
- * In the `entry` and `serve` modes, a line `{"shutdown": options}` on stdin starts the graceful
- * shutdown (`shutdown(server, options)`, `server.shutdown(options)`), and its outcome is printed
- * as `SHUTDOWN-RESULT {"ok":true}` or `SHUTDOWN-RESULT {"error":{"name","message"}}`. Other modes:
+ * In the `entry` and `serve` modes, the suite's commands come on stdin (`@handshake/conformance`'s
+ * control): the graceful shutdown (`shutdown(server, options)`, `server.shutdown(options)`) and
+ * reading reports once the server no longer listens. The other modes:
  * - `no-websocket`: the common mistake, `Bun.serve` with no `websocket` handler;
  * - `lost-server`: a `fetch` that drops Bun's second argument, the server;
  * - `foreign-websocket`: a `websocket` handler object that is not Handshake's.
  */
 import { createConformanceApp } from '@handshake/conformance/app'
-import { type HandshakeServer, type ShutdownOptions, serve, shutdown, websocket } from '../src/index.js'
+import { answerControl } from '@handshake/conformance/control'
+import {
+  type HandshakeServer,
+  type ShutdownOptions,
+  serve,
+  shutdown,
+  websocket,
+} from '../src/index.js'
 import { createBunTestApp } from './bun-app.js'
 
 const app = createConformanceApp()
@@ -48,21 +55,12 @@ function start(): { port: number | undefined } {
 const server = start()
 console.log(`PORT ${server.port}`)
 
-/** Runs one shutdown asked for on stdin and prints how it ended. */
-async function shutdownOnRequest(options: ShutdownOptions): Promise<void> {
-  try {
-    if (mode === 'serve') await (server as HandshakeServer).shutdown(options)
-    else await shutdown(server as Parameters<typeof shutdown>[0], options)
-    console.log(`SHUTDOWN-RESULT ${JSON.stringify({ ok: true })}`)
-  } catch (err) {
-    const { name, message } = err as Error
-    console.log(`SHUTDOWN-RESULT ${JSON.stringify({ error: { name, message } })}`)
-  }
-}
-
 if (mode === 'entry' || mode === 'serve') {
+  const stop = (options: ShutdownOptions) =>
+    mode === 'serve'
+      ? (server as HandshakeServer).shutdown(options)
+      : shutdown(server as Parameters<typeof shutdown>[0], options)
   for await (const line of console) {
-    const command = JSON.parse(line) as { shutdown?: ShutdownOptions }
-    if (command.shutdown) void shutdownOnRequest(command.shutdown)
+    void answerControl(line, stop).then((answer) => answer && console.log(answer))
   }
 }

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { ChildControl } from '@handshake/conformance'
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -39,6 +40,8 @@ export interface DenoProcess {
   readonly exited: Promise<number | null>
   /** Kills the process (if still running) and waits for it to exit. */
   stop(): Promise<void>
+  /** The suite's commands to the server, on its stdin: its shutdown, its reports. */
+  readonly control: ChildControl
 }
 
 /** Starts Deno on `test/server.ts` and resolves once it listens. */
@@ -49,7 +52,7 @@ export async function startDeno(args: string[] = []): Promise<DenoProcess> {
     {
       cwd: join(here, '..'),
       env: { ...process.env, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     },
   )
   const lines: ServerLine[] = []
@@ -58,7 +61,9 @@ export async function startDeno(args: string[] = []): Promise<DenoProcess> {
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString()
   })
+  const control = new ChildControl((line) => child.stdin?.write(line))
   createInterface({ input: child.stdout! }).on('line', (text) => {
+    control.receive(text)
     let line: ServerLine
     try {
       line = JSON.parse(text) as ServerLine
@@ -104,7 +109,7 @@ export async function startDeno(args: string[] = []): Promise<DenoProcess> {
       }),
     ])
     const port = listening.listening as number
-    return { port, url: `http://127.0.0.1:${port}`, child, lines, waitFor, exited, stop }
+    return { port, url: `http://127.0.0.1:${port}`, child, lines, waitFor, exited, stop, control }
   } catch (err) {
     await stop()
     throw err

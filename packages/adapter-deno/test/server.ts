@@ -2,7 +2,8 @@
  * The Deno entry the tests start: `deno run test/server.ts`. It serves the conformance app plus
  * the Deno-specific routes under `/deno/`, through this package's `serve`, on 127.0.0.1 and the
  * port the OS picks. It prints one JSON line per event on stdout: `{"listening": port}` first,
- * then `{"report": id, ...}` lines from the Deno routes, which the test reads.
+ * then `{"report": id, ...}` lines from the Deno routes, which the test reads. It takes the
+ * suite's commands on stdin (`conformance/src/control.ts`): its shutdown, and its reports.
  * @module
  */
 import {
@@ -17,7 +18,8 @@ import { Hono } from 'hono'
 // The conformance package is not a dependency of this one (a relative import keeps the package's
 // manifest unchanged); it imports only hono and @handshake/core, which resolve to the same files.
 import { createConformanceApp } from '../../conformance/src/app.ts'
-import { DenoAdapter, type DenoServer, serve } from '../src/index.ts'
+import { answerControl } from '../../conformance/src/control.ts'
+import { DenoAdapter, serve } from '../src/index.ts'
 
 function emit(line: Record<string, unknown>): void {
   console.log(JSON.stringify(line))
@@ -147,34 +149,25 @@ deno.use('/idle', async (c, next) => {
 })
 deno.get('/idle', upgrade({ serve: (conn, c) => readToEnd(conn, c.req.query('id') ?? '') }))
 
-// Holds the connection open (never reads), for the shutdown test.
-deno.get(
-  '/hold',
-  upgrade({
-    async serve(conn, c) {
-      emit({ event: 'open', id: c.req.query('id') })
-      await readToEnd(conn, c.req.query('id') ?? '')
-    },
-  }),
-)
-
-// The shutdown timeout comes as the first argument: `deno run ... test/server.ts 500`.
-const args = (globalThis as unknown as { Deno: { args: string[] } }).Deno.args
-let server: DenoServer | undefined
-
-// Graceful shutdown on request, so the test can watch it from the peers' side.
-deno.post('/shutdown', (c) => {
-  const started = Date.now()
-  void server
-    ?.shutdown({ timeout: Number(args[0] ?? 1000) })
-    .then(() => emit({ event: 'shutdown', ms: Date.now() - started }))
-  return c.text('shutting down')
-})
-
 const app = createConformanceApp()
 app.route('/deno', deno)
 
-server = await serve(app, { port: 0, hostname: '127.0.0.1' })
+const server = await serve(app, { port: 0, hostname: '127.0.0.1', onListen() {} })
 emit({ listening: server.addr.port })
-await server.finished
-emit({ event: 'finished' })
+
+// The suite's commands, one JSON line each on stdin: the graceful shutdown, and reports read
+// once the server no longer listens.
+const stdin = (
+  globalThis as unknown as { Deno: { stdin: { readable: AsyncIterable<Uint8Array> } } }
+).Deno.stdin.readable
+const decoder = new TextDecoder()
+let pending = ''
+for await (const chunk of stdin) {
+  const parts = (pending + decoder.decode(chunk, { stream: true })).split('\n')
+  pending = parts.pop() ?? ''
+  for (const line of parts) {
+    void answerControl(line, (options) => server.shutdown(options)).then(
+      (answer) => answer && console.log(answer),
+    )
+  }
+}

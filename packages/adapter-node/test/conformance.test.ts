@@ -6,7 +6,7 @@
 import type { AddressInfo } from 'node:net'
 // The suite is a private workspace package that this package does not depend on yet: it is
 // imported from its source (see the package README's "Tests").
-import { conformanceSuite, createConformanceApp } from '@handshake/conformance'
+import { conformanceSuite, createConformanceApp, findReport } from '@handshake/conformance'
 import { serve } from '../src/index.js'
 
 conformanceSuite({
@@ -22,6 +22,8 @@ conformanceSuite({
       url: `http://127.0.0.1:${info.port}`,
       stop: () => running.shutdown({ timeout: 5000 }),
       shutdown: (options) => running.shutdown(options),
+      // In this process: readable after the server stopped listening.
+      report: async (id) => findReport(id),
     }
   },
   // ws can ping, terminate and pause: Node does everything the core asks.

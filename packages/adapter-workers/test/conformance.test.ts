@@ -1,15 +1,31 @@
 /**
  * The conformance suite, against the conformance app served by real workerd (Miniflare on a free
- * 127.0.0.1 port), with what workerd cannot do passed as differences.
+ * 127.0.0.1 port) from a Durable Object (`test/conformance-object.ts`): where a Worker's connections can see
+ * each other (topics) and be closed together (shutdown). What workerd cannot do is passed as
+ * differences. The plain Worker's own behaviour is tested in `workers.test.ts`.
  */
-import { conformanceSuite } from '@handshake/conformance'
+import { conformanceSuite, errorFromChild } from '@handshake/conformance'
 import { bundleWorker, startWorker } from './miniflare.js'
 
 conformanceSuite({
-  name: 'workers (workerd)',
-  // The topic routes run in a Durable Object (see TopicsObject in worker.ts).
-  start: async () =>
-    startWorker({ script: await bundleWorker(), durableObjects: { TOPICS: 'TopicsObject' } }),
+  name: 'workers (workerd, Durable Object)',
+  async start() {
+    const worker = await startWorker({
+      script: await bundleWorker('./conformance-object.ts'),
+      durableObjects: { CONFORMANCE: 'ConformanceObject' },
+    })
+    return {
+      ...worker,
+      async shutdown(options = {}) {
+        const response = await fetch(`${worker.url}/control/shutdown`, {
+          method: 'POST',
+          body: JSON.stringify(options),
+        })
+        const { error } = (await response.json()) as { error?: { name: string; message: string } }
+        if (error) throw errorFromChild(error)
+      },
+    }
+  },
   differences: {
     // workerd's WebSocket has no ping().
     ping: false,
@@ -25,6 +41,8 @@ conformanceSuite({
     rejectsInvalidUtf8: false,
     awaitsCloseAnswer: true,
     closeReachesSendingPeer: true,
+    // A Durable Object cannot stop listening: new upgrades get the core's 503 until the end.
+    listensDuringShutdown: true,
     // workerd's bufferedAmount reads 0: a slow subscriber is never detected.
     publishBound: false,
   },

@@ -4,7 +4,6 @@
  * @module
  */
 import '../src/index.js'
-import type { DurableObjectNamespace } from '@cloudflare/workers-types'
 import { createConformanceApp } from '@handshake/conformance/app'
 import { type Conn, upgrade } from '@handshake/core'
 import { FLOOD_MESSAGE_BYTES, FLOOD_MESSAGES } from './shared.js'
@@ -100,29 +99,5 @@ app.get('/workers/record/:id', (c) => {
   return record ? c.json(record) : c.json({ error: 'Not Found' }, 404)
 })
 
-// --- topics ---
-
-/**
- * The conformance app's topic routes, served by one Durable Object: a plain Worker may not write
- * to a socket of another request ("Cannot perform I/O on behalf of a different request"), so on
- * Workers a topic lives in an object, and a publish reaches every socket of that object.
- */
-export class TopicsObject {
-  fetch(request: Request): Response | Promise<Response> {
-    return app.fetch(request)
-  }
-}
-
-const TOPIC_PATHS = /^\/(topic(-[a-z]+)?|publish|subscribers|burst)\/|^\/report\/topic/
-
-// The default export and the Durable Object class only: workerd takes every named export of the
-// main module as an entrypoint.
-export default {
-  fetch(request: Request, env: { TOPICS?: DurableObjectNamespace }, ctx: unknown) {
-    if (env.TOPICS && TOPIC_PATHS.test(new URL(request.url).pathname)) {
-      const object = env.TOPICS.get(env.TOPICS.idFromName('topics'))
-      return object.fetch(request as never) as unknown as Promise<Response>
-    }
-    return app.fetch(request, env, ctx as never)
-  },
-}
+// Only the default export: workerd takes every named export of the main module as an entrypoint.
+export default app

@@ -19,6 +19,9 @@ import {
 import { type Context, Hono } from 'hono'
 import {
   ALLOWED_ORIGIN,
+  CLOSE_AT_ONCE,
+  CLOSE_AT_ONCE_TIMEOUT_MS,
+  CLOSE_PAUSED_TIMEOUT_MS,
   DEBUG_ERROR_MESSAGE,
   describeError,
   MIDDLEWARE_HEADER,
@@ -378,6 +381,39 @@ const closeAfterHandler: EventScenario = (report) => ({
   },
 })
 
+/** Closes with {@link CLOSE_AT_ONCE} first thing in `open`, and times the close. */
+const closeAtOnce: EventScenario = (report) => ({
+  async open(conn) {
+    const started = Date.now()
+    await conn.close(CLOSE_AT_ONCE.code, CLOSE_AT_ONCE.reason)
+    report.closeMs = Date.now() - started
+    report.stateAfterClose = conn.state
+  },
+  message() {
+    report.messagesRead++
+  },
+})
+
+/** Keeps `open` busy while the peer floods (messages wait: paused), then closes with 4000. */
+const closePaused: EventScenario = (report) => ({
+  async open(conn) {
+    await sleep(SLOW_READER_DELAY_MS / 3)
+    const started = Date.now()
+    await conn.close(4000, 'server is done')
+    report.closeMs = Date.now() - started
+    report.stateAfterClose = conn.state
+  },
+  message() {
+    report.messagesRead++
+  },
+})
+
+/** Returns the header named `?name=` from `upgradeHeaders`: a handshake header is refused. */
+const handshakeHeader: EventScenario = (report) => ({
+  upgradeHeaders: (c) => ({ [c.req.query('name') ?? 'Sec-WebSocket-Protocol']: 'v1.chat' }),
+  message: echo(report).message,
+})
+
 /** The makers of the event app's routes: a function, so that it runs after app.ts is loaded. */
 function routes(): EventRoute[] {
   return [
@@ -418,6 +454,25 @@ function routes(): EventRoute[] {
     { path: '/message-throws', scenario: messageThrows },
     { path: '/overlap', scenario: overlap },
     { path: '/close-after-handler', scenario: closeAfterHandler },
+    {
+      path: '/close-at-once',
+      scenario: closeAtOnce,
+      options: { closeHandshakeTimeout: CLOSE_AT_ONCE_TIMEOUT_MS },
+    },
+    {
+      path: '/close-paused',
+      scenario: closePaused,
+      options: {
+        maxInboundBuffer: SMALL_INBOUND_BUFFER,
+        maxMessageSize: SMALL_INBOUND_BUFFER / 2,
+        closeHandshakeTimeout: CLOSE_PAUSED_TIMEOUT_MS,
+      },
+    },
+    {
+      path: '/handshake-header',
+      scenario: handshakeHeader,
+      options: { subprotocols: SERVER_SUBPROTOCOLS },
+    },
   ]
 }
 

@@ -126,6 +126,14 @@ const MAX_REPORTS = 2000
 const reports = new Map<string, ServerReport>()
 
 /** The report of the connection a request opens (by its `?id=`), made on first use. */
+/**
+ * The report of a connection id, read in the server's own process: what `GET /report/:id`
+ * answers, for when the server no longer listens (after its shutdown).
+ */
+export function findReport(id: string): ServerReport | undefined {
+  return reports.get(id)
+}
+
 export function reportFor(c: Context, route: string): ServerReport {
   const id = c.req.query('id') ?? `anonymous-${route}`
   let report = reports.get(id)
@@ -521,6 +529,24 @@ const closeAtOnce: Scenario = (report) => ({
   },
 })
 
+/** The close-handshake timeout of `/close-paused`: its close must take far less. */
+export const CLOSE_PAUSED_TIMEOUT_MS = 4000
+
+/**
+ * Reads nothing while the peer floods (past the small inbound bound: the socket is paused), then
+ * closes with 4000 and times the close, which must read through the flood to the peer's answer.
+ */
+const closePaused: Scenario = (report) => ({
+  async serve(conn) {
+    await sleep(SLOW_READER_DELAY_MS / 3)
+    const started = Date.now()
+    await conn.close(4000, 'server is done')
+    report.closeMs = Date.now() - started
+    report.stateAfterClose = conn.state
+    await drain(conn, report)
+  },
+})
+
 /** Never reads until its connection starts closing, then reads to the end. */
 const hold: Scenario = (report) => ({
   async serve(conn) {
@@ -603,6 +629,15 @@ const routes: Route[] = [
     scenario: hold,
     // A small bound, so that a flooding peer gets the socket paused soon.
     options: { maxInboundBuffer: SMALL_INBOUND_BUFFER, maxMessageSize: SMALL_INBOUND_BUFFER / 2 },
+  },
+  {
+    path: '/close-paused',
+    scenario: closePaused,
+    options: {
+      maxInboundBuffer: SMALL_INBOUND_BUFFER,
+      maxMessageSize: SMALL_INBOUND_BUFFER / 2,
+      closeHandshakeTimeout: CLOSE_PAUSED_TIMEOUT_MS,
+    },
   },
   { path: '/ignores-signal', scenario: ignoresSignal },
   { path: '/late-open', scenario: lateOpen },

@@ -40,6 +40,7 @@ export {
   ALLOWED_ORIGIN,
   createConformanceApp,
   DEBUG_ERROR_MESSAGE,
+  findReport,
   SERVER_SUBPROTOCOLS,
   SHORT_CLOSE_TIMEOUT_MS,
   SLOW_READER_DELAY_MS,
@@ -53,6 +54,13 @@ export {
   type BackplaneTarget,
   backplaneSuite,
 } from './backplane.js'
+export {
+  answerControl,
+  ChildControl,
+  type ControlAnswer,
+  type ControlCommand,
+  errorFromChild,
+} from './control.js'
 export { encodeFrame, type Frame, FrameDecoder, type FrameSpec, Opcode } from './frames.js'
 export { type HttpAnswer, handshakeHeaders, type RawRequest, rawRequest } from './http.js'
 export {
@@ -73,7 +81,6 @@ export {
 export { RawPeer, type RawPeerOptions } from './raw-peer.js'
 export { type ServerProcess, startServerProcess } from './server-process.js'
 export {
-  errorFromChild,
   type Harness,
   type MemoryHarness,
   type MemoryTarget,
@@ -133,8 +140,7 @@ export function conformanceSuite(target: Target): void {
     describe('shutdown', () =>
       shutdownScenarios(async () =>
         isMemoryTarget(target) ? memoryHarness(target) : await networkHarness(target),
-      ),
-    )
+      ))
     if (isMemoryTarget(target)) {
       kitScenarios(harness as () => MemoryHarness)
     } else {

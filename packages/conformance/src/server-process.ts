@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline'
 import type { RunningServer } from './targets.js'
 
 /** A running child server, with what it printed. */
-export interface ServerProcess extends RunningServer {
+export interface ServerProcess extends Pick<RunningServer, 'url' | 'stop'> {
   readonly child: ChildProcess
   /** Everything it wrote to stdout and stderr. */
   output(): string

@@ -99,17 +99,11 @@ export interface RunningServer {
    * child process sends its name and message back, and this rebuilds it).
    */
   shutdown(options?: ShutdownOptions): Promise<void>
-}
-
-/**
- * Rebuilds an error that a server in a child process sent back as `{ name, message }` (the
- * outcome of its shutdown), so that `rejects.toMatchObject({ name: 'RangeError' })` and
- * `toBeInstanceOf(RangeError)` hold as they do in process.
- */
-export function errorFromChild({ name, message }: { name: string; message: string }): Error {
-  const error = name === 'RangeError' ? new RangeError(message) : new Error(message)
-  if (error.name !== name) error.name = name
-  return error
+  /**
+   * Reads a connection's report without HTTP, for after the server stopped listening (a
+   * shutdown). Without it, the report is fetched from `GET /report/:id`.
+   */
+  report?(id: string): Promise<ServerReport | undefined>
 }
 
 /**
@@ -274,6 +268,7 @@ export async function networkHarness(target: NetworkTarget): Promise<NetworkHarn
     fetch: (path, init) => fetch(`${url}${path}`, init),
     dialPaused: async (path) => peers.track(await RawPeer.connect(url, path, { paused: true })),
     async report(id) {
+      if (server.report) return server.report(id)
       const response = await fetch(`${url}/report/${encodeURIComponent(id)}`)
       if (response.status === 404) return undefined
       return (await response.json()) as ServerReport

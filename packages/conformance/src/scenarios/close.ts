@@ -5,11 +5,17 @@
  */
 import { NormalClosureMessage } from '@handshake/core'
 import { describe, expect, it } from 'vitest'
-import { CLOSE_AT_ONCE, CLOSE_AT_ONCE_TIMEOUT_MS, SHORT_CLOSE_TIMEOUT_MS } from '../app.js'
+import {
+  CLOSE_AT_ONCE,
+  CLOSE_AT_ONCE_TIMEOUT_MS,
+  CLOSE_PAUSED_TIMEOUT_MS,
+  SHORT_CLOSE_TIMEOUT_MS,
+} from '../app.js'
 import {
   closedWithin,
   expectEcho,
   expectText,
+  floodUntilClosed,
   type HarnessRef,
   newId,
   sleep,
@@ -25,6 +31,26 @@ const TIMEOUT_UPPER_MS = 3000
 /** Registers the close-handshake scenarios. */
 export function closeScenarios(harness: HarnessRef): void {
   describe('closed by the server', () => {
+    it("completes a close while inbound is paused: the flooding peer's answer is read through the flood", async () => {
+      const h = harness()
+      const id = newId('close-paused')
+      const peer = await h.dialControlled(withId('/close-paused', id))
+      await floodUntilClosed(peer)
+      const report = await waitForReadError(h, id)
+      if (!h.differences.pauseInbound) {
+        // The documented difference (Deno, workerd): the flood was closed with 1008 first.
+        expect(report.readError).toMatchObject({ code: 1008 })
+        return
+      }
+      expect(await peer.closeFrame).toMatchObject({ code: 4000, reason: 'server is done' })
+      // Not the timeout: the socket was resumed, and the peer's answer read.
+      expect(report.closeMs).toBeLessThan(CLOSE_PAUSED_TIMEOUT_MS / 2)
+      expect(report.readError).toMatchObject({
+        code: 4000,
+        wasClean: h.differences.awaitsCloseAnswer,
+      })
+    })
+
     it('reaches the peer at once with the code of a close before serve awaits anything, and close() resolves long before the timeout', async () => {
       // The usual way to refuse a client once its request was seen. The controller starts
       // after the upgrade's handler returned, so the close is not stuck behind the 101.

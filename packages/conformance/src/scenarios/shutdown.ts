@@ -6,13 +6,13 @@
  */
 import { ShutdownMessage } from '@handshake/core'
 import { expect, it } from 'vitest'
-import { type ControlledPeer, PeerUpgradeRejected } from '../peers.js'
+import { PeerUpgradeRejected } from '../peers.js'
 import type { Harness } from '../targets.js'
 import {
   closedWithin,
   expectEcho,
+  floodUntilClosed,
   newId,
-  patternBytes,
   sleep,
   waitForReadError,
   waitForReport,
@@ -47,27 +47,6 @@ async function timed(shutdown: Promise<void>): Promise<number> {
   const started = Date.now()
   await shutdown
   return Date.now() - started
-}
-
-/** Sends 1 KiB messages until the peer gets a close frame, waiting while its transport is full. */
-async function floodUntilClosed(peer: ControlledPeer): Promise<void> {
-  let stopped = false
-  void peer.closeFrame.then(() => {
-    stopped = true
-  })
-  void peer.closed.then(() => {
-    stopped = true
-  })
-  const message = patternBytes(1024)
-  try {
-    while (!stopped) {
-      peer.send(message)
-      await sleep(0)
-      while (peer.bufferedAmount > 64 * 1024 && !stopped) await sleep(5)
-    }
-  } catch {
-    // The connection ended under the flood.
-  }
 }
 
 /** Registers the shutdown scenarios. */
@@ -195,18 +174,20 @@ export function shutdownScenarios(start: StartHarness): void {
       const refusedId = newId('shutdown-held')
       const lateId = newId('shutdown-late-open')
       const hold = 1500
-      const refused = h
-        .dialControlled(withId(`/echo?hold=${hold}`, refusedId))
-        .then(
-          () => undefined,
-          (err: unknown) => err,
-        )
+      const refused = h.dialControlled(withId(`/echo?hold=${hold}`, refusedId)).then(
+        () => undefined,
+        (err: unknown) => err,
+      )
       const late = h.dialControlled(withId(`/late-open?delay=${hold}`, lateId))
       late.catch(() => {})
+      // A silent peer keeps the shutdown going until its deadline, wherever the runtime waits.
+      const silent = await h.dialControlled(withId('/echo', newId('shutdown-holder')), {
+        answerClose: false,
+      })
       await waitForReport(h, refusedId, (report) => report.held === true)
       await waitForReport(h, lateId, (report) => report.held === true)
 
-      const shutdown = h.shutdown({ timeout: LONG_DEADLINE_MS })
+      const shutdown = h.shutdown({ timeout: 2 * hold })
       await sleep(50)
       // A brand-new connection during the shutdown.
       const fresh = await h.dialControlled(withId('/echo', newId('shutdown-new'))).then(
@@ -231,6 +212,7 @@ export function shutdownScenarios(start: StartHarness): void {
       const opened = await late
       expect(await opened.closeFrame).toMatchObject(GOING_AWAY)
       expect((await closedWithin(opened)).code).toBe(1001)
+      expect(await silent.closeFrame).toMatchObject(GOING_AWAY)
       await shutdown
     })
   })

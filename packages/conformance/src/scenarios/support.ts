@@ -5,7 +5,7 @@
  */
 import { expect } from 'vitest'
 import type { ServerReport } from '../app.js'
-import type { Peer, PeerClose } from '../peers.js'
+import type { ControlledPeer, Peer, PeerClose } from '../peers.js'
 import type { Harness } from '../targets.js'
 
 /** Gives the scenarios the harness once `beforeAll` has made it. */
@@ -102,4 +102,25 @@ export function patternBytes(length: number, seed = 0): Uint8Array {
   const bytes = new Uint8Array(length)
   for (let i = 0; i < length; i++) bytes[i] = (i + seed) & 0xff
   return bytes
+}
+
+/** Sends 1 KiB messages until the peer gets a close frame, waiting while its transport is full. */
+export async function floodUntilClosed(peer: ControlledPeer): Promise<void> {
+  let stopped = false
+  void peer.closeFrame.then(() => {
+    stopped = true
+  })
+  void peer.closed.then(() => {
+    stopped = true
+  })
+  const message = patternBytes(1024)
+  try {
+    while (!stopped) {
+      peer.send(message)
+      await sleep(0)
+      while (peer.bufferedAmount > 64 * 1024 && !stopped) await sleep(5)
+    }
+  } catch {
+    // The connection ended under the flood.
+  }
 }

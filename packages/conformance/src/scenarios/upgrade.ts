@@ -158,7 +158,9 @@ export function upgradeScenarios(harness: HarnessRef): void {
         const report = await waitForReport(h, id, (r) => r.logged.length > 0)
         expect(report.served).toBe(false)
         expect(report.logged.flat().join('\n')).toMatch(
-          new RegExp(`upgradeHeaders\\(\\) returned ${name.toLowerCase()}.*\`subprotocols\` option`),
+          new RegExp(
+            `upgradeHeaders\\(\\) returned ${name.toLowerCase()}.*\`subprotocols\` option`,
+          ),
         )
       })
     }
