@@ -2,7 +2,7 @@
  * Routes for the Bun-only tests, mounted under `/bun` beside the conformance app.
  * @module
  */
-import { type Conn, topics, upgrade } from '@handshake/core'
+import { type CloseError, type Conn, topics, upgrade } from '@handshake/core'
 import type { Server } from 'bun'
 import { Hono } from 'hono'
 
@@ -14,6 +14,16 @@ export interface FloodStats {
 }
 
 const stats = new Map<string, FloodStats>()
+
+/** One send of `/bun/drop`: its outcome, and whether the connection ended inside it. */
+export interface SendOutcome {
+  endedHere: boolean
+  sent: boolean
+  code?: number
+  reason?: string
+}
+
+const drops = new Map<string, SendOutcome[]>()
 
 /** The Bun-only test routes. */
 export function createBunTestApp(): Hono {
@@ -49,6 +59,34 @@ export function createBunTestApp(): Hono {
     const topic = c.req.param('topic')
     const server = c.env as Server<unknown>
     return c.json({ native: server.subscriberCount(topic), handshake: topics.subscribers(topic) })
+  })
+  // Sends `n` messages of `size` bytes without awaiting them, to a peer that reads nothing, and
+  // records each outcome and whether the connection ended inside that very send() (Bun dropped
+  // it past backpressureLimit): that send must reject.
+  app.get('/drop', (c) => {
+    const id = c.req.query('id') ?? 'drop'
+    const count = Number(c.req.query('n') ?? '512')
+    const size = Number(c.req.query('size') ?? '65536')
+    return upgrade({
+      async serve(conn: Conn) {
+        const outcomes: Promise<SendOutcome>[] = []
+        for (let i = 0; i < count && conn.state === 'open'; i++) {
+          const sending = conn.send(new Uint8Array(size).fill(i & 0xff))
+          const endedHere = conn.state !== 'open'
+          outcomes.push(
+            sending.then(
+              () => ({ endedHere, sent: true }),
+              (err: CloseError) => ({ endedHere, sent: false, code: err.code, reason: err.reason }),
+            ),
+          )
+        }
+        drops.set(id, await Promise.all(outcomes))
+      },
+    })(c, async () => {})
+  })
+  app.get('/drop-outcomes/:id', (c) => {
+    const outcomes = drops.get(c.req.param('id'))
+    return outcomes ? c.json(outcomes) : c.json({ error: 'Not Found' }, 404)
   })
   app.get('/flood-stats/:id', (c) => {
     const record = stats.get(c.req.param('id'))

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { ChildControl, conformanceSuite } from '@handshake/conformance'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
+import type { SendOutcome } from './bun-app.js'
 
 // --- the Bun child ---
 
@@ -434,6 +435,25 @@ describe('Bun adapter: the documented entry', () => {
     // The default sendHighWaterMark is 1 MiB; one message more may sit above it.
     expect(done.maxBufferedAmount).toBeLessThanOrEqual(1024 * 1024 + size)
     peer.socket.destroy()
+  })
+
+  it('rejects the send Bun dropped past backpressureLimit with the close error, not as sent (issue 11 #6)', async () => {
+    // 512 × 64 KiB sends nobody awaits, to a peer that reads nothing: past Bun's 16 MiB
+    // backpressureLimit, Bun drops one (send() returns 0) and the connection is torn down.
+    const id = uniqueId('drop')
+    const peer = await rawPeer(server.port, `/bun/drop?id=${id}`)
+    peer.socket.pause()
+    const outcomes = await eventually(async () => {
+      const response = await fetch(`${server.http}/bun/drop-outcomes/${id}`)
+      return response.ok ? ((await response.json()) as SendOutcome[]) : undefined
+    })
+    peer.socket.destroy()
+    const dropped = outcomes.filter((outcome) => outcome.endedHere)
+    expect(dropped).toHaveLength(1)
+    expect(dropped[0]).toMatchObject({ sent: false, code: 1006 })
+    expect(dropped[0]?.reason).toMatch(/Bun dropped a message/)
+    // The sends before it were taken by Bun; none after it was made.
+    expect(outcomes.at(-1)).toBe(dropped[0])
   })
 
   it("ends the close handshake as soon as Bun writes the close frame (no wait for the peer's)", async () => {

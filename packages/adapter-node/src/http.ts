@@ -75,8 +75,13 @@ class UpgradeRequest {
       const controller = new AbortController()
       const socket = request.#incoming.socket
       const abort = () => controller.abort(new Error('The client closed the connection'))
-      if (socket.destroyed) abort()
-      else socket.once('close', abort)
+      // A client that closed its side is gone too, as Node's own HTTP server takes it (its end
+      // shows once an answer is being written and the socket read).
+      if (socket.destroyed || socket.readableEnded) abort()
+      else {
+        socket.once('close', abort)
+        socket.once('end', abort)
+      }
       request.#request = new Request(request.#url, {
         method: request.method,
         headers: request.headers,
@@ -239,8 +244,10 @@ async function streamBody(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   first: ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']> | undefined,
 ): Promise<void> {
+  // A client that closed its side is gone, as Node's own HTTP server takes it.
   const cancel = () => void reader.cancel().catch(ignore)
   socket.once('close', cancel)
+  socket.once('end', cancel)
   try {
     socket.write(Buffer.concat([head, ...ready.filter((bytes) => bytes.byteLength > 0).map(chunk)]))
     let next = first
@@ -256,5 +263,6 @@ async function streamBody(
     socket.destroy()
   } finally {
     socket.off('close', cancel)
+    socket.off('end', cancel)
   }
 }

@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { type AddressInfo, connect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { encodeFrame, handshakeHeaders, Opcode, RawPeer, rawRequest } from '@handshake/conformance'
@@ -16,6 +16,7 @@ import { attach, type HandshakeServer, type ServeOptions, serve } from '../src/i
 
 const KiB = 1024
 const MiB = 1024 * KiB
+const DOWNLOAD_BYTES = 64 * MiB
 
 /** What the controllers saw, for the tests to check from outside. */
 const seen = {
@@ -25,6 +26,8 @@ const seen = {
   lingerEnd: undefined as Promise<{ error: CloseError; elapsed: number }> | undefined,
   shutdownEnds: [] as Promise<string>[],
   requestAborted: undefined as Promise<string> | undefined,
+  /** What the app's non-WebSocket answers to upgrade requests saw. */
+  stream: { pulled: 0, cancelled: false, aborted: false },
 }
 
 class Echo implements Controller {
@@ -149,9 +152,6 @@ class RequestView implements Controller {
 const logged: unknown[][] = []
 const quiet = { logger: { error: (...args: unknown[]) => logged.push(args) } }
 
-/** Holds an upgrade in the middleware until the test opens it. */
-const gate = { entered: false, open: () => {} }
-
 function makeApp(): Hono {
   const app = new Hono()
   app.use('*', async (c, next) => {
@@ -170,17 +170,46 @@ function makeApp(): Hono {
   app.get('/shutdown', upgrade(new Recorder(), { ...quiet, closeHandshakeTimeout: 500 }))
   app.get('/plain', (c) => c.json({ route: 'plain' }, 418))
   app.get('/request', upgrade(new RequestView(), quiet))
-  app.get(
-    '/gated',
-    async (_c, next) => {
-      gate.entered = true
-      await new Promise<void>((resolve) => {
-        gate.open = resolve
-      })
-      await next()
-    },
-    upgrade(new Echo(), quiet),
-  )
+  // A stream of events that never ends, as a server-sent events route is.
+  app.get('/events', (c) => {
+    c.req.raw.signal.addEventListener('abort', () => {
+      seen.stream.aborted = true
+    })
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('data: first\n\n'))
+      },
+      cancel() {
+        seen.stream.cancelled = true
+      },
+    })
+    return new Response(body, { headers: { 'Content-Type': 'text/event-stream' } })
+  })
+  // A large download, produced as it is read.
+  app.get('/download', (c) => {
+    c.req.raw.signal.addEventListener('abort', () => {
+      seen.stream.aborted = true
+    })
+    const chunk = new Uint8Array(64 * KiB).fill(1)
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          seen.stream.pulled += chunk.byteLength
+          if (seen.stream.pulled >= DOWNLOAD_BYTES) controller.close()
+          else controller.enqueue(chunk)
+        },
+      },
+      { highWaterMark: 0 },
+    )
+    return new Response(body)
+  })
+  // An app that never answers: only the client leaving, or a shutdown, ends the request.
+  app.get('/hang', (c) => {
+    c.req.raw.signal.addEventListener('abort', () => {
+      seen.stream.aborted = true
+    })
+    return new Promise<Response>(() => {})
+  })
   return app
 }
 
@@ -530,75 +559,94 @@ describe('@handshake/node', () => {
   })
 })
 
-describe('graceful shutdown', () => {
-  it('closes every connection with 1001, seen by ws and undici clients, then the server', async () => {
+/** Sends an upgrade request on a raw socket and collects what comes back. */
+async function upgradeRequest(port: number, path: string) {
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  const lines = Object.entries({ Host: `127.0.0.1:${port}`, ...handshakeHeaders() })
+  socket.write(`GET ${path} HTTP/1.1\r\n${lines.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`)
+  let received = ''
+  socket.setEncoding('latin1').on('data', (chunk: string) => {
+    received += chunk
+  })
+  socket.on('error', () => {})
+  const closed = once(socket, 'close').then(() => performance.now())
+  return { socket, received: () => received, closed }
+}
+
+describe('an upgrade request to a route that is not a WebSocket (issue 11 #3)', () => {
+  it('streams an answer that is still being produced, and cancels it when the client leaves', async () => {
     const { server, port } = await start()
-    const url = `ws://127.0.0.1:${port}/shutdown`
-    seen.shutdownEnds = []
-    const wsClient = await openWs(url)
-    const undiciClient = new UndiciWebSocket(url)
-    await new Promise((resolve, reject) => {
-      undiciClient.onopen = resolve
-      undiciClient.onerror = reject
-    })
-    await until(() => seen.shutdownEnds.length === 2)
-    expect(server.websockets.size).toBe(2)
-    const wsClosed = closeOf(wsClient)
-    const undiciClosed = new Promise<{ code: number; reason: string; wasClean: boolean }>(
-      (resolve) => {
-        undiciClient.onclose = ({ code, reason, wasClean }) => resolve({ code, reason, wasClean })
-      },
-    )
-
-    await server.shutdown()
-
-    expect(await wsClosed).toEqual({ code: 1001, reason: 'Server shutting down' })
-    expect(await undiciClosed).toEqual({
-      code: 1001,
-      reason: 'Server shutting down',
-      wasClean: true,
-    })
-    expect(await Promise.all(seen.shutdownEnds)).toEqual([
-      'serve ended quietly, signal: 1001',
-      'serve ended quietly, signal: 1001',
-    ])
-    expect(server.websockets.size).toBe(0)
-    expect(server.listening).toBe(false)
-    // New upgrades are refused once the shutdown started; here the port is simply closed.
-    await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow()
+    seen.stream = { pulled: 0, cancelled: false, aborted: false }
+    const client = await upgradeRequest(port, '/events')
+    // The first event arrives while the body is still open: the answer is not buffered whole.
+    await until(() => client.received().includes('data: first'), 5000)
+    expect(client.received()).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(client.received()).toMatch(/\r\ntransfer-encoding: chunked\r\n/)
+    client.socket.destroy()
+    await until(() => seen.stream.cancelled && seen.stream.aborted, 5000)
+    await server.shutdown({ timeout: 2000 })
   })
 
-  it('bounds the wait by the close-handshake timeout when a peer never answers', async () => {
+  it('reads a large body only as fast as the client takes it', async () => {
+    const { server, port } = await start()
+    seen.stream = { pulled: 0, cancelled: false, aborted: false }
+    const client = await upgradeRequest(port, '/download')
+    client.socket.pause()
+    await until(() => seen.stream.pulled > 0, 5000)
+    await sleep(500)
+    // The kernel's buffers and the socket's high-water mark, not the whole 64 MiB.
+    expect(seen.stream.pulled).toBeLessThan(16 * MiB)
+    client.socket.destroy()
+    await until(() => seen.stream.pulled < DOWNLOAD_BYTES && seen.stream.aborted, 5000)
+    await server.shutdown({ timeout: 2000 })
+  })
+
+  it('keeps the shutdown bounded when the app never answers, and aborts the request', async () => {
+    const { server, port } = await start()
+    seen.stream = { pulled: 0, cancelled: false, aborted: false }
+    const client = await upgradeRequest(port, '/hang')
+    await sleep(100)
+    const started = performance.now()
+    await server.shutdown({ timeout: 500 })
+    const elapsed = performance.now() - started
+    expect(elapsed).toBeGreaterThanOrEqual(450)
+    expect(elapsed).toBeLessThan(3000)
+    // The request's socket was destroyed at the deadline, which aborted the app's request.
+    expect((await client.closed) - started).toBeLessThan(3000)
+    await until(() => seen.stream.aborted, 2000)
+  })
+})
+
+describe('the graceful shutdown, as Node names it', () => {
+  // The shutdown itself is the conformance suite's (packages/conformance, "shutdown").
+  it('server.close(callback) is the graceful shutdown', async () => {
     const { server, port } = await start()
     seen.shutdownEnds = []
-    const peer = await RawPeer.connect(httpUrl(port), '/shutdown', { answerClose: false })
+    const client = await openWs(`ws://127.0.0.1:${port}/shutdown`)
     await until(() => seen.shutdownEnds.length === 1)
-    const started = performance.now()
-    // server.close(callback) is the same graceful shutdown.
+    expect(server.websockets.size).toBe(1)
+    const closed = closeOf(client)
     await new Promise<void>((resolve, reject) =>
       server.close((err?: Error) => (err ? reject(err) : resolve())),
     )
-    const elapsed = performance.now() - started
-    expect(await peer.closeFrame).toMatchObject({ code: 1001, reason: 'Server shutting down' })
-    expect(elapsed).toBeGreaterThanOrEqual(450)
-    expect(elapsed).toBeLessThan(8000)
-    // The server tore the TCP connection down; the peer never closed it.
-    await peer.ended
+    expect(await closed).toEqual({ code: 1001, reason: 'Server shutting down' })
+    expect(await Promise.all(seen.shutdownEnds)).toEqual(['serve ended quietly, signal: 1001'])
+    expect(server.websockets.size).toBe(0)
+    expect(server.listening).toBe(false)
   })
 
-  it('refuses upgrades still on their way with 503 once shutting down', async () => {
+  it('rejects an invalid option through close(callback) too, and keeps serving', async () => {
     const { server, port } = await start()
-    const peer = await RawPeer.connect(httpUrl(port), '/linger', { answerClose: false })
-    const answer = refusal(port, '/gated')
-    await until(() => gate.entered)
-    const done = server.shutdown({ timeout: 3000 })
-    gate.open()
-    const response = await answer
-    expect(response.status).toBe(503)
-    expect(JSON.parse(response.body)).toEqual({ error: 'Service Unavailable' })
-    await done
-    expect(server.listening).toBe(false)
-    peer.vanish()
+    const error = await server.shutdown({ code: 1006 }).catch((err: unknown) => err)
+    expect(error).toBeInstanceOf(RangeError)
+    expect(server.listening).toBe(true)
+    const client = await openWs(`ws://127.0.0.1:${port}/ws`)
+    const echoed = nextMessage(client)
+    client.send('still serving')
+    expect((await echoed).data.toString()).toBe('still serving')
+    client.close()
+    await server.shutdown({ timeout: 2000 })
   })
 })
 
