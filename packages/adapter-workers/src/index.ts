@@ -128,6 +128,10 @@ function upgrade(c: Context, request: UpgradeRequest): Response {
       server.send(data)
     },
     close(code, reason) {
+      // Past OPEN the end is already on its way (workerd answered the peer's close frame on its
+      // own) and close() would throw, making the core report 1006: the close event that follows
+      // reports the peer's code.
+      if (server.readyState !== OPEN) return
       closeSent = true
       server.close(code, reason)
     },
@@ -140,10 +144,10 @@ function upgrade(c: Context, request: UpgradeRequest): Response {
   const events: SocketEvents = request.open(socket)
 
   /** The connection is over for the core: tell it once, and let the request end. */
-  const drop = (code: number, reason: string) => {
+  const drop = (code: number, reason: string, wasClean: boolean) => {
     if (dropped) return
     dropped = true
-    events.closed(code, reason)
+    events.closed(code, reason, wasClean)
   }
 
   server.addEventListener('message', (event: WorkersMessageEvent) => {
@@ -159,7 +163,8 @@ function upgrade(c: Context, request: UpgradeRequest): Response {
       closeSent = true
       answerClose(server, event.code, event.reason)
     }
-    drop(event.code, event.reason)
+    // workerd's wasClean says whether the peer's close frame came.
+    drop(event.code, event.reason, event.wasClean)
   })
 
   server.addEventListener('error', (event: WorkersErrorEvent) => {
@@ -169,7 +174,7 @@ function upgrade(c: Context, request: UpgradeRequest): Response {
     // workerd fires "error", and no close event, when the connection is lost or the peer broke
     // the protocol; it has then sent its own close frame, and names the code only in the message.
     events.error(error, faultCode(error))
-    drop(ABNORMAL_CLOSURE, error.message)
+    drop(ABNORMAL_CLOSURE, error.message, false)
   })
 
   keepAlive(c, events.ended)

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { Opcode, RawPeer } from '@handshake/conformance'
+import { handshakeHeaders, Opcode, RawPeer, rawRequest } from '@handshake/conformance'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 
 const wranglerBin = createRequire(import.meta.url).resolve('wrangler/bin/wrangler.js')
@@ -100,4 +100,26 @@ it('answers a close code with the same code', async () => {
   peer.close(4001, 'bye')
   expect(await peer.closeFrame).toMatchObject({ code: 4001, reason: 'bye' })
   await peer.ended
+})
+
+// wrangler dev puts its own proxy in front of workerd, and the proxy does its own WebSocket
+// handshake with the client: the Worker's rejections of a bad handshake never reach the client
+// there. The conformance suite checks them against workerd's own socket (Miniflare).
+it("difference: wrangler dev's proxy answers a bad version itself, with a plain-text 400", async () => {
+  const answer = await rawRequest(url, '/echo?id=wrangler-version', {
+    headers: { ...handshakeHeaders(), 'Sec-WebSocket-Version': '8' },
+    readToEnd: true,
+  })
+  // Not the Worker's 426 with {"error":"Upgrade Required"}.
+  expect(answer.status).toBe(400)
+  expect(answer.headers.get('content-type') ?? '').not.toMatch(/json/)
+  expect(answer.body).not.toContain('Upgrade Required')
+})
+
+it("difference: wrangler dev's proxy re-keys a bad Sec-WebSocket-Key and answers 101", async () => {
+  const answer = await rawRequest(url, '/echo?id=wrangler-key', {
+    headers: { ...handshakeHeaders(), 'Sec-WebSocket-Key': 'not-a-valid-key' },
+  })
+  // Not the Worker's 400: the proxy sent workerd a valid key of its own.
+  expect(answer.status).toBe(101)
 })
