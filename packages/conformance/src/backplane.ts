@@ -20,6 +20,9 @@ import { type RedisServer, startRedis } from './redis-server.js'
 import { newId, patternBytes, withId } from './scenarios/support.js'
 import type { RunningServer } from './targets.js'
 
+/** An instance as the two-instance scenarios use it: where it listens, and its stop. */
+type Instance = Pick<RunningServer, 'url' | 'stop'>
+
 /** The Redis clients the scenario runs with (see `backplane-setup.ts`). */
 export const BACKPLANE_CLIENTS = ['ioredis', 'node-redis'] as const
 /** One of {@link BACKPLANE_CLIENTS}. */
@@ -33,7 +36,7 @@ export interface BackplaneTarget {
    * Starts one instance, in its own process: the conformance app, with the isolate's topics on
    * `useRedisBackplane(redisUrl, client)`, on 127.0.0.1 and a free port.
    */
-  start(options: { redisUrl: string; client: BackplaneClient }): Promise<RunningServer>
+  start(options: { redisUrl: string; client: BackplaneClient }): Promise<Instance>
 }
 
 /** How long to wait for a duplicate that must not come. */
@@ -73,10 +76,10 @@ export function backplaneSuite(target: BackplaneTarget): void {
     })
 
     describe.each(BACKPLANE_CLIENTS)('with %s', (client) => {
-      let a: RunningServer | undefined
-      let b: RunningServer | undefined
+      let a: Instance | undefined
+      let b: Instance | undefined
       const peers: Peer[] = []
-      const join = async (server: RunningServer | undefined, route: string, topic: string) => {
+      const join = async (server: Instance | undefined, route: string, topic: string) => {
         if (!server) throw new Error(`The ${target.name} instances did not start`)
         const peer = await connectWs(server.url, withId(`/${route}/${topic}`, newId(route)))
         peers.push(peer)
