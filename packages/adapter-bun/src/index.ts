@@ -17,6 +17,7 @@ import {
   ADAPTER,
   type Adapter,
   Connections,
+  DEFAULT_SHUTDOWN_TIMEOUT,
   defaultSettings,
   installAdapter,
   connections as isolateConnections,
@@ -401,9 +402,10 @@ function registryOf(server: Server<HandshakeSocketData>): Connections {
 /**
  * Shuts a Bun server down gracefully: the core's `Connections.shutdown`, with "stop listening"
  * being `server.stop()`. New upgrades get 503, every open connection gets one close frame (1001
- * `Server shutting down` by default), and it resolves by `options.timeout` (10 s by default),
- * then stops the server for good, dropping whatever is still open. It rejects with a
- * `RangeError`, before anything is closed, when `code` or `reason` may not be sent.
+ * `Server shutting down` by default), and it resolves once every frame is written. Bun then
+ * keeps each TCP connection until its peer answers; at `options.timeout` (10 s by default) the
+ * server stops for good, dropping whatever is still open. It rejects with a `RangeError`, before
+ * anything is closed, when `code` or `reason` may not be sent.
  *
  * A server started by {@link serve} has its own registry. One started with `Bun.serve` and the
  * {@link websocket} handler shares the process's (`connections` from `@handshake/core`), so
@@ -413,8 +415,14 @@ export async function shutdown(
   server: Server<HandshakeSocketData>,
   options?: ShutdownOptions,
 ): Promise<void> {
+  const deadline = Date.now() + (options?.timeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
   await registryOf(server).shutdown(options, () => server.stop())
-  await server.stop(true)
+  // Bun reports each end as soon as its close frame and FIN are written, while the peer may not
+  // have read them. Stopping for good now would close sockets holding unread data, and the
+  // kernel would answer with a reset that can destroy the close frame: wait for the deadline.
+  const left = deadline - Date.now()
+  if (left <= 0) return void (await server.stop(true))
+  setTimeout(() => void server.stop(true), left).unref()
 }
 
 /**

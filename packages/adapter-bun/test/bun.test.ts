@@ -534,6 +534,39 @@ describe('Bun adapter: serve() and graceful shutdown', () => {
       await server.stop()
     }
   })
+  it('keeps each TCP connection until its peer answers or the deadline: no reset under unread data', async () => {
+    // Bun writes the close frame and a FIN, then reports the end at once. Stopping the server
+    // for good at that moment closed sockets with unread data, which makes the kernel send a
+    // reset: a peer that is still sending may lose the close frame it had not read yet.
+    const server = await startBun('serve')
+    try {
+      const peer = await rawPeer(server.port, `/hold?id=${uniqueId('shutdown-reset')}`)
+      let reset: string | undefined
+      peer.socket.on('error', (err: NodeJS.ErrnoException) => {
+        reset = err.code
+      })
+      // Flood until the server stops reading (it pauses past the route's inbound bound) and
+      // the kernel's buffers are full: the server then holds data it has not read.
+      const frame = clientFrame(0x2, new Uint8Array(1024))
+      const floodUntil = Date.now() + 10_000
+      while (peer.socket.writableLength < 256 * 1024 && Date.now() < floodUntil) {
+        peer.socket.write(frame)
+        await new Promise((resolve) => setTimeout(resolve, 0))
+      }
+      expect(peer.socket.writableLength).toBeGreaterThanOrEqual(256 * 1024)
+      // Hold what the server sends in the kernel, unread, while it shuts down.
+      peer.socket.pause()
+      await server.control.shutdown({ timeout: 5000 })
+      // Well before the deadline, when the server may drop what is left.
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      peer.socket.resume()
+      const close = await eventually(() => closeFrameIn(peer.received()))
+      expect(close).toEqual({ code: 1001, reason: 'Server shutting down' })
+      expect(reset).toBeUndefined()
+    } finally {
+      await server.stop()
+    }
+  })
 })
 
 describe("Bun adapter: topics through Bun's own tree", () => {
