@@ -74,6 +74,11 @@ const DRAIN_POLL_MIN_MS = 1
 const DRAIN_POLL_MAX_MS = 50
 const resolved = Promise.resolve()
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined })
+/**
+ * The empty inbox every connection starts with and returns to: one shared array, frozen so that
+ * a push into it throws, replaced by a connection's own on the first message that must wait.
+ */
+const NO_MESSAGES: (Message | undefined)[] = Object.freeze([]) as never
 const noop = () => {}
 const NO_TOPICS: ReadonlySet<string> = new Set()
 
@@ -124,14 +129,14 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   #state: ConnState = 'open'
 
   // Inbound: messages that arrived before `serve` asked for them, and the one pending read.
-  #inbox: (Message | undefined)[] = []
+  #inbox: (Message | undefined)[] = NO_MESSAGES
   #inboxHead = 0
   #inboxBytes = 0
   #paused = false
   // The pending read; an iterator's read resolves with the iterator result itself, which saves
-  // a promise and a microtask per message on the hot path.
-  #readResolve: ((value: Message | IteratorResult<Message>) => void) | undefined
-  #readReject: ((reason: unknown) => void) | undefined
+  // a promise and a microtask per message on the hot path. Only its resolver is kept (an idle
+  // connection waits here): the end resolves it with a rejected promise.
+  #readResolve: ((value: Message | IteratorResult<Message> | Promise<never>) => void) | undefined
   #readIterating = false
 
   // The end: the fault that ends the connection, the final error, and who waits for it.
@@ -141,11 +146,12 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   #closed: Promise<void> | undefined
   #settleClosed: (() => void) | undefined
 
-  // Outbound: sends waiting for the runtime to drain, and pings waiting for a pong.
-  #drainWaiters: Waiter<void>[] = []
+  // Outbound: sends waiting for the runtime to drain, and pings waiting for a pong; made on first
+  // use, since most connections never wait.
+  #drainWaiters: Waiter<void>[] | undefined
   #drainPoll: ReturnType<typeof setTimeout> | undefined
   #drainPollDelay = DRAIN_POLL_MIN_MS
-  #pingWaiters: Waiter<void>[] = []
+  #pingWaiters: Waiter<void>[] | undefined
 
   /** @internal The handlers the adapter forwards the runtime's events to. */
   readonly events: SocketEvents
@@ -388,9 +394,17 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * `serve` fails with it.
    */
   [Symbol.asyncIterator](): AsyncIterator<Message> {
-    return {
-      next: () => this.#pull(true) as Promise<IteratorResult<Message>>,
-      return: () => Promise.resolve(DONE),
+    return new Conn.#Messages(this)
+  }
+
+  // The iterator: one small object with prototype methods, not an object with two closures.
+  static readonly #Messages = class implements AsyncIterator<Message> {
+    constructor(readonly conn: Conn) {}
+    next(): Promise<IteratorResult<Message>> {
+      return this.conn.#pull(true) as Promise<IteratorResult<Message>>
+    }
+    return(): Promise<IteratorResult<Message>> {
+      return Promise.resolve(DONE)
     }
   }
 
@@ -417,9 +431,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     const error = this.#closeError
     if (error)
       return iterating && isNormalClose(error) ? Promise.resolve(DONE) : Promise.reject(error)
-    return new Promise((resolve, reject) => {
+    return new Promise((resolve) => {
       this.#readResolve = resolve
-      this.#readReject = reject
       this.#readIterating = iterating
     })
   }
@@ -453,6 +466,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     if (this.#socket.bufferedAmount <= this.#limits.sendHighWaterMark) return resolved
     return quiet(
       new Promise<void>((resolve, reject) => {
+        this.#drainWaiters ??= []
         this.#drainWaiters.push({ resolve, reject })
         if (!this.#socket.emitsDrain) this.#scheduleDrainPoll()
       }),
@@ -476,7 +490,12 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     }
     if (this.#state !== 'open') return quiet(Promise.reject(this.#endError()))
     this.#socket.ping()
-    return quiet(new Promise((resolve, reject) => this.#pingWaiters.push({ resolve, reject })))
+    return quiet(
+      new Promise((resolve, reject) => {
+        this.#pingWaiters ??= []
+        this.#pingWaiters.push({ resolve, reject })
+      }),
+    )
   }
 
   /**
@@ -501,6 +520,11 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     } catch (err) {
       return Promise.reject(err)
     }
+    return this.#close(code, reason)
+  }
+
+  /** {@link Conn.close} with a code and reason known to be sendable. */
+  #close(code: number, reason: string): Promise<void> {
     if (this.#state !== 'open') return this.#whenClosed()
     this.#startClosing(code, reason)
     try {
@@ -524,7 +548,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
 
   /** Closes with 1000 and {@link NormalClosureMessage} (`'Server closed connection'`). See {@link Conn.close}. */
   closeNormal(): Promise<void> {
-    return this.close(CloseCode.NormalClosure, NormalClosureMessage)
+    return this.#close(CloseCode.NormalClosure, NormalClosureMessage)
   }
 
   /**
@@ -576,7 +600,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
       typeof data === 'string' ? { type: 'text', data } : { type: 'binary', data }
     const resolve = this.#readResolve
     if (resolve) {
-      this.#readResolve = this.#readReject = undefined
+      this.#readResolve = undefined
       resolve(this.#readIterating ? { done: false, value: message } : message)
       return
     }
@@ -584,7 +608,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
       this.#run(message)
       return
     }
-    this.#inbox.push(message)
+    if (this.#inbox === NO_MESSAGES) this.#inbox = [message]
+    else this.#inbox.push(message)
     this.#inboxBytes += size + MESSAGE_OVERHEAD_BYTES
     if (this.#inboxBytes <= maxInboundBuffer) return
     // Pause where the runtime can; it may still hand over what it already parsed, so a second
@@ -607,7 +632,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     const message = this.#inbox[this.#inboxHead] as Message
     this.#inbox[this.#inboxHead++] = undefined
     if (this.#inboxHead === this.#inbox.length) {
-      this.#inbox = []
+      this.#inbox = NO_MESSAGES
       this.#inboxHead = 0
     }
     const size = typeof message.data === 'string' ? message.data.length : message.data.byteLength
@@ -703,10 +728,9 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     if (this.#closeTimer !== undefined) clearTimeout(this.#closeTimer)
     this.#abortWith(error)
     const resolve = this.#readResolve
-    const reject = this.#readReject
-    this.#readResolve = this.#readReject = undefined
-    if (resolve && this.#readIterating && isNormalClose(error)) resolve(DONE)
-    else reject?.(error)
+    this.#readResolve = undefined
+    if (resolve)
+      resolve(this.#readIterating && isNormalClose(error) ? DONE : quiet(Promise.reject(error)))
     this.#rejectWaiters(error)
     this.#home.connections.delete(this)
     if (this.#topics) {
@@ -769,7 +793,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    */
   stopDispatch(): void {
     this.#dispatchStopped = true
-    this.#inbox = []
+    this.#inbox = NO_MESSAGES
     this.#inboxHead = 0
     this.#inboxBytes = 0
   }
@@ -840,8 +864,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   #onDrain(): void {
     if (this.#socket.bufferedAmount > this.#limits.sendHighWaterMark) return
     const waiters = this.#drainWaiters
-    this.#drainWaiters = []
-    for (const waiter of waiters) waiter.resolve()
+    this.#drainWaiters = undefined
+    for (const waiter of waiters ?? []) waiter.resolve()
   }
 
   #scheduleDrainPoll(): void {
@@ -849,7 +873,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     this.#drainPoll = setTimeout(() => {
       this.#drainPoll = undefined
       this.#onDrain()
-      if (this.#drainWaiters.length === 0) {
+      if (this.#drainWaiters === undefined) {
         this.#drainPollDelay = DRAIN_POLL_MIN_MS
         return
       }
@@ -860,16 +884,15 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
 
   #onPong(): void {
     const waiters = this.#pingWaiters
-    this.#pingWaiters = []
-    for (const waiter of waiters) waiter.resolve()
+    this.#pingWaiters = undefined
+    for (const waiter of waiters ?? []) waiter.resolve()
   }
 
   #rejectWaiters(error: CloseError): void {
     if (this.#drainPoll !== undefined) clearTimeout(this.#drainPoll)
     this.#drainPoll = undefined
-    const waiters = [...this.#drainWaiters, ...this.#pingWaiters]
-    this.#drainWaiters = []
-    this.#pingWaiters = []
+    const waiters = [...(this.#drainWaiters ?? []), ...(this.#pingWaiters ?? [])]
+    this.#drainWaiters = this.#pingWaiters = undefined
     for (const waiter of waiters) waiter.reject(error)
   }
 }

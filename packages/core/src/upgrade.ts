@@ -4,14 +4,7 @@
  * @module
  */
 import { Context, type Env, type Hono, type MiddlewareHandler } from 'hono'
-import {
-  CloseCode,
-  type CloseError,
-  closeErrorIn,
-  describeError,
-  isCloseError,
-  NormalClosureMessage,
-} from './close.js'
+import { CloseCode, type CloseError, closeErrorIn, describeError, isCloseError } from './close.js'
 import { Conn, type ConnHome, type EventDispatch } from './conn.js'
 import { type Connections, connections as isolateConnections } from './connections.js'
 import {
@@ -374,18 +367,28 @@ export class Upgrader<E extends Env = any> {
       conn.dispatchTo(this.#dispatchFor(controller))
       this.#open(controller, conn, c)
     } else {
-      void this.#serve(controller as ControllerWithHooks<E>, conn, c).then(() => conn.settleEnded())
+      this.#serve(controller as ControllerWithHooks<E>, conn, c)
     }
   }
 
-  /** Runs `serve` and closes the connection by what it did. Never rejects. */
-  async #serve(controller: ControllerWithHooks<E>, conn: Conn, c: Context<E>): Promise<void> {
+  /**
+   * Runs `serve`, then closes the connection by what it did, and settles `events.ended`. A
+   * chain on serve's promise, not an `async` function awaiting it: an idle connection then
+   * keeps no suspended frame of the upgrader's.
+   */
+  #serve(controller: ControllerWithHooks<E>, conn: Conn, c: Context<E>): void {
+    let served: Promise<unknown>
     try {
-      await controller.serve(conn, c)
-      await conn.close(CloseCode.NormalClosure, NormalClosureMessage)
+      served = Promise.resolve(controller.serve(conn, c))
     } catch (err) {
-      await this.#failed(conn, () => c, err)
+      served = Promise.reject(err)
     }
+    served
+      .then(
+        () => conn.closeNormal(),
+        (err: unknown) => this.#failed(conn, () => c, err),
+      )
+      .then(() => conn.settleEnded())
   }
 
   /** Runs `open`; messages wait until it settles. */
