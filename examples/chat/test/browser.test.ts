@@ -7,13 +7,12 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
-import { createServer, connect as tcpConnect } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { type RedisServer, startRedis } from '@handshake/conformance/redis'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { afterAll, expect, it } from 'vitest'
 
 const CHROMIUM = '/usr/bin/chromium'
-const REDIS_SERVER = '/usr/bin/redis-server'
 const exampleDir = fileURLToPath(new URL('..', import.meta.url))
 const artifactsDir = fileURLToPath(new URL('../artifacts/', import.meta.url))
 
@@ -28,48 +27,7 @@ const SLOW = { timeout: 20_000 }
 
 const servers: Server[] = []
 let browser: Browser | undefined
-let redis: ChildProcess | undefined
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
-}
-
-/** A redis-server of the test's own on a free port, with no persistence; stopped by PID. */
-async function startRedis(): Promise<string> {
-  if (!existsSync(REDIS_SERVER)) {
-    throw new Error(
-      `${REDIS_SERVER} is missing: install Debian's redis-server (apt-get install -y redis-server)`,
-    )
-  }
-  const port = await freePort()
-  redis = spawn(
-    REDIS_SERVER,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    {
-      stdio: 'ignore',
-    },
-  )
-  const deadline = Date.now() + 10_000
-  while (Date.now() < deadline) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = tcpConnect(port, '127.0.0.1', () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-    if (up) return `redis://127.0.0.1:${port}`
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error('redis-server did not start within 10 s')
-}
+let redis: RedisServer | undefined
 
 /**
  * Starts `src/node.ts` as `pnpm start` does (with `REDIS_URL`, as one of several instances), and
@@ -150,11 +108,7 @@ async function launchChromium(): Promise<Browser> {
 afterAll(async () => {
   await browser?.close()
   await Promise.all(servers.map(stopServer))
-  if (redis?.pid !== undefined && redis.exitCode === null) {
-    const exited = new Promise((resolve) => redis?.once('exit', resolve))
-    process.kill(redis.pid, 'SIGTERM')
-    await exited
-  }
+  await redis?.stop()
 })
 
 it('two pages on two instances chat in one room through Redis, see each other leave, and survive a restart', {
@@ -162,7 +116,8 @@ it('two pages on two instances chat in one room through Redis, see each other le
 }, async () => {
   browser = await launchChromium()
   const errors: string[] = []
-  const redisUrl = await startRedis()
+  redis = await startRedis()
+  const redisUrl = redis.url
   const [server, other] = await Promise.all([startServer(redisUrl), startServer(redisUrl)])
   expect(server.url).not.toBe(other.url)
   const alice = await openChat(server.url, 'alice', errors)

@@ -109,9 +109,16 @@ export function rawCommand(port: number, args: string[], timeoutMs = 5000): Prom
   })
 }
 
-async function waitUntilAccepting(port: number, child: ChildProcess, output: () => string) {
+async function waitUntilAccepting(
+  port: number,
+  child: ChildProcess,
+  output: () => string,
+  failed: () => Error | undefined,
+) {
   const deadline = Date.now() + 10_000
   for (;;) {
+    const error = failed()
+    if (error) throw error
     if (child.exitCode !== null) {
       throw new Error(`redis-server exited with ${child.exitCode}:\n${output()}`)
     }
@@ -138,13 +145,27 @@ export async function startRedis(): Promise<RedisServer> {
       { stdio: ['ignore', 'pipe', 'pipe'] },
     )
     child = started
+    let missing: Error | undefined
+    started.once('error', (err: NodeJS.ErrnoException) => {
+      missing =
+        err.code === 'ENOENT'
+          ? new Error(
+              "redis-server is not installed: install Debian's redis-server (apt-get install -y redis-server; `bash .ci/run` does it when it is missing)",
+            )
+          : err
+    })
     started.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       output += chunk
     })
     started.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       output += chunk
     })
-    await waitUntilAccepting(port, started, () => output)
+    await waitUntilAccepting(
+      port,
+      started,
+      () => output,
+      () => missing,
+    )
   }
   const kill = async () => {
     const current = child
