@@ -1,11 +1,3 @@
-import { defineConfig } from 'tsup'
+import { packageConfig } from '../../tsup.base'
 
-export default defineConfig({
-  entry: ['src/index.ts'],
-  format: ['esm'],
-  dts: true,
-  // Maps into src/, which ships with dist/: stack traces name our files and lines.
-  sourcemap: true,
-  clean: true,
-  target: 'es2022',
-})
+export default packageConfig()
