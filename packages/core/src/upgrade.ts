@@ -59,6 +59,19 @@ const HANDSHAKE_HEADERS = [
 ]
 
 // Shared by every upgrade without upgradeHeaders; adapters only read `request.headers`.
+/**
+ * Runs `fn` in a later turn of the event loop, once every pending microtask (the rest of Hono's
+ * middleware chain included) has run: `setImmediate` where the runtime has one (Node, Bun), a
+ * zero timer elsewhere. A zero timer is clamped to about 1 ms on Bun, which a connection that
+ * sends at once would wait for.
+ */
+const nextTurn: (fn: () => void) => void = (() => {
+  const immediate = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate
+  return typeof immediate === 'function'
+    ? (fn) => void immediate(fn)
+    : (fn) => void setTimeout(fn, 0)
+})()
+
 const NO_HEADERS = new Headers()
 
 // RFC 6455 §4.1: the key is 16 random bytes, base64-encoded: 22 characters and '=='.
@@ -324,7 +337,7 @@ export class Upgrader<E extends Env = any> {
         },
       })
       returned = true
-      if (start) setTimeout(start, 0)
+      if (start) nextTurn(start)
       return response
     } catch (err) {
       this.#log('WebSocket upgrade failed:', err)
