@@ -223,15 +223,13 @@ export const bunAdapter: Adapter = {
       )
     }
     const link = new Link(request, treeOf(server))
-    const headers = new Headers(request.headers)
-    if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
-    const upgradeHeaders = new Headers(headers)
     // Bun echoes the client's first offer when no protocol is set; an empty header stops it
     // and is not sent (oven-sh/bun#18243).
-    if (request.protocol === undefined) upgradeHeaders.set('Sec-WebSocket-Protocol', '')
+    const headers = new Headers(request.headers)
+    headers.set('Sec-WebSocket-Protocol', request.protocol ?? '')
     let upgraded: boolean
     try {
-      upgraded = server.upgrade(c.req.raw, { data: link, headers: upgradeHeaders })
+      upgraded = server.upgrade(c.req.raw, { data: link, headers })
     } catch (err) {
       if (String(err).includes('websocket')) {
         throw new Error(`Bun.serve was started without a \`websocket\` handler: ${ENTRY_HINT}.`, {
@@ -253,6 +251,7 @@ export const bunAdapter: Adapter = {
       )
     }
     // Bun already wrote the real 101; this one is for middleware that looks at the response.
+    if (request.protocol === undefined) headers.delete('Sec-WebSocket-Protocol')
     return new Response(null, { status: 101, headers })
   },
 }
@@ -260,8 +259,8 @@ export const bunAdapter: Adapter = {
 installAdapter(bunAdapter)
 
 function linkOf(ws: BunSocket): Link | undefined {
-  const data = ws.data as Partial<HandshakeSocketData> | undefined
-  return data && typeof data === 'object' ? data[LINK] : undefined
+  const data: unknown = ws.data
+  return data instanceof Link ? data : undefined
 }
 
 // --- topics ---

@@ -889,6 +889,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   #rejectWaiters(error: CloseError): void {
+    if (!this.#drainWaiters && !this.#pingWaiters) return
     if (this.#drainPoll !== undefined) clearTimeout(this.#drainPoll)
     this.#drainPoll = undefined
     const waiters = [...(this.#drainWaiters ?? []), ...(this.#pingWaiters ?? [])]
