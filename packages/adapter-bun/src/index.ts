@@ -420,8 +420,8 @@ export async function shutdown(
   // have read them. Stopping for good now would close sockets holding unread data, and the
   // kernel would answer with a reset that can destroy the close frame: wait for the deadline.
   const left = deadline - Date.now()
-  if (left <= 0) return void (await server.stop(true))
-  setTimeout(() => void server.stop(true), left).unref()
+  if (left > 0) setTimeout(() => void server.stop(true), left).unref()
+  else await server.stop(true)
 }
 
 /**
