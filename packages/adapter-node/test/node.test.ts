@@ -515,7 +515,11 @@ describe('@handshake/node', () => {
       await until(() => peer.bytesReceived >= FLOOD_TOTAL, 60_000)
       const peak = memory.stop()
       expect(seen.flood.sent).toBe(FLOOD_TOTAL)
-      expect(peak.live).toBeLessThan(48 * MiB)
+      // A quarter of the flood: what matters is that memory does not follow the flood. The
+      // exact bound is the bufferedAmount check above; this peak also counts buffers already
+      // dead that V8 frees on a background thread, which lags on a loaded machine (40 to 53 MB
+      // seen with the suite running on two cores, 17 to 30 MB alone).
+      expect(peak.live).toBeLessThan(FLOOD_TOTAL / 4)
       expect(peak.rss).toBeLessThan(FLOOD_TOTAL / 2)
       peer.vanish()
       seen.flood.conn = undefined
@@ -550,7 +554,11 @@ describe('@handshake/node', () => {
       await until(() => seen.flood.received >= FLOOD_TOTAL, 60_000)
       const peak = memory.stop()
       expect(seen.flood.received).toBe(FLOOD_TOTAL)
-      expect(peak.live).toBeLessThan(48 * MiB)
+      // A quarter of the flood: what matters is that memory does not follow the flood. The
+      // exact bound is the bufferedAmount check above; this peak also counts buffers already
+      // dead that V8 frees on a background thread, which lags on a loaded machine (40 to 53 MB
+      // seen with the suite running on two cores, 17 to 30 MB alone).
+      expect(peak.live).toBeLessThan(FLOOD_TOTAL / 4)
       expect(peak.rss).toBeLessThan(FLOOD_TOTAL / 2)
       stopped = true
       peer.vanish()
