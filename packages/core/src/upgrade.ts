@@ -58,7 +58,6 @@ const HANDSHAKE_HEADERS = [
   'connection',
 ]
 
-// Shared by every upgrade without upgradeHeaders; adapters only read `request.headers`.
 /**
  * Runs `fn` in a later turn of the event loop, once every pending microtask (the rest of Hono's
  * middleware chain included) has run: `setImmediate` where the runtime has one (Node, Bun), a
@@ -72,6 +71,7 @@ const nextTurn: (fn: () => void) => void = (() => {
     : (fn) => void setTimeout(fn, 0)
 })()
 
+// Shared by every upgrade without upgradeHeaders; adapters only read `request.headers`.
 const NO_HEADERS = new Headers()
 
 // RFC 6455 §4.1: the key is 16 random bytes, base64-encoded: 22 characters and '=='.
