@@ -92,6 +92,8 @@ export class RedisBackplane implements Backplane {
   readonly #maxPendingBytes: number
   readonly #maxReconnectDelay: number
   #sink: BackplaneSink | undefined
+  /** Settles once start() has opened the first session, or failed to. */
+  #started: Promise<void> | undefined
   #session: Session | undefined
   /** The topics this instance should be subscribed to. */
   readonly #wanted = new Set<string>()
@@ -146,11 +148,15 @@ export class RedisBackplane implements Backplane {
   async start(sink: BackplaneSink): Promise<void> {
     if (this.#sink) throw new Error('This backplane is started already: give it to one Topics')
     this.#sink = sink
-    try {
-      this.#session = await this.#open()
-    } catch (err) {
-      this.#fault(err)
-    }
+    // Only start() opens the first session: a subscribe or a restore that comes meanwhile
+    // waits for it, rather than finding no session, reporting an outage and opening another.
+    this.#started = this.#open().then(
+      (session) => {
+        this.#session = session
+      },
+      (err) => this.#fault(err),
+    )
+    await this.#started
   }
 
   /** Subscribes to the topic's channel; resolves once Redis confirmed it. */
@@ -239,6 +245,7 @@ export class RedisBackplane implements Backplane {
   }
 
   async #apply(topic: string): Promise<void> {
+    await this.#started
     const session = this.#session
     const wanted = this.#wanted.has(topic)
     if (!session?.alive) {
@@ -301,6 +308,7 @@ export class RedisBackplane implements Backplane {
    * waits for the publishes before it. Then the Topics is told, and fires `'restore'`.
    */
   async #restore(): Promise<void> {
+    await this.#started
     let delay = 0
     while (!this.#closed) {
       if (delay > 0) await sleep(delay)
@@ -309,9 +317,12 @@ export class RedisBackplane implements Backplane {
       const faults = this.#faults
       try {
         if (!this.#session?.alive) {
+          // The replaced session is closed, so that no topic stays subscribed on it.
           this.#session?.connection.close()
           this.#session = undefined
-          this.#session = await this.#open()
+          const session = await this.#open()
+          this.#session?.connection.close()
+          this.#session = session
         }
         for (const topic of this.#sink?.topics() ?? []) this.#wanted.add(topic)
         await Promise.all([...this.#wanted].map((topic) => this.#converge(topic)))

@@ -11,6 +11,7 @@ import {
   CLIENT_KINDS,
   type Instance,
   joinRoom,
+  joinTopics,
   sleep,
   startInstance,
   until,
@@ -261,6 +262,45 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
     } finally {
       await instance.stop()
       await down.stop()
+    }
+  })
+
+  it('a subscribe while useBackplane() is starting: one session, no false outage, each message once', async () => {
+    const other = await startInstance(kind, redis.url)
+    const app = await appClient(kind, redis.url)
+    const errors: unknown[] = []
+    const topics = new Topics({ onError: (err) => errors.push(err) })
+    const backplane = redisBackplane({ client: app.client })
+    try {
+      const topic = newTopic('starting')
+      const pubsubClients = async () =>
+        String(await redis.command('CLIENT', 'LIST', 'TYPE', 'pubsub'))
+          .split('\n')
+          .filter((line) => line.includes('id=')).length
+      const before = await pubsubClients()
+      // Redis holds every command for 300 ms, so the subscriber connection's handshake, and
+      // with it start(), is still pending when the room subscribes.
+      await redis.command('CLIENT', 'PAUSE', '300', 'ALL')
+      const using = topics.useBackplane(backplane)
+      const joining = joinTopics(topics, topic)
+      await using
+      const member = await joining
+      expect(await numsub(`handshake:${topic}`)).toBe(1)
+      // Wait out any restore a false outage would have started, then count the deliveries.
+      await sleep(300)
+      other.topics.publish(topic, 'once')
+      expect(await member.receive(1)).toEqual(['once'])
+      await sleep(200)
+      expect(member.received).toEqual(['once'])
+      expect(errors).toEqual([])
+      expect(backplane.healthy).toBe(true)
+      // One subscriber connection more: this backplane's.
+      expect(await pubsubClients()).toBe(before + 1)
+      expect(await numsub(`handshake:${topic}`)).toBe(1)
+    } finally {
+      await topics.closeBackplane()
+      await app.close()
+      await other.stop()
     }
   })
 

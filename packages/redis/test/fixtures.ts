@@ -136,8 +136,13 @@ export interface Member {
 }
 
 /** Connects to a room of an instance; resolves once subscribed. */
-export async function joinRoom(instance: Instance, topic: string): Promise<Member> {
-  const app = new Hono().get('/', upgrade(room, { topics: instance.topics }))
+export function joinRoom(instance: Instance, topic: string): Promise<Member> {
+  return joinTopics(instance.topics, topic)
+}
+
+/** Connects to a room of a Topics; resolves once subscribed. */
+export async function joinTopics(topics: Topics, topic: string): Promise<Member> {
+  const app = new Hono().get('/', upgrade(room, { topics }))
   const peer = await connect(app, `/?room=${encodeURIComponent(topic)}`)
   const first = await peer.read()
   if (first.data !== 'subscribed') throw new Error(`Unexpected first message: ${first.data}`)
