@@ -176,7 +176,12 @@ export class RedisBackplane implements Backplane {
   unsubscribe(topic: string): Promise<void> {
     this.#wanted.delete(topic)
     if (this.#closed) return settled
-    return this.#converge(topic)
+    return this.#converge(topic).catch((err) => {
+      // Closing the backplane ends the unsubscriptions in flight too, with the connection that
+      // carried them: no fault (the client says "Disconnects client" or "Connection is closed").
+      if (this.#closed) return
+      throw err
+    })
   }
 
   /** Publishes to the other instances. It never throws and never waits. */

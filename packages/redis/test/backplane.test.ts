@@ -2,6 +2,8 @@
  * The backplane's guarantees across two instances on one real redis-server, with each client.
  */
 import { Topics } from '@handshake/core'
+import { Redis } from 'ioredis'
+import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 // The suite's redis-server, imported from its source: @handshake/conformance depends on this package.
 import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'
@@ -303,6 +305,36 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
       await other.stop()
     }
   })
+
+  const ends = kind === 'ioredis' ? (['quit'] as const) : (['quit', 'close'] as const)
+  it.each(ends)(
+    "the README's shutdown order, closeBackplane() then client.%s(), logs nothing",
+    async (end) => {
+      const logged: unknown[][] = []
+      const topics = new Topics({ logger: { error: (...args) => logged.push(args) } })
+      const client =
+        kind === 'ioredis'
+          ? new Redis(redis.url).on('error', (err) => logged.push(['client', err]))
+          : await createClient({ url: redis.url })
+              .on('error', (err) => logged.push(['client', err]))
+              .connect()
+      await topics.useBackplane(redisBackplane({ client }))
+      const topic = newTopic('shutdown-order')
+      const members = [await joinTopics(topics, topic), await joinTopics(topics, `${topic}-2`)]
+      topics.publish(topic, 'before the shutdown')
+      await members[0]!.receive(1)
+      // A connection leaving as the shutdown starts: its UNSUBSCRIBE is in flight (Redis
+      // holds it for 300 ms) when the backplane closes.
+      await redis.command('CLIENT', 'PAUSE', '300', 'ALL')
+      members[1]!.peer.close(1000)
+      await until(() => topics.subscribers(`${topic}-2`) === 0, 2000, 'the leave')
+      await topics.closeBackplane()
+      if (end === 'close') await (client as ReturnType<typeof createClient>).close()
+      else await client.quit()
+      await sleep(300)
+      expect(logged).toEqual([])
+    },
+  )
 
   it('refuses a client of another kind, and a backplane given twice', async () => {
     expect(() => redisBackplane({ client: {} as never })).toThrow(TypeError)
