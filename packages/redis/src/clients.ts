@@ -102,6 +102,14 @@ const asError = (value: unknown): Error =>
 
 /** Maps the app's client to a driver, telling the two clients apart by their shape. */
 export function driverFor(client: RedisClient): Driver {
+  // A cluster client takes other arguments in duplicate() (ioredis reads the options as its
+  // startup nodes, then reconnects forever) and spreads pub/sub its own way: refused.
+  const shape = client as { isCluster?: unknown; masters?: unknown; slots?: unknown }
+  if (client && (shape.isCluster === true || ('masters' in client && 'slots' in client))) {
+    throw new TypeError(
+      'redisBackplane() does not take a Redis Cluster client (ioredis Cluster, node-redis createCluster): give it a client of one node of the cluster (new Redis(nodeUrl) or createClient({ url: nodeUrl })); a PUBLISH on any node reaches the subscribers of every node',
+    )
+  }
   if (client && typeof (client as IORedisClient).status === 'string') {
     return ioredisDriver(client as IORedisClient)
   }
