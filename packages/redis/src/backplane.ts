@@ -48,6 +48,10 @@ const DEFAULT_MAX_PENDING_PUBLISHES = 10_000
 const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
 const DEFAULT_MAX_RECONNECT_DELAY = 1000
 const FIRST_RECONNECT_DELAY = 50
+/** The most topics this instance keeps a publish count for; past it, every count starts over. */
+const MAX_COUNTED_TOPICS = 65_536
+/** The most publishers a topic keeps the last sequence number of; past it, it starts over. */
+const MAX_HEARD_PUBLISHERS = 1024
 
 const settled = Promise.resolve()
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -68,9 +72,12 @@ interface Session {
  *   connection holds the topic; `conn.subscribe()` resolves once Redis confirmed the SUBSCRIBE.
  *   Quick subscribe and unsubscribe calls for a topic are applied in order, and Redis ends in
  *   the latest state.
- * - Each message carries this instance's id and its kind: each instance drops its own echo,
- *   text stays text, and bytes arrive exactly.
- * - One publisher's messages on a topic arrive in order, at most once.
+ * - Each message carries this instance's id, its sequence number on its topic, and its kind:
+ *   each instance drops its own echo, text stays text, and bytes arrive exactly.
+ * - One publisher's messages on a topic arrive in order, at most once: a receiver drops a
+ *   message whose sequence number it has seen (a client may send a PUBLISH twice), counted in
+ *   {@link RedisBackplane.repeatsDropped}, and counts the skips in
+ *   {@link RedisBackplane.gaps} and {@link RedisBackplane.missedMessages}.
  * - Faults: when the subscriber connection is lost (Redis killed or restarted, the connection
  *   killed, Redis cutting a subscriber that fell past its output buffer limit), or a publish
  *   fails or is dropped, the error is reported once per outage (the Topics `onError`, else its
@@ -102,6 +109,15 @@ export class RedisBackplane implements Backplane {
   #pending = 0
   #pendingBytes = 0
   #dropped = 0
+  /** Every publish so far: a topic's count starts from it, above any number it used before. */
+  #published = 0
+  /** Per topic, the sequence number of this instance's last publish on it. */
+  readonly #sequences = new Map<string, number>()
+  /** Per topic held, per publisher, the sequence number of the last message delivered. */
+  readonly #heard = new Map<string, Map<string, number>>()
+  #repeats = 0
+  #gaps = 0
+  #missed = 0
   /** Counts faults, so that a restore that saw a new one starts over. */
   #faults = 0
   #restoring: Promise<void> | undefined
@@ -124,6 +140,29 @@ export class RedisBackplane implements Backplane {
   /** Publishes dropped because Redis left too many unanswered (see the options). */
   get droppedPublishes(): number {
     return this.#dropped
+  }
+
+  /**
+   * Messages dropped because they repeated one already delivered: the same publisher and
+   * sequence number (a client may send a PUBLISH again after a reconnect, not knowing that
+   * Redis ran it).
+   */
+  get repeatsDropped(): number {
+    return this.#repeats
+  }
+
+  /**
+   * How many times a publisher's sequence on a topic skipped ahead: messages that did not
+   * arrive (published during an outage, dropped by a publisher past its bounds, or by Redis).
+   * {@link RedisBackplane.missedMessages} counts the messages.
+   */
+  get gaps(): number {
+    return this.#gaps
+  }
+
+  /** How many messages the {@link RedisBackplane.gaps} skipped, in all. */
+  get missedMessages(): number {
+    return this.#missed
   }
 
   /** Publishes sent and not answered yet by Redis. */
@@ -187,7 +226,8 @@ export class RedisBackplane implements Backplane {
   /** Publishes to the other instances. It never throws and never waits. */
   publish(topic: string, data: MessageData): void {
     if (this.#closed) return
-    const message = encode(this.instanceId, data)
+    // A dropped publish uses its number too: the receivers see the gap.
+    const message = encode(this.instanceId, data, this.#next(topic))
     if (
       this.#pending >= this.#maxPending ||
       this.#pendingBytes + message.length > this.#maxPendingBytes
@@ -235,6 +275,21 @@ export class RedisBackplane implements Backplane {
     }
   }
 
+  /** The next sequence number of this instance's publishes on `topic`. */
+  #next(topic: string): { sequence: number; starts: boolean } {
+    const published = ++this.#published
+    let last = this.#sequences.get(topic)
+    const starts = last === undefined
+    if (last === undefined) {
+      // A count that starts over starts above every number the topic had: no false repeat.
+      if (this.#sequences.size >= MAX_COUNTED_TOPICS) this.#sequences.clear()
+      last = published - 1
+    }
+    const sequence = last + 1
+    this.#sequences.set(topic, sequence)
+    return { sequence, starts }
+  }
+
   // --- subscriptions ---
 
   /** Queues one pass that brings Redis in line with `#wanted` for this topic. */
@@ -264,7 +319,10 @@ export class RedisBackplane implements Backplane {
       session.subscribed.add(topic)
     } else if (!wanted && session.subscribed.has(topic)) {
       session.subscribed.delete(topic)
+      this.#heard.delete(topic)
       await session.connection.unsubscribe(channel)
+      // Messages that came before the confirmation counted nothing worth keeping.
+      if (!this.#wanted.has(topic)) this.#heard.delete(topic)
     }
   }
 
@@ -291,8 +349,25 @@ export class RedisBackplane implements Backplane {
     if (!channel.startsWith(this.#prefix)) return
     const decoded = decode(this.instanceId, message)
     if (decoded.kind !== 'message') return
+    const topic = channel.slice(this.#prefix.length)
+    let heard = this.#heard.get(topic)
+    if (!heard) {
+      heard = new Map()
+      this.#heard.set(topic, heard)
+    }
+    const last = heard.get(decoded.publisher)
+    if (last !== undefined && decoded.sequence <= last) {
+      this.#repeats++
+      return
+    }
+    if (last !== undefined && !decoded.starts && decoded.sequence > last + 1) {
+      this.#gaps++
+      this.#missed += decoded.sequence - last - 1
+    }
+    if (last === undefined && heard.size >= MAX_HEARD_PUBLISHERS) heard.clear()
+    heard.set(decoded.publisher, decoded.sequence)
     try {
-      this.#sink?.message(channel.slice(this.#prefix.length), decoded.data)
+      this.#sink?.message(topic, decoded.data)
     } catch (err) {
       // Never throw into the client's parser.
       this.#fault(err)

@@ -7,6 +7,7 @@ import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 // The suite's redis-server, imported from its source: @handshake/conformance depends on this package.
 import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'
+import { decode } from '../src/envelope.js'
 import { redisBackplane } from '../src/index.js'
 import {
   appClient,
@@ -201,6 +202,46 @@ describe.each(CLIENT_KINDS)('two instances on one Redis, with %s', (kind) => {
     await until(async () => (await numsub(channel)) === 0, 2000, 'the channel to be released')
     await sleep(100)
     expect(await numsub(channel)).toBe(0)
+  })
+
+  it('a PUBLISH sent twice is delivered once, and a skipped number is counted as a gap', async () => {
+    const topic = newTopic('repeat')
+    const channel = `handshake:${topic}`
+    const onB = await joinRoom(b, topic)
+    // What A really sends, as Redis carries it.
+    const spy = new Redis(redis.url)
+    const sent: string[] = []
+    spy.on('message', (_channel: string, message: string) => sent.push(message))
+    await spy.subscribe(channel)
+    try {
+      const before = {
+        repeats: b.backplane.repeatsDropped,
+        gaps: b.backplane.gaps,
+        missed: b.backplane.missedMessages,
+      }
+      a.topics.publish(topic, 'first')
+      await until(() => sent.length === 1 && onB.received.length === 1, 2000, 'the first')
+      // ioredis resends a PUBLISH whose reply was lost, although Redis ran it: the same
+      // envelope again, twice here.
+      await redis.command('PUBLISH', channel, sent[0]!)
+      await redis.command('PUBLISH', channel, sent[0]!)
+      a.topics.publish(topic, 'second')
+      await until(() => sent.length === 4, 2000, 'the second')
+      expect(await onB.receive(2)).toEqual(['first', 'second'])
+      // A's next number skipped by three: two messages missed.
+      const second = decode('', sent[3]!)
+      if (second.kind !== 'message') throw new Error(`Not an envelope: ${sent[3]}`)
+      const skipped = (second.sequence + 3).toString(16)
+      await redis.command('PUBLISH', channel, `t${a.backplane.instanceId}${skipped}:after a gap`)
+      expect(await onB.receive(3)).toEqual(['first', 'second', 'after a gap'])
+      await sleep(200)
+      expect(onB.received).toEqual(['first', 'second', 'after a gap'])
+      expect(b.backplane.repeatsDropped - before.repeats).toBe(2)
+      expect(b.backplane.gaps - before.gaps).toBe(1)
+      expect(b.backplane.missedMessages - before.missed).toBe(2)
+    } finally {
+      spy.disconnect()
+    }
   })
 
   it('ignores what other programs publish on its channels', async () => {

@@ -16,7 +16,8 @@ const command = (message) =>
 function pump() {
   while (Date.now() < end) {
     let batch = ''
-    for (let i = 0; i < 100; i++) batch += command(`T${instance}${sent++} ${padding}`)
+    for (let i = 0; i < 100; i++)
+      batch += command(`t${instance}${(sent + 1).toString(16)}:${sent++} ${padding}`)
     if (!socket.write(batch)) return void socket.once('drain', pump)
   }
   socket.end(() => {
