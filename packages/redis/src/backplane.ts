@@ -50,6 +50,8 @@ const DEFAULT_MAX_RECONNECT_DELAY = 1000
 const FIRST_RECONNECT_DELAY = 50
 /** The most topics this instance keeps a publish count for; past it, every count starts over. */
 const MAX_COUNTED_TOPICS = 65_536
+/** The most channels one SUBSCRIBE restores after an outage. */
+const SUBSCRIBE_BATCH = 1000
 /** The most publishers a topic keeps the last sequence number of; past it, it starts over. */
 const MAX_HEARD_PUBLISHERS = 1024
 
@@ -315,7 +317,7 @@ export class RedisBackplane implements Backplane {
     }
     const channel = this.#prefix + topic
     if (wanted && !session.subscribed.has(topic)) {
-      await session.connection.subscribe(channel)
+      await session.connection.subscribe([channel])
       session.subscribed.add(topic)
     } else if (!wanted && session.subscribed.has(topic)) {
       session.subscribed.delete(topic)
@@ -324,6 +326,25 @@ export class RedisBackplane implements Backplane {
       // Messages that came before the confirmation counted nothing worth keeping.
       if (!this.#wanted.has(topic)) this.#heard.delete(topic)
     }
+  }
+
+  /**
+   * Subscribes a new session to every wanted topic, up to {@link SUBSCRIBE_BATCH} channels per
+   * SUBSCRIBE, sent together: a few round trips, not one per topic.
+   */
+  async #subscribeInBatches(session: Session): Promise<void> {
+    const topics = [...this.#wanted].filter((topic) => !session.subscribed.has(topic))
+    const batches: Promise<void>[] = []
+    for (let i = 0; i < topics.length; i += SUBSCRIBE_BATCH) {
+      const batch = topics.slice(i, i + SUBSCRIBE_BATCH)
+      batches.push(
+        session.connection.subscribe(batch.map((topic) => this.#prefix + topic)).then(() => {
+          // Confirmed, wanted or not by now: the chains' pass that follows unsubscribes the rest.
+          for (const topic of batch) session.subscribed.add(topic)
+        }),
+      )
+    }
+    await Promise.all(batches)
   }
 
   // --- faults ---
@@ -396,16 +417,20 @@ export class RedisBackplane implements Backplane {
       if (this.#closed) return
       const faults = this.#faults
       try {
-        if (!this.#session?.alive) {
-          // The replaced session is closed, so that no topic stays subscribed on it.
-          this.#session?.connection.close()
+        let session = this.#session
+        if (!session?.alive) {
+          // The replaced session is closed, so that no topic stays subscribed on it. (Only
+          // start() and this loop open sessions, and this loop waited for start().)
+          session?.connection.close()
           this.#session = undefined
-          const session = await this.#open()
-          this.#session?.connection.close()
+          session = await this.#open()
           this.#session = session
         }
         for (const topic of this.#sink?.topics() ?? []) this.#wanted.add(topic)
-        await Promise.all([...this.#wanted].map((topic) => this.#converge(topic)))
+        await this.#subscribeInBatches(session)
+        // Then each topic's own chain, for the calls made meanwhile (no command when none).
+        const topics = new Set([...this.#wanted, ...session.subscribed])
+        await Promise.all([...topics].map((topic) => this.#converge(topic)))
         await this.#driver.ping()
       } catch {
         continue

@@ -21,8 +21,8 @@ export interface IORedisClient {
   duplicate(options: Record<string, unknown>): IORedisClient
   /** Connects a client made with `lazyConnect`; resolves once it is ready. */
   connect(): Promise<void>
-  /** Sends SUBSCRIBE; resolves with Redis's reply. */
-  subscribe(channel: string): Promise<unknown>
+  /** Sends one SUBSCRIBE for the channels; resolves with Redis's reply. */
+  subscribe(...channels: string[]): Promise<unknown>
   /** Sends UNSUBSCRIBE; resolves with Redis's reply. */
   unsubscribe(channel: string): Promise<unknown>
   /** Adds an event listener. */
@@ -52,8 +52,8 @@ export interface NodeRedisClient {
   duplicate(overrides: Record<string, unknown>): NodeRedisClient
   /** Connects; resolves once the client is ready. */
   connect(): Promise<unknown>
-  /** Sends SUBSCRIBE; resolves with Redis's reply. */
-  subscribe(channel: string, listener: NodeRedisListener): Promise<unknown>
+  /** Sends one SUBSCRIBE for the channels; resolves with Redis's reply. */
+  subscribe(channels: string | string[], listener: NodeRedisListener): Promise<unknown>
   /** Sends UNSUBSCRIBE for this listener; resolves with Redis's reply. */
   unsubscribe(channel: string, listener: NodeRedisListener): Promise<unknown>
   /** Adds an event listener. */
@@ -78,8 +78,8 @@ export interface SubscriberEvents {
 
 /** One subscriber connection: it lives until it is lost or closed, and is never reused. */
 export interface SubscriberConnection {
-  /** Resolves once Redis confirmed the subscription. */
-  subscribe(channel: string): Promise<void>
+  /** Sends one SUBSCRIBE for all the channels; resolves once Redis confirmed every one. */
+  subscribe(channels: string[]): Promise<void>
   /** Resolves once Redis confirmed the unsubscription. */
   unsubscribe(channel: string): Promise<void>
   /** Closes the connection; `lost` is not called for it. */
@@ -179,8 +179,8 @@ function ioredisDriver(client: IORedisClient): Driver {
       }
       watch.ready()
       return {
-        subscribe: async (channel) => {
-          await subscriber.subscribe(channel)
+        subscribe: async (channels) => {
+          await subscriber.subscribe(...channels)
         },
         unsubscribe: async (channel) => {
           await subscriber.unsubscribe(channel)
@@ -222,8 +222,8 @@ function nodeRedisDriver(client: NodeRedisClient): Driver {
       }
       watch.ready()
       return {
-        subscribe: async (channel) => {
-          await subscriber.subscribe(channel, listener)
+        subscribe: async (channels) => {
+          await subscriber.subscribe(channels, listener)
         },
         unsubscribe: async (channel) => {
           await subscriber.unsubscribe(channel, listener)

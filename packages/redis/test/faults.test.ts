@@ -10,10 +10,13 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import type { EventController } from '@handshake/core'
+import { connect } from '@handshake/core/testing'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 // The suite's redis-server, imported from its source: @handshake/conformance depends on this package.
 import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'
 import {
+  appOn,
   CLIENT_KINDS,
   type Instance,
   joinRoom,
@@ -167,6 +170,45 @@ describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
       return Date.now()
     })
     console.log(`${kind}: subscribers killed: ${JSON.stringify(measured)}`)
+  })
+
+  it('after an outage, the topics are subscribed again in batches, not one SUBSCRIBE each', async () => {
+    // 2,000 topics on A: 16 connections of 125 topics each.
+    const label = newTopic('batch')
+    const many: EventController = {
+      async open(conn, c) {
+        const first = Number(c.req.query('first'))
+        for (let i = first; i < first + 125; i++) await conn.subscribe(`${label}-${i}`)
+        await conn.send('subscribed')
+      },
+      message() {},
+    }
+    const app = appOn(a.topics, many)
+    for (let first = 0; first < 2000; first += 125) {
+      const peer = await connect(app, `/?first=${first}`)
+      expect((await peer.read()).data).toBe('subscribed')
+    }
+    const channels = async () => {
+      const answer = await redis.command('PUBSUB', 'CHANNELS', `handshake:${label}-*`)
+      return Array.isArray(answer) ? answer.length : -1
+    }
+    expect(await channels()).toBe(2000)
+    const restored = a.nextRestore()
+    await redis.command('CONFIG', 'RESETSTAT')
+    // (B holds no topic: Redis counts its connection as a normal one.)
+    expect(await redis.command('CLIENT', 'KILL', 'TYPE', 'pubsub')).toBe(1)
+    await restored
+    expect(await channels()).toBe(2000)
+    const stats = String(await redis.command('INFO', 'commandstats'))
+    const subscribes = Number(/cmdstat_subscribe:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+    console.log(`${kind}: 2,000 topics restored with ${subscribes} SUBSCRIBE commands`)
+    // A's two batches of 1,000: a few, however many topics.
+    expect(subscribes).toBeGreaterThan(0)
+    expect(subscribes).toBeLessThanOrEqual(4)
+    // And they deliver.
+    const onB = await joinRoom(b, `${label}-1999`)
+    a.topics.publish(`${label}-1999`, 'after the batches')
+    expect(await onB.receive(1)).toEqual(['after the batches'])
   })
 
   it('publishes while Redis is down are bounded: dropped and counted, not queued', async () => {

@@ -140,9 +140,14 @@ export function joinRoom(instance: Instance, topic: string): Promise<Member> {
   return joinTopics(instance.topics, topic)
 }
 
+/** An app whose route `/` runs `controller` on `topics`. */
+export function appOn(topics: Topics, controller: EventController): Hono {
+  return new Hono().get('/', upgrade(controller, { topics }))
+}
+
 /** Connects to a room of a Topics; resolves once subscribed. */
 export async function joinTopics(topics: Topics, topic: string): Promise<Member> {
-  const app = new Hono().get('/', upgrade(room, { topics }))
+  const app = appOn(topics, room)
   const peer = await connect(app, `/?room=${encodeURIComponent(topic)}`)
   const first = await peer.read()
   if (first.data !== 'subscribed') throw new Error(`Unexpected first message: ${first.data}`)
