@@ -23,15 +23,15 @@ import {
   type Adapter,
   Connections,
   type ConnSnapshot,
+  findUpgrader,
   type MessageData,
   type RuntimeSocket,
   type SocketEvents,
   Topics,
   type UpgradeRequest,
   type Upgrader,
-  upgraderOf,
 } from '@handshake/core'
-import type { Context, Hono } from 'hono'
+import type { Context, ExecutionContext, Hono } from 'hono'
 import { answerClose, faultCode, webSocketPair, workersAdapter } from './index.js'
 
 // --- types ---
@@ -49,7 +49,15 @@ interface HibernatableWebSocket {
 interface Attachment extends ConnSnapshot {
   /** The format's version; an attachment without it was not written by Handshake. */
   readonly handshake: 1
+  /**
+   * The URL the object was asked for, when the route saw another one (a sub-app mounted with
+   * `mount()` sees its own path): the wake looks the route up with it.
+   */
+  readonly objectUrl?: string
 }
+
+/** The env key that carries the URL of the request the object is serving. */
+const OBJECT_URL = Symbol('handshake.objectUrl')
 
 /**
  * What {@link toObject} needs of a Durable Object namespace binding (`env.ROOMS`). Loose on
@@ -111,24 +119,41 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
   /** The app the object serves: the same Hono app as on the other runtimes, or its own. */
   // biome-ignore lint/suspicious/noExplicitAny: any app, whatever its env and schema
   abstract readonly app: Hono<any, any, any>
-  /** This object's topics: `conn.subscribe()` and `conn.publish()` of its connections. */
-  readonly topics: Topics = new Topics()
-  /** This object's open connections. */
-  readonly connections: Connections = new Connections()
+  readonly #topics = new Topics()
+  readonly #connections = new Connections()
 
   // The core's side of each hibernatable socket, for this incarnation of the object.
   readonly #sockets = new WeakMap<HibernatableWebSocket, SocketEvents>()
   readonly #upgraders = new Map<string, Upgrader | undefined>()
   #restored = false
   #appEnv: object | undefined
+  #executionCtx: ExecutionContext | undefined
+
+  /**
+   * This object's topics: `conn.subscribe()` and `conn.publish()` of its connections. After a
+   * hibernation, its first use brings back every socket's subscriptions, so a publish from an
+   * `alarm()` or an RPC method reaches every socket.
+   */
+  get topics(): Topics {
+    this.#restore()
+    return this.#topics
+  }
+
+  /** This object's open connections, the ones accepted before the last hibernation included. */
+  get connections(): Connections {
+    this.#restore()
+    return this.#connections
+  }
 
   /**
    * Serves a request with the app: an upgrade to one of its WebSocket routes, or any HTTP
-   * route of the app.
+   * route of the app. The app's routes get an execution context (`c.executionCtx`) whose
+   * `waitUntil` is the object's.
    */
   override fetch(request: Request): Response | Promise<Response> {
     this.#restore()
-    return this.app.fetch(request, this.#env())
+    const env = Object.create(this.#env(), { [OBJECT_URL]: { value: request.url } })
+    return this.app.fetch(request, env, this.#executionContext())
   }
 
   /** A message on a hibernatable socket: handed to its controller's `message`. */
@@ -167,7 +192,6 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * @param data - a string (text) or bytes (binary)
    */
   publish(topic: string, data: MessageData): void {
-    this.#restore()
     this.topics.publish(topic, data)
   }
 
@@ -185,7 +209,8 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * publish is dispatched.
    */
   #restore(): void {
-    if (this.#restored) return
+    // Not before the subclass has set its app (a use of topics in its constructor).
+    if (this.#restored || !this.app) return
     this.#restored = true
     for (const ws of this.ctx.getWebSockets() as unknown as HibernatableWebSocket[]) {
       if (!this.#sockets.has(ws)) this.#wake(ws)
@@ -201,12 +226,12 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     }
     // A socket the app accepted itself, with ctx.acceptWebSocket(): not ours to serve.
     if (!isAttachment(attachment)) return
-    const { handshake: _, ...snapshot } = attachment
+    const { handshake: _, objectUrl, ...snapshot } = attachment
     try {
-      const upgrader = this.#upgraderFor(snapshot.url)
+      const upgrader = this.#upgraderFor(objectUrl ?? snapshot.url)
       this.#sockets.set(
         ws,
-        upgrader.wake(this.#socket(ws), snapshot, this.connections, this.topics),
+        upgrader.wake(this.#socket(ws, objectUrl), snapshot, this.#connections, this.#topics),
       )
     } catch (err) {
       console.error('A hibernated WebSocket could not be woken:', err)
@@ -214,22 +239,15 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     }
   }
 
-  /** The upgrader of the route that accepted `url`, found in the app's router. */
+  /** The upgrader of the route that accepted `url`, found in the app however it is composed. */
   #upgraderFor(url: string): Upgrader {
     const path = new URL(url).pathname
-    if (!this.#upgraders.has(path)) {
-      const [matches] = this.app.router.match('GET', path) as [[[unknown, unknown], unknown][]]
-      let found: Upgrader | undefined
-      for (const [[handler]] of matches) {
-        found = upgraderOf(handler)
-        if (found) break
-      }
-      this.#upgraders.set(path, found)
-    }
+    if (!this.#upgraders.has(path))
+      this.#upgraders.set(path, findUpgrader(this.app, url, this.#env()))
     const upgrader = this.#upgraders.get(path)
     if (!upgrader) {
       throw new Error(
-        `No upgrade() handler of the app matches ${path} any more, so its sockets cannot wake: register the route as app.get(path, upgrade(controller)), with a handler made once, not per request`,
+        `No upgrade() handler of the app serves ${path} any more, so its sockets cannot wake: register the route with upgrade(controller), made once and not per request, and let no middleware answer or await before it`,
       )
     }
     return upgrader
@@ -242,29 +260,49 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     if (!this.#appEnv) {
       const adapter: Adapter = {
         name: 'workers',
-        connections: this.connections,
-        topics: this.topics,
+        connections: this.#connections,
+        topics: this.#topics,
         upgrade: (c, request) =>
-          request.events ? this.#accept(request) : workersAdapter.upgrade(c as Context, request),
+          request.events
+            ? this.#accept(request, (c.env as { [OBJECT_URL]?: string } | undefined)?.[OBJECT_URL])
+            : workersAdapter.upgrade(c as Context, request),
       }
       this.#appEnv = Object.create(this.env as object, { [ADAPTER]: { value: adapter } })
     }
     return this.#appEnv as object
   }
 
+  /**
+   * The execution context of the app's requests: a Durable Object gets none of its own, and
+   * Hono's `c.executionCtx` throws without one.
+   */
+  #executionContext(): ExecutionContext {
+    this.#executionCtx ??= {
+      waitUntil: (promise) => this.ctx.waitUntil(promise),
+      passThroughOnException() {
+        throw new Error(
+          'passThroughOnException() has no origin to fall back to in a Durable Object: call it in the Worker, before toObject()',
+        )
+      },
+      props: undefined,
+    } as ExecutionContext
+    return this.#executionCtx
+  }
+
   /** Accepts an event controller's socket through the Hibernation API. */
-  #accept(request: UpgradeRequest): Response {
+  #accept(request: UpgradeRequest, objectUrl: string | undefined): Response {
     const { 0: client, 1: server } = new (webSocketPair())()
     this.ctx.acceptWebSocket(server as never)
     const ws = server as unknown as HibernatableWebSocket
-    this.#sockets.set(ws, request.open(this.#socket(ws)))
+    const routedAs = objectUrl === request.url ? undefined : objectUrl
+    this.#sockets.set(ws, request.open(this.#socket(ws, routedAs)))
     const headers = new Headers(request.headers)
     if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
     return new Response(null, { status: 101, webSocket: client, headers } as ResponseInit)
   }
 
   /** A hibernatable socket, as the core sees it. */
-  #socket(ws: HibernatableWebSocket): RuntimeSocket {
+  #socket(ws: HibernatableWebSocket, objectUrl: string | undefined): RuntimeSocket {
     return {
       send(data) {
         // A socket that is closing cannot send; the core learns of the end from its event.
@@ -280,7 +318,10 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
       // timer of ours would keep the object awake.
       closesHandshake: true,
       persist(snapshot) {
-        const attachment: Attachment = { handshake: 1, ...snapshot }
+        const attachment: Attachment =
+          objectUrl === undefined
+            ? { handshake: 1, ...snapshot }
+            : { handshake: 1, objectUrl, ...snapshot }
         const bytes = new TextEncoder().encode(JSON.stringify(attachment)).byteLength
         if (bytes > MAX_ATTACHMENT_BYTES) {
           throw new RangeError(

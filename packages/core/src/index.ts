@@ -71,6 +71,7 @@ export {
 } from './topics.js'
 export {
   chooseSubprotocol,
+  findUpgrader,
   isSameOrigin,
   UpgradeError,
   Upgrader,

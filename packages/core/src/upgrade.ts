@@ -217,7 +217,15 @@ export class Upgrader<E extends Env = any> {
    * the rules written on {@link Controller}.
    */
   handler(): MiddlewareHandler<E> {
-    const handler: MiddlewareHandler<E> = (c) => this.#upgrade(c)
+    const handler: MiddlewareHandler<E> = (c) => {
+      // A dispatch from findUpgrader(): say which upgrader serves this route, upgrade nothing.
+      const probe = (c.env as { [FIND_UPGRADER]?: unknown } | undefined)?.[FIND_UPGRADER]
+      if (typeof probe === 'function') {
+        probe(this)
+        return Promise.resolve(new Response(null, { status: 204 }))
+      }
+      return this.#upgrade(c)
+    }
     // Lets an adapter find the upgrader of a route again after a hibernation: see upgraderOf().
     Object.defineProperty(handler, UPGRADER, { value: this })
     return handler
@@ -563,16 +571,71 @@ function detachedContext<E extends Env>(url: string): Context<E> {
 }
 
 const UPGRADER = Symbol.for('handshake.upgrader')
+/** The env key of a dispatch made by {@link findUpgrader}: the upgrader reports itself to it. */
+const FIND_UPGRADER = Symbol.for('handshake.findUpgrader')
+/**
+ * Where Hono keeps the original handler when it wraps one: `app.route()` of a sub-app that has
+ * its own `onError` (hono's `COMPOSED_HANDLER`, also read by its `findTargetHandler`).
+ */
+const COMPOSED_HANDLER = '__COMPOSED_HANDLER'
 
 /**
  * The {@link Upgrader} behind a handler made by {@link upgrade} or `upgrader.handler()`, or
- * undefined for any other function. For adapters that wake connections after a hibernation:
- * they find the route of a socket's URL in the app, then its upgrader with this.
+ * undefined for any other function. It sees through the wrapper Hono puts around a sub-app's
+ * handlers when the sub-app has its own `onError`. For adapters that wake connections after a
+ * hibernation: see {@link findUpgrader}.
  */
 export function upgraderOf(handler: unknown): Upgrader | undefined {
-  if (typeof handler !== 'function') return undefined
-  const upgrader = (handler as { [UPGRADER]?: unknown })[UPGRADER]
-  return upgrader instanceof Upgrader ? upgrader : undefined
+  for (let depth = 0; typeof handler === 'function' && depth < 16; depth++) {
+    const upgrader = (handler as { [UPGRADER]?: unknown })[UPGRADER]
+    if (upgrader instanceof Upgrader) return upgrader
+    handler = (handler as { [COMPOSED_HANDLER]?: unknown })[COMPOSED_HANDLER]
+  }
+  return undefined
+}
+
+/**
+ * The {@link Upgrader} of the route that serves `url` in `app`, for adapters that wake
+ * connections after a hibernation, or undefined when no `upgrade()` handler serves it.
+ *
+ * It first looks in the app's router, which covers `app.get(path, upgrade(...))` with any
+ * middleware before it, `basePath()`, and `app.route()` of a sub-app (with or without its own
+ * `onError`); this runs nothing of the app. A route mounted with `mount()` calls another app's
+ * `fetch`, which no router shows: then it dispatches a GET for `url` through `app.fetch`, with
+ * `env` (and a marker the upgrader answers with 204 instead of upgrading). Middleware on the
+ * way runs for that request, which has no headers; the upgrader must be reached before the
+ * first `await` of any middleware.
+ * @param app - the app whose routes accepted the connection
+ * @param url - the upgrade request's URL, as stored with the connection
+ * @param env - the Hono `env` the app is served with
+ */
+export function findUpgrader(
+  // biome-ignore lint/suspicious/noExplicitAny: any app, whatever its env and schema
+  app: Hono<any, any, any>,
+  url: string,
+  env?: object,
+): Upgrader | undefined {
+  const path = app.getPath(new Request(url), { env })
+  const [matches] = app.router.match('GET', path) as [[[unknown, unknown], unknown][]]
+  for (const [[handler]] of matches) {
+    const upgrader = upgraderOf(handler)
+    if (upgrader) return upgrader
+  }
+  let found: Upgrader | undefined
+  const probeEnv = Object.create(env ?? null, {
+    [FIND_UPGRADER]: {
+      value: (upgrader: Upgrader) => {
+        found ??= upgrader
+      },
+    },
+  })
+  try {
+    const answer = app.fetch(new Request(url), probeEnv) as unknown
+    if (answer instanceof Promise) answer.catch(() => {})
+  } catch {
+    // The app threw on a request without headers: nothing found this way.
+  }
+  return found
 }
 
 /**
