@@ -510,8 +510,13 @@ export interface HibernatableOptions {
   evictEveryEvent?: boolean
 }
 
-/** Options of {@link HibernatableObject.connect}. */
-export interface HibernatableConnectOptions extends ConnectOptions {
+/**
+ * Options of {@link HibernatableObject.connect}: the upgrade request and how the peer behaves.
+ * The upgrader's options and the registry belong to the object: pass them to
+ * {@link hibernatable} (`upgrade`), which keeps its own `connections`.
+ */
+export interface HibernatableConnectOptions
+  extends Pick<ConnectOptions, 'headers' | 'protocols' | 'env' | 'answerClose'> {
   /**
    * This connection's request path, query included (`/ws/lobby?name=alice`): the sockets of one
    * object may each have their own.
@@ -522,7 +527,20 @@ export interface HibernatableConnectOptions extends ConnectOptions {
 
 /** An in-memory Durable Object for an event controller: see {@link hibernatable}. */
 export interface HibernatableObject {
-  /** Connects a peer to the object, through the whole upgrade pipeline. */
+  /**
+   * Connects a peer to the object, through the whole upgrade pipeline, as {@link connect}
+   * does: `room.connect('/ws/lobby?name=alice', { headers })`.
+   * @param path - this connection's request path, query included; the object's `path` by
+   *   default
+   * @param options - headers, subprotocols and env of the upgrade request, `answerClose`
+   * @returns the peer, once the object has answered 101 and the connection is open
+   * @throws UpgradeRejectedError when the object answers anything else, with that response
+   */
+  connect(path?: string, options?: Omit<HibernatableConnectOptions, 'path'>): Promise<TestPeer>
+  /**
+   * Connects a peer to the object, with the path in the options:
+   * `room.connect({ path: '/ws/lobby', headers })`.
+   */
   connect(options?: HibernatableConnectOptions): Promise<TestPeer>
   /**
    * Drops all of the object's memory, as a hibernation does: the controller is made again by
@@ -571,7 +589,26 @@ export function hibernatable(
   }
 
   const object: HibernatableObject = {
-    async connect(connectOptions = {}) {
+    async connect(
+      pathOrOptions?: string | HibernatableConnectOptions,
+      peerOptions: Omit<HibernatableConnectOptions, 'path'> = {},
+    ) {
+      const connectOptions: HibernatableConnectOptions & ConnectOptions =
+        typeof pathOrOptions === 'string'
+          ? { ...peerOptions, path: pathOrOptions }
+          : (pathOrOptions ?? {})
+      if (typeof connectOptions !== 'object' || connectOptions === null) {
+        throw new TypeError(
+          `connect() takes a path string and options, or options alone; it got ${typeof pathOrOptions}`,
+        )
+      }
+      for (const key of ['upgrade', 'connections'] as const) {
+        if (connectOptions[key] !== undefined) {
+          throw new TypeError(
+            `connect() of a hibernatable object takes no \`${key}\` option: the object has its own; pass upgrader options to hibernatable(factory, { upgrade })`,
+          )
+        }
+      }
       const memory = memoryAdapter(connectOptions, state.connections, true)
       const response = await state.app.request(
         `http://localhost${connectOptions.path ?? path}`,

@@ -861,4 +861,32 @@ describe('hibernatable(): routes with parameters', () => {
     expect(await bob.read()).toEqual(text('bob in lobby'))
     expect(alice.persisted?.url).toBe('http://localhost/ws/lobby?name=alice')
   })
+
+  it('takes the path as a string, as connect(app, path) does (issue 18 #28)', async () => {
+    const room = hibernatable(
+      () => ({
+        open(conn: Conn<{ room: string; name: string }>, c) {
+          conn.data = { room: c.req.param('room') ?? '', name: c.req.query('name') ?? '' }
+        },
+        message(conn: Conn<{ room: string; name: string }>) {
+          return conn.send(`${conn.data.name} in ${conn.data.room}`)
+        },
+      }),
+      { route: '/ws/:room', evictEveryEvent: true },
+    )
+    const alice = await room.connect('/ws/lobby?name=alice')
+    const bob = await room.connect('/ws/attic?name=bob', { headers: { 'x-test': '1' } })
+    alice.send('who')
+    bob.send('who')
+    expect(await alice.read()).toEqual(text('alice in lobby'))
+    expect(await bob.read()).toEqual(text('bob in attic'))
+    expect(bob.persisted?.url).toBe('http://localhost/ws/attic?name=bob')
+  })
+
+  it("refuses the upgrader's options and a registry per connection, saying where they go", async () => {
+    const room = hibernatable(() => ({ message() {} }))
+    await expect(room.connect('/', { upgrade: { maxMessageSize: 10 } } as never)).rejects.toThrow(
+      /pass upgrader options to hibernatable\(factory, \{ upgrade \}\)/,
+    )
+  })
 })
