@@ -87,7 +87,7 @@ describe('a woken socket finds its upgrader however Hono composed its route', ()
       peer.send('after the wake')
       const answer = await Promise.race([
         text(peer),
-        peer.closeFrame.then((frame) => `closed ${frame.code} ${frame.reason}`),
+        peer.closeFrame.then((frame) => `closed ${frame?.code} ${frame?.reason}`),
       ])
       expect(answer).toBe(`${way}: after the wake`)
     })
