@@ -1,7 +1,11 @@
 /**
- * The conformance app: one Hono app with a route per scenario, each served by a small
- * controller. It imports only `hono` and `@handshake/core`, so Node, Bun, Deno and workerd all run
- * this same module; each runtime's test entry imports it plus its adapter and serves it.
+ * The conformance app: one table of scenarios, each written as a `serve` controller and as an
+ * event controller (`open`, `message`, `close`) that do the same thing. The app mounts every
+ * scenario twice: its `serve` form at its path (`/echo`), its event form under
+ * {@link EVENTS_PREFIX} (`/events/echo`), so the suite runs its scenarios unchanged against either
+ * kind. Where `serve` does something and then returns, `open` does it and then closes normally.
+ * It imports only `hono` and `@handshake/core`, so Node, Bun, Deno and workerd all run this same
+ * module; each runtime's test entry imports it plus its adapter and serves it.
  *
  * Routes read an `id` query parameter and record what the server saw under it (the error a
  * pending read rejected with, `onError` calls, logged errors, how long `close()` took...).
@@ -13,9 +17,13 @@ import {
   CloseError,
   type Conn,
   type Controller,
+  type ControllerWithHooks,
   type ErrorHandler,
+  type EventController,
+  type EventControllerWithHooks,
   type HeaderUpgrader,
   type Logger,
+  type Message,
   type OriginChecker,
   type UpgradeErrorHandler,
   type UpgradeOptions,
@@ -23,10 +31,12 @@ import {
 } from '@handshake/core'
 import { type Context, Hono } from 'hono'
 // .ts specifiers: Deno runs this module from source, and resolves no .js to a .ts file.
-import { createEventApp, EVENTS_PREFIX } from './app-events.ts'
 import { mountTopicRoutes } from './topics-app.ts'
 
 // --- what the suite and the app agree on ---
+
+/** Where the event forms are mounted: `/events/echo` is `/echo` served by an event controller. */
+export const EVENTS_PREFIX = '/events'
 
 /** The close-handshake timeout of `/close-timeout`, in milliseconds. */
 export const SHORT_CLOSE_TIMEOUT_MS = 400
@@ -47,6 +57,10 @@ export const MIDDLEWARE_HEADER = { name: 'X-Conformance-Middleware', value: 'aft
 export const CLOSE_AT_ONCE = { code: 4001, reason: 'not allowed' } as const
 /** The close-handshake timeout of `/close-at-once`: its close must take far less. */
 export const CLOSE_AT_ONCE_TIMEOUT_MS = 5000
+/** The close-handshake timeout of `/close-paused`: its close must take far less. */
+export const CLOSE_PAUSED_TIMEOUT_MS = 4000
+/** How long each `message()` of `/events/overlap` takes, in milliseconds. */
+export const OVERLAP_HANDLER_MS = 20
 
 /** The header `/upgrade-headers` adds to its 101 response. */
 export const UPGRADE_HEADER = { name: 'X-Conformance', value: 'upgrade-headers' } as const
@@ -125,7 +139,6 @@ export interface ServerReport {
 const MAX_REPORTS = 2000
 const reports = new Map<string, ServerReport>()
 
-/** The report of the connection a request opens (by its `?id=`), made on first use. */
 /**
  * The report of a connection id, read in the server's own process: what `GET /report/:id`
  * answers, for when the server no longer listens (after its shutdown).
@@ -134,6 +147,7 @@ export function findReport(id: string): ServerReport | undefined {
   return reports.get(id)
 }
 
+/** The report of the connection a request opens (by its `?id=`), made on first use. */
 export function reportFor(c: Context, route: string): ServerReport {
   const id = c.req.query('id') ?? `anonymous-${route}`
   let report = reports.get(id)
@@ -182,6 +196,27 @@ export function recordingLogger(report: ServerReport): Logger {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+// --- the table ---
+
+/** The hooks a scenario's two forms share. */
+type Hooks = Partial<ErrorHandler & HeaderUpgrader & OriginChecker & UpgradeErrorHandler>
+
+/**
+ * One scenario, in both controller forms, each made per connection so it records into that
+ * connection's report. A scenario that only one kind has to prove has only that form.
+ */
+interface Scenario {
+  /** Where the `serve` form is mounted; the event form is at {@link EVENTS_PREFIX} + `path`. */
+  path: string
+  options?: UpgradeOptions
+  hooks?(report: ServerReport): Hooks
+  serve?(report: ServerReport): Controller['serve']
+  events?(report: ServerReport): EventController
+}
+
+/** What a scenario does first, on either form: in `serve` before it reads, or in `open`. */
+type Step = (conn: Conn, c: Context, report: ServerReport) => void | Promise<void>
+
 /** Reads until the connection ends, recording the count and the final error. */
 async function drain(conn: Conn, report: ServerReport): Promise<void> {
   try {
@@ -194,14 +229,464 @@ async function drain(conn: Conn, report: ServerReport): Promise<void> {
   }
 }
 
-type Scenario = (report: ServerReport) => Controller
-type Route = { path: string; scenario: Scenario; options?: UpgradeOptions }
+/**
+ * Both forms of a scenario that does `first`, then answers each message with `answer` until the
+ * connection ends: `serve` reads in a loop and records the error its last read saw; the event
+ * form answers from `message` (its mount records the end).
+ */
+function answering(
+  answer: (conn: Conn, message: Message) => void | Promise<void>,
+  first?: Step,
+): Pick<Scenario, 'serve' | 'events'> {
+  return {
+    serve: (report) => async (conn, c) => {
+      await first?.(conn, c, report)
+      try {
+        for (;;) {
+          const message = await conn.read()
+          report.messagesRead++
+          await answer(conn, message)
+        }
+      } catch (err) {
+        report.readError = describeError(err)
+      }
+    },
+    events: (report) => ({
+      open: first && ((conn, c) => first(conn, c, report)),
+      message(conn, message) {
+        report.messagesRead++
+        return answer(conn, message)
+      },
+    }),
+  }
+}
 
 /**
- * Mounts a scenario. The upgrader is made per request so that its logger records into that
- * connection's report; making one is cheap.
+ * Both forms of a scenario that does `act`, then, with `'end'`, ends: `serve` returns (the
+ * upgrader closes with 1000), `open` closes normally; with `'drain'`, reads and counts messages
+ * until the connection ends. `act` runs synchronously from `serve` or `open`, so a synchronous
+ * throw stays one, and a close it calls comes before their first `await`.
  */
-function mount(app: Hono, { path, scenario, options }: Route): void {
+function acting(act: Step, then: 'end' | 'drain'): Pick<Scenario, 'serve' | 'events'> {
+  return {
+    // Not async: see above.
+    serve: (report) => (conn, c) =>
+      Promise.resolve(act(conn, c, report)).then(() =>
+        then === 'drain' ? drain(conn, report) : undefined,
+      ),
+    events: (report) => ({
+      open: (conn, c) =>
+        Promise.resolve(act(conn, c, report)).then(() =>
+          then === 'end' ? conn.closeNormal() : undefined,
+        ),
+      message() {
+        report.messagesRead++
+      },
+    }),
+  }
+}
+
+const echoBack = (conn: Conn, message: Message) => conn.send(message.data)
+
+/** Records `onError` calls; every throwing scenario has it, except the logger ones. */
+const recordOnError = (report: ServerReport): Hooks => ({
+  onError(_c, err) {
+    report.onErrorCalls.push(err instanceof Error ? err.message : String(err))
+  },
+})
+
+/** Calls `close()` and records how long it took and the state after it. */
+async function timedClose(conn: Conn, report: ServerReport, code: number, reason: string) {
+  const started = Date.now()
+  await conn.close(code, reason)
+  report.closeMs = Date.now() - started
+  report.stateAfterClose = conn.state
+}
+
+/** The route as the table names it: which family serves it is the suite's business. */
+const scenarioPath = (path: string) =>
+  path.startsWith(`${EVENTS_PREFIX}/`) ? path.slice(EVENTS_PREFIX.length) : path
+
+/** The report's record of handler calls, made on first use. */
+function handlerLog(report: ServerReport): string[] {
+  report.handlers ??= []
+  return report.handlers
+}
+
+/** Every scenario, with its options. */
+const scenarios: Scenario[] = [
+  /** Echoes every message until the connection ends; records the error the last read saw. */
+  { path: '/echo', ...answering(echoBack) },
+  /** Echoes binary messages as a view into the middle of a larger buffer, text as is. */
+  {
+    path: '/echo-view',
+    ...answering((conn, message) => {
+      if (message.type === 'text') return conn.send(message.data)
+      const padded = new Uint8Array(message.data.byteLength + 16).fill(0xee)
+      padded.set(message.data, 7)
+      return conn.send(padded.subarray(7, 7 + message.data.byteLength))
+    }),
+  },
+  /** Answers each binary message with the shape of the view it arrived in. */
+  {
+    path: '/binary-shape',
+    ...answering((conn, message) => {
+      if (message.type !== 'binary') return
+      const { byteLength, byteOffset, buffer } = message.data
+      return conn.send(
+        JSON.stringify({ byteLength, byteOffset, bufferByteLength: buffer.byteLength }),
+      )
+    }),
+  },
+  /** Sends a greeting, then ends: the upgrader closes with 1000. */
+  { path: '/serve-returns', ...acting((conn) => conn.send('hello'), 'end') },
+  /** Throws a normal close error: the upgrader closes normally and reports nothing. */
+  {
+    path: '/close-error',
+    hooks: recordOnError,
+    ...acting(async (conn) => {
+      await conn.send('hello')
+      throw new CloseError(1001, 'going away', true)
+    }, 'end'),
+  },
+  /** Throws synchronously, with no `onError`: the logger gets it, then 1011. */
+  {
+    path: '/throws',
+    ...acting(() => {
+      throw new Error(THROWN_MESSAGE)
+    }, 'end'),
+  },
+  /** Rejects after a tick, with no `onError`: the logger gets it, then 1011. */
+  {
+    path: '/rejects',
+    ...acting(async (conn) => {
+      await conn.send('hello')
+      await sleep(10)
+      throw new Error(THROWN_MESSAGE)
+    }, 'end'),
+  },
+  /** Throws with `onError` present: `onError` gets it, the logger does not, then 1011. */
+  {
+    path: '/throws-handled',
+    hooks: recordOnError,
+    ...acting(async () => {
+      throw new Error(THROWN_MESSAGE)
+    }, 'end'),
+  },
+  /** Throws a long multibyte message under `debug`: it becomes the 1011 reason, cut to 123 bytes. */
+  {
+    path: '/debug',
+    options: { debug: true },
+    ...acting(async () => {
+      throw new Error(DEBUG_ERROR_MESSAGE)
+    }, 'end'),
+  },
+  /** Throws, and `onError` throws too: logged, and the close still happens. */
+  {
+    path: '/on-error-throws',
+    hooks: (report) => ({
+      onError(_c, err) {
+        report.onErrorCalls.push(err instanceof Error ? err.message : String(err))
+        throw new Error(ON_ERROR_THROWN_MESSAGE)
+      },
+    }),
+    ...acting(async () => {
+      throw new Error(THROWN_MESSAGE)
+    }, 'end'),
+  },
+  /** Adds a header to the 101 response, then echoes. */
+  {
+    path: '/upgrade-headers',
+    hooks: () => ({ upgradeHeaders: () => ({ [UPGRADE_HEADER.name]: UPGRADE_HEADER.value }) }),
+    ...answering(echoBack),
+  },
+  /** Echoes; a middleware adds {@link MIDDLEWARE_HEADER} after the handler. */
+  { path: '/middleware-headers', ...answering(echoBack) },
+  /** Sends the chosen subprotocol (`''` when none) as its first message, then echoes. */
+  {
+    path: '/subprotocols',
+    options: { subprotocols: SERVER_SUBPROTOCOLS },
+    ...answering(echoBack, (conn) => conn.send(`protocol:${conn.protocol}`)),
+  },
+  /** Accepts only {@link ALLOWED_ORIGIN}, whatever the Host; echoes. */
+  {
+    path: '/custom-origin',
+    hooks: () => ({ checkOrigin: (c) => c.req.header('origin') === ALLOWED_ORIGIN }),
+    ...answering(echoBack),
+  },
+  /** Answers failed upgrades itself, as plain text with its own header. */
+  {
+    path: '/custom-upgrade-error',
+    hooks: () => ({
+      onUpgradeError: (_c, status, reason) =>
+        new Response(`custom ${status}: ${reason.message}`, {
+          status,
+          headers: { 'Content-Type': 'text/plain', 'X-Custom-Error': 'yes' },
+        }),
+    }),
+    ...answering(echoBack),
+  },
+  /**
+   * Sends `closing`, then closes with 4000 and times how long `close()` takes: about the short
+   * timeout when the peer never answers, less when it does.
+   */
+  {
+    path: '/close-timeout',
+    options: { closeHandshakeTimeout: SHORT_CLOSE_TIMEOUT_MS },
+    ...acting(async (conn, _c, report) => {
+      await conn.send('closing')
+      await timedClose(conn, report, 4000, 'server is done')
+    }, 'drain'),
+  },
+  /** Calls `close()` three times at once: one close frame (4001), and all three resolve together. */
+  {
+    path: '/concurrent-close',
+    ...acting(async (conn, _c, report) => {
+      await conn.send('closing')
+      const settledAt: number[] = []
+      let rejected = 0
+      const calls = [conn.close(4001, 'first'), conn.close(4002, 'second'), conn.close()].map(
+        (call) =>
+          call.then(
+            () => settledAt.push(Date.now()),
+            () => rejected++,
+          ),
+      )
+      await Promise.all(calls)
+      report.concurrentCloses = {
+        resolved: settledAt.length,
+        rejected,
+        spreadMs: settledAt.length ? Math.max(...settledAt) - Math.min(...settledAt) : 0,
+      }
+      report.stateAfterClose = conn.state
+    }, 'drain'),
+  },
+  /** Tries invalid closes (each a RangeError, nothing sent), then ends: 1000 is the only frame. */
+  {
+    path: '/bad-close',
+    ...acting(async (conn, _c, report) => {
+      const attempts: [number, string][] = [
+        [1005, ''],
+        [1006, ''],
+        [999, ''],
+        [5000, ''],
+        [1000, 'é'.repeat(62)],
+      ]
+      for (const [code, reason] of attempts) {
+        try {
+          await conn.close(code, reason)
+        } catch (err) {
+          if (err instanceof RangeError) report.rangeErrors.push(err.message)
+        }
+      }
+      report.stateAfterClose = conn.state
+      await conn.send('still open')
+    }, 'end'),
+  },
+  {
+    path: '/max-message',
+    options: { maxMessageSize: SMALL_MAX_MESSAGE_SIZE },
+    ...answering(echoBack),
+  },
+  /**
+   * Waits {@link SLOW_READER_DELAY_MS} before it reads anything (in `open`, messages wait behind
+   * it), then counts messages until `end` and answers `count:N`.
+   */
+  {
+    path: '/slow-reader',
+    // The bound must hold one whole message, or the upgrader refuses the options.
+    options: { maxInboundBuffer: SMALL_INBOUND_BUFFER, maxMessageSize: SMALL_INBOUND_BUFFER / 2 },
+    serve: (report) => async (conn) => {
+      await sleep(SLOW_READER_DELAY_MS)
+      try {
+        for (;;) {
+          const message = await conn.read()
+          if (message.type === 'text' && message.data === 'end') break
+          report.messagesRead++
+        }
+      } catch (err) {
+        report.readError = describeError(err)
+        return
+      }
+      await conn.send(`count:${report.messagesRead}`)
+      await drain(conn, report)
+    },
+    events: (report) => ({
+      open: () => sleep(SLOW_READER_DELAY_MS),
+      message(conn, message) {
+        if (message.type === 'text' && message.data === 'end') {
+          return conn.send(`count:${report.messagesRead}`)
+        }
+        report.messagesRead++
+      },
+    }),
+  },
+  /** Pings where the runtime can and says what happened: `pong`, or `cannot-ping:<error>`. */
+  {
+    path: '/ping',
+    ...answering(echoBack, async (conn) => {
+      if (conn.canPing) {
+        await conn.ping()
+        await conn.send('pong')
+        return
+      }
+      const error = await conn.ping().then(
+        () => 'resolved',
+        (err: unknown) => (err instanceof Error ? err.name : 'unknown'),
+      )
+      await conn.send(`cannot-ping:${error}`)
+    }),
+  },
+  /** Sends what it saw of its connection and context, as JSON, and records it; then echoes. */
+  {
+    path: '/inspect',
+    ...answering(echoBack, (conn, c, report) => {
+      report.saw = {
+        protocol: conn.protocol,
+        state: conn.state,
+        canPing: conn.canPing,
+        closeHandshakeTimeout: conn.getCloseHandshakeTimeout(),
+        path: scenarioPath(c.req.path),
+        probeHeader: c.req.header('x-probe') ?? null,
+        query: c.req.query(),
+        // The raw request stays a whole Request, whatever the adapter keeps of it after the upgrade.
+        raw: {
+          isRequest: c.req.raw instanceof Request,
+          method: c.req.raw.method,
+          path: scenarioPath(new URL(c.req.raw.url).pathname),
+          cloneProbe: c.req.raw.clone().headers.get('x-probe'),
+        },
+      }
+      return conn.send(JSON.stringify(report.saw))
+    }),
+  },
+  /**
+   * Closes with {@link CLOSE_AT_ONCE} before its first `await` (refusing a client, say), and
+   * times the close: the peer answers at once, so it must not take the close-handshake timeout.
+   */
+  {
+    path: '/close-at-once',
+    options: { closeHandshakeTimeout: CLOSE_AT_ONCE_TIMEOUT_MS },
+    ...acting(
+      (conn, _c, report) => timedClose(conn, report, CLOSE_AT_ONCE.code, CLOSE_AT_ONCE.reason),
+      'drain',
+    ),
+  },
+  /** Never reads until its connection starts closing, then reads to the end. */
+  {
+    path: '/hold',
+    // A small bound, so that a flooding peer gets the socket paused soon.
+    options: { maxInboundBuffer: SMALL_INBOUND_BUFFER, maxMessageSize: SMALL_INBOUND_BUFFER / 2 },
+    ...acting(
+      (conn) => new Promise((resolve) => conn.signal.addEventListener('abort', () => resolve())),
+      'drain',
+    ),
+  },
+  /**
+   * Reads nothing while the peer floods (past the small inbound bound: the socket is paused), then
+   * closes with 4000 and times the close, which must read through the flood to the peer's answer.
+   */
+  {
+    path: '/close-paused',
+    options: {
+      maxInboundBuffer: SMALL_INBOUND_BUFFER,
+      maxMessageSize: SMALL_INBOUND_BUFFER / 2,
+      closeHandshakeTimeout: CLOSE_PAUSED_TIMEOUT_MS,
+    },
+    ...acting(async (conn, _c, report) => {
+      await sleep(SLOW_READER_DELAY_MS / 3)
+      await timedClose(conn, report, 4000, 'server is done')
+    }, 'drain'),
+  },
+  /** Ignores its connection, its signal included: it never ends. */
+  { path: '/ignores-signal', ...acting(() => new Promise<void>(() => {}), 'end') },
+  /** Waits `?delay=ms` in `upgradeHeaders`, after the upgrader accepted the request, then echoes. */
+  {
+    path: '/late-open',
+    hooks: (report) => ({
+      async upgradeHeaders(c) {
+        report.held = true
+        await sleep(Number(c.req.query('delay') ?? 0))
+        return {}
+      },
+    }),
+    ...answering(echoBack),
+  },
+  /** Returns the header named `?name=` from `upgradeHeaders`: a handshake header is refused. */
+  {
+    path: '/handshake-header',
+    options: { subprotocols: SERVER_SUBPROTOCOLS },
+    hooks: () => ({
+      upgradeHeaders: (c) => ({ [c.req.query('name') ?? 'Sec-WebSocket-Protocol']: 'v1.chat' }),
+    }),
+    ...answering(echoBack),
+  },
+
+  // What only event controllers have to prove (checked by `scenarios/events.ts`).
+
+  /** Logs a throw in `message()` on `fail`; echoes anything else and records every call. */
+  {
+    path: '/message-throws',
+    events: (report) => ({
+      message(conn, message) {
+        handlerLog(report).push(`message ${String(message.data)}`)
+        if (message.data === 'fail') throw new Error(THROWN_MESSAGE)
+        if (message.data === 'fail later') {
+          return sleep(10).then(() => {
+            throw new Error(THROWN_MESSAGE)
+          })
+        }
+        return conn.send(message.data)
+      },
+    }),
+  },
+  /**
+   * Each `message()` takes {@link OVERLAP_HANDLER_MS} and records when it starts and ends; the
+   * answer to `done` lists the calls, so the peer sees whether any two overlapped.
+   */
+  {
+    path: '/overlap',
+    events: (report) => ({
+      async message(conn, message) {
+        const log = handlerLog(report)
+        const data = String(message.data)
+        if (data === 'done') return conn.send(JSON.stringify(log))
+        log.push(`message ${data}`)
+        await sleep(OVERLAP_HANDLER_MS)
+        log.push(`end ${data}`)
+      },
+    }),
+  },
+  /** `message()` holds the connection for a while; `close` must wait for it, and run once. */
+  {
+    path: '/close-after-handler',
+    events: (report) => ({
+      async message(conn, message) {
+        const log = handlerLog(report)
+        log.push(`message ${String(message.data)}`)
+        await conn.send('started')
+        await sleep(300)
+        log.push(`end ${String(message.data)}`)
+      },
+      close(_conn, err) {
+        handlerLog(report).push(`close ${err.code}`)
+      },
+    }),
+  },
+]
+
+// --- the two route families ---
+
+/**
+ * Mounts one form of a scenario. The upgrader is made per request so that its logger records
+ * into that connection's report; making one is cheap.
+ */
+function mount(
+  app: Hono,
+  path: string,
+  options: UpgradeOptions | undefined,
+  controller: (report: ServerReport) => ControllerWithHooks | EventControllerWithHooks,
+): void {
   const route = path.slice(1)
   app.get(path, async (c, next) => {
     const report = reportFor(c, route)
@@ -211,459 +696,81 @@ function mount(app: Hono, { path, scenario, options }: Route): void {
       report.held = true
       await sleep(hold)
     }
-    const controller = scenario(report)
-    const wrapped: Controller = Object.assign(Object.create(controller), {
-      // Not async: a synchronous throw must reach the upgrader as one.
-      serve(conn: Conn, context: Context) {
-        report.served = true
-        let result: void | Promise<void>
-        try {
-          result = controller.serve(conn, context)
-        } catch (err) {
-          report.settled = true
-          throw err
-        }
-        return Promise.resolve(result).finally(() => {
-          report.settled = true
-        })
-      },
-    })
-    return upgrade(wrapped, { logger: recordingLogger(report), ...options })(c, next)
+    return upgrade(controller(report), { logger: recordingLogger(report), ...options })(c, next)
   })
 }
 
-// --- the scenarios ---
-
-/** Echoes every message until the connection ends; records the error the last read saw. */
-const echo: Scenario = (report) => ({
-  async serve(conn) {
-    try {
-      for (;;) {
-        const message = await conn.read()
-        report.messagesRead++
-        await conn.send(message.data)
-      }
-    } catch (err) {
-      report.readError = describeError(err)
-    }
-  },
-})
-
-/** Echoes binary messages as a view into the middle of a larger buffer, text as is. */
-const echoView: Scenario = (report) => ({
-  async serve(conn) {
-    try {
-      for (;;) {
-        const message = await conn.read()
-        report.messagesRead++
-        if (message.type === 'text') {
-          await conn.send(message.data)
-          continue
-        }
-        const padded = new Uint8Array(message.data.byteLength + 16).fill(0xee)
-        padded.set(message.data, 7)
-        await conn.send(padded.subarray(7, 7 + message.data.byteLength))
-      }
-    } catch (err) {
-      report.readError = describeError(err)
-    }
-  },
-})
-
-/** Answers each binary message with the shape of the view it arrived in. */
-const binaryShape: Scenario = (report) => ({
-  async serve(conn) {
-    try {
-      for (;;) {
-        const message = await conn.read()
-        report.messagesRead++
-        if (message.type === 'binary') {
-          const { byteLength, byteOffset, buffer } = message.data
-          await conn.send(
-            JSON.stringify({ byteLength, byteOffset, bufferByteLength: buffer.byteLength }),
-          )
-        }
-      }
-    } catch (err) {
-      report.readError = describeError(err)
-    }
-  },
-})
-
-/** Sends a greeting, then returns: the upgrader closes with 1000. */
-const serveReturns: Scenario = () => ({
-  async serve(conn) {
-    await conn.send('hello')
-  },
-})
-
-/** Records `onError` calls; every throwing scenario has it, except the logger ones. */
-function withOnError(report: ServerReport, serve: Controller['serve']): Controller & ErrorHandler {
+/** The `serve` form: `served` once `serve` starts, `settled` once it returned or threw. */
+function serveForm(scenario: Scenario, report: ServerReport): ControllerWithHooks {
+  const serve = (scenario.serve as NonNullable<Scenario['serve']>)(report)
   return {
-    serve,
-    onError(_c, err) {
-      report.onErrorCalls.push(err instanceof Error ? err.message : String(err))
-    },
-  }
-}
-
-/** Throws a normal close error: the upgrader closes normally and reports nothing. */
-const closeError: Scenario = (report) =>
-  withOnError(report, async (conn) => {
-    await conn.send('hello')
-    throw new CloseError(1001, 'going away', true)
-  })
-
-/** Throws synchronously, with no `onError`: the logger gets it, then 1011. */
-const throwsSync: Scenario = () => ({
-  serve() {
-    throw new Error(THROWN_MESSAGE)
-  },
-})
-
-/** Rejects after a tick, with no `onError`: the logger gets it, then 1011. */
-const rejectsAsync: Scenario = () => ({
-  async serve(conn) {
-    await conn.send('hello')
-    await sleep(10)
-    throw new Error(THROWN_MESSAGE)
-  },
-})
-
-/** Throws with `onError` present: `onError` gets it, the logger does not, then 1011. */
-const throwsHandled: Scenario = (report) =>
-  withOnError(report, async () => {
-    throw new Error(THROWN_MESSAGE)
-  })
-
-/** Throws a long multibyte message under `debug`: it becomes the 1011 reason, cut to 123 bytes. */
-const throwsDebug: Scenario = () => ({
-  async serve() {
-    throw new Error(DEBUG_ERROR_MESSAGE)
-  },
-})
-
-/** `serve` throws and `onError` throws too: logged, and the close still happens. */
-const onErrorThrows: Scenario = (report) => ({
-  async serve() {
-    throw new Error(THROWN_MESSAGE)
-  },
-  onError(_c: Context, err: unknown) {
-    report.onErrorCalls.push(err instanceof Error ? err.message : String(err))
-    throw new Error(ON_ERROR_THROWN_MESSAGE)
-  },
-})
-
-/** Adds a header to the 101 response, then echoes. */
-const upgradeHeaders: Scenario = (report) => {
-  const controller: Controller & HeaderUpgrader = {
-    upgradeHeaders: () => ({ [UPGRADE_HEADER.name]: UPGRADE_HEADER.value }),
-    serve: echo(report).serve,
-  }
-  return controller
-}
-
-/** Sends the chosen subprotocol (`''` when none) as its first message, then echoes. */
-const subprotocols: Scenario = (report) => ({
-  async serve(conn, c) {
-    await conn.send(`protocol:${conn.protocol}`)
-    await echo(report).serve(conn, c)
-  },
-})
-
-/** Accepts only {@link ALLOWED_ORIGIN}, whatever the Host; echoes. */
-const customOrigin: Scenario = (report) => {
-  const controller: Controller & OriginChecker = {
-    checkOrigin: (c) => c.req.header('origin') === ALLOWED_ORIGIN,
-    serve: echo(report).serve,
-  }
-  return controller
-}
-
-/** Answers failed upgrades itself, as plain text with its own header. */
-const customUpgradeError: Scenario = (report) => {
-  const controller: Controller & UpgradeErrorHandler = {
-    onUpgradeError: (_c, status, reason) =>
-      new Response(`custom ${status}: ${reason.message}`, {
-        status,
-        headers: { 'Content-Type': 'text/plain', 'X-Custom-Error': 'yes' },
-      }),
-    serve: echo(report).serve,
-  }
-  return controller
-}
-
-/**
- * Sends `closing`, then closes with 4000 and times how long `close()` takes: about the short
- * timeout when the peer never answers, less when it does.
- */
-const closeTimeout: Scenario = (report) => ({
-  async serve(conn) {
-    await conn.send('closing')
-    const started = Date.now()
-    await conn.close(4000, 'server is done')
-    report.closeMs = Date.now() - started
-    report.stateAfterClose = conn.state
-    await drain(conn, report)
-  },
-})
-
-/** Calls `close()` three times at once: one close frame (4001), and all three resolve together. */
-const concurrentClose: Scenario = (report) => ({
-  async serve(conn) {
-    await conn.send('closing')
-    const settledAt: number[] = []
-    let rejected = 0
-    const calls = [conn.close(4001, 'first'), conn.close(4002, 'second'), conn.close()].map(
-      (call) =>
-        call.then(
-          () => settledAt.push(Date.now()),
-          () => rejected++,
-        ),
-    )
-    await Promise.all(calls)
-    report.concurrentCloses = {
-      resolved: settledAt.length,
-      rejected,
-      spreadMs: settledAt.length ? Math.max(...settledAt) - Math.min(...settledAt) : 0,
-    }
-    report.stateAfterClose = conn.state
-    await drain(conn, report)
-  },
-})
-
-/** Tries invalid closes (each a RangeError, nothing sent), then returns: 1000 is the only frame. */
-const badClose: Scenario = (report) => ({
-  async serve(conn) {
-    const attempts: [number, string][] = [
-      [1005, ''],
-      [1006, ''],
-      [999, ''],
-      [5000, ''],
-      [1000, 'é'.repeat(62)],
-    ]
-    for (const [code, reason] of attempts) {
+    ...scenario.hooks?.(report),
+    // Not async: a synchronous throw must reach the upgrader as one.
+    serve(conn, c) {
+      report.served = true
+      let result: void | Promise<void>
       try {
-        await conn.close(code, reason)
+        result = serve(conn, c)
       } catch (err) {
-        if (err instanceof RangeError) report.rangeErrors.push(err.message)
+        report.settled = true
+        throw err
       }
-    }
-    report.stateAfterClose = conn.state
-    await conn.send('still open')
-  },
-})
+      return Promise.resolve(result).finally(() => {
+        report.settled = true
+      })
+    },
+  }
+}
 
-/** Waits before reading anything, then counts messages until `end` and answers `count:N`. */
-const slowReader: Scenario = (report) => ({
-  async serve(conn) {
-    await sleep(SLOW_READER_DELAY_MS)
-    try {
-      for (;;) {
-        const message = await conn.read()
-        if (message.type === 'text' && message.data === 'end') break
-        report.messagesRead++
-      }
-    } catch (err) {
+/**
+ * The event form: `served` once `open` starts, and, since an event controller has no end of its
+ * own, `settled` once `close` has run. `close` records the connection's end as `readError`, the
+ * twin of the error a `serve` loop's last read sees.
+ */
+function eventForm(scenario: Scenario, report: ServerReport): EventControllerWithHooks {
+  const events = (scenario.events as NonNullable<Scenario['events']>)(report)
+  return {
+    ...scenario.hooks?.(report),
+    // Not async: a synchronous throw must reach the upgrader as one.
+    open(conn, c) {
+      report.served = true
+      return events.open?.(conn, c)
+    },
+    message: (conn, message) => events.message(conn, message),
+    async close(conn, err) {
       report.readError = describeError(err)
-      return
-    }
-    await conn.send(`count:${report.messagesRead}`)
-    await drain(conn, report)
-  },
-})
-
-/** Pings where the runtime can and says what happened: `pong`, or `cannot-ping: <error>`. */
-const ping: Scenario = (report) => ({
-  async serve(conn, c) {
-    if (conn.canPing) {
-      await conn.ping()
-      await conn.send('pong')
-    } else {
-      const error = await conn.ping().then(
-        () => 'resolved',
-        (err: unknown) => (err instanceof Error ? err.name : 'unknown'),
-      )
-      await conn.send(`cannot-ping:${error}`)
-    }
-    await echo(report).serve(conn, c)
-  },
-})
-
-/** Sends what `serve` saw, as JSON, and records it; then echoes. */
-const inspect: Scenario = (report) => ({
-  async serve(conn, c) {
-    report.saw = {
-      protocol: conn.protocol,
-      state: conn.state,
-      canPing: conn.canPing,
-      closeHandshakeTimeout: conn.getCloseHandshakeTimeout(),
-      path: c.req.path,
-      probeHeader: c.req.header('x-probe') ?? null,
-      query: c.req.query(),
-      // The raw request stays a whole Request, whatever the adapter keeps of it after the upgrade.
-      raw: {
-        isRequest: c.req.raw instanceof Request,
-        method: c.req.raw.method,
-        path: new URL(c.req.raw.url).pathname,
-        cloneProbe: c.req.raw.clone().headers.get('x-probe'),
-      },
-    }
-    await conn.send(JSON.stringify(report.saw))
-    await echo(report).serve(conn, c)
-  },
-})
-
-/**
- * Closes with {@link CLOSE_AT_ONCE} before its first `await` (refusing a client, say), and
- * times the close: the peer answers at once, so it must not take the close-handshake timeout.
- */
-const closeAtOnce: Scenario = (report) => ({
-  serve(conn) {
-    const started = Date.now()
-    return conn.close(CLOSE_AT_ONCE.code, CLOSE_AT_ONCE.reason).then(() => {
-      report.closeMs = Date.now() - started
-      report.stateAfterClose = conn.state
-      return drain(conn, report)
-    })
-  },
-})
-
-/** The close-handshake timeout of `/close-paused`: its close must take far less. */
-export const CLOSE_PAUSED_TIMEOUT_MS = 4000
-
-/**
- * Reads nothing while the peer floods (past the small inbound bound: the socket is paused), then
- * closes with 4000 and times the close, which must read through the flood to the peer's answer.
- */
-const closePaused: Scenario = (report) => ({
-  async serve(conn) {
-    await sleep(SLOW_READER_DELAY_MS / 3)
-    const started = Date.now()
-    await conn.close(4000, 'server is done')
-    report.closeMs = Date.now() - started
-    report.stateAfterClose = conn.state
-    await drain(conn, report)
-  },
-})
-
-/** Never reads until its connection starts closing, then reads to the end. */
-const hold: Scenario = (report) => ({
-  async serve(conn) {
-    await new Promise((resolve) => conn.signal.addEventListener('abort', resolve))
-    await drain(conn, report)
-  },
-})
-
-/** Ignores its connection, its signal included: `serve` never returns. */
-const ignoresSignal: Scenario = () => ({
-  serve: () => new Promise<void>(() => {}),
-})
-
-/** Waits `?delay=ms` in `upgradeHeaders`, after the upgrader accepted the request, then echoes. */
-const lateOpen: Scenario = (report) => {
-  const controller: Controller & HeaderUpgrader = {
-    async upgradeHeaders(c) {
-      report.held = true
-      await sleep(Number(c.req.query('delay') ?? 0))
-      return {}
+      try {
+        await events.close?.(conn, err)
+      } finally {
+        report.settled = true
+      }
     },
-    serve: echo(report).serve,
   }
-  return controller
 }
 
-/** Returns the header named `?name=` from `upgradeHeaders`: a handshake header is refused. */
-const handshakeHeader: Scenario = (report) => {
-  const controller: Controller & HeaderUpgrader = {
-    upgradeHeaders: (c) => ({ [c.req.query('name') ?? 'Sec-WebSocket-Protocol']: 'v1.chat' }),
-    serve: echo(report).serve,
-  }
-  return controller
+/** Adds {@link MIDDLEWARE_HEADER} once the handler has answered, as CORS middleware does. */
+async function addMiddlewareHeader(c: Context, next: () => Promise<void>): Promise<void> {
+  await next()
+  c.res.headers.set(MIDDLEWARE_HEADER.name, MIDDLEWARE_HEADER.value)
 }
 
-/** Every scenario route, with its options. */
-const routes: Route[] = [
-  { path: '/echo', scenario: echo },
-  { path: '/echo-view', scenario: echoView },
-  { path: '/binary-shape', scenario: binaryShape },
-  { path: '/serve-returns', scenario: serveReturns },
-  { path: '/close-error', scenario: closeError },
-  { path: '/throws', scenario: throwsSync },
-  { path: '/rejects', scenario: rejectsAsync },
-  { path: '/throws-handled', scenario: throwsHandled },
-  { path: '/debug', scenario: throwsDebug, options: { debug: true } },
-  { path: '/on-error-throws', scenario: onErrorThrows },
-  { path: '/upgrade-headers', scenario: upgradeHeaders },
-  { path: '/middleware-headers', scenario: echo },
-  { path: '/subprotocols', scenario: subprotocols, options: { subprotocols: SERVER_SUBPROTOCOLS } },
-  { path: '/custom-origin', scenario: customOrigin },
-  { path: '/custom-upgrade-error', scenario: customUpgradeError },
-  {
-    path: '/close-timeout',
-    scenario: closeTimeout,
-    options: { closeHandshakeTimeout: SHORT_CLOSE_TIMEOUT_MS },
-  },
-  { path: '/concurrent-close', scenario: concurrentClose },
-  { path: '/bad-close', scenario: badClose },
-  {
-    path: '/max-message',
-    scenario: echo,
-    options: { maxMessageSize: SMALL_MAX_MESSAGE_SIZE },
-  },
-  {
-    path: '/slow-reader',
-    scenario: slowReader,
-    // The bound must hold one whole message, or the upgrader refuses the options.
-    options: { maxInboundBuffer: SMALL_INBOUND_BUFFER, maxMessageSize: SMALL_INBOUND_BUFFER / 2 },
-  },
-  { path: '/ping', scenario: ping },
-  { path: '/inspect', scenario: inspect },
-  {
-    path: '/close-at-once',
-    scenario: closeAtOnce,
-    options: { closeHandshakeTimeout: CLOSE_AT_ONCE_TIMEOUT_MS },
-  },
-  {
-    path: '/hold',
-    scenario: hold,
-    // A small bound, so that a flooding peer gets the socket paused soon.
-    options: { maxInboundBuffer: SMALL_INBOUND_BUFFER, maxMessageSize: SMALL_INBOUND_BUFFER / 2 },
-  },
-  {
-    path: '/close-paused',
-    scenario: closePaused,
-    options: {
-      maxInboundBuffer: SMALL_INBOUND_BUFFER,
-      maxMessageSize: SMALL_INBOUND_BUFFER / 2,
-      closeHandshakeTimeout: CLOSE_PAUSED_TIMEOUT_MS,
-    },
-  },
-  { path: '/ignores-signal', scenario: ignoresSignal },
-  { path: '/late-open', scenario: lateOpen },
-  {
-    path: '/handshake-header',
-    scenario: handshakeHeader,
-    options: { subprotocols: SERVER_SUBPROTOCOLS },
-  },
-]
-
 /**
- * Makes the conformance app: a route per scenario, plus `GET /report/:id` (the JSON
- * {@link ServerReport} of the connection opened with `?id=<id>`, 404 when there is none) and
- * `GET /health` (`ok`).
+ * Makes the conformance app: each scenario's `serve` form at its path and its event form under
+ * {@link EVENTS_PREFIX}, the topic routes, `GET /report/:id` (the JSON {@link ServerReport} of the
+ * connection opened with `?id=<id>`, 404 when there is none) and `GET /health` (`ok`).
  */
 export function createConformanceApp(): Hono {
   const app = new Hono()
-  // As CORS or secure-headers middleware do: a header added once the handler has answered.
-  app.use('/middleware-headers', async (c, next) => {
-    await next()
-    c.res.headers.set(MIDDLEWARE_HEADER.name, MIDDLEWARE_HEADER.value)
-  })
-  for (const route of routes) mount(app, route)
+  app.use('/middleware-headers', addMiddlewareHeader)
+  app.use(`${EVENTS_PREFIX}/middleware-headers`, addMiddlewareHeader)
+  for (const scenario of scenarios) {
+    const { path, options } = scenario
+    if (scenario.serve) mount(app, path, options, (report) => serveForm(scenario, report))
+    if (scenario.events) {
+      mount(app, `${EVENTS_PREFIX}${path}`, options, (report) => eventForm(scenario, report))
+    }
+  }
   mountTopicRoutes(app, { report: reportFor, logger: recordingLogger, describe: describeError })
-  // The same scenarios, served by event controllers (`open`, `message`, `close`).
-  app.route(EVENTS_PREFIX, createEventApp())
   app.get('/report/:id', (c) => {
     const report = reports.get(c.req.param('id'))
     return report ? c.json(report) : c.json({ error: 'Not Found' }, 404)

@@ -40,6 +40,7 @@ export {
   ALLOWED_ORIGIN,
   createConformanceApp,
   DEBUG_ERROR_MESSAGE,
+  EVENTS_PREFIX,
   findReport,
   SERVER_SUBPROTOCOLS,
   SHORT_CLOSE_TIMEOUT_MS,
@@ -47,7 +48,6 @@ export {
   SMALL_INBOUND_BUFFER,
   SMALL_MAX_MESSAGE_SIZE,
 } from './app.js'
-export { createEventApp, EVENTS_PREFIX } from './app-events.js'
 export {
   BACKPLANE_CLIENTS,
   type BackplaneClient,

@@ -7,7 +7,7 @@
  */
 import { InternalErrorMessage } from '@handshake/core'
 import { describe, expect, it } from 'vitest'
-import { EVENTS_PREFIX } from '../app-events.js'
+import { EVENTS_PREFIX } from '../app.js'
 import type { Harness, MemoryHarness, NetworkHarness } from '../targets.js'
 import { afterServeScenarios } from './after-serve.js'
 import { clientScenarios } from './clients.js'
