@@ -5,17 +5,16 @@
  * backplane against crossws's Redis sync. Rendered as its own section of BENCHMARKS.md.
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect, createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { buildClient } from './loadgen.mjs'
 import { sleep, startServer, stopServer } from './proc.mjs'
 import { adapterMissing, benchDir } from './runtimes.mjs'
 import { median } from './stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const source = join(here, '..', 'client', 'fanout.c')
 const binary = join(here, '..', 'client', 'build', 'fanout')
 
 /** The workload's shape. */
@@ -71,20 +70,6 @@ const CLUSTER = [
     entry: 'servers/node/fanout-handshake.mjs',
   },
 ]
-
-/** Compiles fanout.c next to loadgen. */
-export function buildFanout() {
-  mkdirSync(dirname(binary), { recursive: true })
-  for (const cc of [process.env.CC, 'cc', 'gcc'].filter(Boolean)) {
-    try {
-      execFileSync(cc, ['-O2', '-Wall', '-o', binary, source], { stdio: 'pipe' })
-      return
-    } catch (err) {
-      if (err.code !== 'ENOENT') throw new Error(`${cc} failed: ${err.stderr ?? err.message}`)
-    }
-  }
-  throw new Error('No C compiler: the benchmarks need cc or gcc')
-}
 
 /** Runs the fan-out client once against `ports` and resolves with its JSON line. */
 function runClient(ports, pids, config) {
@@ -266,7 +251,7 @@ async function measure(servers, { rt, instances, env, rounds, config, log, label
  * topic across requests outside a Durable Object), then on two Node instances and one Redis.
  */
 export async function runFanout(selected, { rounds, warmupMs, durationMs }, log) {
-  buildFanout()
+  buildClient('fanout')
   const config = { warmupMs, durationMs }
   const local = []
   for (const rt of selected) {

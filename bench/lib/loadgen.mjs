@@ -4,16 +4,20 @@ import { mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const here = dirname(fileURLToPath(import.meta.url))
-const source = join(here, '..', 'client', 'loadgen.c')
-export const binary = join(here, '..', 'client', 'build', 'loadgen')
+const client = join(dirname(fileURLToPath(import.meta.url)), '..', 'client')
+export const binary = join(client, 'build', 'loadgen')
 
-/** Compiles loadgen.c with `cc` (or `gcc`). Returns the compiler's version line. */
-export function buildLoadgen() {
-  mkdirSync(dirname(binary), { recursive: true })
+/**
+ * Compiles a load generator, `client/<name>.c` with the code they share (`client/ws.c`), into
+ * `client/build/<name>`, with `cc` (or `gcc`). Returns the compiler's version line.
+ */
+export function buildClient(name) {
+  const out = join(client, 'build', name)
+  mkdirSync(dirname(out), { recursive: true })
+  const sources = [join(client, `${name}.c`), join(client, 'ws.c')]
   for (const cc of [process.env.CC, 'cc', 'gcc'].filter(Boolean)) {
     try {
-      execFileSync(cc, ['-O2', '-Wall', '-o', binary, source], { stdio: 'pipe' })
+      execFileSync(cc, ['-O2', '-Wall', '-o', out, ...sources], { stdio: 'pipe' })
       return execFileSync(cc, ['--version'], { encoding: 'utf8' }).split('\n')[0]
     } catch (err) {
       if (err.code !== 'ENOENT') throw new Error(`${cc} failed: ${err.stderr ?? err.message}`)
@@ -21,6 +25,9 @@ export function buildLoadgen() {
   }
   throw new Error('No C compiler: the benchmarks need cc or gcc (apt-get install gcc)')
 }
+
+/** Compiles loadgen (see {@link buildClient}). Returns the compiler's version line. */
+export const buildLoadgen = () => buildClient('loadgen')
 
 function args(options) {
   const out = []
