@@ -22,7 +22,7 @@ import {
   type SlowSubscriberPolicy,
 } from './contracts.js'
 import type { ConnSnapshot, RuntimeSocket, SocketEvents } from './port.js'
-import type { Subscriber, Topics, TopicTree } from './topics.js'
+import { type Subscriber, type Topics, type TopicTree, topicNameError } from './topics.js'
 
 /**
  * Where a connection is in its life:
@@ -41,6 +41,8 @@ export interface ConnLimits {
   readonly sendHighWaterMark: number
   readonly maxPublishBuffer: number
   readonly slowSubscriber: SlowSubscriberPolicy
+  readonly maxTopicsPerConnection: number
+  readonly maxTopicLength: number
 }
 
 /** The most bytes `conn.data` may take as JSON: a Durable Object's attachment budget. */
@@ -127,6 +129,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   #abortReason: CloseError | undefined
   #closeHandshakeTimeout: number
   #state: ConnState = 'open'
+  // This side started the close on purpose (conn.close(), a shutdown), not for a fault.
+  #closedHere = false
 
   // Inbound: messages that arrived before `serve` asked for them, and the one pending read.
   #inbox: (Message | undefined)[] = NO_MESSAGES
@@ -232,7 +236,11 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * a hibernation only the last assigned value comes back. It must be JSON-compatible and at
    * most 2 KiB as JSON ({@link MAX_CONN_DATA_BYTES}) on every runtime, so that a controller
    * behaves the same everywhere.
-   * @throws RangeError on assignment, when the value is over 2 KiB or not JSON-compatible
+   *
+   * An assignment either takes effect and is stored, or throws and changes nothing: the value
+   * is stored first, and assigned only once the store took it.
+   * @throws RangeError on assignment, when the value is over 2 KiB or not JSON-compatible; or
+   *   the runtime's error, when it refuses to store it
    */
   get data(): Data {
     return this.#data as Data
@@ -252,8 +260,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
         `conn.data is ${bytes} bytes as JSON; the limit is ${MAX_CONN_DATA_BYTES} (a Durable Object's attachment budget). Keep ids in conn.data and the rest in storage`,
       )
     }
+    this.#store(value, this.#topics)
     this.#data = value
-    this.#persist()
   }
 
   /** The topics this connection subscribes to. */
@@ -267,27 +275,62 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * (the backplane confirmed it); locally it counts at once. It never rejects for a backplane
    * fault: local delivery goes on and the topic is restored when the backplane is back.
    * Subscribing twice is harmless. A closed connection subscribes to nothing.
+   *
+   * It either takes effect and is stored with the socket (a Durable Object's), or rejects and
+   * changes nothing:
+   * - with a `TypeError` for a name that is not a non-empty string of well-formed Unicode (a lone
+   *   surrogate, as a `.slice()` through an emoji leaves, is refused);
+   * - with a `RangeError` for a name over `maxTopicLength` UTF-8 bytes (256), or when the
+   *   connection already holds `maxTopicsPerConnection` topics (128): see {@link UpgradeOptions};
+   * - with the runtime's error when it refuses to store the new set of topics.
    */
   subscribe(topic: string): Promise<void> {
-    if (typeof topic !== 'string' || topic === '') {
-      return quiet(Promise.reject(new TypeError('A topic is a non-empty string')))
-    }
+    const limits = this.#limits
+    const refused = topicNameError(topic, limits.maxTopicLength)
+    if (refused) return quiet(Promise.reject(refused))
     if (this.#state === 'closed') return resolved
+    const held = this.#topics
+    if (held?.has(topic)) return resolved
+    if (held && held.size >= limits.maxTopicsPerConnection) {
+      return quiet(
+        Promise.reject(
+          new RangeError(
+            `This connection already holds ${held.size} topics, its maxTopicsPerConnection bound: unsubscribe from one first, or raise maxTopicsPerConnection in the upgrade options`,
+          ),
+        ),
+      )
+    }
+    // Stored before anything changes: a store that throws (synchronously, though subscribe is
+    // typed as a promise) leaves the connection as it was, and rejects.
+    if (this.#socket.persist) {
+      try {
+        this.#store(this.#data, held ? [...held, topic] : [topic])
+      } catch (err) {
+        return quiet(Promise.reject(err))
+      }
+    }
     this.#topics ??= new Set()
-    if (this.#topics.has(topic)) return resolved
     this.#topics.add(topic)
     if (this.tree) this.#socket.subscribe?.(topic)
-    const confirmed = this.#home.topics.join(topic, this)
-    this.#persist()
-    return confirmed
+    return this.#home.topics.join(topic, this)
   }
 
-  /** Leaves a topic. Leaving one it does not hold is harmless. */
+  /**
+   * Leaves a topic. Leaving one it does not hold is harmless.
+   * @throws the runtime's error when it refuses to store the smaller set of topics; the
+   *   connection then still holds the topic
+   */
   unsubscribe(topic: string): void {
-    if (!this.#topics?.delete(topic)) return
+    const held = this.#topics
+    if (!held?.has(topic)) return
+    if (this.#socket.persist)
+      this.#store(
+        this.#data,
+        [...held].filter((t) => t !== topic),
+      )
+    held.delete(topic)
     if (this.tree) this.#socket.unsubscribe?.(topic)
     this.#home.topics.leave(topic, this)
-    this.#persist()
   }
 
   /**
@@ -372,8 +415,15 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     }
   }
 
-  #persist(): void {
-    if (this.#socket.persist && this.#state !== 'closed') this.#socket.persist(this.snapshot())
+  /** Stores what a hibernation must bring back; a throw here means nothing was stored. */
+  #store(data: Data | undefined, topics: Iterable<string> | undefined): void {
+    if (!this.#socket.persist || this.#state === 'closed') return
+    this.#socket.persist({
+      protocol: this.protocol,
+      url: this.#home.url,
+      data,
+      topics: topics ? [...topics] : [],
+    })
   }
 
   /**
@@ -430,7 +480,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     if (message) return Promise.resolve(iterating ? { done: false, value: message } : message)
     const error = this.#closeError
     if (error)
-      return iterating && isNormalClose(error) ? Promise.resolve(DONE) : Promise.reject(error)
+      return iterating && this.#endsQuietly(error) ? Promise.resolve(DONE) : Promise.reject(error)
     return new Promise((resolve) => {
       this.#readResolve = resolve
       this.#readIterating = iterating
@@ -526,6 +576,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** {@link Conn.close} with a code and reason known to be sendable. */
   #close(code: number, reason: string): Promise<void> {
     if (this.#state !== 'open') return this.#whenClosed()
+    // A close for a fault (#fail) has set the fault first: that one is not this side's choice.
+    if (this.#fault === undefined) this.#closedHere = true
     this.#startClosing(code, reason)
     try {
       this.#socket.close(code, reason)
@@ -606,6 +658,9 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     }
     if (this.#dispatch && !this.#busy && this.#inboxHead === this.#inbox.length) {
       this.#run(message)
+      // The handler may have closed the connection, or the runtime handed over more, while it
+      // ran: what it deferred runs now, after it.
+      if (!this.#busy && (this.#closeOwed || this.#inbox !== NO_MESSAGES)) this.#drainEvents()
       return
     }
     if (this.#inbox === NO_MESSAGES) this.#inbox = [message]
@@ -730,9 +785,10 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     const resolve = this.#readResolve
     this.#readResolve = undefined
     if (resolve)
-      resolve(this.#readIterating && isNormalClose(error) ? DONE : quiet(Promise.reject(error)))
+      resolve(this.#readIterating && this.#endsQuietly(error) ? DONE : quiet(Promise.reject(error)))
     this.#rejectWaiters(error)
     this.#home.connections.delete(this)
+    if (this.#endedSettled) this.#home.connections.ended(this)
     if (this.#topics) {
       // Forgotten here, so that an unsubscribe() after the end (a cleanup) cannot leave twice.
       const held = this.#topics
@@ -744,6 +800,23 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
       this.#closeOwed = true
       if (!this.#busy) this.#drainEvents()
     }
+  }
+
+  /**
+   * Whether an iteration ends quietly at this end: a normal close (1000, 1001, 1005), or one
+   * this side started itself with `close()` (a shutdown's 1012, the app's own 4000), which is
+   * not the controller's failure.
+   */
+  #endsQuietly(error: CloseError): boolean {
+    return this.#closedHere || isNormalClose(error)
+  }
+
+  /**
+   * @internal True when this side started the close on purpose (`close()`, a shutdown), not
+   * for a fault: the end is then no failure of the controller's.
+   */
+  get closedHere(): boolean {
+    return this.#closedHere
   }
 
   /** Aborts the signal once, with the first reason: the close that started the end. */
@@ -798,21 +871,30 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     this.#inboxBytes = 0
   }
 
-  /** Runs the message handler; a promise makes the next message wait for it. */
+  /**
+   * Runs the message handler; a promise makes the next message wait for it. The connection is
+   * busy from the call on, not only once a promise comes back: an end reported while the
+   * handler's synchronous part runs (a runtime that ends the connection inside `close()`, as
+   * Bun does; a close with no handshake wait) must not run `close` inside `message`.
+   */
   #run(message: Message): void {
     const dispatch = this.#dispatch as EventDispatch
     let result: unknown
+    this.#busy = true
     try {
       result = dispatch.message(this, message)
     } catch (err) {
+      this.#busy = false
       dispatch.fail(this, err)
       return
     }
     // `return conn.send(data)` with no back-pressure returns the already-settled `resolved`:
     // nothing to wait for, so the next message runs without a promise and a turn per message.
-    if (result === undefined || result === resolved) return
+    if (result === undefined || result === resolved) {
+      this.#busy = false
+      return
+    }
     if (typeof (result as PromiseLike<unknown>)?.then === 'function') {
-      this.#busy = true
       ;(result as PromiseLike<unknown>).then(
         () => this.#afterHandler(),
         (err: unknown) => {
@@ -820,6 +902,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
           this.#afterHandler()
         },
       )
+    } else {
+      this.#busy = false
     }
   }
 
@@ -847,8 +931,10 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
 
   /** @internal `serve`, or the close handler, settled: `events.ended` may resolve. */
   settleEnded(): void {
+    if (this.#endedSettled) return
     this.#endedSettled = true
     this.#settleEnded?.()
+    this.#home.connections.ended(this)
   }
 
   #whenEnded(): Promise<void> {

@@ -42,8 +42,15 @@ const noop = () => {}
  */
 export class Connections implements Iterable<Conn> {
   readonly #open = new Set<Conn>()
+  // Closed connections whose `serve` or `close` handler still runs: a shutdown waits for them.
+  readonly #ending = new Set<Conn>()
+  // Upgrades accepted and not yet open (between the adapter's upgrade and `open`): a shutdown
+  // waits for them to open, and closes them then.
+  readonly #upgrading = new Set<object>()
   #shutdown: Required<ShutdownOptions> | undefined
   #done: Promise<void> | undefined
+  // Wakes a shutdown that waits for the sets above to empty.
+  #wake: (() => void) | undefined
 
   /** How many connections are open. */
   get size(): number {
@@ -70,9 +77,11 @@ export class Connections implements Iterable<Conn> {
    * 3. `stopListening` runs (the adapter's "stop accepting connections");
    * 4. every open connection gets one close frame, through its close handshake (a paused
    *    socket is resumed, so the peer's answer can be read), and so does any connection whose
-   *    upgrade completes during the shutdown;
-   * 5. it waits for the handshakes, and for `stopListening`, under one deadline for the whole
-   *    shutdown; then tears down whatever is left and resolves.
+   *    upgrade was on its way (accepted, not yet open) or completes during the shutdown;
+   * 5. it waits for the handshakes, for the upgrades on their way to open, for every `serve`
+   *    to settle and every `close` handler to finish, and for `stopListening`, under one
+   *    deadline for the whole shutdown; then tears down whatever is left and resolves (a
+   *    `serve` that ignores its connection's end is left running).
    *
    * @param options - see {@link ShutdownOptions}
    * @param stopListening - the adapter's own stop; its failure is ignored past the deadline
@@ -111,15 +120,19 @@ export class Connections implements Iterable<Conn> {
       // A throwing stop must not stop the shutdown.
     }
     for (const conn of this.#open) void conn.close(settings.code, settings.reason)
-    // Connections that open during the wait are closed in add(); wait until none is left.
+    // Connections that open during the wait are closed in add(); wait until none is left, and
+    // no upgrade, `serve` or `close` handler is still on its way.
     const allClosed = (async () => {
-      while (this.#open.size > 0) {
-        await Promise.all([...this.#open].map((conn) => conn.closed))
+      while (this.#open.size > 0 || this.#ending.size > 0 || this.#upgrading.size > 0) {
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve
+        })
       }
       await stopped
     })()
     await Promise.race([allClosed, deadline])
     clearTimeout(timer)
+    this.#wake = undefined
     for (const conn of this.#open) {
       conn.terminate(`The peer did not answer the shutdown within ${settings.timeout} ms`)
     }
@@ -133,9 +146,38 @@ export class Connections implements Iterable<Conn> {
     if (shutdown) queueMicrotask(() => void conn.close(shutdown.code, shutdown.reason))
   }
 
-  /** @internal A connection closed. */
+  /**
+   * @internal A connection closed. Until {@link Connections.ended}, its `serve` or `close`
+   * handler still runs.
+   */
   delete(conn: Conn): void {
-    this.#open.delete(conn)
+    if (!this.#open.delete(conn)) return
+    this.#ending.add(conn)
+    this.#changed()
+  }
+
+  /** @internal A closed connection's `serve` settled, or its `close` handler finished. */
+  ended(conn: Conn): void {
+    if (this.#ending.delete(conn)) this.#changed()
+  }
+
+  /**
+   * @internal An upgrade was accepted: it counts until its socket opens (its connection joins
+   * with {@link Connections.add} first) or it is given up. Returns the call that ends it, which
+   * only acts once.
+   */
+  upgrading(): () => void {
+    const upgrade = {}
+    this.#upgrading.add(upgrade)
+    return () => {
+      if (this.#upgrading.delete(upgrade)) this.#changed()
+    }
+  }
+
+  #changed(): void {
+    const wake = this.#wake
+    this.#wake = undefined
+    wake?.()
   }
 }
 

@@ -281,6 +281,19 @@ export interface UpgradeOptions {
    * @defaultValue 'close'
    */
   slowSubscriber?: SlowSubscriberPolicy
+  /**
+   * The most topics one connection may hold at once. A client that names its rooms decides how
+   * many it joins, and each costs memory here and a subscription on the backplane: past this
+   * bound, `conn.subscribe()` rejects with a `RangeError` and nothing changes.
+   * @defaultValue 128
+   */
+  maxTopicsPerConnection?: number
+  /**
+   * The longest topic name `conn.subscribe()` accepts, in UTF-8 bytes. A longer one rejects
+   * with a `RangeError` and nothing changes.
+   * @defaultValue 256
+   */
+  maxTopicLength?: number
 }
 
 /** {@link UpgradeOptions} with every default applied. */
@@ -304,4 +317,6 @@ export const defaultSettings: Readonly<UpgradeSettings> = Object.freeze({
   topics: undefined,
   maxPublishBuffer: 4 * 1024 * 1024,
   slowSubscriber: 'close',
+  maxTopicsPerConnection: 128,
+  maxTopicLength: 256,
 })

@@ -128,6 +128,13 @@ export interface UpgradeRequest {
    */
   open(socket: RuntimeSocket): SocketEvents
   /**
+   * Call instead of {@link UpgradeRequest.open} when the socket will never open (the peer left
+   * during the handshake, the app's answer was not the upgrade's). Until one of the two is
+   * called, the upgrade counts as on its way, and a graceful shutdown waits for it (until its
+   * deadline). Calling it after `open`, or twice, does nothing.
+   */
+  abandon(): void
+  /**
    * True when the controller is an event controller, whose sockets may hibernate (a Durable
    * Object accepts them through the Hibernation API).
    */

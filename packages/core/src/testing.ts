@@ -59,6 +59,14 @@ export interface ConnectOptions {
    */
   answerClose?: boolean
   /**
+   * Whether the in-memory runtime reports the connection's end inside the server's `close()`
+   * call, as Bun does: it writes the close frame, ends the connection at once (the server sees
+   * the code it sent, not clean) and reads no answer. Use it to check that a controller's
+   * handlers still never overlap there.
+   * @defaultValue false
+   */
+  endsInClose?: boolean
+  /**
    * Options of the upgrader, when `target` is a bare controller (an app has its own).
    * @defaultValue the defaults of {@link UpgradeOptions}
    */
@@ -115,6 +123,8 @@ export class TestPeer {
   pings = 0
   /** True once the server tore the connection down without finishing the handshake. */
   terminated = false
+  /** See {@link ConnectOptions.endsInClose}. */
+  endsInClose = false
 
   #server: SocketEvents | undefined
   #inbox: Message[] = []
@@ -275,6 +285,12 @@ export class TestPeer {
         this.closeFrames.push({ code, reason })
         if (this.#receivedClose) return
         this.#receiveClose({ code, reason })
+        if (this.endsInClose) {
+          // As Bun: the frame and a FIN are written, and the end is reported at once, inside
+          // this call, with the code the server sent.
+          this.#end({ code, reason }, false)
+          return
+        }
         if (!this.answerClose || this.#sentClose) return
         // The answer travels behind whatever the peer sent before it, which the server may
         // have paused reading.
@@ -434,7 +450,9 @@ function memoryAdapter(
   registry: Connections,
   hibernating: boolean,
 ): { adapter: Adapter; finish(response: Response): TestPeer | undefined } {
-  let accepted: { open(socket: RuntimeSocket): SocketEvents; protocol?: string } | undefined
+  let accepted:
+    | { open(socket: RuntimeSocket): SocketEvents; abandon(): void; protocol?: string }
+    | undefined
   const adapter: Adapter = {
     name: 'memory',
     connections: registry,
@@ -451,9 +469,15 @@ function memoryAdapter(
   return {
     adapter,
     finish(response) {
-      if (!accepted || response.status !== 200) return undefined
+      if (!accepted) return undefined
+      if (response.status !== 200) {
+        // The app answered something else (middleware rewrote it): this socket never opens.
+        accepted.abandon()
+        return undefined
+      }
       const peer = new TestPeer(switched(response), accepted.protocol ?? '', hibernating)
       peer.answerClose = options.answerClose ?? true
+      peer.endsInClose = options.endsInClose ?? false
       peer.attach(accepted.open(peer.socket))
       return peer
     },

@@ -3,7 +3,7 @@
  * {@link Backplane}, across processes and machines.
  * @module
  */
-import { describeError } from './close.js'
+import { describeError, utf8Length } from './close.js'
 import type { Logger, MessageData } from './contracts.js'
 
 /**
@@ -77,11 +77,11 @@ export interface TopicTree {
 /** Options of {@link Topics}. */
 export interface TopicsOptions {
   /**
-   * Called once per backplane outage with the engine's error. Without it, the error goes to
-   * the logger.
+   * Called once per backplane outage with the engine's error, and with the error of an event
+   * listener (`'restore'`) that threw or rejected. Without it, the error goes to the logger.
    */
   onError?: (error: unknown) => void
-  /** Where backplane errors go without `onError`. @defaultValue console */
+  /** Where backplane and listener errors go without `onError`. @defaultValue console */
   logger?: Logger
 }
 
@@ -95,6 +95,48 @@ interface Topic {
 }
 
 const confirmedNow = Promise.resolve()
+
+type IsWellFormed = (this: string) => boolean
+// String.prototype.isWellFormed (ES2024) where the runtime has it; a regular expression elsewhere:
+// with the `u` flag, a surrogate code point can only be a lone one.
+const nativeIsWellFormed = (String.prototype as { isWellFormed?: IsWellFormed }).isWellFormed
+const LONE_SURROGATE = /\p{Surrogate}/u
+const isWellFormed: (text: string) => boolean = nativeIsWellFormed
+  ? (text) => nativeIsWellFormed.call(text)
+  : (text) => !LONE_SURROGATE.test(text)
+
+/**
+ * Why a topic name is refused, or undefined when it is a good one: a non-empty string of
+ * well-formed Unicode, at most `maxBytes` UTF-8 bytes.
+ *
+ * A name with a lone surrogate (`'x\uD800'`, which a `.slice()` through an emoji leaves) has no
+ * UTF-8 form: encoded for a backplane, two such names would become one channel, and each topic's
+ * subscribers would get the other's messages. So such a name is refused everywhere.
+ * @internal
+ */
+export function topicNameError(
+  topic: unknown,
+  maxBytes = Number.POSITIVE_INFINITY,
+): Error | undefined {
+  if (typeof topic !== 'string' || topic === '') {
+    return new TypeError('A topic is a non-empty string')
+  }
+  if (!isWellFormed(topic)) {
+    return new TypeError(
+      'A topic name must be well-formed Unicode: this one has a lone surrogate (a .slice() through an emoji leaves one), which two different names would share once encoded',
+    )
+  }
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: most names need no count.
+  if (topic.length * 3 > maxBytes) {
+    const bytes = utf8Length(topic)
+    if (bytes > maxBytes) {
+      return new RangeError(
+        `A topic name is at most ${maxBytes} UTF-8 bytes (maxTopicLength); this one is ${bytes}: use a shorter name, or raise maxTopicLength in the upgrade options`,
+      )
+    }
+  }
+  return undefined
+}
 
 /**
  * The topics of an isolate: who subscribes to what, and the fan-out of every publish.
@@ -114,7 +156,8 @@ const confirmedNow = Promise.resolve()
  * subscribed again: `topics.addEventListener('restore', listener)`. Messages published elsewhere
  * during the outage were not delivered here: use it to repair state such as presence lists.
  * (`addEventListener` is not narrowed to `'restore'` in the types: that override would not
- * compile against the Workers runtime's `EventTarget` types.)
+ * compile against the Workers runtime's `EventTarget` types.) A listener that throws or rejects
+ * breaks nothing: its error goes to `onError`, else the logger, like a backplane's.
  *
  * `topics` is the isolate's instance, the one upgraders use by default.
  *
@@ -133,8 +176,69 @@ export class Topics extends EventTarget {
   readonly #options: TopicsOptions
   #backplane: Backplane | undefined
   #down = false
-  // Topics published through a runtime's tree since their subscribers' backlogs were checked.
+  // Topics published through a runtime's tree since their subscribers' backlogs were checked,
+  // and whether the check of this turn is armed: one timer per turn, however many publishes.
   readonly #published = new Set<Topic>()
+  #backlogCheckArmed = false
+
+  static {
+    // A throw in an EventTarget listener is an uncaught exception on Node (and reaches the
+    // global error handler elsewhere): a broken 'restore' listener would end the process. So
+    // each listener runs wrapped, and its failure is reported like a backplane's. Installed on
+    // the prototype rather than declared as an override, which the Workers runtime's
+    // EventTarget types would refuse (see the class comment).
+    const add = EventTarget.prototype.addEventListener
+    const remove = EventTarget.prototype.removeEventListener
+    const wrappers = new WeakMap<object, EventListener>()
+    const wrapperOf = (listener: EventListenerOrEventListenerObject): EventListener => {
+      let wrapper = wrappers.get(listener)
+      if (!wrapper) {
+        wrapper = function (this: Topics, event: Event) {
+          try {
+            const result: unknown =
+              typeof listener === 'function'
+                ? listener.call(this, event)
+                : listener.handleEvent(event)
+            if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+              ;(result as PromiseLike<unknown>).then(undefined, (err: unknown) =>
+                this.#listenerFailed(event.type, err),
+              )
+            }
+          } catch (err) {
+            this.#listenerFailed(event.type, err)
+          }
+        }
+        wrappers.set(listener, wrapper)
+      }
+      return wrapper
+    }
+    Object.defineProperties(Topics.prototype, {
+      addEventListener: {
+        configurable: true,
+        writable: true,
+        value(
+          this: Topics,
+          type: string,
+          listener: EventListenerOrEventListenerObject | null,
+          options?: AddEventListenerOptions | boolean,
+        ) {
+          add.call(this, type, listener && wrapperOf(listener), options)
+        },
+      },
+      removeEventListener: {
+        configurable: true,
+        writable: true,
+        value(
+          this: Topics,
+          type: string,
+          listener: EventListenerOrEventListenerObject | null,
+          options?: EventListenerOptions | boolean,
+        ) {
+          remove.call(this, type, listener && (wrappers.get(listener) ?? listener), options)
+        },
+      },
+    })
+  }
 
   /** @param options - see {@link TopicsOptions} */
   constructor(options: TopicsOptions = {}) {
@@ -247,6 +351,8 @@ export class Topics extends EventTarget {
 
   /** @internal Publishes from a connection (which does not get its own message), or from outside. */
   publishFrom(sender: Subscriber | undefined, topic: string, data: MessageData): void {
+    const refused = topicNameError(topic)
+    if (refused) throw refused
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
       throw new TypeError(
         'publish() takes a string or a Uint8Array (use new Uint8Array(buffer) for an ArrayBuffer)',
@@ -283,8 +389,10 @@ export class Topics extends EventTarget {
    */
   #checkBacklogs(entry: Topic): void {
     this.#published.add(entry)
-    if (this.#published.size > 1) return
+    if (this.#backlogCheckArmed) return
+    this.#backlogCheckArmed = true
     setTimeout(() => {
+      this.#backlogCheckArmed = false
       const published = [...this.#published]
       this.#published.clear()
       for (const topic of published) {
@@ -309,6 +417,19 @@ export class Topics extends EventTarget {
     } catch (err) {
       this.#reportDown(err)
       return confirmedNow
+    }
+  }
+
+  #listenerFailed(type: string, error: unknown): void {
+    try {
+      if (this.#options.onError) this.#options.onError(error)
+      else
+        (this.#options.logger ?? console).error(
+          `A '${type}' listener of Topics failed (it breaks nothing else): ${describeError(error)}`,
+          error,
+        )
+    } catch {
+      // A broken handler must not break the backplane's recovery.
     }
   }
 

@@ -200,6 +200,12 @@ export class Upgrader<E extends Env = any> {
         `maxInboundBuffer (${settings.maxInboundBuffer}) cannot hold one message of maxMessageSize (${settings.maxMessageSize}): raise maxInboundBuffer to at least ${needed}, or lower maxMessageSize`,
       )
     }
+    for (const name of ['maxTopicsPerConnection', 'maxTopicLength'] as const) {
+      const value = settings[name]
+      if (!Number.isInteger(value) || value < 1) {
+        throw new RangeError(`${name} is ${String(value)}: give a whole number, 1 or more`)
+      }
+    }
     if (settings.slowSubscriber !== 'close' && settings.slowSubscriber !== 'drop') {
       throw new RangeError(
         `slowSubscriber is "${String(settings.slowSubscriber)}": use 'close' or 'drop'`,
@@ -281,6 +287,7 @@ export class Upgrader<E extends Env = any> {
 
   async #upgrade(c: Context<E>): Promise<Response> {
     const controller = this.controller
+    let upgrading: (() => void) | undefined
     try {
       const invalid = validateHandshake(c.req.raw)
       if (invalid) return await this.#reject(c, invalid)
@@ -306,6 +313,9 @@ export class Upgrader<E extends Env = any> {
           new UpgradeError(503, 'The server is shutting down: it accepts no new connections'),
         )
       }
+      // From here until its socket opens, the upgrade counts in the registry: a shutdown that
+      // starts meanwhile waits for it to open, then closes it (Deno would otherwise cut it).
+      upgrading = registry.upgrading()
       const headers = controller.upgradeHeaders
         ? new Headers(await controller.upgradeHeaders(c))
         : NO_HEADERS
@@ -337,6 +347,7 @@ export class Upgrader<E extends Env = any> {
         events: isEventController(controller),
         open: (socket) => {
           const conn = new Conn(socket, protocol, this.settings, home)
+          ;(upgrading as () => void)()
           // What a hibernated connection needs to come back (its URL, its protocol) is stored
           // from the start, before `open` assigns anything.
           if (socket.persist) socket.persist(conn.snapshot())
@@ -345,11 +356,13 @@ export class Upgrader<E extends Env = any> {
           else start = run
           return conn.events
         },
+        abandon: upgrading,
       })
       returned = true
       if (start) nextTurn(start)
       return response
     } catch (err) {
+      upgrading?.()
       this.#log('WebSocket upgrade failed:', err)
       const reason = new UpgradeError(500, describeError(err))
       return this.#reject(c, reason).catch((hookError) => {
@@ -483,10 +496,14 @@ export class Upgrader<E extends Env = any> {
     }
   }
 
-  /** What follows a failed `serve` or handler: close normally, or report and close with 1011. */
+  /**
+   * What follows a failed `serve` or handler: close normally, or report and close with 1011. A
+   * close error of a close this side started itself (a shutdown's 1012, the app's 4000) is no
+   * failure of the controller's: nothing is reported.
+   */
   async #failed(conn: Conn, context: () => Context<E>, err: unknown): Promise<void> {
     try {
-      if (isCloseError(err)) {
+      if (isCloseError(err) || (conn.closedHere && closeErrorIn(err) !== undefined)) {
         await conn.closeNormal()
         return
       }

@@ -9,6 +9,13 @@ class Echo implements Controller {
   }
 }
 
+/** Reads nothing, so a flood pauses the socket; returns once its connection starts closing. */
+class Holder implements Controller {
+  async serve(conn: Conn) {
+    await new Promise((resolve) => conn.signal.addEventListener('abort', resolve))
+  }
+}
+
 /** Reads nothing, so a flood pauses the socket; ignores its signal. */
 class Stubborn implements Controller {
   async serve() {
@@ -138,7 +145,7 @@ describe('graceful shutdown', () => {
   // Issue 11, defect 1: a close never completed while inbound was paused.
   it('resumes a paused (flooding) peer so that its close answer is read', async () => {
     const registry = new Connections()
-    const peer = await connect(new Stubborn(), '/', {
+    const peer = await connect(new Holder(), '/', {
       connections: registry,
       upgrade: { maxInboundBuffer: 4096, maxMessageSize: 1024, closeHandshakeTimeout: 60_000 },
     })
