@@ -598,6 +598,35 @@ const scenarios: Scenario[] = [
       await timedClose(conn, report, 4000, 'server is done')
     }, 'drain'),
   },
+  /**
+   * Echoes in a `for await` loop that catches nothing, so whatever ends the loop reaches the
+   * upgrader; then, with `?cleanup=ms`, works that long before it returns. The event form's
+   * `close` handler does the same work.
+   */
+  {
+    path: '/loop',
+    serve: (report) => async (conn, c) => {
+      for await (const message of conn) {
+        report.messagesRead++
+        await conn.send(message.data)
+      }
+      const cleanup = Number(c.req.query('cleanup') ?? 0)
+      if (cleanup > 0) await sleep(cleanup)
+    },
+    events: (report) => ({
+      open(conn, c) {
+        conn.data = { cleanup: Number(c.req.query('cleanup') ?? 0) }
+      },
+      message(conn, message) {
+        report.messagesRead++
+        return echoBack(conn, message)
+      },
+      async close(conn) {
+        const { cleanup } = conn.data as { cleanup: number }
+        if (cleanup > 0) await sleep(cleanup)
+      },
+    }),
+  },
   /** Ignores its connection, its signal included: it never ends. */
   { path: '/ignores-signal', ...acting(() => new Promise<void>(() => {}), 'end') },
   /** Waits `?delay=ms` in `upgradeHeaders`, after the upgrader accepted the request, then echoes. */
@@ -673,6 +702,35 @@ const scenarios: Scenario[] = [
       },
     }),
   },
+  /**
+   * `message()` closes with 4000 before its first `await` (synchronously with `?sync=1`), then
+   * ends: `close` must run after it, also where the runtime reports the end inside `close()`
+   * (Bun).
+   */
+  {
+    path: '/close-in-message',
+    events: (report) => ({
+      open(conn, c) {
+        conn.data = { sync: c.req.query('sync') === '1' }
+      },
+      message(conn, message) {
+        const log = handlerLog(report)
+        const data = String(message.data)
+        log.push(`message ${data}`)
+        void conn.close(4000, 'closed in message')
+        if ((conn.data as { sync: boolean }).sync) {
+          log.push(`end ${data}`)
+          return
+        }
+        return sleep(OVERLAP_HANDLER_MS).then(() => {
+          log.push(`end ${data}`)
+        })
+      },
+      close(_conn, err) {
+        handlerLog(report).push(`close ${err.code}`)
+      },
+    }),
+  },
 ]
 
 // --- the two route families ---
@@ -696,7 +754,19 @@ function mount(
       report.held = true
       await sleep(hold)
     }
-    return upgrade(controller(report), { logger: recordingLogger(report), ...options })(c, next)
+    const response = await upgrade(controller(report), {
+      logger: recordingLogger(report),
+      ...options,
+    })(c, next)
+    // `?after=ms` holds the upgrade's answer once the upgrader has handed the request to the
+    // adapter: where the runtime opens the socket only once the answer is out (Node, Deno, the
+    // test kit), the upgrade is on its way, and not yet open, meanwhile.
+    const after = Number(c.req.query('after') ?? 0)
+    if (after > 0) {
+      report.held = true
+      await sleep(after)
+    }
+    return response
   })
 }
 

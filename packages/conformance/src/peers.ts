@@ -31,6 +31,11 @@ export interface DialOptions {
   headers?: Record<string, string>
   /** Whether the peer answers the server's close frame (controlled peers only). @defaultValue true */
   answerClose?: boolean
+  /**
+   * The test kit only: its runtime reports the end inside the server's `close()`, as Bun does
+   * (see the kit's `ConnectOptions.endsInClose`).
+   */
+  endsInClose?: boolean
 }
 
 /** A well-behaved WebSocket client. */

@@ -341,6 +341,7 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
         headers: options.headers,
         protocols: options.protocols,
         answerClose: options.answerClose,
+        endsInClose: options.endsInClose,
         connections,
       })
     } catch (err) {

@@ -117,6 +117,34 @@ function handlerScenarios(harness: HarnessRef): void {
   })
 }
 
+/** Issue 18 #13: `close` never runs inside `message`, whenever the runtime reports the end. */
+function closeInMessageScenarios(harness: HarnessRef, kind: Harness['kind']): void {
+  for (const [query, how] of [
+    ['', 'before its first await'],
+    ['&sync=1', 'synchronously'],
+  ] as const) {
+    it(`runs close after a message() that closes ${how} (Bun ends the connection inside close())`, async () => {
+      const h = harness()
+      const id = newId('close-in-message')
+      const peer = await h.dial(`${withId('/close-in-message', id)}${query}`)
+      peer.send('x')
+      expect((await closedWithin(peer)).code).toBe(4000)
+      const report = await waitForReport(h, id, (r) => r.settled)
+      expect(report.handlers).toEqual(['message x', 'end x', 'close 4000'])
+    })
+  }
+  if (kind !== 'memory') return
+  it('runs close after message() in the test kit, whose runtime can end the connection inside close() as Bun does', async () => {
+    const h = harness() as MemoryHarness
+    const id = newId('close-in-message-kit')
+    const peer = await h.connectKit(withId('/close-in-message', id), { endsInClose: true })
+    peer.send('x')
+    expect(await peer.closed).toEqual({ code: 4000, reason: 'closed in message', wasClean: false })
+    const report = await waitForReport(h, id, (r) => r.settled)
+    expect(report.handlers).toEqual(['message x', 'end x', 'close 4000'])
+  })
+}
+
 /**
  * Registers the suite's scenarios for event controllers: the same groups as for `serve`,
  * against the twin routes under `/events`, then the handler scenarios.
@@ -128,7 +156,10 @@ export function eventControllerScenarios(harness: HarnessRef, kind: Harness['kin
   describe('close handshake', () => closeScenarios(events))
   describe('after an error or a close in open()', () => afterServeScenarios(events))
   describe('protocol faults and vanished peers', () => faultScenarios(events))
-  describe('handlers', () => handlerScenarios(events))
+  describe('handlers', () => {
+    handlerScenarios(events)
+    closeInMessageScenarios(events, kind)
+  })
   if (kind === 'memory') {
     kitScenarios(events as () => MemoryHarness)
   } else {

@@ -30,6 +30,10 @@ const LONG_DEADLINE_MS = 8000
 const SLACK_MS = 1500
 
 const GOING_AWAY = { code: 1001, reason: ShutdownMessage }
+/** How long `/loop?cleanup=` works after its connection ended. */
+const CLEANUP_MS = 400
+/** How long `?after=` holds an upgrade's answer, the socket not yet open. */
+const UPGRADE_HOLD_MS = 600
 
 /** Runs `scenario` against a fresh server, and stops it after, whatever happened. */
 async function withServer(start: StartHarness, scenario: (h: Harness) => Promise<void>) {
@@ -76,31 +80,89 @@ export function shutdownScenarios(start: StartHarness): void {
     })
   })
 
-  it('sends one close frame (1001 Server shutting down) to every connection, and resolves once the peers answered, without waiting for serve', async () => {
+  it('sends one close frame (1001 Server shutting down) to every connection, and resolves once the peers answered and serve settled', async () => {
     await withServer(start, async (h) => {
       const echoId = newId('shutdown-echo')
-      const ignoringId = newId('shutdown-ignores-signal')
       const client = await h.dial(withId('/echo', echoId))
-      const ignoring = await h.dialControlled(withId('/ignores-signal', ignoringId))
       await expectEcho(client)
-      await waitForReport(h, ignoringId, (report) => report.served)
 
       const elapsed = await timed(h.shutdown({ timeout: LONG_DEADLINE_MS }))
 
       expect(elapsed).toBeLessThan(LONG_DEADLINE_MS / 2)
       expect(await closedWithin(client)).toEqual(GOING_AWAY)
-      expect(await ignoring.closeFrame).toMatchObject(GOING_AWAY)
-      expect((await closedWithin(ignoring)).code).toBe(1001)
-      if (ignoring.closeFramesReceived !== undefined) expect(ignoring.closeFramesReceived).toBe(1)
       // The close is a normal one for serve; clean where the runtime reads the peer's answer.
-      const report = await waitForReadError(h, echoId)
-      expect(report.readError).toMatchObject({
+      const report = await h.report(echoId)
+      expect(report?.readError).toMatchObject({
         code: 1001,
         wasClean: h.differences.awaitsCloseAnswer,
       })
-      expect(report.settled).toBe(true)
-      // serve ignored the signal and still runs: the shutdown did not wait for it.
+      expect(report?.settled).toBe(true)
+    })
+  })
+
+  // Issue 18 #23: the shutdown resolved while serve loops and close handlers still ran.
+  for (const prefix of ['', '/events']) {
+    const what = prefix ? 'a close handler' : 'a serve'
+    it(`waits for ${what} that works ${CLEANUP_MS} ms after the end, within the deadline`, async () => {
+      await withServer(start, async (h) => {
+        const id = newId('shutdown-cleanup')
+        const peer = await h.dial(withId(`${prefix}/loop?cleanup=${CLEANUP_MS}`, id))
+        await expectEcho(peer)
+        const elapsed = await timed(h.shutdown({ timeout: LONG_DEADLINE_MS }))
+        // Read at once: serve (or close) had settled when the shutdown resolved.
+        expect((await h.report(id))?.settled).toBe(true)
+        expect(elapsed).toBeGreaterThanOrEqual(CLEANUP_MS - 50)
+        expect(elapsed).toBeLessThan(LONG_DEADLINE_MS / 2)
+        expect(await closedWithin(peer)).toEqual(GOING_AWAY)
+      })
+    })
+  }
+
+  it(`waits for a serve that ignores the end until the deadline (${DEADLINE_MS} ms), then resolves; serve still runs`, async () => {
+    await withServer(start, async (h) => {
+      const ignoringId = newId('shutdown-ignores-signal')
+      const ignoring = await h.dialControlled(withId('/ignores-signal', ignoringId))
+      await waitForReport(h, ignoringId, (report) => report.served)
+
+      const elapsed = await timed(h.shutdown({ timeout: DEADLINE_MS }))
+
+      expect(elapsed).toBeGreaterThanOrEqual(DEADLINE_MS - 50)
+      expect(elapsed).toBeLessThan(DEADLINE_MS + SLACK_MS)
+      expect(await ignoring.closeFrame).toMatchObject(GOING_AWAY)
+      expect((await closedWithin(ignoring)).code).toBe(1001)
+      if (ignoring.closeFramesReceived !== undefined) expect(ignoring.closeFramesReceived).toBe(1)
+      // serve ignored the signal and still runs: nothing can stop it, the shutdown resolved.
       expect(await h.report(ignoringId)).toMatchObject({ served: true, settled: false })
+    })
+  })
+
+  // Issue 18 #26: the loop's end was logged as a controller failure.
+  it("ends a serve loop quietly when the server's own shutdown closes with 1012", async () => {
+    await withServer(start, async (h) => {
+      const id = newId('shutdown-1012')
+      const peer = await h.dial(withId('/loop', id))
+      await expectEcho(peer)
+      await h.shutdown({ code: 1012, reason: 'Service Restart', timeout: LONG_DEADLINE_MS })
+      expect(await closedWithin(peer)).toEqual({ code: 1012, reason: 'Service Restart' })
+      const report = await waitForReport(h, id, (r) => r.settled)
+      expect(report.logged).toEqual([])
+    })
+  })
+
+  // Issue 18 #25: the upgrade between the adapter and open was not counted; Deno then cut it.
+  it('waits for an upgrade on its way (accepted, not yet open), then closes it with 1001', async () => {
+    await withServer(start, async (h) => {
+      const id = newId('shutdown-upgrading')
+      const dialing = h.dialControlled(withId(`/echo?after=${UPGRADE_HOLD_MS}`, id))
+      dialing.catch(() => {})
+      await waitForReport(h, id, (report) => report.held === true)
+      const shutdown = timed(h.shutdown({ timeout: LONG_DEADLINE_MS }))
+      const peer = await dialing
+      expect(await peer.closeFrame).toMatchObject(GOING_AWAY)
+      expect((await closedWithin(peer)).code).toBe(1001)
+      expect(await shutdown).toBeLessThan(LONG_DEADLINE_MS / 2)
+      const report = await waitForReport(h, id, (r) => r.settled)
+      expect(report.readError).toMatchObject({ code: 1001 })
     })
   })
 
