@@ -29,8 +29,12 @@ export interface Backplane {
   subscribe(topic: string): Promise<void>
   /** Unsubscribes this instance from a topic. */
   unsubscribe(topic: string): Promise<void>
-  /** Sends a message to the subscribers of `topic` on every other instance. */
-  publish(topic: string, data: MessageData): void
+  /**
+   * Sends a message to the subscribers of `topic` on every other instance. `origin` is the
+   * publishing connection (undefined for a publish from outside one): an opaque key, compared
+   * by identity, so that a bound can be fair per connection. Hold it no longer than needed.
+   */
+  publish(topic: string, data: MessageData, origin?: object): void
   /** Stops the backplane: it unsubscribes and lets go of the engine's connections it made. */
   close(): Promise<void>
 }
@@ -362,7 +366,7 @@ export class Topics extends EventTarget {
     const backplane = this.#backplane
     if (backplane) {
       try {
-        backplane.publish(topic, data)
+        backplane.publish(topic, data, sender)
       } catch (err) {
         this.#reportDown(err)
       }

@@ -20,9 +20,13 @@ export interface RedisBackplaneOptions {
    */
   prefix?: string
   /**
-   * The most publishes Redis may leave unanswered. Past it (Redis is down, slow, or its
-   * connection is being restored), publishes are dropped and counted in
-   * {@link RedisBackplane.droppedPublishes} instead of queued without bound.
+   * The most publishes Redis may leave unanswered, the client's own queue included (a publish
+   * counts until the client settles it). Past it (Redis is down, slow, or its connection is
+   * being restored), publishes are dropped and counted in
+   * {@link RedisBackplane.droppedPublishes} instead of queued without bound. The bound is
+   * fair: no topic, and no connection, holds more than half of what the others leave of it
+   * (and of {@link RedisBackplaneOptions.maxPendingBytes}); the one past its share is the one
+   * whose publishes are dropped.
    * @defaultValue 10000
    */
   maxPendingPublishes?: number
@@ -90,7 +94,8 @@ interface Session {
  *   Messages published during an outage are not replayed.
  * - Memory: unanswered publishes are bounded by
  *   {@link RedisBackplaneOptions.maxPendingPublishes} and
- *   {@link RedisBackplaneOptions.maxPendingBytes}; past them publishes are dropped and counted.
+ *   {@link RedisBackplaneOptions.maxPendingBytes}, fairly per topic and per connection; past
+ *   them publishes are dropped and counted.
  */
 export class RedisBackplane implements Backplane {
   /** This instance's id, carried by each message it publishes (16 hex digits). */
@@ -110,6 +115,9 @@ export class RedisBackplane implements Backplane {
   readonly #chains = new Map<string, Promise<void>>()
   #pending = 0
   #pendingBytes = 0
+  /** The pending publishes per topic, and per publishing connection. */
+  readonly #byTopic = new Map<string, Share>()
+  readonly #byOrigin = new Map<object, Share>()
   #dropped = 0
   /** Every publish so far: a topic's count starts from it, above any number it used before. */
   #published = 0
@@ -225,31 +233,50 @@ export class RedisBackplane implements Backplane {
     })
   }
 
-  /** Publishes to the other instances. It never throws and never waits. */
-  publish(topic: string, data: MessageData): void {
+  /**
+   * Publishes to the other instances. It never throws and never waits. Past the pending
+   * bounds, or past the share of them that its topic or its connection (`origin`) may hold,
+   * the publish is dropped and counted.
+   */
+  publish(topic: string, data: MessageData, origin?: object): void {
     if (this.#closed) return
     // A dropped publish uses its number too: the receivers see the gap.
     const message = encode(this.instanceId, data, this.#next(topic))
-    if (
-      this.#pending >= this.#maxPending ||
-      this.#pendingBytes + message.length > this.#maxPendingBytes
-    ) {
+    const size = message.length
+    const byTopic = this.#byTopic.get(topic)
+    const byOrigin = origin === undefined ? undefined : this.#byOrigin.get(origin)
+    const refused =
+      this.#pending >= this.#maxPending || this.#pendingBytes + size > this.#maxPendingBytes
+        ? 'all'
+        : !this.#withinShare(byTopic, size)
+          ? `the topic "${topic}"`
+          : origin !== undefined && !this.#withinShare(byOrigin, size)
+            ? 'one connection'
+            : undefined
+    if (refused) {
       this.#dropped++
       // One error per episode: a flood of drops must not cost a stack trace each.
       if (this.#restoring) this.#faults++
       else
         this.#fault(
           new Error(
-            `Redis left ${this.#pending} publishes (${this.#pendingBytes} characters) unanswered: publishes are dropped until it catches up (maxPendingPublishes, maxPendingBytes)`,
+            refused === 'all'
+              ? `Redis left ${this.#pending} publishes (${this.#pendingBytes} characters) unanswered: publishes are dropped until it catches up (maxPendingPublishes, maxPendingBytes)`
+              : `Redis left ${this.#pending} publishes (${this.#pendingBytes} characters) unanswered, and ${refused} holds its share of them: its publishes are dropped until Redis catches up, the others go on (maxPendingPublishes, maxPendingBytes)`,
           ),
         )
       return
     }
     this.#pending++
-    this.#pendingBytes += message.length
+    this.#pendingBytes += size
+    const topicShare = hold(this.#byTopic, topic, byTopic, size)
+    const originShare =
+      origin === undefined ? undefined : hold(this.#byOrigin, origin, byOrigin, size)
     const answered = () => {
       this.#pending--
-      this.#pendingBytes -= message.length
+      this.#pendingBytes -= size
+      release(this.#byTopic, topic, topicShare, size)
+      if (origin !== undefined && originShare) release(this.#byOrigin, origin, originShare, size)
     }
     try {
       this.#driver.publish(this.#prefix + topic, message).then(answered, (err) => {
@@ -260,6 +287,22 @@ export class RedisBackplane implements Backplane {
       answered()
       this.#fault(err)
     }
+  }
+
+  /**
+   * Whether one more publish of `size` keeps a holder (a topic, or a connection) within its
+   * share: at most half of what the other holders leave of each bound. So one holder alone
+   * takes at most half, and one that comes later still finds room. A holder with nothing
+   * pending is always within it (the bounds themselves still apply).
+   */
+  #withinShare(share: Share | undefined, size: number): boolean {
+    if (!share) return true
+    const count = share.count + 1
+    const bytes = share.bytes + size
+    return (
+      2 * count <= this.#maxPending - (this.#pending - share.count) &&
+      2 * bytes <= this.#maxPendingBytes - (this.#pendingBytes - share.bytes)
+    )
   }
 
   /**
@@ -443,6 +486,28 @@ export class RedisBackplane implements Backplane {
     }
     this.#restoring = undefined
   }
+}
+
+/** What one topic, or one connection, holds of the pending publishes. */
+interface Share {
+  count: number
+  bytes: number
+}
+
+/** Counts a publish in its holder's share; returns the share. */
+function hold<K>(shares: Map<K, Share>, key: K, share: Share | undefined, size: number): Share {
+  const held = share ?? { count: 0, bytes: 0 }
+  if (!share) shares.set(key, held)
+  held.count++
+  held.bytes += size
+  return held
+}
+
+/** Takes an answered publish out of its holder's share; an empty share is forgotten. */
+function release<K>(shares: Map<K, Share>, key: K, share: Share, size: number): void {
+  share.count--
+  share.bytes -= size
+  if (share.count === 0 && shares.get(key) === share) shares.delete(key)
 }
 
 function positive(value: number | undefined, fallback: number): number {

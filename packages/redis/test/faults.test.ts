@@ -283,6 +283,65 @@ describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
     }
   })
 
+  it("the pending budget is fair per topic: a noisy room cannot drop another room's messages", async () => {
+    const small = await startInstance(kind, redis.url, { maxPendingPublishes: 1000 })
+    try {
+      const noisy = newTopic('noisy')
+      const quiet = newTopic('quiet')
+      const noisyOnB = await joinRoom(b, noisy)
+      const quietOnB = await joinRoom(b, quiet)
+      const flooder = await joinRoom(small, noisy)
+      const talker = await joinRoom(small, quiet)
+      // Redis holds every command for a second: the publishes pile up unanswered.
+      await redis.command('CLIENT', 'PAUSE', '1000', 'ALL')
+      for (let i = 0; i < 5000; i++) flooder.peer.send(`${i}`)
+      await until(() => small.backplane.droppedPublishes > 0, 5000, 'the flood to be bounded')
+      for (let i = 0; i < 5; i++) talker.peer.send(`quiet ${i}`)
+      // Every quiet message arrives once Redis answers again; the flood was cut.
+      expect(await quietOnB.receive(5, 10_000)).toEqual(
+        Array.from({ length: 5 }, (_, i) => `quiet ${i}`),
+      )
+      await until(() => small.backplane.pendingPublishes === 0, 10_000, 'the pending publishes')
+      console.log(
+        `${kind}: a noisy room of 5,000 publishes, budget 1,000: ${noisyOnB.received.length} crossed, ${small.backplane.droppedPublishes} dropped, the quiet room's 5 all crossed`,
+      )
+      expect(noisyOnB.received.length).toBeLessThanOrEqual(500)
+      expect(small.backplane.droppedPublishes).toBe(5000 - noisyOnB.received.length)
+      expectInOrderOnce(noisyOnB.received)
+    } finally {
+      await small.stop()
+    }
+  })
+
+  it('the pending budget is fair per connection: one spraying many topics cannot drop others', async () => {
+    const small = await startInstance(kind, redis.url, { maxPendingPublishes: 1000 })
+    try {
+      const quiet = newTopic('quiet')
+      const quietOnB = await joinRoom(b, quiet)
+      const talker = await joinRoom(small, quiet)
+      // One connection publishes each message to a topic of its own, that nobody holds.
+      const sprayed = newTopic('sprayed')
+      const spray: EventController = {
+        message(conn, msg) {
+          conn.publish(`${sprayed}-${msg.data}`, msg.data)
+        },
+      }
+      const sprayer = await connect(appOn(small.topics, spray), '/')
+      await redis.command('CLIENT', 'PAUSE', '1000', 'ALL')
+      for (let i = 0; i < 5000; i++) sprayer.send(`${i}`)
+      await until(() => small.backplane.droppedPublishes > 0, 5000, 'the spray to be bounded')
+      for (let i = 0; i < 5; i++) talker.peer.send(`quiet ${i}`)
+      expect(await quietOnB.receive(5, 10_000)).toEqual(
+        Array.from({ length: 5 }, (_, i) => `quiet ${i}`),
+      )
+      await until(() => small.backplane.pendingPublishes === 0, 10_000, 'the pending publishes')
+      // The sprayer held at most half the budget.
+      expect(small.backplane.droppedPublishes).toBeGreaterThanOrEqual(4500)
+    } finally {
+      await small.stop()
+    }
+  })
+
   it("a flooded subscriber past Redis's pub/sub output limit is cut by Redis, then restored", async () => {
     await redis.command('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 64kb 32kb 1')
     const topic = newTopic('flood')
