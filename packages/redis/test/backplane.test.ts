@@ -1,10 +1,12 @@
 /**
  * The backplane's guarantees across two instances on one real redis-server, with each client.
  */
+
+import { readFileSync } from 'node:fs'
 import { Topics } from '@handshake/core'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 // The suite's redis-server, imported from its source: @handshake/conformance depends on this package.
 import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'
 import { decode } from '../src/envelope.js'
@@ -376,6 +378,59 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
       expect(logged).toEqual([])
     },
   )
+
+  it("the README's setup is quiet while Redis is down: one line, the Topics' report", async () => {
+    // The error listener the README's snippet for this client gives (none, if it gives none).
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+    const snippets = [...readme.matchAll(/```ts\n(\/\/ backplane\.ts\n[\s\S]*?)```/g)].map(
+      (m) => m[1]!,
+    )
+    const snippet = snippets.find((code) =>
+      code.includes(kind === 'ioredis' ? "from 'ioredis'" : "from 'redis'"),
+    )
+    expect(snippet, 'the README has a setup snippet for this client').toBeDefined()
+    const listenerSource = /client\.on\('error', (.+)\)\n/.exec(snippet!)?.[1]
+    const down = await startRedis()
+    const lines: unknown[][] = []
+    const spy = vi.spyOn(console, 'error').mockImplementation((...args) => {
+      lines.push(args)
+    })
+    // (Made once console.error is watched, for a listener that names it.)
+    const listener = listenerSource
+      ? (new Function(`return ${listenerSource}`)() as (err: unknown) => void)
+      : undefined
+    const topics = new Topics()
+    let client: Redis | ReturnType<typeof createClient> | undefined
+    try {
+      if (kind === 'ioredis') {
+        client = new Redis(down.url)
+        if (listener) client.on('error', listener)
+      } else {
+        client = createClient({ url: down.url })
+        if (listener) client.on('error', listener)
+        await client.connect()
+      }
+      await topics.useBackplane(redisBackplane({ client }))
+      await joinTopics(topics, newTopic('quiet'))
+      const restored = new Promise((resolve) =>
+        topics.addEventListener('restore', resolve, { once: true }),
+      )
+      // An outage of 1.5 s: several reconnect attempts of both connections.
+      await down.kill()
+      await sleep(1500)
+      await down.restart()
+      await restored
+      expect(lines.map((line) => line.map(String).join(' '))).toEqual([
+        expect.stringMatching(/^Topics backplane failed/),
+      ])
+    } finally {
+      spy.mockRestore()
+      await topics.closeBackplane()
+      if (client instanceof Redis) client.disconnect()
+      else client?.destroy()
+      await down.stop()
+    }
+  })
 
   it('refuses a client of another kind, and a backplane given twice', async () => {
     expect(() => redisBackplane({ client: {} as never })).toThrow(TypeError)
