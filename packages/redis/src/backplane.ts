@@ -3,6 +3,7 @@
  * @module
  */
 import type { Backplane, BackplaneSink, MessageData } from '@handshake/core'
+import { channelOf, topicOf } from './channel.js'
 import { type Driver, driverFor, type RedisClient, type SubscriberConnection } from './clients.js'
 import { decode, encode, newInstanceId } from './envelope.js'
 
@@ -74,7 +75,8 @@ interface Session {
  * subscribers of its topic on every instance that shares the Redis. Make it with
  * {@link redisBackplane}.
  *
- * - A topic is the channel `prefix + topic`. This instance subscribes to it while some local
+ * - A topic is the channel `prefix + topic` (a topic that is not well-formed UTF-16 is sent
+ *   escaped, so that two topics never share a channel). This instance subscribes to it while some local
  *   connection holds the topic; `conn.subscribe()` resolves once Redis confirmed the SUBSCRIBE.
  *   Quick subscribe and unsubscribe calls for a topic are applied in order, and Redis ends in
  *   the latest state.
@@ -279,7 +281,7 @@ export class RedisBackplane implements Backplane {
       if (origin !== undefined && originShare) release(this.#byOrigin, origin, originShare, size)
     }
     try {
-      this.#driver.publish(this.#prefix + topic, message).then(answered, (err) => {
+      this.#driver.publish(channelOf(this.#prefix, topic), message).then(answered, (err) => {
         answered()
         this.#fault(err)
       })
@@ -358,7 +360,7 @@ export class RedisBackplane implements Backplane {
       if (wanted) throw new Error(`Redis is unreachable: "${topic}" is subscribed once it is back`)
       return
     }
-    const channel = this.#prefix + topic
+    const channel = channelOf(this.#prefix, topic)
     if (wanted && !session.subscribed.has(topic)) {
       await session.connection.subscribe([channel])
       session.subscribed.add(topic)
@@ -381,10 +383,12 @@ export class RedisBackplane implements Backplane {
     for (let i = 0; i < topics.length; i += SUBSCRIBE_BATCH) {
       const batch = topics.slice(i, i + SUBSCRIBE_BATCH)
       batches.push(
-        session.connection.subscribe(batch.map((topic) => this.#prefix + topic)).then(() => {
-          // Confirmed, wanted or not by now: the chains' pass that follows unsubscribes the rest.
-          for (const topic of batch) session.subscribed.add(topic)
-        }),
+        session.connection
+          .subscribe(batch.map((topic) => channelOf(this.#prefix, topic)))
+          .then(() => {
+            // Confirmed, wanted or not by now: the chains' pass that follows unsubscribes the rest.
+            for (const topic of batch) session.subscribed.add(topic)
+          }),
       )
     }
     await Promise.all(batches)
@@ -410,10 +414,10 @@ export class RedisBackplane implements Backplane {
   }
 
   #receive(channel: string, message: string): void {
-    if (!channel.startsWith(this.#prefix)) return
+    const topic = topicOf(this.#prefix, channel)
+    if (topic === undefined) return
     const decoded = decode(this.instanceId, message)
     if (decoded.kind !== 'message') return
-    const topic = channel.slice(this.#prefix.length)
     let heard = this.#heard.get(topic)
     if (!heard) {
       heard = new Map()
