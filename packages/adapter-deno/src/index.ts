@@ -319,6 +319,18 @@ class DenoSocket implements RuntimeSocket {
   // No pause/resume: Deno cannot stop reading one socket. No ping: Deno sends its own pings
   // (idleTimeout) but offers no API for them.
 
+  /**
+   * The socket ended before it opened (the client left during the handshake): the core stops
+   * counting the upgrade as on its way. True when that was the case.
+   */
+  #abandoned(): boolean {
+    const request = this.request
+    if (!request) return false
+    ;(this as { request: UpgradeRequest | undefined }).request = undefined
+    request.abandon()
+    return true
+  }
+
   handleEvent(event: Event): void {
     switch (event.type) {
       case 'message': {
@@ -334,12 +346,14 @@ class DenoSocket implements RuntimeSocket {
         return
       }
       case 'error': {
+        if (this.#abandoned()) return
         const message = (event as ErrorEvent).message || 'WebSocket error'
         const cause = (event as ErrorEvent).error
         this.#events?.error(cause instanceof Error ? cause : new Error(message), faultCode(message))
         return
       }
       case 'close': {
+        if (this.#abandoned()) return
         // Deno reports code 0 for a connection that ended without a close frame (a fault, a
         // vanished peer): that is 1006 in RFC 6455 terms. A second close event (after an idle
         // timeout) is harmless: the core takes the first.

@@ -261,17 +261,21 @@ class Attachment implements WebSockets {
     }
     if (!(response instanceof Response)) response = new Response(null, { status: 500 })
     const answer = response as Response
+    const accepted = pending.accepted
+    // `c.env` lives as long as the connection: it need not keep the core's request object.
+    pending.accepted = undefined
     if (socket.destroyed) {
+      // The client left while the app answered: the socket never opens.
+      accepted?.abandon()
       await answer.body?.cancel().catch(ignore)
       return
     }
-    const accepted = pending.accepted
     if (accepted && answer.status === 200) {
       this.#complete(incoming, socket, head, accepted, answer)
-      // `c.env` lives as long as the connection: it need not keep the core's request object.
-      pending.accepted = undefined
       return
     }
+    // The app's answer is not the upgrade's (middleware rewrote it): no socket opens.
+    accepted?.abandon()
     // A path the app does not route may belong to another `upgrade` listener.
     if (!accepted && answer.status === 404 && this.#server.listenerCount('upgrade') > 1) return
     return writeResponse(socket, answer, method)
@@ -291,9 +295,13 @@ class Attachment implements WebSockets {
     }
     for (const cookie of answer.headers.getSetCookie()) headers.push(`set-cookie: ${cookie}`)
     this.#handshakes.set(incoming, { headers, protocol: accepted.protocol })
+    let opened = false
     this.#wsServerFor(accepted.maxMessageSize).handleUpgrade(incoming, socket, head, (ws) => {
+      opened = true
       openConnection(ws, socket, accepted)
     })
+    // ws completes at once, or gives up on a socket that is no longer readable and writable.
+    if (!opened) accepted.abandon()
   }
 
   /** One `ws` server per message size limit, since ws sets `maxPayload` per server. */

@@ -85,6 +85,14 @@ export interface RuntimeDifferences {
    * the operating system; an upgrade already on its way still gets the 503.
    */
   listensDuringShutdown: boolean
+  /**
+   * True where the runtime says nothing of an accepted upgrade whose client left before the 101
+   * was written (Deno 2.9: no `open`, `error` or `close` event, and the request's signal does not
+   * abort), so the adapter cannot tell the core that the socket will never open: a shutdown then
+   * counts it until its deadline. Where absent or false, the adapter abandons it and a shutdown
+   * does not wait for it.
+   */
+  silentAbandonedUpgrade?: boolean
 }
 
 /** A server running the conformance app. */

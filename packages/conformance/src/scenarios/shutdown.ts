@@ -6,8 +6,9 @@
  */
 import { ShutdownMessage } from '@handshake/core'
 import { expect, it } from 'vitest'
+import { handshakeHeaders, openSocket, writeRequest } from '../http.js'
 import { PeerUpgradeRejected } from '../peers.js'
-import type { Harness } from '../targets.js'
+import type { Harness, NetworkHarness } from '../targets.js'
 import {
   closedWithin,
   expectEcho,
@@ -163,6 +164,35 @@ export function shutdownScenarios(start: StartHarness): void {
       expect(await shutdown).toBeLessThan(LONG_DEADLINE_MS / 2)
       const report = await waitForReport(h, id, (r) => r.settled)
       expect(report.readError).toMatchObject({ code: 1001 })
+    })
+  })
+
+  it('does not wait for an accepted upgrade that never opens (the client left, or the upgrade failed)', async () => {
+    await withServer(start, async (h) => {
+      const id = newId('shutdown-left')
+      if (h.kind === 'network' && !h.differences.silentAbandonedUpgrade) {
+        // The client leaves while the upgrade's answer is held: its socket never opens.
+        const { url } = h as NetworkHarness
+        const socket = await openSocket(url)
+        socket.on('error', () => {})
+        writeRequest(socket, url, withId(`/echo?after=${UPGRADE_HOLD_MS}`, id), {
+          headers: handshakeHeaders(),
+        })
+        await waitForReport(h, id, (report) => report.held === true)
+        socket.destroy()
+        await sleep(UPGRADE_HOLD_MS + 200)
+      } else {
+        // In memory, and where the runtime tells nothing of a client that left (Deno: see
+        // silentAbandonedUpgrade): the upgrader accepted it, then upgradeHeaders failed it (500).
+        const failed = await h.dialControlled(withId('/handshake-header?name=Upgrade', id)).then(
+          () => undefined,
+          (err: unknown) => err,
+        )
+        expect(failed).toMatchObject({ status: 500 })
+      }
+      expect(await timed(h.shutdown({ timeout: LONG_DEADLINE_MS }))).toBeLessThan(
+        LONG_DEADLINE_MS / 2,
+      )
     })
   })
 
