@@ -127,6 +127,37 @@ function mixer(tools: TopicRouteTools, report: ServerReport): Controller {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+/** The name of what a call threw or rejected with, or `'ok'`. */
+async function outcome(call: () => unknown): Promise<string> {
+  try {
+    await call()
+    return 'ok'
+  } catch (err) {
+    return err instanceof Error ? err.name : typeof err
+  }
+}
+
+/**
+ * Issue 18 #9 and #10, with the default bounds: subscribes to 129 topics of its own, then to a
+ * name of 257 bytes and to one with a lone surrogate, publishes to that one, and answers with
+ * what each call did and how many topics it holds; then ends.
+ */
+const limits = (): Controller => ({
+  async serve(conn, c) {
+    const topic = c.req.param('topic') as string
+    const many: string[] = []
+    for (let i = 0; i < 129; i++) many.push(await outcome(() => conn.subscribe(`${topic}-${i}`)))
+    const answer = {
+      held: conn.topics.size,
+      firstRefused: many.indexOf('RangeError'),
+      tooLong: await outcome(() => conn.subscribe('x'.repeat(257))),
+      loneSurrogate: await outcome(() => conn.subscribe(`${topic}\uD800`)),
+      publishLoneSurrogate: await outcome(() => conn.publish(`${topic}\uD800`, 'm')),
+    }
+    await conn.send(JSON.stringify(answer))
+  },
+})
+
 /** A burst message: its sequence number, big-endian, then a pattern. */
 function burstMessage(sequence: number): Uint8Array {
   const bytes = new Uint8Array(BURST_MESSAGE_BYTES).fill(sequence & 0xff)
@@ -136,7 +167,7 @@ function burstMessage(sequence: number): Uint8Array {
 
 /** Mounts the topic routes on the conformance app. */
 export function mountTopicRoutes(app: Hono, tools: TopicRouteTools): void {
-  const controllers = { serve: room, events: eventRoom, mix: mixer }
+  const controllers = { serve: room, events: eventRoom, mix: mixer, limits }
   const mountRoom = (
     path: string,
     kind: keyof typeof controllers,
@@ -151,6 +182,7 @@ export function mountTopicRoutes(app: Hono, tools: TopicRouteTools): void {
   mountRoom('/topic/:topic', 'serve')
   mountRoom('/topic-events/:topic', 'events')
   mountRoom('/topic-mix/:topic', 'mix')
+  mountRoom('/topic-limits/:topic', 'limits')
   mountRoom('/topic-slow/:topic', 'serve', { maxPublishBuffer: SMALL_PUBLISH_BUFFER })
   mountRoom('/topic-drop/:topic', 'serve', {
     maxPublishBuffer: SMALL_PUBLISH_BUFFER,

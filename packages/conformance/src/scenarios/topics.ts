@@ -155,6 +155,24 @@ export function topicScenarios(harness: HarnessRef): void {
     })
   })
 
+  // Issue 18 #9 and #10: a client that names rooms decided how many a socket held, and names
+  // with a lone surrogate shared one backplane channel.
+  describe('bounds', () => {
+    it('holds at most 128 topics per connection and names of 256 bytes, and refuses names that are not well-formed Unicode', async () => {
+      const topic = newTopic('limits')
+      const peer = await harness().dial(withId(`/topic-limits/${topic}`, newId('topic-limits')))
+      expect(JSON.parse(await readText(peer))).toEqual({
+        held: 128,
+        firstRefused: 128,
+        tooLong: 'RangeError',
+        loneSurrogate: 'TypeError',
+        publishLoneSurrogate: 'TypeError',
+      })
+      await closedWithin(peer)
+      await waitForSubscribers(harness, `${topic}-0`, 0)
+    })
+  })
+
   describe('leaving', () => {
     it('takes a connection out of every topic when it closes or vanishes', async () => {
       const topic = newTopic('leave')
