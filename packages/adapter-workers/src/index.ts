@@ -196,9 +196,5 @@ export const workersAdapter: Adapter = { name: 'workers', upgrade }
 
 installAdapter(workersAdapter)
 
-export {
-  HandshakeObject,
-  MAX_ATTACHMENT_BYTES,
-  type ObjectNamespace,
-  toObject,
-} from './object.js'
+export { MAX_ATTACHMENT_BYTES } from '@handshake/core'
+export { HandshakeObject, type ObjectNamespace, toObject } from './object.js'

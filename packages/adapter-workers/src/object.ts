@@ -21,6 +21,7 @@ import { DurableObject } from 'cloudflare:workers'
 import {
   ADAPTER,
   type Adapter,
+  assertAttachmentFits,
   Connections,
   type ConnSnapshot,
   findUpgrader,
@@ -72,11 +73,8 @@ export interface ObjectNamespace {
 const OPEN = 1
 const CLOSED = 3
 const ABNORMAL_CLOSURE = 1006
-/**
- * The most bytes workerd stores per socket (`serializeAttachment`). `conn.data` is held to
- * 2 KiB by the core on every runtime; this bounds the rest (the URL and the topics).
- */
-export const MAX_ATTACHMENT_BYTES = 16 * 1024
+
+const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err))
 
 function isAttachment(value: unknown): value is Attachment {
   return typeof value === 'object' && value !== null && (value as Attachment).handshake === 1
@@ -322,13 +320,18 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
           objectUrl === undefined
             ? { handshake: 1, ...snapshot }
             : { handshake: 1, objectUrl, ...snapshot }
-        const bytes = new TextEncoder().encode(JSON.stringify(attachment)).byteLength
-        if (bytes > MAX_ATTACHMENT_BYTES) {
+        // Measured as workerd measures it (its own serialization, not JSON), so that the
+        // documented RangeError comes first; conn.data was measured on assignment.
+        assertAttachmentFits(attachment)
+        try {
+          ws.serializeAttachment(attachment)
+        } catch (err) {
+          // A value V8 holds in a longer form than the count assumed (see serializedSize), or
+          // one workerd refuses: the same documented error, rather than workerd's own.
           throw new RangeError(
-            `The connection's state takes ${bytes} bytes with its URL and ${snapshot.topics.length} topics; a socket stores at most ${MAX_ATTACHMENT_BYTES}: use fewer topics or a shorter URL`,
+            `The connection's state could not be stored with the socket (${describe(err)}): keep conn.data and the topics small and plain`,
           )
         }
-        ws.serializeAttachment(attachment)
       },
     }
   }

@@ -4,8 +4,12 @@
  * @module
  */
 import '../src/index.js'
-import type { DurableObjectNamespace, DurableObjectState } from '@cloudflare/workers-types'
-import { type Conn, type EventControllerWithHooks, upgrade } from '@handshake/core'
+import type {
+  DurableObjectNamespace,
+  DurableObjectState,
+  WebSocketPair,
+} from '@cloudflare/workers-types'
+import { type Conn, type EventControllerWithHooks, serializedSize, upgrade } from '@handshake/core'
 import { Hono } from 'hono'
 import { HandshakeObject, toObject } from '../src/index.js'
 
@@ -56,6 +60,23 @@ function chat(storage: DurableObjectState['storage']): EventControllerWithHooks<
         } catch (err) {
           return conn.send(`${(err as Error).name}: ${(err as Error).message}`)
         }
+      }
+      // One Latin-1 character over the line: 1,101 UTF-16 characters are 2,2xx bytes to workerd.
+      if (text === 'wide') {
+        try {
+          conn.data = { ...conn.data, name: `${'x'.repeat(1100)}€` }
+        } catch (err) {
+          return conn.send(`${(err as Error).name}: ${(err as Error).message}`)
+        }
+      }
+      // One € per topic: about 8.6 KB as JSON, over 16 KiB in workerd's serialization.
+      if (text === 'euro topics') {
+        try {
+          for (let i = 0; i < 800; i++) await conn.subscribe(`€topic${String(i).padStart(4, '0')}`)
+        } catch (err) {
+          return conn.send(`${(err as Error).name}: ${(err as Error).message}`)
+        }
+        return conn.send(`subscribed to ${conn.topics.size}`)
       }
       if (text === 'bye') return conn.close(4000, 'server says bye')
       if (text === 'fail') throw new Error('message failed on purpose')
@@ -111,10 +132,96 @@ export class Room extends HandshakeObject<Env> {
 
 const worker = new Hono<{ Bindings: Env }>()
 worker.all('/rooms/:room/*', (c) => toObject(c.env.ROOMS, c.req.param('room'), c.req.raw))
+/**
+ * Measures each of `MEASURED`'s values twice in workerd: with the core's serializedSize(), and
+ * as workerd's own serializeAttachment() reports it (padded past its limit, so that its error
+ * says the size).
+ */
+worker.get('/measure', () => {
+  const Pair = (globalThis as unknown as { WebSocketPair: typeof WebSocketPair }).WebSocketPair
+  const { 1: socket } = new Pair()
+  socket.accept()
+  const sizes: Record<string, [ours: number, workerd: number | string]> = {}
+  for (const [name, make] of Object.entries(MEASURED)) {
+    // Over the limit whatever the value: workerd's error then gives the size.
+    const value = { value: make(), pad: 'x'.repeat(17_000) }
+    let workerd: number | string = 'stored'
+    try {
+      socket.serializeAttachment(value)
+    } catch (err) {
+      const match = /was (\d+) bytes/.exec((err as Error).message)
+      workerd = match ? Number(match[1]) : (err as Error).message
+    }
+    sizes[name] = [serializedSize(value), workerd]
+  }
+  return Response.json(sizes)
+})
 worker.post('/publish/:room', async (c) => {
   const room = c.req.param('room')
   await c.env.ROOMS.get(c.env.ROOMS.idFromName(room)).publish(room, await c.req.text())
   return c.body(null, 204)
 })
+
+/** Values of every kind that conn.data may hold, built fresh for each measurement. */
+const MEASURED: Record<string, () => unknown> = {
+  undefined: () => undefined,
+  null: () => null,
+  booleans: () => [true, false],
+  'small integers': () => [0, 1, -1, 63, 64, -65, 8191, 8192, 2 ** 30 - 1, -(2 ** 30)],
+  'integers past 30 bits': () => ({ a: 2 ** 30, b: -(2 ** 30) - 1, c: 2 ** 31 }),
+  'fractions and -0': () => ({ a: 0.5, b: -0, c: Math.PI, d: Number.NaN }),
+  'doubles array': () => [1.5, 2, 3],
+  bigints: () => [0n, 1n, -1n, 2n ** 64n, -(2n ** 200n)],
+  ascii: () => 'hello',
+  'latin-1': () => 'café é ÿ',
+  'euro once': () => `${'x'.repeat(100)}€`,
+  'euro per topic': () => Array.from({ length: 50 }, (_, i) => `€${i}`),
+  'euro keys': () => ({ '€': 1, 'a€': '€', b: 'é' }),
+  emoji: () => ({ name: '👋 hi', list: ['😀', 'a', '€€'] }),
+  'index keys': () => ({ 0: 'a', 7: 'b', 4294967294: 'c', 4294967295: 'd', x: 1 }),
+  nested: () => ({ room: 'lobby', name: 'alice', count: 3, tags: ['a', 'b'], seen: { at: 1 } }),
+  'undefined property': () => ({ a: undefined, b: [undefined, null] }),
+  holey: () => {
+    const holey = [1, 2, 3]
+    delete holey[1]
+    return holey
+  },
+  'array with a property': () => Object.assign([1, 2], { extra: 'x' }),
+  map: () =>
+    new Map<unknown, unknown>([
+      ['a', 1],
+      [2, { b: '€' }],
+    ]),
+  set: () => new Set(['a', 1, 'é']),
+  date: () => new Date(0),
+  regexp: () => [/a+b/gi, new RegExp('x', 'dv')],
+  bytes: () => ({
+    buffer: new ArrayBuffer(8),
+    u8: new Uint8Array([1, 2, 3]),
+    view: new Uint16Array(new ArrayBuffer(16), 4, 2),
+    dv: new DataView(new ArrayBuffer(3)),
+  }),
+  wrappers: () => [Object(true), Object(false), Object(1.5), Object('s€'), Object(5n)],
+  'shared and cyclic': () => {
+    const shared = { s: 1 }
+    const cyclic: Record<string, unknown> = { shared }
+    cyclic.self = cyclic
+    return [shared, shared, cyclic]
+  },
+  'class instance': () =>
+    new (class Point {
+      constructor(
+        readonly x = 1,
+        readonly y = 2,
+      ) {}
+    })(),
+  'a snapshot': () => ({
+    handshake: 1,
+    protocol: '',
+    url: 'http://localhost/rooms/€/ws?name=é',
+    data: { name: 'é' },
+    topics: ['a', '€b'],
+  }),
+}
 
 export default worker

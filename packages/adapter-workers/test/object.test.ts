@@ -91,7 +91,7 @@ describe('HandshakeObject with an event controller', () => {
     const alice = await join('r4', 'alice')
     alice.send('big')
     expect(await text(alice)).toMatch(
-      /^RangeError: conn\.data is \d+ bytes as JSON; the limit is 2048/,
+      /^RangeError: conn\.data is \d+ bytes in workerd.s serialization; the limit is 2048/,
     )
     // The connection goes on, with its state unchanged.
     alice.send('who')
@@ -197,4 +197,34 @@ describe('hibernation in real workerd', () => {
     expect(await text(pinned)).toBe('still pinned')
     expect((await stats('pinned')).constructed).toBe(pinnedBefore.constructed)
   }, 40_000)
+})
+
+describe('the budgets, as workerd measures them (its own serialization, not JSON)', () => {
+  it("serializedSize() counts what workerd's serializeAttachment() counts, for every kind of value", async () => {
+    const sizes = (await (await fetch(`${worker.url}/measure`)).json()) as Record<
+      string,
+      [number, number | string]
+    >
+    expect(Object.keys(sizes).length).toBeGreaterThan(25)
+    const differences = Object.entries(sizes).filter(([, [ours, workerd]]) => ours !== workerd)
+    expect(differences).toEqual([])
+  })
+
+  it('refuses conn.data over 2 KiB to workerd though under 2 KiB as JSON', async () => {
+    const alice = await join('r9', 'alice')
+    alice.send('wide')
+    expect(await text(alice)).toMatch(
+      /^RangeError: conn\.data is \d+ bytes in workerd's serialization; the limit is 2048/,
+    )
+    alice.send('who')
+    expect(await text(alice)).toBe('you are alice')
+  })
+
+  it("refuses topics past 16 KiB to workerd with the documented RangeError, not workerd's own", async () => {
+    const alice = await join('r10', 'alice')
+    alice.send('euro topics')
+    expect(await text(alice)).toMatch(
+      /^RangeError: The connection's state takes \d+ bytes in workerd's serialization, with its URL and \d+ topics; a socket stores at most 16384/,
+    )
+  })
 })

@@ -22,6 +22,7 @@ import {
   type SlowSubscriberPolicy,
 } from './contracts.js'
 import type { ConnSnapshot, RuntimeSocket, SocketEvents } from './port.js'
+import { serializedSize } from './serialized.js'
 import { type Subscriber, type Topics, type TopicTree, topicNameError } from './topics.js'
 
 /**
@@ -45,7 +46,10 @@ export interface ConnLimits {
   readonly maxTopicLength: number
 }
 
-/** The most bytes `conn.data` may take as JSON: a Durable Object's attachment budget. */
+/**
+ * The most bytes `conn.data` may take in workerd's own serialization (V8's structured clone,
+ * see {@link serializedSize}): its share of a Durable Object's attachment budget.
+ */
 export const MAX_CONN_DATA_BYTES = 2048
 
 /**
@@ -233,31 +237,34 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * It is stored with the socket, so it survives a Durable Object's hibernation.
    *
    * Assign it rather than mutating it in place: each assignment is what gets stored, and after
-   * a hibernation only the last assigned value comes back. It must be JSON-compatible and at
-   * most 2 KiB as JSON ({@link MAX_CONN_DATA_BYTES}) on every runtime, so that a controller
-   * behaves the same everywhere.
+   * a hibernation only the last assigned value comes back. It must be structured-cloneable
+   * (plain objects, arrays, strings, numbers, booleans, `null`, `undefined`, bigints, `Map`,
+   * `Set`, `Date`, `RegExp`, bytes) and take at most 2 KiB ({@link MAX_CONN_DATA_BYTES}) in
+   * workerd's own serialization, which is what a Durable Object stores: a string with a
+   * character past U+00FF takes two bytes per character there. Both are checked on every
+   * runtime, so that a controller behaves the same everywhere.
    *
    * An assignment either takes effect and is stored, or throws and changes nothing: the value
    * is stored first, and assigned only once the store took it.
-   * @throws RangeError on assignment, when the value is over 2 KiB or not JSON-compatible; or
-   *   the runtime's error, when it refuses to store it
+   * @throws RangeError on assignment, when the value is over 2 KiB, or holds what cannot be
+   *   stored: a function, a symbol, an `Error`, a `WeakMap`, a platform object; or the
+   *   runtime's error, when it refuses to store it
    */
   get data(): Data {
     return this.#data as Data
   }
   set data(value: Data) {
-    let json: string | undefined
+    let bytes: number
     try {
-      json = JSON.stringify(value)
+      bytes = serializedSize(value, 'conn.data')
     } catch (err) {
       throw new RangeError(
-        `conn.data must be JSON-compatible (it is stored with the socket): ${describeError(err)}`,
+        `conn.data is stored with the socket, as a structured clone: ${describeError(err)}. Keep plain data in conn.data`,
       )
     }
-    const bytes = json === undefined ? 0 : utf8Length(json)
     if (bytes > MAX_CONN_DATA_BYTES) {
       throw new RangeError(
-        `conn.data is ${bytes} bytes as JSON; the limit is ${MAX_CONN_DATA_BYTES} (a Durable Object's attachment budget). Keep ids in conn.data and the rest in storage`,
+        `conn.data is ${bytes} bytes in workerd's serialization; the limit is ${MAX_CONN_DATA_BYTES} (a Durable Object's attachment budget). Keep ids in conn.data and the rest in storage`,
       )
     }
     this.#store(value, this.#topics)

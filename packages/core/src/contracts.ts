@@ -130,7 +130,8 @@ export type ControllerWithHooks<E extends Env = any> = Controller<E> & Hooks<E>
  * goes to `onError` (or the logger), then closes with 1011; a normal close error
  * ({@link isCloseError}) closes with 1000. An error from `close` is reported and nothing else.
  *
- * `conn.data` holds the connection's small state (`Data`, at most 2 KiB as JSON). Assign it;
+ * `conn.data` holds the connection's small state (`Data`, a structured clone of at most 2 KiB in
+ * workerd's serialization: see {@link Conn.data}). Assign it;
  * do not mutate it in place: the assignment is what is stored with the socket, and after a
  * hibernation only what was stored comes back. The test kit's `hibernatable()` drops all memory
  * between events, so a controller that keeps state in its own fields fails its tests.

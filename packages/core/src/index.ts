@@ -62,6 +62,12 @@ export {
   type UpgradeRequest,
 } from './port.js'
 export {
+  assertAttachmentFits,
+  MAX_ATTACHMENT_BYTES,
+  serializedSize,
+  UncloneableError,
+} from './serialized.js'
+export {
   type Backplane,
   type BackplaneSink,
   Topics,

@@ -10,6 +10,7 @@
  */
 import type { Context } from 'hono'
 import type { Connections } from './connections.js'
+import type { serializedSize } from './serialized.js'
 import type { Topics, TopicTree } from './topics.js'
 
 /** The runtime's socket, as the adapter exposes it to the core. */
@@ -70,7 +71,9 @@ export interface RuntimeSocket {
 
 /**
  * What a connection keeps across a hibernation: enough to rebuild its `Conn` when the runtime
- * wakes the isolate for the socket's next event. It is JSON-compatible.
+ * wakes the isolate for the socket's next event. It is structured-cloneable (`conn.data` is
+ * checked on assignment, see {@link serializedSize}); store it with a structured clone, not
+ * JSON, so that a `Map` or a `Date` in `conn.data` comes back as one.
  */
 export interface ConnSnapshot {
   /** The chosen subprotocol, or `''`. */

@@ -29,6 +29,7 @@ import {
   type RuntimeSocket,
   type SocketEvents,
 } from './port.js'
+import { assertAttachmentFits } from './serialized.js'
 import { Topics } from './topics.js'
 import { Upgrader, upgrade } from './upgrade.js'
 
@@ -142,7 +143,7 @@ export class TestPeer {
   #settleCloseFrame!: (frame: CloseFrame) => void
   #settleClosed!: (result: CloseResult) => void
 
-  #persisted: string | undefined
+  #persisted: ConnSnapshot | undefined
   readonly #hibernating: boolean
 
   /** @internal Made by {@link connect}. */
@@ -209,7 +210,7 @@ export class TestPeer {
    * only for peers of {@link hibernatable}. See {@link HibernatableObject.evict}.
    */
   get persisted(): ConnSnapshot | undefined {
-    return this.#persisted === undefined ? undefined : (JSON.parse(this.#persisted) as ConnSnapshot)
+    return this.#persisted === undefined ? undefined : structuredClone(this.#persisted)
   }
 
   #receivePeerClose(frame: CloseFrame): void {
@@ -315,12 +316,15 @@ export class TestPeer {
       },
     }
     if (this.#hibernating) {
-      // As a Durable Object's socket: the state is stored as JSON, the runtime finishes the
-      // close handshake itself, and there is no ping, pause or terminate.
+      // As a Durable Object's socket: the state is stored as a structured clone, within the
+      // budget workerd applies to an attachment as @handshake/workers stores it; the runtime
+      // finishes the close handshake itself, and there is no ping, pause or terminate.
       Object.assign(socket, {
         closesHandshake: true,
         persist: (snapshot: ConnSnapshot) => {
-          this.#persisted = JSON.stringify(snapshot)
+          const attachment = { handshake: 1, ...snapshot }
+          assertAttachmentFits(attachment)
+          this.#persisted = structuredClone(snapshot)
         },
       })
       delete socket.ping

@@ -596,7 +596,7 @@ describe('event controllers: the Conn', () => {
     }
   })
 
-  it('keeps conn.data between messages; a value over 2 KiB or not JSON is a RangeError', async () => {
+  it('keeps conn.data between messages; a value over 2 KiB to workerd, or a function, is a RangeError', async () => {
     const errors: string[] = []
     const peer = await connect({
       open(conn: Conn<{ n: number }>) {
@@ -611,9 +611,9 @@ describe('event controllers: the Conn', () => {
           }
           return
         }
-        if (msg.data === 'bigint') {
+        if (msg.data === 'function') {
           try {
-            conn.data = { n: 1n } as never
+            conn.data = { n: 1, f() {} } as never
           } catch (err) {
             errors.push(`${(err as Error).name}: ${(err as Error).message}`)
           }
@@ -625,13 +625,51 @@ describe('event controllers: the Conn', () => {
     })
     peer.send('a')
     peer.send('big')
-    peer.send('bigint')
+    peer.send('function')
     peer.send('b')
     expect(await peer.read()).toEqual(text('1'))
     expect(await peer.read()).toEqual(text('2'))
     expect(errors).toHaveLength(2)
-    expect(errors[0]).toMatch(/^RangeError: conn\.data is 2\d{3} bytes as JSON; the limit is 2048/)
-    expect(errors[1]).toMatch(/^RangeError: conn\.data must be JSON-compatible/)
+    expect(errors[0]).toMatch(
+      /^RangeError: conn\.data is 2\d{3} bytes in workerd's serialization; the limit is 2048/,
+    )
+    expect(errors[1]).toMatch(
+      /^RangeError: conn\.data is stored with the socket, as a structured clone: conn\.data\.f is a function, which cannot be cloned/,
+    )
+  })
+
+  it('measures conn.data as workerd does, not as JSON (issue 18 #15)', async () => {
+    const sizes: (number | string)[] = []
+    const peer = await connect({
+      message(conn: Conn<unknown>, msg) {
+        const values: Record<string, unknown> = {
+          // 1,114 bytes as JSON, 2,216 to workerd: one character past U+00FF makes the string UTF-16.
+          wide: { name: `${'x'.repeat(1100)}€` },
+          // 2,061 bytes as JSON, 1,039 to workerd: Latin-1 takes one byte there.
+          latin1: { name: 'é'.repeat(1025) },
+          // Dropped by JSON; refused by workerd.
+          symbol: { s: Symbol('s') },
+          error: { e: new Error('e') },
+          weak: { w: new WeakMap() },
+        }
+        try {
+          conn.data = values[String(msg.data)]
+          sizes.push('stored')
+        } catch (err) {
+          sizes.push(`${(err as Error).name}: ${(err as Error).message}`)
+        }
+        return conn.send('done')
+      },
+    })
+    for (const name of ['wide', 'latin1', 'symbol', 'error', 'weak']) {
+      peer.send(name)
+      await peer.read()
+    }
+    expect(sizes[0]).toMatch(/^RangeError: conn\.data is 2216 bytes in workerd's serialization/)
+    expect(sizes[1]).toBe('stored')
+    expect(sizes[2]).toMatch(/^RangeError: .*conn\.data\.s is a symbol/)
+    expect(sizes[3]).toMatch(/^RangeError: .*conn\.data\.e is an Error \(store its message\)/)
+    expect(sizes[4]).toMatch(/^RangeError: .*conn\.data\.w is a WeakMap/)
   })
 
   it('subscribes, publishes to the others and not the sender, and leaves on close', async () => {
@@ -837,6 +875,74 @@ describe('for adapters that hibernate', () => {
       woken,
     )
     expect(woken.subscribers('t')).toBe(1)
+  })
+})
+
+describe('hibernatable(): the cloning rules and the budget of a Durable Object (issue 18 #15)', () => {
+  it('gives back a Map, a Set, a Date and undefined as a structured clone does, not as JSON', async () => {
+    const room = hibernatable(() => ({
+      open(conn: Conn<unknown>) {
+        conn.data = {
+          members: new Map([['alice', { joined: new Date(0) }]]),
+          seen: new Set([1, 2]),
+          note: undefined,
+        }
+      },
+      message(conn: Conn<{ members: Map<string, { joined: Date }>; seen: Set<number> }>) {
+        const alice = conn.data.members.get('alice')
+        return conn.send(
+          `${conn.data.members instanceof Map} ${alice?.joined instanceof Date} ${[...conn.data.seen]} ${'note' in conn.data}`,
+        )
+      },
+    }))
+    const peer = await room.connect()
+    room.evict()
+    peer.send('?')
+    expect(await peer.read()).toEqual(text('true true 1,2 true'))
+  })
+
+  it('refuses a function in conn.data at assignment, as workerd refuses to store it', async () => {
+    const errors: string[] = []
+    const room = hibernatable(() => ({
+      open(conn: Conn<unknown>) {
+        try {
+          conn.data = { onLeave: () => {} }
+        } catch (err) {
+          errors.push(`${(err as Error).name}: ${(err as Error).message}`)
+        }
+      },
+      message() {},
+    }))
+    await room.connect()
+    expect(errors).toEqual([
+      expect.stringMatching(
+        /^RangeError: .*conn\.data\.onLeave is a function, which cannot be cloned/,
+      ),
+    ])
+  })
+
+  it("refuses topics past workerd's 16 KiB with the documented RangeError", async () => {
+    const outcome: string[] = []
+    const room = hibernatable(() => ({
+      async message(conn: Conn) {
+        try {
+          // About 12 KB as JSON, over 16 KiB to workerd: one € per topic.
+          for (let i = 0; i < 800; i++) await conn.subscribe(`€topic${String(i).padStart(4, '0')}`)
+          outcome.push(`subscribed to ${conn.topics.size}`)
+        } catch (err) {
+          outcome.push(`${(err as Error).name}: ${(err as Error).message}`)
+        }
+        return conn.send('done')
+      },
+    }))
+    const peer = await room.connect()
+    peer.send('subscribe')
+    await peer.read()
+    expect(outcome).toEqual([
+      expect.stringMatching(
+        /^RangeError: The connection's state takes \d+ bytes in workerd's serialization, with its URL and \d+ topics; a socket stores at most 16384/,
+      ),
+    ])
   })
 })
 
