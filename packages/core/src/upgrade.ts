@@ -186,7 +186,8 @@ export class Upgrader<E extends Env = any> {
    *   hooks (`onError`, `upgradeHeaders`, `checkOrigin`, `registerRoute`, `onUpgradeError`)
    * @param options - see {@link UpgradeOptions}
    * @throws RangeError when the options contradict each other (`maxInboundBuffer` cannot hold
-   *   one message of `maxMessageSize`)
+   *   one message of `maxMessageSize`), or a bound is not a whole number of 1 or more
+   *   (`maxTopicsPerConnection`, `maxTopicLength`)
    */
   constructor(controller: AnyController<E>, options: UpgradeOptions = {}) {
     this.controller = controller
