@@ -237,17 +237,24 @@ function writeSnippets(): void {
  * Every other package is checked with Node's types, under both resolutions.
  */
 const ENVIRONMENTS: Record<string, { name: string; compilerOptions: object }> = {
-  '@handshake/bun': { name: 'bun', compilerOptions: {} },
+  // No DOM library: a Bun project's own settings (`bun init`), where the DOM's names
+  // (`HeadersInit`...) do not exist.
+  '@handshake/bun': { name: 'bun', compilerOptions: { lib: ['esnext'], types: ['bun'] } },
   '@handshake/workers': {
     name: 'workers',
     compilerOptions: { lib: ['esnext'], types: ['@cloudflare/workers-types'] },
   },
 }
 
-/** The programs that writeTsconfigs() writes, `tsconfig.<name>.json`, each with skipLibCheck off. */
+/**
+ * The programs that writeTsconfigs() writes, `tsconfig.<name>.json`, each with skipLibCheck off.
+ * `node.esnext` is Node's entry points alone with `--lib esnext` and Node's types, no DOM library:
+ * the declarations must not need it.
+ */
 const STRICT_PROGRAMS = [
   'node.nodenext',
   'node.bundler',
+  'node.esnext',
   ...new Set(Object.values(ENVIRONMENTS).map((env) => `${env.name}.bundler`)),
 ]
 
@@ -284,6 +291,22 @@ function writeTsconfigs(): void {
           r.checker === 'tsc' && (r.label === 'root' ? 'node' : environmentOf(r.label)) === name,
       )
       .map((r) => `readme/${r.label}/**/*.ts`)
+    if (STRICT_PROGRAMS.includes(`${name}.esnext`)) {
+      writeFileSync(
+        join(project, `tsconfig.${name}.esnext.json`),
+        JSON.stringify({
+          extends: './tsconfig.json',
+          include: [`entries.${name}.ts`],
+          compilerOptions: {
+            skipLibCheck: false,
+            noEmit: true,
+            lib: ['esnext'],
+            types: [name],
+            ...compilerOptions,
+          },
+        }),
+      )
+    }
     for (const resolution of ['nodenext', 'bundler']) {
       if (!STRICT_PROGRAMS.includes(`${name}.${resolution}`)) continue
       writeFileSync(

@@ -54,6 +54,14 @@ export interface ErrorHandler<E extends Env = any> {
 }
 
 /**
+ * Headers in any form `new Headers()` takes: a `Headers`, `[name, value]` pairs, or a record of
+ * names to values. The DOM library's `HeadersInit`, declared here so that Handshake's types
+ * compile without the DOM library (a Bun project with `lib: ["ESNext"]`, Node with
+ * `--lib esnext`).
+ */
+export type HeadersLike = Headers | [string, string][] | Record<string, string>
+
+/**
  * A controller that adds headers to the `101 Switching Protocols` response. Goyave's
  * `HeaderUpgrader`. They reach the client on every runtime, except that Bun writes the 101
  * before middleware resumes (see the runtime table in the README).
@@ -64,7 +72,7 @@ export interface ErrorHandler<E extends Env = any> {
  */
 // biome-ignore lint/suspicious/noExplicitAny: see Controller
 export interface HeaderUpgrader<E extends Env = any> {
-  upgradeHeaders(c: Context<E>): HeadersInit | Promise<HeadersInit>
+  upgradeHeaders(c: Context<E>): HeadersLike | Promise<HeadersLike>
 }
 
 /**

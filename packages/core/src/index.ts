@@ -38,6 +38,7 @@ export {
   type ErrorHandler,
   type EventController,
   type EventControllerWithHooks,
+  type HeadersLike,
   type HeaderUpgrader,
   type Hooks,
   isEventController,

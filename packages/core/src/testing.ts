@@ -18,6 +18,7 @@ import { Connections } from './connections.js'
 import type {
   AnyController,
   EventControllerWithHooks,
+  HeadersLike,
   Message,
   MessageData,
   UpgradeOptions,
@@ -48,7 +49,7 @@ export interface CloseResult extends CloseFrame {
 /** Options of {@link connect}. */
 export interface ConnectOptions {
   /** Headers of the upgrade request, added to the valid handshake headers the kit sends. */
-  headers?: HeadersInit
+  headers?: HeadersLike
   /** Subprotocols the peer offers, sent in `Sec-WebSocket-Protocol`. */
   protocols?: readonly string[]
   /** A Hono `env` for the request (bindings); the kit adds its adapter to it. */
