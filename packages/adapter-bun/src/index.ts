@@ -16,9 +16,11 @@
 import {
   ADAPTER,
   type Adapter,
+  CloseCode,
   Connections,
   DEFAULT_SHUTDOWN_TIMEOUT,
   defaultSettings,
+  InternalErrorMessage,
   installAdapter,
   connections as isolateConnections,
   type RuntimeSocket,
@@ -61,14 +63,23 @@ export interface WebSocketOptions {
   perMessageDeflate?: WebSocketHandler<unknown>['perMessageDeflate']
   /**
    * Bytes Bun may queue on one connection. Past it Bun drops a send, which Handshake treats as a
-   * broken connection and tears down. Keep it well above the upgrader's `sendHighWaterMark`,
-   * which is where `conn.send()` starts waiting for the peer.
-   * @defaultValue 16777216 (16 MiB)
+   * broken connection and tears down, and drops published messages and its own pongs. It bounds
+   * what a peer that never reads costs: one that only sends pings makes Bun queue pongs up to
+   * it. It must be above every upgrader's `maxPublishBuffer` (4 MiB by default), where the core
+   * closes a slow subscriber with 1008: a connection on a route whose `maxPublishBuffer` is at
+   * or above it is refused, with a `RangeError` in the log that says which option to change.
+   * `conn.send()` starts waiting for the peer far below it, at the upgrader's
+   * `sendHighWaterMark` (1 MiB by default).
+   * @defaultValue 5242880 (5 MiB: the core's default `maxPublishBuffer`, plus 1 MiB)
    */
   backpressureLimit?: number
 }
 
-/** Options of {@link serve}: Bun's own server options, plus the WebSocket ones. */
+/**
+ * Options of {@link serve}: Bun's own server options, plus the WebSocket ones. `hostname`
+ * defaults to `'127.0.0.1'` (Bun's own default is every interface), as in the Node and Deno
+ * adapters' `serve`: pass `'0.0.0.0'` to listen on every interface.
+ */
 export interface ServeOptions
   extends Omit<Serve.HostnamePortServeOptions<HandshakeSocketData>, 'unix'> {
   /** The WebSocket settings of this server. See {@link WebSocketOptions}. */
@@ -118,6 +129,8 @@ class Link implements RuntimeSocket {
   /** Our close frame went out: Bun reports the end at once, with no answer from the peer. */
   closeSent = false
   closed = false
+  /** Why the `open` handler refused the connection: the upgrade throws it. */
+  refused: RangeError | undefined
 
   constructor(request: UpgradeRequest, tree: TopicTree) {
     this.request = request
@@ -243,6 +256,7 @@ export const bunAdapter: Adapter = {
         'Bun refused the upgrade (server.upgrade returned false): the request was already upgraded, or it is not the original request Bun passed to fetch',
       )
     }
+    if (link.refused) throw link.refused
     // Bun runs the `open` handler inside server.upgrade(): if ours did not run, the server
     // uses another `websocket` object, and nothing would ever serve this connection.
     if (!link.events) {
@@ -274,8 +288,11 @@ const trees = new WeakMap<Server<HandshakeSocketData>, TopicTree>()
  *
  * Bun sends without asking the core: the core checks each subscriber's buffered amount once per
  * turn of publishing and closes one past `maxPublishBuffer` with 1008, as on every runtime.
- * Bun's own `backpressureLimit` (16 MiB) stays the hard stop above it; with
- * `slowSubscriber: 'drop'` the core sends itself, since Bun's tree cannot count what it drops.
+ * Bun's own `backpressureLimit` stays the hard stop above it: Bun drops a message only once a
+ * socket holds more than that, which is more than `maxPublishBuffer` (the `open` handler
+ * refuses a route where it is not), so the subscriber that lost one is closed at the end of
+ * the turn. With `slowSubscriber: 'drop'` the core sends itself, since Bun's tree cannot count
+ * what it drops.
  */
 function treeOf(server: Server<HandshakeSocketData>): TopicTree {
   let tree = trees.get(server)
@@ -332,6 +349,7 @@ export function createWebSocketHandler(
   options: WebSocketOptions = {},
 ): WebSocketHandler<HandshakeSocketData> {
   const maxPayloadLength = options.maxMessageSize ?? defaultSettings.maxMessageSize
+  const backpressureLimit = options.backpressureLimit ?? DEFAULT_BACKPRESSURE_LIMIT
   let warned = false
   const handler: WebSocketHandler<HandshakeSocketData> = {
     maxPayloadLength,
@@ -347,6 +365,14 @@ export function createWebSocketHandler(
         console.warn(
           `[@handshake/bun] A route allows messages of ${request.maxMessageSize} bytes, but Bun refuses any over ${maxPayloadLength} (maxPayloadLength): pass the largest maxMessageSize to createWebSocketHandler({ maxMessageSize }) or serve(app, { websocket: { maxMessageSize } }).`,
         )
+      }
+      if (request.maxPublishBuffer >= backpressureLimit) {
+        // Bun would drop published messages before the core saw the subscriber as too slow.
+        link.refused = new RangeError(
+          `A route's maxPublishBuffer (${request.maxPublishBuffer} bytes) is not below Bun's backpressureLimit (${backpressureLimit} bytes), so a slow subscriber would lose messages instead of being closed with 1008: raise backpressureLimit above it with createWebSocketHandler({ backpressureLimit }) or serve(app, { websocket: { backpressureLimit } }), or lower that upgrader's maxPublishBuffer.`,
+        )
+        ws.close(CloseCode.InternalError, InternalErrorMessage)
+        return
       }
       link.ws = ws
       link.request = undefined
@@ -375,13 +401,19 @@ export function createWebSocketHandler(
   if (options.idleTimeout !== undefined) handler.idleTimeout = options.idleTimeout
   if (options.sendPings !== undefined) handler.sendPings = options.sendPings
   if (options.perMessageDeflate !== undefined) handler.perMessageDeflate = options.perMessageDeflate
-  if (options.backpressureLimit !== undefined) handler.backpressureLimit = options.backpressureLimit
+  handler.backpressureLimit = backpressureLimit
   return handler
 }
 
 /**
- * The `websocket` handler object to give `Bun.serve`, with the default settings (Bun's, and a
- * 1 MiB `maxPayloadLength`). To change them, use {@link createWebSocketHandler}.
+ * The default `backpressureLimit`: above the core's default `maxPublishBuffer` by 1 MiB, and far
+ * below Bun's own 16 MiB, which let a peer that pings and never reads hold 16 MiB of pongs.
+ */
+const DEFAULT_BACKPRESSURE_LIMIT = defaultSettings.maxPublishBuffer + 1024 * 1024
+
+/**
+ * The `websocket` handler object to give `Bun.serve`, with the default settings (Bun's, a
+ * 1 MiB `maxPayloadLength` and a 5 MiB `backpressureLimit`). To change them, use {@link createWebSocketHandler}.
  *
  * @example
  * ```ts
@@ -426,7 +458,9 @@ export async function shutdown(
 
 /**
  * Starts `Bun.serve` with the app and the Handshake `websocket` handler, and returns the server
- * with a graceful {@link HandshakeServer.shutdown} and a registry of its own.
+ * with a graceful {@link HandshakeServer.shutdown} and a registry of its own. It listens on
+ * 127.0.0.1 unless `hostname` says otherwise, and prints where (`Listening on
+ * http://127.0.0.1:3000/`) unless `onListen` is given.
  *
  * @example
  * ```ts
@@ -436,14 +470,20 @@ export async function shutdown(
  */
 export function serve(app: Fetchable, options: ServeOptions = {}): HandshakeServer {
   const { websocket: websocketOptions, onListen, ...serveOptions } = options
+  const hostname = serveOptions.hostname ?? '127.0.0.1'
   const server = Bun.serve({
     ...serveOptions,
+    hostname,
     fetch: (request, server) => app.fetch(request, server),
     websocket: createWebSocketHandler(websocketOptions),
   } as Serve.Options<HandshakeSocketData>) as Server<HandshakeSocketData>
-  const addr = { hostname: server.hostname ?? 'localhost', port: server.port ?? 0 }
+  // The address it listens on: Bun's `server.hostname` says `localhost` for every interface.
+  const addr = { hostname, port: server.port ?? 0 }
   if (onListen) onListen(addr)
-  else console.log(`Listening on http://${addr.hostname}:${addr.port}/`)
+  else
+    console.log(
+      `Listening on http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${addr.port}/`,
+    )
   // Bun passes the server as the Hono env: the core finds this server's adapter on it.
   const own: Adapter = { ...bunAdapter, connections: new Connections() }
   return Object.assign(server, {

@@ -25,6 +25,9 @@ export interface SendOutcome {
 
 const drops = new Map<string, SendOutcome[]>()
 
+/** The connections of `/bun/hold`, by id, for `GET /bun/buffered/:id`. */
+const held = new Map<string, Conn>()
+
 /** The Bun-only test routes. */
 export function createBunTestApp(): Hono {
   const app = new Hono()
@@ -83,6 +86,41 @@ export function createBunTestApp(): Hono {
         drops.set(id, await Promise.all(outcomes))
       },
     })(c, async () => {})
+  })
+  // A route whose maxPublishBuffer (16 MiB) is not below the server's backpressureLimit: Bun
+  // would drop published messages before the core closed the subscriber (issue 18 #5).
+  app.get(
+    '/publish-bound-too-high',
+    upgrade(
+      {
+        async serve(conn: Conn) {
+          conn.subscribe('publish-bound')
+          for await (const _ of conn) {
+            // Never closes by itself.
+          }
+        },
+      },
+      { maxPublishBuffer: 16 * 1024 * 1024 },
+    ),
+  )
+  // A connection that only reads, so the test can ask how many bytes Bun holds unsent for it
+  // (pongs to a peer that pings and never reads).
+  app.get('/hold', (c) => {
+    const id = c.req.query('id') ?? 'hold'
+    return upgrade({
+      async serve(conn: Conn) {
+        held.set(id, conn)
+        for await (const _ of conn) {
+          // Pings are answered by Bun itself.
+        }
+      },
+    })(c, async () => {})
+  })
+  app.get('/buffered/:id', (c) => {
+    const conn = held.get(c.req.param('id'))
+    return conn
+      ? c.json({ bufferedAmount: conn.bufferedAmount, state: conn.state })
+      : c.json({ error: 'Not Found' }, 404)
   })
   app.get('/drop-outcomes/:id', (c) => {
     const outcomes = drops.get(c.req.param('id'))

@@ -456,6 +456,55 @@ describe('Bun adapter: the documented entry', () => {
     expect(outcomes.at(-1)).toBe(dropped[0])
   })
 
+  it("refuses a route whose maxPublishBuffer is not below Bun's backpressureLimit, with a RangeError that names both (issue 18 #5)", async () => {
+    // Otherwise Bun drops published messages past backpressureLimit while the core, waiting
+    // for maxPublishBuffer, never closes the subscriber: messages lost with no 1008.
+    const client = await connect(`${server.ws}/bun/publish-bound-too-high`)
+    const closed = await Promise.race([
+      client.closed,
+      new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), 2000)),
+    ])
+    expect(closed).toEqual({ code: 1011, reason: 'Internal server error' })
+    const logged = await eventually(async () =>
+      /RangeError: A route's maxPublishBuffer \(16777216 bytes\) is not below Bun's backpressureLimit \(5242880 bytes\)/.test(
+        server.output(),
+      )
+        ? server.output()
+        : undefined,
+    )
+    expect(logged).toMatch(/raise backpressureLimit above it/)
+  })
+
+  it('bounds the pongs Bun queues for a peer that pings and never reads by the default backpressureLimit, 5 MiB (issue 18)', async () => {
+    // Bun answers each ping itself and queues the pong; with Bun's own 16 MiB limit, 20 such
+    // peers held 323 MB. The default is now the core's maxPublishBuffer (4 MiB) plus 1 MiB.
+    const limit = 5 * 1024 * 1024
+    const id = uniqueId('pongs')
+    const peer = await rawPeer(server.port, `/bun/hold?id=${id}`)
+    peer.socket.pause()
+    const ping = clientFrame(0x9, new Uint8Array(125).fill(0x61))
+    const batch = Buffer.concat(Array.from({ length: 512 }, () => ping))
+    const buffered = async () => {
+      const response = await fetch(`${server.http}/bun/buffered/${id}`)
+      return response.ok ? ((await response.json()) as { bufferedAmount: number }) : undefined
+    }
+    await eventually(buffered)
+    // 24 MiB of pings: more than Bun's old limit, plus what the kernel buffers.
+    let peak = 0
+    for (let sent = 0; sent < 24 * 1024 * 1024; sent += batch.length) {
+      if (!peer.socket.write(batch)) await once(peer.socket, 'drain')
+      if (sent % (1024 * 1024) < batch.length) {
+        peak = Math.max(peak, (await buffered())?.bufferedAmount ?? 0)
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    peak = Math.max(peak, (await buffered())?.bufferedAmount ?? 0)
+    peer.socket.destroy()
+    // Bun refuses a pong once more than the limit is queued: at most one pong above it.
+    expect(peak).toBeGreaterThan(limit - 64 * 1024)
+    expect(peak).toBeLessThanOrEqual(limit + ping.length)
+  })
+
   it("ends the close handshake as soon as Bun writes the close frame (no wait for the peer's)", async () => {
     // Node waits up to closeHandshakeTimeout for the peer's close frame; Bun closes the TCP
     // connection right after writing its own, so a silent peer costs nothing.
@@ -515,6 +564,23 @@ describe('Bun adapter: entry mistakes get a clear error', () => {
 })
 
 describe('Bun adapter: serve() and graceful shutdown', () => {
+  it('listens on 127.0.0.1 by default, as on Node and Deno, and the line it prints names it (issue 18 #29)', async () => {
+    const server = await startBun('serve-default')
+    try {
+      expect(server.output()).toContain(`Listening on http://127.0.0.1:${server.port}/\n`)
+      // Every 127.x address is loopback: a server on every interface would accept 127.0.0.2.
+      const probe = net.connect(server.port, '127.0.0.2')
+      const outcome = await new Promise<string>((resolve) => {
+        probe.once('connect', () => resolve('accepted'))
+        probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'))
+      })
+      probe.destroy()
+      expect(outcome).toBe('ECONNREFUSED')
+    } finally {
+      await server.stop()
+    }
+  })
+
   it('closes every connection with 1001, then stops', async () => {
     const server = await startBun('serve')
     try {

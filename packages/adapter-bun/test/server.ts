@@ -4,6 +4,7 @@
  *
  * - `entry` (default): the documented entry, `Bun.serve({ fetch: app.fetch, websocket })`;
  * - `serve`: the `serve(app)` helper; SIGTERM shuts it down gracefully and prints `SHUTDOWN`;
+ * - `serve-default`: `serve(app, { port: 0 })`, with its default hostname and listening line;
  *
  * In the `entry` and `serve` modes, the suite's commands come on stdin (`@handshake/conformance`'s
  * control): the graceful shutdown (`shutdown(server, options)`, `server.shutdown(options)`) and
@@ -41,6 +42,9 @@ function start(): { port: number | undefined } {
       })
       return server
     }
+    case 'serve-default':
+      // serve() with no hostname: where it listens and what it prints (issue 18 #29).
+      return serve(app, { port: 0 })
     case 'no-websocket':
       return Bun.serve({ ...listen, fetch: app.fetch })
     case 'lost-server':

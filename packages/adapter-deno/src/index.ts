@@ -19,6 +19,7 @@ import {
   type Adapter,
   CloseCode,
   Connections,
+  DEFAULT_SHUTDOWN_TIMEOUT,
   installAdapter,
   type RuntimeSocket,
   type ShutdownOptions,
@@ -47,6 +48,7 @@ interface DenoHttpServer {
   readonly addr: DenoAddr
   readonly finished: Promise<void>
   shutdown(): Promise<void>
+  unref(): void
 }
 
 /** The part of the `Deno` namespace this package uses; declared here so no Deno types are needed. */
@@ -81,7 +83,12 @@ export interface DenoAdapterOptions {
 export interface ServeOptions extends DenoAdapterOptions {
   /** @defaultValue 8000 */
   port?: number
-  /** @defaultValue '0.0.0.0' (Deno's default) */
+  /**
+   * The address to listen on; `'0.0.0.0'` for every interface. The default is 127.0.0.1, as in
+   * the Node and Bun adapters' `serve` (Deno's own is every interface), so
+   * `--allow-net=127.0.0.1` is all the permission it needs.
+   * @defaultValue '127.0.0.1'
+   */
   hostname?: string
   /**
    * Called once the server listens, with its address (the real port when `port` is 0).
@@ -99,14 +106,20 @@ export interface DenoServer {
   /** The adapter that serves this server's upgrades (its open connections). */
   readonly adapter: DenoAdapter
   /**
-   * Shuts down gracefully: the core's `Connections.shutdown` on this server's connections, then
-   * Deno's `server.shutdown()`. New upgrades get 503; every open connection gets one close frame
-   * (1001 `Server shutting down` by default) and `serve` sees its loop end; it waits for the
-   * peers' answers until `timeout` (10 s by default). Then Deno stops listening, finishes the
-   * pending HTTP requests and cuts the connections that did not answer. Deno keeps listening
-   * during the wait: it has no way to stop listening that leaves the open WebSockets alone.
-   * It rejects with a `RangeError`, before anything is closed, when `code` or `reason` may not
-   * be sent. Only the first call acts; later calls resolve with it.
+   * Shuts down gracefully, and resolves by `timeout` (10 s by default) whatever the peers or the
+   * app do. New upgrades get 503; every open connection gets one close frame (1001 `Server
+   * shutting down` by default) and `serve` sees its loop end; it waits for the peers' answers.
+   * Deno keeps listening during that wait: it has no way to stop listening that leaves the open
+   * WebSockets alone. Then:
+   * - when every peer answered before the deadline, Deno's `server.shutdown()` stops listening
+   *   and lets the pending HTTP requests finish, until the deadline. A response still being
+   *   sent then (a stream that never ends) goes on after this resolves: Deno cannot cut it once
+   *   its graceful shutdown has begun. The server no longer keeps the process alive;
+   * - at the deadline, Deno cuts everything at once, the connections that never answered
+   *   included (its `signal` aborts).
+   *
+   * It rejects with a `RangeError`, before anything is closed, when `code`, `reason` or
+   * `timeout` is invalid. Only the first call acts; later calls resolve with it.
    */
   shutdown(options?: ShutdownOptions): Promise<void>
 }
@@ -396,6 +409,8 @@ installAdapter(denoAdapter)
  */
 export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<DenoServer> {
   const adapter = new DenoAdapter({ idleTimeout: options.idleTimeout }, new Connections())
+  // Aborting cuts every connection at once: the end of a shutdown's deadline.
+  const cut = new AbortController()
   let listening: (addr: DenoAddr) => void = () => {}
   const listened = new Promise<DenoAddr>((resolve) => {
     listening = resolve
@@ -403,12 +418,16 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
   const server = deno().serve(
     {
       port: options.port ?? 8000,
-      hostname: options.hostname,
+      hostname: options.hostname ?? '127.0.0.1',
+      signal: cut.signal,
       onListen: (addr) => {
         listening(addr)
         // Without onListen, say where it listens, as Deno.serve does.
         if (options.onListen) options.onListen(addr)
-        else console.log(`Listening on http://${addr.hostname}:${addr.port}/`)
+        else {
+          const host = addr.hostname.includes(':') ? `[${addr.hostname}]` : addr.hostname
+          console.log(`Listening on http://${host}:${addr.port}/`)
+        }
       },
     },
     (request, info) => {
@@ -423,17 +442,45 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
     },
   )
   const addr = await listened
+  let finished = false
+  void server.finished.then(() => {
+    finished = true
+  })
   const registry = adapter.connections as Connections
+
+  // Deno's own shutdown answers every WebSocket with its own 1001 and cuts it at once, so it
+  // runs after the core's, which waits for the peers.
+  const stop = async (shutdownOptions: ShutdownOptions | undefined): Promise<void> => {
+    const deadline = Date.now() + (shutdownOptions?.timeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
+    await registry.shutdown(shutdownOptions)
+    const left = deadline - Date.now()
+    if (left <= DEADLINE_REACHED_MS) {
+      // A peer did not answer: its TCP connection is still open, and only the signal cuts it.
+      // Never after server.shutdown(): aborting then throws BadResource from Deno's listener,
+      // an uncaught error (Deno 2.9.6); nor after the server finished, for the same reason.
+      if (!finished) cut.abort()
+      return
+    }
+    const graceful = server.shutdown()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), left)
+    })
+    const outcome = await Promise.race([graceful.then(() => 'done' as const), expired])
+    clearTimeout(timer)
+    // A response that is still being sent (a stream that never ends) holds Deno's graceful
+    // shutdown forever: stop waiting at the deadline, and let the process end without it.
+    if (outcome === 'expired') server.unref()
+  }
+
   let stopping: Promise<void> | undefined
   return {
     addr,
     finished: server.finished,
     adapter,
     shutdown(shutdownOptions) {
-      // Deno's own shutdown answers every WebSocket with its own 1001 and cuts it at once, so
-      // it runs after the core's, which waits for the peers. An invalid option rejects, and a
-      // later call may try again.
-      stopping ??= registry.shutdown(shutdownOptions).then(() => server.shutdown())
+      // An invalid option rejects, and a later call may try again.
+      stopping ??= stop(shutdownOptions)
       stopping.catch(() => {
         stopping = undefined
       })
@@ -441,3 +488,9 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
     },
   }
 }
+
+/**
+ * What is left of a shutdown's deadline when the core's shutdown ended at it (its timer may
+ * fire a millisecond before the wall clock says so): no time for Deno's graceful stop.
+ */
+const DEADLINE_REACHED_MS = 10

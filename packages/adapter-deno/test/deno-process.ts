@@ -34,6 +34,8 @@ export interface DenoProcess {
   readonly child: ChildProcess
   /** Every JSON line printed so far. */
   readonly lines: ServerLine[]
+  /** Every line printed on stdout so far, JSON or not. */
+  readonly output: string[]
   /** Resolves with the first line (past or future) that matches, or rejects after `timeoutMs`. */
   waitFor(match: (line: ServerLine) => boolean, timeoutMs?: number): Promise<ServerLine>
   /** Resolves with the exit code once the process has exited. */
@@ -56,6 +58,7 @@ export async function startDeno(args: string[] = []): Promise<DenoProcess> {
     },
   )
   const lines: ServerLine[] = []
+  const output: string[] = []
   const listeners = new Set<(line: ServerLine) => void>()
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => {
@@ -63,6 +66,7 @@ export async function startDeno(args: string[] = []): Promise<DenoProcess> {
   })
   const control = new ChildControl((line) => child.stdin?.write(line))
   createInterface({ input: child.stdout! }).on('line', (text) => {
+    output.push(text)
     control.receive(text)
     let line: ServerLine
     try {
@@ -109,7 +113,17 @@ export async function startDeno(args: string[] = []): Promise<DenoProcess> {
       }),
     ])
     const port = listening.listening as number
-    return { port, url: `http://127.0.0.1:${port}`, child, lines, waitFor, exited, stop, control }
+    return {
+      port,
+      url: `http://127.0.0.1:${port}`,
+      child,
+      lines,
+      output,
+      waitFor,
+      exited,
+      stop,
+      control,
+    }
   } catch (err) {
     await stop()
     throw err

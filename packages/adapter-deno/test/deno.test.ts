@@ -1,3 +1,5 @@
+import { get } from 'node:http'
+import { connect } from 'node:net'
 import { conformanceSuite, Opcode, RawPeer } from '@handshake/conformance'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DenoProcess, startDeno } from './deno-process.js'
@@ -243,5 +245,89 @@ describe('@handshake/deno on the real Deno', () => {
     expect(done.peak as number).toBeLessThanOrEqual(64 * 1024)
     peer.close(1000)
     await expect(report(`${id}:end`)).resolves.toMatchObject({ code: 1000 })
+  })
+})
+
+describe('@handshake/deno serve() defaults', () => {
+  it('listens on 127.0.0.1, so --allow-net=127.0.0.1 is enough, and prints where (issue 18 #29)', async () => {
+    // startDeno grants the network on 127.0.0.1 only: a server on 0.0.0.0 fails to start.
+    const deno = await startDeno(['default-host'])
+    try {
+      expect(deno.output).toContain(`Listening on http://127.0.0.1:${deno.port}/`)
+      // Every 127.x address is loopback: a server on every interface would accept 127.0.0.2.
+      const probe = connect(deno.port, '127.0.0.2')
+      const outcome = await new Promise<string>((resolve) => {
+        probe.once('connect', () => resolve('accepted'))
+        probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'))
+      })
+      probe.destroy()
+      expect(outcome).toBe('ECONNREFUSED')
+    } finally {
+      await deno.stop()
+    }
+  })
+})
+
+/** GETs `/deno/stream`, a response that never ends; resolves once its first chunk arrived. */
+async function openStream(port: number): Promise<{ ended: Promise<number> }> {
+  return new Promise((resolve, reject) => {
+    get(`http://127.0.0.1:${port}/deno/stream`, (response) => {
+      const ended = new Promise<number>((settle) => {
+        response.once('close', () => settle(Date.now()))
+        response.once('error', () => settle(Date.now()))
+      })
+      response.once('data', () => resolve({ ended }))
+      response.resume()
+    }).once('error', reject)
+  })
+}
+
+/** How long a shutdown took, or 'still waiting' after `limitMs`. */
+async function timedShutdown(deno: DenoProcess, timeout: number, limitMs: number) {
+  const started = Date.now()
+  return Promise.race([
+    deno.control.shutdown({ timeout }).then(() => Date.now() - started),
+    sleep(limitMs).then(() => 'still waiting' as const),
+  ])
+}
+
+describe("@handshake/deno serve(): the shutdown's deadline (issue 18 #22)", () => {
+  it('resolves by its deadline while an HTTP response is still streaming', async () => {
+    const deno = await startDeno()
+    try {
+      await openStream(deno.port)
+      // No WebSocket: the core's part ends at once, and Deno's graceful stop waits for the
+      // response, which never ends.
+      const elapsed = await timedShutdown(deno, 1000, 6000)
+      expect(elapsed).toBeGreaterThanOrEqual(900)
+      expect(elapsed).toBeLessThan(2500)
+    } finally {
+      await deno.stop()
+    }
+  })
+
+  it('at the deadline, cuts a peer that never answered and the streaming response', async () => {
+    const deno = await startDeno()
+    try {
+      const id = nextId('shutdown-silent-stream')
+      const peer = await RawPeer.connect(deno.url, `/deno/read-close?id=${id}`, {
+        answerClose: false,
+      })
+      const stream = await openStream(deno.port)
+      const elapsed = await timedShutdown(deno, 1000, 6000)
+      expect(elapsed).toBeGreaterThanOrEqual(900)
+      expect(elapsed).toBeLessThan(2500)
+      await expect(peer.closeFrame).resolves.toMatchObject({ code: 1001 })
+      const resolvedAt = Date.now()
+      // Deno keeps a peer that never answers a close frame; the deadline's cut ends it.
+      const ends = await Promise.race([
+        Promise.all([peer.ended, stream.ended]),
+        sleep(3000).then(() => 'still open' as const),
+      ])
+      expect(ends).not.toBe('still open')
+      for (const end of ends as number[]) expect(end - resolvedAt).toBeLessThan(1000)
+    } finally {
+      await deno.stop()
+    }
   })
 })

@@ -149,10 +149,32 @@ deno.use('/idle', async (c, next) => {
 })
 deno.get('/idle', upgrade({ serve: (conn, c) => readToEnd(conn, c.req.query('id') ?? '') }))
 
+// An HTTP response that never ends: a chunk every 50 ms until the client leaves. It would hold
+// Deno's graceful server.shutdown() forever (issue 18 #22).
+deno.get('/stream', () => {
+  let timer: ReturnType<typeof setInterval> | undefined
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('first\n'))
+      timer = setInterval(() => controller.enqueue(new TextEncoder().encode('more\n')), 50)
+    },
+    cancel() {
+      clearInterval(timer)
+    },
+  })
+  return new Response(body, { headers: { 'content-type': 'text/plain' } })
+})
+
 const app = createConformanceApp()
 app.route('/deno', deno)
 
-const server = await serve(app, { port: 0, hostname: '127.0.0.1', onListen() {} })
+// `default-host`: serve() with no hostname, printing where it listens (issue 18 #29); the test
+// runs it with the network allowed on 127.0.0.1 only.
+const mode = (globalThis as unknown as { Deno: { args: string[] } }).Deno.args[0]
+const server =
+  mode === 'default-host'
+    ? await serve(app, { port: 0 })
+    : await serve(app, { port: 0, hostname: '127.0.0.1', onListen() {} })
 emit({ listening: server.addr.port })
 
 // The suite's commands, one JSON line each on stdin: the graceful shutdown, and reports read

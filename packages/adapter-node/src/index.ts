@@ -81,7 +81,8 @@ type WithoutWebSocket<T> = T extends unknown ? Omit<T, 'websocket'> : never
 /**
  * Options of {@link serve}: those of `@hono/node-server`'s `serve` (`fetch`, `port`,
  * `hostname`, `serverOptions`, `createServer`...) except its own `websocket`, plus
- * {@link WebSocketOptions}.
+ * {@link WebSocketOptions}. `hostname` defaults to `'127.0.0.1'` here, as in the Bun and Deno
+ * adapters' `serve`: pass `'0.0.0.0'` (or `'::'`) to listen on every interface.
  */
 export type ServeOptions = WithoutWebSocket<NodeServerOptions> & WebSocketOptions
 
@@ -366,7 +367,9 @@ export function attach(
  * Starts a Node server for a Hono app, WebSockets included: `@hono/node-server`'s `serve`,
  * with the same options and the same listening callback.
  *
- * The server it returns closes gracefully: `server.shutdown(options)` and
+ * It listens on 127.0.0.1 unless `hostname` says otherwise, and without `listeningListener`
+ * it prints where it listens (`Listening on http://127.0.0.1:3000/`), as the Bun and Deno
+ * adapters' `serve` do. The server it returns closes gracefully: `server.shutdown(options)` and
  * `server.close(callback)` are {@link WebSockets.shutdown}.
  *
  * @example
@@ -374,8 +377,10 @@ export function attach(
  * const server = serve({ fetch: app.fetch, port: 3000 })
  * process.on('SIGTERM', () => server.shutdown())
  * ```
- * @param options - `fetch`, `port` (default 3000), `hostname`, and {@link WebSocketOptions}
- * @param listeningListener - called once the server listens, with its address
+ * @param options - `fetch`, `port` (default 3000), `hostname` (default `'127.0.0.1'`), and
+ *   {@link WebSocketOptions}
+ * @param listeningListener - called once the server listens, with its address; by default, a
+ *   line that says where it listens is printed
  */
 export function serve(
   options: ServeOptions,
@@ -400,8 +405,15 @@ export function serve(
       return server
     },
   })
-  server.listen(options.port ?? 3000, options.hostname, () => {
-    listeningListener?.(server.address() as AddressInfo)
+  server.listen(options.port ?? 3000, options.hostname ?? '127.0.0.1', () => {
+    const info = server.address() as AddressInfo
+    if (listeningListener) listeningListener(info)
+    else console.log(`Listening on http://${hostOf(info.address)}:${info.port}/`)
   })
   return server as unknown as HandshakeServer
+}
+
+/** An address as a URL writes it: an IPv6 one in brackets. */
+function hostOf(address: string): string {
+  return address.includes(':') ? `[${address}]` : address
 }

@@ -8,7 +8,7 @@ import { type CloseError, type Conn, type Controller, upgrade } from '@handshake
 import { getRequestListener } from '@hono/node-server'
 import { type Context, Hono } from 'hono'
 import { WebSocket as UndiciWebSocket } from 'undici'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
 import { attach, type HandshakeServer, type ServeOptions, serve } from '../src/index.js'
 
@@ -655,6 +655,30 @@ describe('the graceful shutdown, as Node names it', () => {
     expect((await echoed).data.toString()).toBe('still serving')
     client.close()
     await server.shutdown({ timeout: 2000 })
+  })
+})
+
+describe('the address serve() listens on (issue 18 #29)', () => {
+  it('is 127.0.0.1 by default, as on Bun and Deno, and the line it prints names it', async () => {
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {})
+    const server = serve({ fetch: makeApp().fetch, port: 0 })
+    try {
+      await once(server, 'listening')
+      const { address, port } = server.address() as AddressInfo
+      expect(address).toBe('127.0.0.1')
+      expect(log.mock.calls).toEqual([[`Listening on http://127.0.0.1:${port}/`]])
+      // Every 127.x address is loopback: a server on every interface would accept 127.0.0.2.
+      const probe = connect(port, '127.0.0.2')
+      const outcome = await new Promise<string>((resolve) => {
+        probe.once('connect', () => resolve('accepted'))
+        probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'))
+      })
+      probe.destroy()
+      expect(outcome).toBe('ECONNREFUSED')
+    } finally {
+      log.mockRestore()
+      await server.shutdown({ timeout: 1000 })
+    }
   })
 })
 

@@ -122,6 +122,12 @@ export interface UpgradeRequest {
   readonly protocol: string | undefined
   /** The largest message accepted, in bytes, for runtimes that can refuse bigger frames. */
   readonly maxMessageSize: number
+  /**
+   * The upgrader's `maxPublishBuffer`, in bytes: a runtime that drops messages past a send limit
+   * of its own (Bun's `backpressureLimit`) must keep that limit above it, or a slow subscriber
+   * loses messages instead of being closed.
+   */
+  readonly maxPublishBuffer: number
   /** The upgrade request's URL. */
   readonly url: string
   /**

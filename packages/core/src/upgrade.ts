@@ -345,6 +345,7 @@ export class Upgrader<E extends Env = any> {
         protocol,
         url: c.req.url,
         maxMessageSize: this.settings.maxMessageSize,
+        maxPublishBuffer: this.settings.maxPublishBuffer,
         events: isEventController(controller),
         open: (socket) => {
           const conn = new Conn(socket, protocol, this.settings, home)
