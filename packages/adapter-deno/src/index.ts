@@ -303,6 +303,8 @@ function delegateTo(proto: object): void {
  */
 class DenoSocket implements RuntimeSocket {
   #events: SocketEvents | undefined
+  /** The close frame this side sent, once it has. */
+  #sent: { code: number; reason: string } | undefined
 
   constructor(
     readonly socket: WebSocket,
@@ -324,6 +326,7 @@ class DenoSocket implements RuntimeSocket {
   }
 
   close(code: number, reason: string): void {
+    this.#sent ??= { code, reason }
     this.socket.close(code, reason)
   }
 
@@ -371,6 +374,15 @@ class DenoSocket implements RuntimeSocket {
         // vanished peer): that is 1006 in RFC 6455 terms. A second close event (after an idle
         // timeout) is harmless: the core takes the first.
         const closeEvent = event as CloseEvent
+        const sent = this.#sent
+        if (closeEvent.code === 0 && sent) {
+          // After our close frame, Deno (fastwebsockets) drops the TCP connection when the
+          // peer sends data instead of its answer, and reports code 0. RFC 6455 lets the peer
+          // finish sending first: the close was ours, so the connection ends with our code, not
+          // clean (seen on Deno 2.9.6).
+          this.#events?.closed(sent.code, sent.reason, false)
+          return
+        }
         const code = closeEvent.code === 0 ? CloseCode.AbnormalClosure : closeEvent.code
         this.#events?.closed(code, closeEvent.reason, closeEvent.wasClean)
         return

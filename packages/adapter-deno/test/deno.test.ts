@@ -114,7 +114,7 @@ describe('@handshake/deno on the real Deno', () => {
     )
   })
 
-  it('a data frame after the server close frame makes Deno drop TCP: the peer sees no clean close', async () => {
+  it("a data frame after the server close frame makes Deno drop TCP: the peer sees no clean close, serve ends with the server's own code (issue 18 #24)", async () => {
     const id = nextId('server-close-data')
     const peer = await RawPeer.connect(
       deno.url,
@@ -129,7 +129,12 @@ describe('@handshake/deno on the real Deno', () => {
     peer.send('still talking')
     const ended = await peer.ended
     expect(ended - sentAt).toBeLessThan(2000)
-    await expect(report(`${id}:end`)).resolves.toMatchObject({ code: 1006, wasClean: false })
+    // The close was the server's: it ends with its own code, not as abnormal (1006).
+    await expect(report(`${id}:end`)).resolves.toMatchObject({
+      code: 1008,
+      reason: 'policy',
+      wasClean: false,
+    })
   })
 
   it('c.req stays readable in serve after Deno released the request', async () => {
