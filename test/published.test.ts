@@ -340,14 +340,29 @@ function writeTsconfigs(): void {
   )
 }
 
-/** Runs tsc on one tsconfig; a failure lists its errors, each with its README line. */
-async function tsc(tsconfig: string): Promise<void> {
+/**
+ * Runs tsc on one tsconfig; a failure lists its errors, each with its README line. Errors in a
+ * file under one of `othersFolders` are not ours and are left out; any other error fails.
+ */
+async function tsc(tsconfig: string, othersFolders: string[] = []): Promise<void> {
   try {
     await run(bin('tsc'), ['-p', tsconfig], { cwd: project, maxBuffer: 16 * 1024 * 1024 })
   } catch (err) {
     const { stdout = '', stderr = '' } = err as { stdout?: string; stderr?: string }
-    throw new Error(`tsc -p ${tsconfig}:\n${explain(stdout + stderr)}`)
+    const errors = (stdout + stderr)
+      .split(/\n(?=\S)/)
+      .filter((error) => error.trim() && !othersFolders.some((folder) => error.startsWith(folder)))
+    if (errors.length > 0) throw new Error(`tsc -p ${tsconfig}:\n${explain(errors.join('\n'))}`)
   }
+}
+
+/**
+ * What a program's dependencies get wrong themselves: hono's WebSocket helper types name the
+ * DOM's `MessageEvent<T>` and `BinaryType`, which Node's types lack, so any Hono project on Node
+ * with `--lib esnext` and skipLibCheck off gets those errors, with or without Handshake.
+ */
+const OTHERS_ERRORS: Record<string, string[]> = {
+  'node.esnext': ['node_modules/hono/dist/types/helper/websocket/'],
 }
 
 /** tsc's errors with each file's README line, so a failure names the snippet. */
@@ -594,7 +609,7 @@ describe('the packages as installed from their tarballs', () => {
   it.concurrent.each(STRICT_PROGRAMS)(
     'type-check the README apps and every entry point: %s, strict, with skipLibCheck off',
     async (program) => {
-      await tsc(`tsconfig.${program}.json`)
+      await tsc(`tsconfig.${program}.json`, OTHERS_ERRORS[program])
     },
     600_000,
   )
