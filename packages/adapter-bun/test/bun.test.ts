@@ -304,6 +304,8 @@ const differences = {
   awaitsCloseAnswer: false,
   // server.stop() stops listening first: a new connection is refused.
   listensDuringShutdown: false,
+  // Bun's maxPayloadLength (the server's largest maxMessageSize) is checked on the header.
+  refusesOversizedEarly: true,
 }
 
 conformanceSuite({

@@ -39,6 +39,7 @@ conformanceSuite({
     closeReachesSendingPeer: true,
     // server.close() stops listening first: a new connection is refused.
     listensDuringShutdown: false,
+    refusesOversizedEarly: true,
     publishBound: true,
   },
 })

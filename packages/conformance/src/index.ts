@@ -21,6 +21,7 @@ import { connScenarios } from './scenarios/conn.js'
 import { eventControllerScenarios } from './scenarios/events.js'
 import { faultScenarios } from './scenarios/faults.js'
 import { kitScenarios } from './scenarios/kit.js'
+import { messageLimitScenarios } from './scenarios/limits.js'
 import { shutdownScenarios } from './scenarios/shutdown.js'
 import { topicScenarios } from './scenarios/topics.js'
 import { upgradeScenarios } from './scenarios/upgrade.js'
@@ -146,6 +147,7 @@ export function conformanceSuite(target: Target): void {
     } else {
       describe('network only', () => {
         wireScenarios(harness as () => NetworkHarness)
+        messageLimitScenarios(harness as () => NetworkHarness)
         clientScenarios(harness as () => NetworkHarness)
       })
     }

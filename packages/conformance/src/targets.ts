@@ -93,6 +93,13 @@ export interface RuntimeDifferences {
    * does not wait for it.
    */
   silentAbandonedUpgrade?: boolean
+  /**
+   * The runtime checks the length a frame's header announces against `maxMessageSize` and
+   * closes with 1009 before the payload arrives. Where false (Deno, workerd buffer the whole
+   * message first, up to their own limits of 64 MiB and 32 MiB), the message is held whole in
+   * memory before the core refuses it with 1009.
+   */
+  refusesOversizedEarly: boolean
 }
 
 /** A server running the conformance app. */
@@ -153,6 +160,7 @@ export const memoryTarget: MemoryTarget = Object.freeze({
     closeReachesSendingPeer: true,
     publishBound: true,
     listensDuringShutdown: true,
+    refusesOversizedEarly: true,
   }),
 })
 
