@@ -371,6 +371,7 @@ export function createWebSocketHandler(
         link.refused = new RangeError(
           `A route's maxPublishBuffer (${request.maxPublishBuffer} bytes) is not below Bun's backpressureLimit (${backpressureLimit} bytes), so a slow subscriber would lose messages instead of being closed with 1008: raise backpressureLimit above it with createWebSocketHandler({ backpressureLimit }) or serve(app, { websocket: { backpressureLimit } }), or lower that upgrader's maxPublishBuffer.`,
         )
+        request.abandon()
         ws.close(CloseCode.InternalError, InternalErrorMessage)
         return
       }
