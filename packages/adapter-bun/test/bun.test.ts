@@ -401,8 +401,8 @@ describe('Bun adapter: the documented entry', () => {
   })
 
   it('waits for Bun to drain instead of letting it drop messages (send returns -1, then drain)', async () => {
-    // 400 × 64 KiB is 25 MiB, over Bun's 16 MiB backpressureLimit: sends that did not wait for
-    // the drain handler would make Bun drop messages.
+    // 400 × 64 KiB is 25 MiB, over the default 5 MiB backpressureLimit: sends that did not wait
+    // for the drain handler would make Bun drop messages.
     const id = uniqueId('flood')
     const count = 400
     const size = 64 * 1024
@@ -440,7 +440,7 @@ describe('Bun adapter: the documented entry', () => {
   })
 
   it('rejects the send Bun dropped past backpressureLimit with the close error, not as sent (issue 11 #6)', async () => {
-    // 512 × 64 KiB sends nobody awaits, to a peer that reads nothing: past Bun's 16 MiB
+    // 512 × 64 KiB sends nobody awaits, to a peer that reads nothing: past the default 5 MiB
     // backpressureLimit, Bun drops one (send() returns 0) and the connection is torn down.
     const id = uniqueId('drop')
     const peer = await rawPeer(server.port, `/bun/drop?id=${id}`)
