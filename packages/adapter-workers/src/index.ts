@@ -17,7 +17,9 @@
  *   platform ends it;
  * - no `bufferedAmount`: it reads 0, so `conn.send()` resolves at once (no outbound back-pressure);
  * - no pause: inbound data beyond `maxInboundBuffer` closes the connection with 1008;
- * - no `ping()`: `conn.canPing` is false.
+ * - no `ping()`: `conn.canPing` is false;
+ * - permessage-deflate is refused by default (`Sec-WebSocket-Extensions: none` on the 101): see
+ *   the README's "Compression".
  * @module
  */
 
@@ -48,6 +50,23 @@ const NO_STATUS_RECEIVED = 1005
 const ABNORMAL_CLOSURE = 1006
 /** How workerd names the close code of a protocol error, e.g. "protocolError.statusCode = 1002". */
 const PROTOCOL_ERROR_CODE = /protocolError\.statusCode = (\d{4})/
+
+/**
+ * @internal The `Sec-WebSocket-Extensions` of every 101 the adapter makes: no
+ * permessage-deflate offer. Given one, workerd negotiates only what it holds with the client's
+ * offer, so nothing: it sends no extension header of its own and takes no compressed frame.
+ * Without one, workerd accepts the client's permessage-deflate offer as it is, and a 31 KB
+ * compressed frame then inflates to 31 MiB before any limit of ours sees it.
+ */
+export const NO_EXTENSIONS = 'none'
+
+/** @internal The headers of a 101: the core's, the chosen subprotocol, no extension. */
+export function switchingHeaders(request: UpgradeRequest): Headers {
+  const headers = new Headers(request.headers)
+  if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
+  headers.set('Sec-WebSocket-Extensions', NO_EXTENSIONS)
+  return headers
+}
 
 /** @internal workerd's `WebSocketPair`, or a clear error outside workerd. */
 export function webSocketPair(): WebSocketPairConstructor {
@@ -179,12 +198,10 @@ function upgrade(c: Context, request: UpgradeRequest): Response {
 
   keepAlive(c, events.ended)
 
-  const headers = new Headers(request.headers)
-  if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
   return new Response(null, {
     status: 101,
     webSocket: client,
-    headers,
+    headers: switchingHeaders(request),
   } as ResponseInit)
 }
 

@@ -33,7 +33,7 @@ import {
   type Upgrader,
 } from '@handshake/core'
 import type { Context, ExecutionContext, Hono } from 'hono'
-import { answerClose, faultCode, webSocketPair, workersAdapter } from './index.js'
+import { answerClose, faultCode, switchingHeaders, webSocketPair, workersAdapter } from './index.js'
 
 // --- types ---
 
@@ -294,8 +294,7 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     const ws = server as unknown as HibernatableWebSocket
     const routedAs = objectUrl === request.url ? undefined : objectUrl
     this.#sockets.set(ws, request.open(this.#socket(ws, routedAs)))
-    const headers = new Headers(request.headers)
-    if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
+    const headers = switchingHeaders(request)
     return new Response(null, { status: 101, webSocket: client, headers } as ResponseInit)
   }
 

@@ -148,6 +148,19 @@ describe('HandshakeObject with an event controller', () => {
   })
 })
 
+describe('HandshakeObject and permessage-deflate', () => {
+  it('refuses it by default for a hibernatable socket, though the client offers it', async () => {
+    const peer = await RawPeer.connect(worker.url, '/rooms/r11/ws?name=alice', {
+      headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' },
+      answerPings: false,
+    })
+    openPeers.add(peer)
+    expect(peer.headers.get('sec-websocket-extensions')).toBeNull()
+    peer.send('who')
+    expect(await text(peer)).toBe('you are alice')
+  })
+})
+
 describe('HandshakeObject with a serve controller', () => {
   it('serves it with accept(), as a plain Worker does', async () => {
     const peer = await RawPeer.connect(worker.url, '/rooms/s1/serve', {})

@@ -100,4 +100,19 @@ app.get('/workers/record/:id', (c) => {
 })
 
 // Only the default export: workerd takes every named export of the main module as an entrypoint.
+// An app that wants permessage-deflate after all: it names it on the 101, after the upgrade.
+const echo = upgrade({
+  async serve(conn: Conn) {
+    for await (const message of conn) await conn.send(message.data)
+  },
+})
+app.get(
+  '/workers/deflate',
+  async (c, next) => {
+    await next()
+    c.res.headers.set('Sec-WebSocket-Extensions', 'permessage-deflate')
+  },
+  echo,
+)
+
 export default app
