@@ -1,4 +1,5 @@
 import { Hono } from 'hono'
+import { mount } from 'hono/mount'
 import { secureHeaders } from 'hono/secure-headers'
 import { describe, expect, it, vi } from 'vitest'
 import {
@@ -7,6 +8,7 @@ import {
   type Controller,
   type ControllerWithHooks,
   chooseSubprotocol,
+  findUpgrader,
   isSameOrigin,
   Upgrader,
   upgrade,
@@ -193,5 +195,46 @@ describe('upgrade errors', () => {
     const peer = await connect(app)
     expect(peer.response.status).toBe(101)
     expect(peer.response.headers.get('x-content-type-options')).toBe('nosniff')
+  })
+})
+
+describe('findUpgrader(): the route of a woken socket, however Hono composed it (issue 18 #17)', () => {
+  const controller = { message() {} }
+
+  it('sees through app.route() of a sub-app with its own onError', () => {
+    const upgrader = new Upgrader(controller)
+    const sub = new Hono().onError((err, c) => c.text(err.message, 500))
+    sub.get('/ws', upgrader.handler())
+    const app = new Hono().route('/rooms', sub)
+    expect(findUpgrader(app, 'http://localhost/rooms/ws')).toBe(upgrader)
+  })
+
+  it('finds it under basePath() and behind middleware, running none of it', () => {
+    const based = new Upgrader(controller)
+    const guarded = new Upgrader(controller)
+    const middleware = vi.fn(async (_c: unknown, next: () => Promise<void>) => next())
+    const app = new Hono()
+    app.basePath('/api').get('/ws', based.handler())
+    app.use('/guarded/*', middleware)
+    app.get('/guarded/ws', middleware, guarded.handler())
+    expect(findUpgrader(app, 'http://localhost/api/ws')).toBe(based)
+    expect(findUpgrader(app, 'http://localhost/guarded/ws?x=1')).toBe(guarded)
+    expect(middleware).not.toHaveBeenCalled()
+  })
+
+  it('reaches a sub-app mounted with mount() through one marked GET that upgrades nothing', () => {
+    const mounted = new Upgrader(controller)
+    const sub = new Hono().get('/ws', mounted.handler())
+    const app = new Hono()
+    app.mount('/mounted', sub.fetch)
+    app.all('/helper/*', mount(sub.fetch))
+    expect(findUpgrader(app, 'http://localhost/mounted/ws')).toBe(mounted)
+    expect(findUpgrader(app, 'http://localhost/helper/ws')).toBe(mounted)
+  })
+
+  it('finds nothing for a route without upgrade()', () => {
+    const app = new Hono().get('/plain', (c) => c.text('plain'))
+    expect(findUpgrader(app, 'http://localhost/plain')).toBeUndefined()
+    expect(findUpgrader(app, 'http://localhost/missing')).toBeUndefined()
   })
 })
