@@ -79,6 +79,24 @@ function chat(storage: DurableObjectState['storage']): EventControllerWithHooks<
         }
         return conn.send(`subscribed to ${conn.topics.size}`)
       }
+      // A value V8 holds in a longer form than serializedSize() assumes: a field that once held
+      // a fraction keeps a double representation, so V8 writes a later 1 in 9 bytes, not 2.
+      // The count passes; workerd refuses first, and the object reports it as the same RangeError.
+      if (text === 'doubles') {
+        const points = Array.from({ length: 200 }, () => {
+          const point = { n: 0.5 }
+          point.n = 1
+          return point
+        })
+        conn.data = { ...conn.data, points } as never
+        try {
+          for (let i = 0; i < 127; i++)
+            await conn.subscribe(`${String(i).padStart(3, '0')}${'t'.repeat(120)}`)
+        } catch (err) {
+          return conn.send(`${(err as Error).name}: ${(err as Error).message}`)
+        }
+        return conn.send(`subscribed to ${conn.topics.size}`)
+      }
       if (text === 'bye') return conn.close(4000, 'server says bye')
       if (text === 'fail') throw new Error('message failed on purpose')
       conn.publish(conn.data.room, `${conn.data.name}: ${text}`)

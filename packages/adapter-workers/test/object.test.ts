@@ -233,6 +233,16 @@ describe('the budgets, as workerd measures them (its own serialization, not JSON
     expect(await text(alice)).toBe('you are alice')
   })
 
+  it("reports workerd's own refusal as the documented RangeError when V8 writes a value longer than counted", async () => {
+    const alice = await join('r12', 'alice')
+    alice.send('doubles')
+    expect(await text(alice)).toMatch(
+      /^RangeError: The connection's state could not be stored with the socket \(A WebSocket 'attachment' cannot be larger than 16384 bytes/,
+    )
+    alice.send('who')
+    expect(await text(alice)).toBe('you are alice')
+  })
+
   it("refuses topics past 16 KiB to workerd with the documented RangeError, not workerd's own", async () => {
     const alice = await join('r10', 'alice')
     alice.send('euro topics')
