@@ -347,8 +347,14 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * arrive in order, once. It works whether or not this connection subscribes to the topic.
    * @param topic - the topic
    * @param data - a string (text) or the exact bytes of a `Uint8Array` view (binary)
+   * @throws TypeError for a name that is not a non-empty string of well-formed Unicode, and
+   *   RangeError for one over `maxTopicLength` UTF-8 bytes, as {@link Conn.subscribe} refuses them
    */
   publish(topic: string, data: MessageData): void {
+    // The name bound holds for publishes too: a client that names rooms would otherwise hand
+    // the backplane (a Redis channel, its per-topic counts) a name of any length.
+    const refused = topicNameError(topic, this.#limits.maxTopicLength)
+    if (refused) throw refused
     this.#home.topics.publishFrom(this, topic, data)
   }
 

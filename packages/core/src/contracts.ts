@@ -298,8 +298,9 @@ export interface UpgradeOptions {
    */
   maxTopicsPerConnection?: number
   /**
-   * The longest topic name `conn.subscribe()` accepts, in UTF-8 bytes. A longer one rejects
-   * with a `RangeError` and nothing changes.
+   * The longest topic name `conn.subscribe()` and `conn.publish()` accept, in UTF-8 bytes. A
+   * longer one is refused with a `RangeError` (`subscribe()` rejects, `publish()` throws) and
+   * nothing changes.
    * @defaultValue 256
    */
   maxTopicLength?: number
