@@ -26,8 +26,9 @@ export interface RedisBackplaneOptions {
    * being restored), publishes are dropped and counted in
    * {@link RedisBackplane.droppedPublishes} instead of queued without bound. The bound is
    * fair: no topic, and no connection, holds more than half of what the others leave of it
-   * (and of {@link RedisBackplaneOptions.maxPendingBytes}); the one past its share is the one
-   * whose publishes are dropped.
+   * (and of {@link RedisBackplaneOptions.maxPendingBytes}), and within a topic no connection
+   * holds more than half of what the topic's other connections leave of the topic's share; the
+   * one past its share is the one whose publishes are dropped.
    * @defaultValue 10000
    */
   maxPendingPublishes?: number
@@ -118,7 +119,7 @@ export class RedisBackplane implements Backplane {
   #pending = 0
   #pendingBytes = 0
   /** The pending publishes per topic, and per publishing connection. */
-  readonly #byTopic = new Map<string, Share>()
+  readonly #byTopic = new Map<string, TopicShare>()
   readonly #byOrigin = new Map<object, Share>()
   #dropped = 0
   /** Every publish so far: a topic's count starts from it, above any number it used before. */
@@ -247,14 +248,19 @@ export class RedisBackplane implements Backplane {
     const size = message.length
     const byTopic = this.#byTopic.get(topic)
     const byOrigin = origin === undefined ? undefined : this.#byOrigin.get(origin)
+    const inTopic = origin === undefined ? undefined : byTopic?.origins.get(origin)
     const refused =
       this.#pending >= this.#maxPending || this.#pendingBytes + size > this.#maxPendingBytes
         ? 'all'
-        : !this.#withinShare(byTopic, size)
-          ? `the topic "${topic}"`
-          : origin !== undefined && !this.#withinShare(byOrigin, size)
-            ? 'one connection'
-            : undefined
+        : // Within its topic first: a connection that floods a room is refused before the room
+          // is full, so that its roommates' publishes still find room.
+          byTopic && !this.#withinTopicShare(byTopic, inTopic, size)
+          ? 'one connection'
+          : !this.#withinShare(byTopic, size)
+            ? `the topic "${topic}"`
+            : origin !== undefined && !this.#withinShare(byOrigin, size)
+              ? 'one connection'
+              : undefined
     if (refused) {
       this.#dropped++
       // One error per episode: a flood of drops must not cost a stack trace each.
@@ -271,12 +277,20 @@ export class RedisBackplane implements Backplane {
     }
     this.#pending++
     this.#pendingBytes += size
-    const topicShare = hold(this.#byTopic, topic, byTopic, size)
+    const topicShare = byTopic ?? ({ count: 0, bytes: 0, origins: new Map() } satisfies TopicShare)
+    if (!byTopic) this.#byTopic.set(topic, topicShare)
+    topicShare.count++
+    topicShare.bytes += size
     const originShare =
       origin === undefined ? undefined : hold(this.#byOrigin, origin, byOrigin, size)
+    const inTopicShare =
+      origin === undefined ? undefined : hold(topicShare.origins, origin, inTopic, size)
     const answered = () => {
       this.#pending--
       this.#pendingBytes -= size
+      if (origin !== undefined && inTopicShare) {
+        release(topicShare.origins, origin, inTopicShare, size)
+      }
       release(this.#byTopic, topic, topicShare, size)
       if (origin !== undefined && originShare) release(this.#byOrigin, origin, originShare, size)
     }
@@ -304,6 +318,23 @@ export class RedisBackplane implements Backplane {
     return (
       2 * count <= this.#maxPending - (this.#pending - share.count) &&
       2 * bytes <= this.#maxPendingBytes - (this.#pendingBytes - share.bytes)
+    )
+  }
+
+  /**
+   * Whether one more publish of `size` by a connection keeps it within its share of its topic's
+   * share: at most half of what the topic's other connections leave of the most the topic may
+   * hold (half of what the other topics leave). So one connection alone in a room takes at most
+   * a quarter of each bound, and its roommates still find room. A connection with nothing
+   * pending in the topic is always within it.
+   */
+  #withinTopicShare(topic: TopicShare, inTopic: Share | undefined, size: number): boolean {
+    if (!inTopic) return true
+    const topicCount = (this.#maxPending - (this.#pending - topic.count)) / 2
+    const topicBytes = (this.#maxPendingBytes - (this.#pendingBytes - topic.bytes)) / 2
+    return (
+      2 * (inTopic.count + 1) <= topicCount - (topic.count - inTopic.count) &&
+      2 * (inTopic.bytes + size) <= topicBytes - (topic.bytes - inTopic.bytes)
     )
   }
 
@@ -496,6 +527,11 @@ export class RedisBackplane implements Backplane {
 interface Share {
   count: number
   bytes: number
+}
+
+/** What one topic holds of the pending publishes, and what each connection holds of that. */
+interface TopicShare extends Share {
+  readonly origins: Map<object, Share>
 }
 
 /** Counts a publish in its holder's share; returns the share. */

@@ -358,6 +358,29 @@ describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
     }
   })
 
+  it("the pending budget is fair per connection within a room: a noisy client cannot drop its roommates' messages", async () => {
+    const small = await startInstance(kind, redis.url, { maxPendingPublishes: 1000 })
+    try {
+      const shared = newTopic('shared')
+      const onB = await joinRoom(b, shared)
+      const flooder = await joinRoom(small, shared)
+      const talker = await joinRoom(small, shared)
+      await redis.command('CLIENT', 'PAUSE', '1000', 'ALL')
+      for (let i = 0; i < 5000; i++) flooder.peer.send(`${i}`)
+      await until(() => small.backplane.droppedPublishes > 0, 5000, 'the flood to be bounded')
+      for (let i = 0; i < 5; i++) talker.peer.send(`quiet ${i}`)
+      await until(() => small.backplane.pendingPublishes === 0, 10_000, 'the pending publishes')
+      await sleep(200)
+      // The flooder, not its roommate, is the one past its share.
+      expect(onB.received.filter((m) => String(m).startsWith('quiet'))).toEqual(
+        Array.from({ length: 5 }, (_, i) => `quiet ${i}`),
+      )
+      expectInOrderOnce(onB.received.filter((m) => !String(m).startsWith('quiet')))
+    } finally {
+      await small.stop()
+    }
+  })
+
   it("a flooded subscriber past Redis's pub/sub output limit is cut by Redis, then restored", async () => {
     await redis.command('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 64kb 32kb 1')
     const topic = newTopic('flood')
