@@ -227,6 +227,9 @@ export class RedisBackplane implements Backplane {
   /** Unsubscribes from the topic's channel. */
   unsubscribe(topic: string): Promise<void> {
     this.#wanted.delete(topic)
+    // Counts are kept for wanted topics only (see #receive): whatever the session's state, an
+    // outage included, nothing is kept for a topic no local connection holds.
+    this.#heard.delete(topic)
     if (this.#closed) return settled
     return this.#converge(topic).catch((err) => {
       // Closing the backplane ends the unsubscriptions in flight too, with the connection that
@@ -345,6 +348,7 @@ export class RedisBackplane implements Backplane {
   async close(): Promise<void> {
     this.#closed = true
     this.#wanted.clear()
+    this.#heard.clear()
     const session = this.#session
     this.#session = undefined
     if (session) {
@@ -397,10 +401,7 @@ export class RedisBackplane implements Backplane {
       session.subscribed.add(topic)
     } else if (!wanted && session.subscribed.has(topic)) {
       session.subscribed.delete(topic)
-      this.#heard.delete(topic)
       await session.connection.unsubscribe(channel)
-      // Messages that came before the confirmation counted nothing worth keeping.
-      if (!this.#wanted.has(topic)) this.#heard.delete(topic)
     }
   }
 
@@ -447,6 +448,9 @@ export class RedisBackplane implements Backplane {
   #receive(channel: string, message: string): void {
     const topic = topicOf(this.#prefix, channel)
     if (topic === undefined) return
+    // A topic no local connection holds (its UNSUBSCRIBE is on its way) has nobody to deliver
+    // to, and keeps no count: one left during an outage would otherwise keep its count forever.
+    if (!this.#wanted.has(topic)) return
     const decoded = decode(this.instanceId, message)
     if (decoded.kind !== 'message') return
     let heard = this.#heard.get(topic)

@@ -188,6 +188,31 @@ describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
     console.log(`${kind}: subscribers killed: ${JSON.stringify(measured)}`)
   })
 
+  it('a topic left during an outage keeps no count of what it heard: no false gap when it is held again', async () => {
+    const topic = newTopic('left')
+    const first = await joinRoom(b, topic)
+    a.topics.publish(topic, 'before')
+    await first.receive(1)
+    const restoredA = a.nextRestore()
+    const restoredB = b.nextRestore()
+    await redis.kill()
+    await until(() => b.errors.length > 0, 5000, "B's report")
+    // The last connection leaves while the subscriber connection is down.
+    first.peer.close(1000)
+    await first.peer.closed
+    await until(() => b.topics.subscribers(topic) === 0, 2000, 'the leave')
+    await redis.restart()
+    await Promise.all([restoredA, restoredB])
+    // Published while nobody on B holds the topic: B is not subscribed, and misses nothing.
+    for (let i = 0; i < 10; i++) a.topics.publish(topic, `unheard ${i}`)
+    await a.app.client.ping()
+    const again = await joinRoom(b, topic)
+    a.topics.publish(topic, 'after')
+    expect(await again.receive(1)).toEqual(['after'])
+    expect(b.backplane.gaps).toBe(0)
+    expect(b.backplane.missedMessages).toBe(0)
+  })
+
   it('after an outage, the topics are subscribed again in batches, not one SUBSCRIBE each', async () => {
     // 2,000 topics on A: 16 connections of 125 topics each.
     const label = newTopic('batch')
