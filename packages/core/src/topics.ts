@@ -286,7 +286,8 @@ export class Topics extends EventTarget {
    *
    * await topics.useBackplane(redisBackplane({ client: new Redis(redisUrl) }))
    * ```
-   * @throws Error when a backplane is already in use
+   * @throws Error when a backplane is already in use; the backplane's own error when it fails
+   *   to start, and then this Topics has no backplane (another one may be given)
    */
   async useBackplane(backplane: Backplane): Promise<void> {
     if (this.#backplane) {
@@ -303,7 +304,14 @@ export class Topics extends EventTarget {
       },
       topics: () => this.names(),
     }
-    await backplane.start(sink)
+    try {
+      await backplane.start(sink)
+    } catch (err) {
+      // A backplane that refused to start (one given to another Topics already, say) is not
+      // this Topics' own: keeping it would subscribe, unsubscribe and close on its owner's behalf.
+      if (this.#backplane === backplane) this.#backplane = undefined
+      throw err
+    }
     for (const [topic, entry] of this.#topics) entry.confirmed = this.#subscribeRemote(topic)
   }
 
