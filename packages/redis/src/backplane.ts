@@ -89,8 +89,9 @@ interface Session {
  *   {@link RedisBackplane.gaps} and {@link RedisBackplane.missedMessages}.
  * - Faults: when the subscriber connection is lost (Redis killed or restarted, the connection
  *   killed, Redis cutting a subscriber that fell past its output buffer limit), or a publish
- *   fails or is dropped, the error is reported once per outage (the Topics `onError`, else its
- *   logger) and never thrown. Local delivery goes on. The backplane then opens a new
+ *   fails or is dropped (except one dropped because its connection is past its share, which is
+ *   that client's doing: counted only), the error is reported once per outage (the Topics
+ *   `onError`, else its logger) and never thrown. Local delivery goes on. The backplane then opens a new
  *   subscriber connection itself, at once and then at growing intervals up to
  *   {@link RedisBackplaneOptions.maxReconnectDelay}, subscribes it to every topic still held,
  *   waits for a round trip on the app's client, and tells the Topics, which fires `'restore'`.
@@ -266,6 +267,10 @@ export class RedisBackplane implements Backplane {
               : undefined
     if (refused) {
       this.#dropped++
+      // A connection past its share is that client's doing, not the engine's fault: counted,
+      // never reported, so that a client cannot fire the app's onError and its 'restore'
+      // listeners (nor hold off a restore) whenever it floods.
+      if (refused === 'one connection') return
       // One error per episode: a flood of drops must not cost a stack trace each.
       if (this.#restoring) this.#faults++
       else
@@ -273,7 +278,7 @@ export class RedisBackplane implements Backplane {
           new Error(
             refused === 'all'
               ? `Redis left ${this.#pending} publishes (${this.#pendingBytes} characters) unanswered: publishes are dropped until it catches up (maxPendingPublishes, maxPendingBytes)`
-              : `Redis left ${this.#pending} publishes (${this.#pendingBytes} characters) unanswered, and ${refused} holds its share of them: its publishes are dropped until Redis catches up, the others go on (maxPendingPublishes, maxPendingBytes)`,
+              : `Redis left ${this.#pending} publishes (${this.#pendingBytes} characters) unanswered, and ${refused} holds its share of them: its publishes are dropped until Redis catches up, the other topics' go on (maxPendingPublishes, maxPendingBytes)`,
           ),
         )
       return

@@ -406,6 +406,30 @@ describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
     }
   })
 
+  it('a connection past its share is no outage: nothing reported, no restore, however often it floods', async () => {
+    const small = await startInstance(kind, redis.url, { maxPendingPublishes: 1000 })
+    try {
+      const shared = newTopic('bursts')
+      const onB = await joinRoom(b, shared)
+      const flooder = await joinRoom(small, shared)
+      // Redis is healthy: each burst outruns its replies, and the flooder is past its share.
+      for (let burst = 0; burst < 5; burst++) {
+        for (let i = 0; i < 3000; i++) flooder.peer.send(`${burst * 3000 + i}`)
+        await sleep(300)
+      }
+      await until(() => small.backplane.pendingPublishes === 0, 10_000, 'the pending publishes')
+      await sleep(500)
+      expect(small.backplane.droppedPublishes).toBeGreaterThan(0)
+      // Otherwise a client would fire the app's onError and its 'restore' listeners at will.
+      expect(small.errors).toEqual([])
+      expect(small.restores).toEqual([])
+      expect(small.backplane.healthy).toBe(true)
+      expect(onB.received.length).toBe(15_000 - small.backplane.droppedPublishes)
+    } finally {
+      await small.stop()
+    }
+  })
+
   it("a flooded subscriber past Redis's pub/sub output limit is cut by Redis, then restored", async () => {
     await redis.command('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 64kb 32kb 1')
     const topic = newTopic('flood')
