@@ -3,8 +3,14 @@
  * send raw HTTP, and read the server's report.
  * @module
  */
-import { Connections, type ShutdownOptions } from '@handshake/core'
-import { connect, type TestPeer, UpgradeRejectedError } from '@handshake/core/testing'
+import type { ShutdownOptions } from '@handshake/core'
+import { createHub } from '@handshake/core/adapter'
+import {
+  connect,
+  request as kitRequest,
+  type TestPeer,
+  UpgradeRejectedError,
+} from '@handshake/core/testing'
 import type { Hono } from 'hono'
 import { createConformanceApp, type ServerReport } from './app.js'
 import { type HttpAnswer, type RawRequest, rawRequest } from './http.js'
@@ -349,8 +355,8 @@ function kitPeer(peer: TestPeer): ControlledPeer {
 export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarness {
   const app = createConformanceApp()
   const peers = new Peers()
-  // The "server": the registry its connections join, for its shutdown.
-  const connections = new Connections()
+  // The "server": the hub its connections join, and its HTTP routes reach.
+  const hub = createHub()
   const connectKit = async (path: string, options: DialOptions = {}) => {
     try {
       return await connect(app, path, {
@@ -358,7 +364,7 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
         protocols: options.protocols,
         answerClose: options.answerClose,
         endsInClose: options.endsInClose,
-        connections,
+        hub,
       })
     } catch (err) {
       if (!(err instanceof UpgradeRejectedError)) throw err
@@ -382,22 +388,24 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
     dial,
     dialControlled: dial,
     dialPaused,
-    fetch: async (path, init) => app.request(`http://localhost${path}`, init),
+    fetch: (path, init) => kitRequest(app, path, init, { hub }),
     async request(path, request = {}) {
       const headers = new Headers(request.headers)
       if (!headers.has('host')) headers.set('Host', 'localhost')
-      const response = await app.request(`http://localhost${path}`, {
-        method: request.method ?? 'GET',
-        headers,
-      })
+      const response = await kitRequest(
+        app,
+        path,
+        { method: request.method ?? 'GET', headers },
+        { hub },
+      )
       return { status: response.status, headers: response.headers, body: await response.text() }
     },
     async report(id) {
-      const response = await app.request(`http://localhost/report/${encodeURIComponent(id)}`)
+      const response = await kitRequest(app, `/report/${encodeURIComponent(id)}`, {}, { hub })
       if (response.status === 404) return undefined
       return (await response.json()) as ServerReport
     },
-    shutdown: (options) => connections.shutdown(options),
+    shutdown: (options) => hub.connections.shutdown(options),
     cleanup: () => peers.dropAll(),
     stop: async () => {},
   }

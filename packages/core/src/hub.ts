@@ -3,7 +3,7 @@
  * @module
  */
 import type { Context } from 'hono'
-import { Connections } from './connections.js'
+import { Connections, type ShutdownOptions } from './connections.js'
 import { adapterFor, missingAdapterError } from './port.js'
 import { Topics, type TopicsOptions } from './topics.js'
 
@@ -18,6 +18,34 @@ export interface Hub {
   readonly topics: Topics
   /** The hub's open connections, and their graceful shutdown. */
   readonly connections: Connections
+}
+
+/** The address a server listens on. */
+export interface ServerAddress {
+  /** The interface's address, such as `127.0.0.1`. */
+  readonly hostname: string
+  /** The port; the one the system chose when `0` was asked for. */
+  readonly port: number
+}
+
+/**
+ * What `serve(app, options)` returns on Node, Bun and Deno: a hub that listens. Its
+ * {@link HandshakeServer.shutdown} closes its own connections gracefully, then stops the server.
+ * @typeParam S - the runtime's own server
+ */
+export interface HandshakeServer<S = unknown> extends Hub {
+  /** Where the server listens. */
+  readonly address: ServerAddress
+  /** The runtime's own server, for what Handshake does not cover. */
+  readonly server: S
+  /**
+   * Shuts down gracefully, once however often it is called, and resolves by `timeout`: new
+   * upgrades get 503, every open connection of this hub gets one close frame (1001
+   * `Server shutting down` by default), the server stops listening, and what is left at the
+   * deadline is torn down. It rejects with a `RangeError`, before anything is closed, when `code`
+   * or `reason` may not be sent. Other hubs are not affected.
+   */
+  shutdown(options?: ShutdownOptions): Promise<void>
 }
 
 /**
