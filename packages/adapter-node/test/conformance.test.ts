@@ -11,10 +11,16 @@ import { serve } from '../src/index.js'
 conformanceSuite({
   name: 'node',
   async start() {
-    const running = await serve(createConformanceApp(), { port: 0, hostname: '127.0.0.1' })
+    const app = createConformanceApp()
+    const running = await serve(app, { port: 0, hostname: '127.0.0.1' })
+    // The same app on a second server of this process: a second hub.
+    const sibling = await serve(app, { port: 0, hostname: '127.0.0.1' })
     return {
       url: `http://127.0.0.1:${running.address.port}`,
-      stop: () => running.shutdown({ timeout: 5000 }),
+      sibling: `http://127.0.0.1:${sibling.address.port}`,
+      stop: async () => {
+        await Promise.all([running.shutdown({ timeout: 5000 }), sibling.shutdown({ timeout: 5000 })])
+      },
       shutdown: (options) => running.shutdown(options),
       // In this process: readable after the server stopped listening.
       report: async (id) => findReport(id),

@@ -112,6 +112,12 @@ export interface RuntimeDifferences {
 export interface RunningServer {
   /** Its base URL: `http://127.0.0.1:PORT`. */
   url: string
+  /**
+   * The base URL of a second server of the same process (Node, Bun, Deno) or a second Durable
+   * Object (workerd), serving the same app: a second hub, for the isolation scenarios. It stops
+   * with the first.
+   */
+  sibling: string
   /** Stops it and releases the port. */
   stop(): Promise<void>
   /**
@@ -201,6 +207,11 @@ export interface Harness {
   report(id: string): Promise<ServerReport | undefined>
   /** Shuts the server down gracefully: see {@link RunningServer.shutdown}. */
   shutdown(options?: ShutdownOptions): Promise<void>
+  /**
+   * The same app on a second hub (a second server of the process, a second Durable Object): it
+   * shares nothing with this one, and its shutdown is not this one's.
+   */
+  readonly sibling: Pick<Harness, 'dial' | 'fetch'>
   /** Drops every connection the scenarios left open. */
   cleanup(): Promise<void>
   /** Stops the server. */
@@ -263,6 +274,7 @@ class Peers {
 export async function networkHarness(target: NetworkTarget): Promise<NetworkHarness> {
   const server = await target.start()
   const url = server.url.replace(/\/$/, '')
+  const sibling = server.sibling.replace(/\/$/, '')
   const peers = new Peers()
   const dialWith = async (
     client: Exclude<ClientKind, 'memory'>,
@@ -296,6 +308,10 @@ export async function networkHarness(target: NetworkTarget): Promise<NetworkHarn
       return (await response.json()) as ServerReport
     },
     shutdown: (options) => server.shutdown(options),
+    sibling: {
+      dial: async (path, options) => peers.track(await connectWs(sibling, path, options)),
+      fetch: (path, init) => fetch(`${sibling}${path}`, init),
+    },
     cleanup: () => peers.dropAll(),
     stop: () => server.stop(),
   }
@@ -355,16 +371,17 @@ function kitPeer(peer: TestPeer): ControlledPeer {
 export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarness {
   const app = createConformanceApp()
   const peers = new Peers()
-  // The "server": the hub its connections join, and its HTTP routes reach.
+  // The "server": the hub its connections join, and its HTTP routes reach; and a second one.
   const hub = createHub()
-  const connectKit = async (path: string, options: DialOptions = {}) => {
+  const siblingHub = createHub()
+  const connectTo = async (path: string, options: DialOptions, to: typeof hub) => {
     try {
       return await connect(app, path, {
         headers: options.headers,
         protocols: options.protocols,
         answerClose: options.answerClose,
         endsInClose: options.endsInClose,
-        hub,
+        hub: to,
       })
     } catch (err) {
       if (!(err instanceof UpgradeRejectedError)) throw err
@@ -372,6 +389,7 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
       throw new PeerUpgradeRejected(status, headers, await err.response.text())
     }
   }
+  const connectKit = (path: string, options: DialOptions = {}) => connectTo(path, options, hub)
   const dial = async (path: string, options?: DialOptions) =>
     peers.track(kitPeer(await connectKit(path, options)))
   const dialPaused = async (path: string): Promise<PausedPeer> => {
@@ -406,6 +424,11 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
       return (await response.json()) as ServerReport
     },
     shutdown: (options) => hub.connections.shutdown(options),
+    sibling: {
+      dial: async (path, options = {}) =>
+        peers.track(kitPeer(await connectTo(path, options, siblingHub))),
+      fetch: (path, init) => kitRequest(app, path, init, { hub: siblingHub }),
+    },
     cleanup: () => peers.dropAll(),
     stop: async () => {},
   }
