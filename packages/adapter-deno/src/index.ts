@@ -395,7 +395,7 @@ installAdapter(adapter)
 
 /**
  * Serves a Hono app on Deno, and resolves to the server once it listens: a hub of its own
- * (`getHub(c)` in its routes, and `conn.hub`), whose {@link HandshakeServer.shutdown} closes
+ * (`getHub(c)` in its routes, and `conn.hub`), whose `shutdown()` closes
  * every connection through its close handshake before stopping the server.
  *
  * @example

@@ -22,9 +22,9 @@ import {
   type Adapter,
   type HandshakeServer as CoreServer,
   createHub,
-  type ServerAddress,
   HUB,
   installAdapter,
+  type ServerAddress,
   type UpgradeRequest,
 } from '@handshake/core/adapter'
 import { createAdaptorServer, type ServerType } from '@hono/node-server'

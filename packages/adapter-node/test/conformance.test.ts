@@ -19,7 +19,10 @@ conformanceSuite({
       url: `http://127.0.0.1:${running.address.port}`,
       sibling: `http://127.0.0.1:${sibling.address.port}`,
       stop: async () => {
-        await Promise.all([running.shutdown({ timeout: 5000 }), sibling.shutdown({ timeout: 5000 })])
+        await Promise.all([
+          running.shutdown({ timeout: 5000 }),
+          sibling.shutdown({ timeout: 5000 }),
+        ])
       },
       shutdown: (options) => running.shutdown(options),
       // In this process: readable after the server stopped listening.

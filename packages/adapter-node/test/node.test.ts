@@ -10,7 +10,14 @@ import { type Context, Hono } from 'hono'
 import { WebSocket as UndiciWebSocket } from 'undici'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
-import { attach, type HandshakeServer, hub, type ServeOptions, serve, type WebSockets } from '../src/index.js'
+import {
+  attach,
+  type HandshakeServer,
+  hub,
+  type ServeOptions,
+  serve,
+  type WebSockets,
+} from '../src/index.js'
 
 // --- the app ---
 

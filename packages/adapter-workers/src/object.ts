@@ -251,10 +251,7 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     const { handshake: _, objectUrl, ...snapshot } = attachment
     try {
       const upgrader = this.#upgraderFor(objectUrl ?? snapshot.url)
-      this.#sockets.set(
-        ws,
-        upgrader.wake(this.#socket(ws, objectUrl), snapshot, this),
-      )
+      this.#sockets.set(ws, upgrader.wake(this.#socket(ws, objectUrl), snapshot, this))
     } catch (err) {
       console.error('A hibernated WebSocket could not be woken:', err)
       answerClose(ws, 1011, 'Internal server error')

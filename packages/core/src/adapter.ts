@@ -22,7 +22,7 @@ export {
   isEventController,
   MESSAGE_OVERHEAD_BYTES,
 } from './contracts.js'
-export { createHub, HUB, type HandshakeServer, type ServerAddress } from './hub.js'
+export { createHub, type HandshakeServer, HUB, type ServerAddress } from './hub.js'
 export {
   ADAPTER,
   type Adapter,
