@@ -4,7 +4,7 @@ import { serve } from '@handshake/node'
 import { fanoutApp } from '../fanout-app.mjs'
 import { announce, stats } from './_util.mjs'
 
-const server = await serve(fanoutApp(stats), { port: 0, hostname: '127.0.0.1' })
+const server = await serve(fanoutApp(stats), { port: 0, hostname: '127.0.0.1', onListen() {} })
 if (process.env.REDIS_URL) {
   const { redisBackplane } = await import('@handshake/redis')
   const { Redis } = await import('ioredis')

@@ -11,7 +11,11 @@ import { redisBackplane } from '@handshake/redis'
 import { Redis } from 'ioredis'
 import { app, rollCallAfterOutage } from './app.ts'
 
-const server = await serve(app, { hostname: '127.0.0.1', port: Number(process.env.PORT ?? 3000) })
+const server = await serve(app, {
+  hostname: '127.0.0.1',
+  port: Number(process.env.PORT ?? 3000),
+  onListen() {}, // the line below says more
+})
 const redisUrl = process.env.REDIS_URL
 const redis = redisUrl ? new Redis(redisUrl) : undefined
 if (redis) {

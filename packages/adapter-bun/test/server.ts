@@ -53,7 +53,7 @@ async function start(): Promise<{ port: number | undefined }> {
     }
     case 'serve-default':
       // serve() with no hostname: where it listens and what it prints (issue 18 #29).
-      return serve(app, { port: 0 })
+      return (await serve(app, { port: 0 })).address
     case 'no-websocket':
       return Bun.serve({ ...listen, fetch: app.fetch })
     case 'lost-server':

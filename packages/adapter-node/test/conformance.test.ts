@@ -12,9 +12,10 @@ conformanceSuite({
   name: 'node',
   async start() {
     const app = createConformanceApp()
-    const running = await serve(app, { port: 0, hostname: '127.0.0.1' })
+    const listen = { port: 0, hostname: '127.0.0.1', onListen() {} }
+    const running = await serve(app, listen)
     // The same app on a second server of this process: a second hub.
-    const sibling = await serve(app, { port: 0, hostname: '127.0.0.1' })
+    const sibling = await serve(app, listen)
     return {
       url: `http://127.0.0.1:${running.address.port}`,
       sibling: `http://127.0.0.1:${sibling.address.port}`,

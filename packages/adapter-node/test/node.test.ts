@@ -225,7 +225,12 @@ function makeApp(): Hono {
 async function start(
   options: Partial<ServeOptions> = {},
 ): Promise<{ server: HandshakeServer; port: number }> {
-  const server = await serve(makeApp(), { port: 0, hostname: '127.0.0.1', ...options })
+  const server = await serve(makeApp(), {
+    port: 0,
+    hostname: '127.0.0.1',
+    onListen() {},
+    ...options,
+  })
   return { server, port: server.address.port }
 }
 
@@ -662,10 +667,9 @@ describe('the graceful shutdown, as Node names it', () => {
 describe('the address serve() listens on (issue 18 #29)', () => {
   it('is 127.0.0.1 by default, as on Bun and Deno, and the line it prints names it', async () => {
     const log = vi.spyOn(console, 'log').mockImplementation(() => {})
-    const server = serve({ fetch: makeApp().fetch, port: 0 })
+    const server = await serve(makeApp(), { port: 0 })
     try {
-      await once(server, 'listening')
-      const { address, port } = server.address() as AddressInfo
+      const { hostname: address, port } = server.address
       expect(address).toBe('127.0.0.1')
       expect(log.mock.calls).toEqual([[`Listening on http://127.0.0.1:${port}/`]])
       // Every 127.x address is loopback: a server on every interface would accept 127.0.0.2.
