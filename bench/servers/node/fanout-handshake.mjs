@@ -1,15 +1,13 @@
-// Fan-out on Handshake, Node: `conn.subscribe` and `conn.publish`. With REDIS_URL, the topics use
-// the Redis backplane of @handshake/redis, so the publishes reach the other instances.
-import { topics } from '@handshake/core'
+// Fan-out on Handshake, Node: `conn.subscribe` and `conn.publish`. With REDIS_URL, the server's
+// topics use the Redis backplane of @handshake/redis, so the publishes reach the other instances.
 import { serve } from '@handshake/node'
 import { fanoutApp } from '../fanout-app.mjs'
 import { announce, stats } from './_util.mjs'
 
+const server = await serve(fanoutApp(stats), { port: 0, hostname: '127.0.0.1', onListen() {} })
 if (process.env.REDIS_URL) {
   const { redisBackplane } = await import('@handshake/redis')
   const { Redis } = await import('ioredis')
-  await topics.useBackplane(redisBackplane({ client: new Redis(process.env.REDIS_URL) }))
+  await server.topics.useBackplane(redisBackplane({ client: new Redis(process.env.REDIS_URL) }))
 }
-serve({ fetch: fanoutApp(stats).fetch, port: 0, hostname: '127.0.0.1' }, (info) =>
-  announce(info.port),
-)
+announce(server.address.port)

@@ -3,6 +3,5 @@ import { serve } from '@handshake/node'
 import { echoApp } from '../echo-app.mjs'
 import { announce, stats } from './_util.mjs'
 
-serve({ fetch: echoApp(stats).fetch, port: 0, hostname: '127.0.0.1' }, (info) =>
-  announce(info.port),
-)
+const server = await serve(echoApp(stats), { port: 0, hostname: '127.0.0.1', onListen() {} })
+announce(server.address.port)

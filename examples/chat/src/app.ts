@@ -36,7 +36,7 @@ import {
   type EventController,
   isCloseError,
   type Message,
-  topics,
+  type Topics,
   upgrade,
 } from '@handshake/core'
 import { type Context, Hono } from 'hono'
@@ -137,12 +137,17 @@ export class ChatController implements EventController<Member>, ErrorHandler {
   }
 }
 
-// After a backplane outage, messages published elsewhere meanwhile (joins, leaves) never
-// arrived here: every room held here asks its members to list themselves again.
-topics.addEventListener('restore', () => {
-  const rollcall = JSON.stringify({ type: 'rollcall' } satisfies ServerEvent)
-  for (const topic of topics.names()) topics.publish(topic, rollcall)
-})
+/**
+ * After a backplane outage, messages published elsewhere meanwhile (joins, leaves) never
+ * arrived here: every room held here asks its members to list themselves again. Call it once
+ * for the server's topics (`server.topics`) when they get a backplane.
+ */
+export function rollCallAfterOutage(topics: Topics): void {
+  topics.addEventListener('restore', () => {
+    const rollcall = JSON.stringify({ type: 'rollcall' } satisfies ServerEvent)
+    for (const topic of topics.names()) topics.publish(topic, rollcall)
+  })
+}
 
 function checkName(name: string): string | undefined {
   if (name === '') return 'A name is required: connect to /ws/<room>?name=<your name>'

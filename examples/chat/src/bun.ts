@@ -6,13 +6,13 @@
 import { serve } from '@handshake/bun'
 import { app, MAX_MESSAGE_BYTES } from './app.ts'
 
-const server = serve(app, {
+const server = await serve(app, {
   hostname: '127.0.0.1',
   port: Number(process.env.PORT ?? 3000),
   // Bun refuses bigger messages itself (1009) before buffering them whole.
   websocket: { maxMessageSize: MAX_MESSAGE_BYTES },
+  onListen: ({ port }) => console.log(`Chat running at http://127.0.0.1:${port}/`),
 })
-console.log(`Chat running at http://127.0.0.1:${server.port}/`)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {

@@ -6,22 +6,24 @@
  * every process that shares that Redis: run as many as you like, on any ports or machines.
  * @module
  */
-import { topics } from '@handshake/core'
 import { serve } from '@handshake/node'
 import { redisBackplane } from '@handshake/redis'
 import { Redis } from 'ioredis'
-import { app } from './app.ts'
+import { app, rollCallAfterOutage } from './app.ts'
 
+const server = await serve(app, {
+  hostname: '127.0.0.1',
+  port: Number(process.env.PORT ?? 3000),
+  onListen() {}, // the line below says more
+})
 const redisUrl = process.env.REDIS_URL
 const redis = redisUrl ? new Redis(redisUrl) : undefined
-if (redis) await topics.useBackplane(redisBackplane({ client: redis }))
-
-const server = serve(
-  { fetch: app.fetch, hostname: '127.0.0.1', port: Number(process.env.PORT ?? 3000) },
-  (info) =>
-    console.log(
-      `Chat running at http://127.0.0.1:${info.port}/${redis ? ` (rooms shared through ${redisUrl})` : ''}`,
-    ),
+if (redis) {
+  rollCallAfterOutage(server.topics)
+  await server.topics.useBackplane(redisBackplane({ client: redis }))
+}
+console.log(
+  `Chat running at http://127.0.0.1:${server.address.port}/${redis ? ` (rooms shared through ${redisUrl})` : ''}`,
 )
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -30,7 +32,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     server
       .shutdown()
       .then(async () => {
-        await topics.closeBackplane()
+        await server.topics.closeBackplane()
         await redis?.quit()
       })
       .then(

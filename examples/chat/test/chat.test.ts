@@ -1,5 +1,5 @@
-import { CloseError, topics } from '@handshake/core'
-import { connect, hibernatable, type TestPeer } from '@handshake/core/testing'
+import { CloseError } from '@handshake/core'
+import { connect, hibernatable, hub, type TestPeer } from '@handshake/core/testing'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   app,
@@ -8,14 +8,19 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_NAME_LENGTH,
   MAX_TEXT_LENGTH,
+  rollCallAfterOutage,
   roomTopic,
   type ServerEvent,
 } from '../src/app.ts'
 
+// The rooms are topics of the kit's hub, shared by the tests (as a server's are).
+const { topics } = hub
+rollCallAfterOutage(topics)
+
 const peers: TestPeer[] = []
 let rooms = 0
 
-/** A room no other test uses: the rooms are topics of the isolate, shared by the tests. */
+/** A room no other test uses: the rooms are topics of the kit's hub, shared by the tests. */
 function freshRoom(): string {
   rooms += 1
   return `room-${rooms}`

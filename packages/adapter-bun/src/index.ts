@@ -8,27 +8,29 @@
  * export default { fetch: app.fetch, websocket }
  * ```
  *
+ * This default export is the short form. {@link serve} is the long one, the same on Node, Bun and
+ * Deno: `const server = await serve(app, { port: 3000 })`.
+ *
  * Importing the package installs the adapter. Each upgrade calls `server.upgrade()` with data
  * that links the Bun socket to its own `Conn`, so one server hosts any number of controllers on
- * any number of routes, all through the one {@link websocket} handler object.
+ * any number of routes, all through the one {@link websocket} handler object. Each Bun server is
+ * a hub of its own, whichever form started it: `getHub(c)` and `conn.hub` are its topics and
+ * connections, and its topics fan out through its own tree only.
  * @module
  */
+import { CloseCode, type Hub, InternalErrorMessage, type ShutdownOptions } from '@handshake/core'
 import {
-  ADAPTER,
   type Adapter,
-  CloseCode,
-  Connections,
+  type HandshakeServer as CoreServer,
+  createHub,
   DEFAULT_SHUTDOWN_TIMEOUT,
   defaultSettings,
-  InternalErrorMessage,
   installAdapter,
-  connections as isolateConnections,
   type RuntimeSocket,
-  type ShutdownOptions,
   type SocketEvents,
   type TopicTree,
   type UpgradeRequest,
-} from '@handshake/core'
+} from '@handshake/core/adapter'
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from 'bun'
 import type { Context } from 'hono'
 
@@ -91,11 +93,8 @@ export interface ServeOptions
   onListen?: (addr: { hostname: string; port: number }) => void
 }
 
-/** A Bun server started by {@link serve}, with a graceful {@link HandshakeServer.shutdown}. */
-export interface HandshakeServer extends Server<HandshakeSocketData> {
-  /** The graceful shutdown of this server: see {@link shutdown}. */
-  shutdown(options?: ShutdownOptions): Promise<void>
-}
+/** A Bun server started by {@link serve}: its hub, its address and its shutdown. */
+export type HandshakeServer = CoreServer<Server<HandshakeSocketData>>
 
 /** An app whose `fetch` Bun can call: a Hono app, or anything with the same `fetch`. */
 export interface Fetchable {
@@ -225,9 +224,33 @@ function bunServerOf(env: unknown): Server<HandshakeSocketData> | undefined {
     : undefined
 }
 
+// --- hubs ---
+
+const hubs = new WeakMap<Server<HandshakeSocketData>, Hub>()
+
+/**
+ * The hub of requests that reach the app with no Bun server (`app.request()` in a test). Every
+ * Bun server has a hub of its own: `getHub(c)` returns it.
+ */
+export const hub: Hub = createHub()
+
+/** The hub of a Bun server: made on its first request, or by {@link serve}. */
+function hubOf(server: Server<HandshakeSocketData>): Hub {
+  let own = hubs.get(server)
+  if (!own) {
+    own = createHub()
+    hubs.set(server, own)
+  }
+  return own
+}
+
 /** The Bun adapter. Installed when this module is imported; apps never need it directly. */
-export const bunAdapter: Adapter = {
+export const adapter: Adapter = {
   name: 'bun',
+  hub(c: Context): Hub {
+    const server = bunServerOf(c.env)
+    return server ? hubOf(server) : hub
+  },
   upgrade(c: Context, request: UpgradeRequest): Response {
     const server = bunServerOf(c.env)
     if (!server) {
@@ -270,7 +293,7 @@ export const bunAdapter: Adapter = {
   },
 }
 
-installAdapter(bunAdapter)
+installAdapter(adapter)
 
 function linkOf(ws: BunSocket): Link | undefined {
   const data: unknown = ws.data
@@ -426,29 +449,24 @@ export const websocket: WebSocketHandler<HandshakeSocketData> = createWebSocketH
 
 // --- server ---
 
-/** The registry of a server's connections: its own when {@link serve} started it. */
-function registryOf(server: Server<HandshakeSocketData>): Connections {
-  return (server as { [ADAPTER]?: Adapter })[ADAPTER]?.connections ?? isolateConnections
-}
-
 /**
- * Shuts a Bun server down gracefully: the core's `Connections.shutdown`, with "stop listening"
- * being `server.stop()`. New upgrades get 503, every open connection gets one close frame (1001
- * `Server shutting down` by default), and it resolves once every frame is written. Bun then
- * keeps each TCP connection until its peer answers; at `options.timeout` (10 s by default) the
- * server stops for good, dropping whatever is still open. It rejects with a `RangeError`, before
- * anything is closed, when `code` or `reason` may not be sent.
+ * Shuts a Bun server down gracefully: its hub's `Connections.shutdown`, with "stop listening"
+ * being `server.stop()`. New upgrades get 503, every open connection of this server gets one
+ * close frame (1001 `Server shutting down` by default), and it resolves once every frame is
+ * written. Bun then keeps each TCP connection until its peer answers; at `options.timeout` (10 s
+ * by default) the server stops for good, dropping whatever is still open. It rejects with a
+ * `RangeError`, before anything is closed, when `code` or `reason` may not be sent. Other
+ * servers of the process are not affected.
  *
- * A server started by {@link serve} has its own registry. One started with `Bun.serve` and the
- * {@link websocket} handler shares the process's (`connections` from `@handshake/core`), so
- * this closes the connections of every such server of the process.
+ * For a server started with `Bun.serve` and the {@link websocket} handler; one started by
+ * {@link serve} has it as `server.shutdown()`.
  */
 export async function shutdown(
   server: Server<HandshakeSocketData>,
   options?: ShutdownOptions,
 ): Promise<void> {
   const deadline = Date.now() + (options?.timeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
-  await registryOf(server).shutdown(options, () => server.stop())
+  await hubOf(server).connections.shutdown(options, () => server.stop())
   // Bun reports each end as soon as its close frame and FIN are written, while the peer may not
   // have read them. Stopping for good now would close sockets holding unread data, and the
   // kernel would answer with a reset that can destroy the close frame: wait for the deadline.
@@ -458,18 +476,18 @@ export async function shutdown(
 }
 
 /**
- * Starts `Bun.serve` with the app and the Handshake `websocket` handler, and returns the server
- * with a graceful {@link HandshakeServer.shutdown} and a registry of its own. It listens on
- * 127.0.0.1 unless `hostname` says otherwise, and prints where (`Listening on
- * http://127.0.0.1:3000/`) unless `onListen` is given.
+ * Starts `Bun.serve` with the app and the Handshake `websocket` handler, and resolves to the
+ * server: a hub of its own, with its address and a graceful `shutdown()`. The same
+ * `serve(app, options)` as on Node and Deno. It listens on 127.0.0.1 unless `hostname` says
+ * otherwise, and prints where (`Listening on http://127.0.0.1:3000/`) unless `onListen` is given.
  *
  * @example
  * ```ts
- * const server = serve(app, { port: 3000, websocket: { idleTimeout: 60 } })
+ * const server = await serve(app, { port: 3000, websocket: { idleTimeout: 60 } })
  * process.on('SIGTERM', () => server.shutdown())
  * ```
  */
-export function serve(app: Fetchable, options: ServeOptions = {}): HandshakeServer {
+export async function serve(app: Fetchable, options: ServeOptions = {}): Promise<HandshakeServer> {
   const { websocket: websocketOptions, onListen, ...serveOptions } = options
   const hostname = serveOptions.hostname ?? '127.0.0.1'
   const server = Bun.serve({
@@ -478,17 +496,19 @@ export function serve(app: Fetchable, options: ServeOptions = {}): HandshakeServ
     fetch: (request, server) => app.fetch(request, server),
     websocket: createWebSocketHandler(websocketOptions),
   } as Serve.Options<HandshakeSocketData>) as Server<HandshakeSocketData>
+  const own = hubOf(server)
   // The address it listens on: Bun's `server.hostname` says `localhost` for every interface.
-  const addr = { hostname, port: server.port ?? 0 }
-  if (onListen) onListen(addr)
+  const address = { hostname, port: server.port ?? 0 }
+  if (onListen) onListen(address)
   else
     console.log(
-      `Listening on http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${addr.port}/`,
+      `Listening on http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${address.port}/`,
     )
-  // Bun passes the server as the Hono env: the core finds this server's adapter on it.
-  const own: Adapter = { ...bunAdapter, connections: new Connections() }
-  return Object.assign(server, {
-    [ADAPTER]: own,
+  return {
+    address,
+    server,
+    topics: own.topics,
+    connections: own.connections,
     shutdown: (shutdownOptions?: ShutdownOptions) => shutdown(server, shutdownOptions),
-  })
+  }
 }

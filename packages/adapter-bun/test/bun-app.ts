@@ -2,7 +2,7 @@
  * Routes for the Bun-only tests, mounted under `/bun` beside the conformance app.
  * @module
  */
-import { type CloseError, type Conn, topics, upgrade } from '@handshake/core'
+import { type CloseError, type Conn, getHub, upgrade } from '@handshake/core'
 import type { Server } from 'bun'
 import { Hono } from 'hono'
 
@@ -61,7 +61,10 @@ export function createBunTestApp(): Hono {
   app.get('/native-subscribers/:topic', (c) => {
     const topic = c.req.param('topic')
     const server = c.env as Server<unknown>
-    return c.json({ native: server.subscriberCount(topic), handshake: topics.subscribers(topic) })
+    return c.json({
+      native: server.subscriberCount(topic),
+      handshake: getHub(c).topics.subscribers(topic),
+    })
   })
   // Sends `n` messages of `size` bytes without awaiting them, to a peer that reads nothing, and
   // records each outcome and whether the connection ended inside that very send() (Bun dropped

@@ -32,6 +32,8 @@ interface BunServer {
   readonly child: ChildProcess
   readonly port: number
   readonly http: string
+  /** The same app on a second server of the same form, in the same process: a second hub. */
+  readonly sibling: string | undefined
   readonly ws: string
   /** Everything the child wrote, for assertions and for failure messages. */
   output(): string
@@ -74,10 +76,12 @@ async function startBun(mode = 'entry'): Promise<BunServer> {
       reject(new Error(`Bun exited with ${code} before listening:\n${output}`))
     })
   })
+  const sibling = /SIBLING (\d+)/.exec(output)?.[1]
   return {
     child,
     port,
     http: `http://127.0.0.1:${port}`,
+    sibling: sibling && `http://127.0.0.1:${sibling}`,
     ws: `ws://127.0.0.1:${port}`,
     output: () => output,
     stop: () => stopChild(child),
@@ -315,6 +319,7 @@ conformanceSuite({
     const server = await startBun('serve')
     return {
       url: server.http,
+      sibling: server.sibling as string,
       stop: server.stop,
       shutdown: (options) => server.control.shutdown(options),
       report: (id) => server.control.report(id),
@@ -666,6 +671,30 @@ describe("Bun adapter: topics through Bun's own tree", () => {
       await eventually(async () => ((await holders(topic)).native === 1 ? true : undefined)),
     ).toBe(true)
     expect(await holders(topic)).toEqual({ native: 1, handshake: 1 })
+  })
+
+  it('gives each server of the documented entry its own hub: a publish on one never reaches the other', async () => {
+    const topic = uniqueId('hubs')
+    const sibling = (server.sibling as string).replace('http', 'ws')
+    const here = await connect(`${server.ws}/topic/${topic}`)
+    const there = await connect(`${sibling}/topic/${topic}`)
+    expect(await here.next()).toBe('joined')
+    expect(await there.next()).toBe('joined')
+    const post = (base: string, body: string) =>
+      fetch(`${base}/publish/${topic}`, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'text/plain' },
+      }).then((response) => response.json())
+    // Through this server's tree only: Bun's native namespace is per server, and so is the hub.
+    expect(await post(server.http, 'here')).toEqual({ subscribers: 1 })
+    expect(await post(server.sibling as string, 'there')).toEqual({ subscribers: 1 })
+    expect(await here.next()).toBe('here')
+    expect(await there.next()).toBe('there')
+    await post(server.http, 'end')
+    expect(await here.next()).toBe('end')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(there.messages).toEqual([])
   })
 
   it("leaves Bun's tree alone with slowSubscriber 'drop': the core sends, and counts", async () => {

@@ -10,22 +10,25 @@
  * Deno.serve({ port: 8000 }, app.fetch)
  * ```
  *
- * Use {@link serve} instead when you want a graceful shutdown that closes every connection with
- * 1001 first and waits for the peers.
+ * That is the short form: its connections and the app's routes share the package's default
+ * {@link hub}. Use {@link serve} (the same `serve(app, options)` as on Node and Bun) for a server
+ * that is a hub of its own, with a graceful shutdown that closes every connection with 1001
+ * first and waits for the peers.
  * @module
  */
+import { CloseCode, type Hub, type ShutdownOptions } from '@handshake/core'
 import {
   ADAPTER,
   type Adapter,
-  CloseCode,
-  Connections,
+  type HandshakeServer as CoreServer,
+  createHub,
   DEFAULT_SHUTDOWN_TIMEOUT,
+  HUB,
   installAdapter,
   type RuntimeSocket,
-  type ShutdownOptions,
   type SocketEvents,
   type UpgradeRequest,
-} from '@handshake/core'
+} from '@handshake/core/adapter'
 import type { Context } from 'hono'
 
 export type { ShutdownOptions } from '@handshake/core'
@@ -44,7 +47,7 @@ interface DenoServeHandlerInfo {
 }
 
 /** The part of Deno's `HttpServer` this package uses. */
-interface DenoHttpServer {
+export interface DenoHttpServer {
   readonly addr: DenoAddr
   readonly finished: Promise<void>
   shutdown(): Promise<void>
@@ -68,8 +71,8 @@ interface DenoNamespace {
   ): DenoHttpServer
 }
 
-/** Options of {@link DenoAdapter}. */
-export interface DenoAdapterOptions {
+/** Options of {@link serve}. */
+export interface ServeOptions {
   /**
    * Deno's `idleTimeout`, in seconds: Deno pings an idle peer on its own and, when no pong comes
    * back within this time, closes the connection with 1001 (the Conn ends with 1006). 0 turns it
@@ -77,10 +80,6 @@ export interface DenoAdapterOptions {
    * @defaultValue undefined (Deno's default, 30 s)
    */
   idleTimeout?: number
-}
-
-/** Options of {@link serve}. */
-export interface ServeOptions extends DenoAdapterOptions {
   /** @defaultValue 8000 */
   port?: number
   /**
@@ -97,32 +96,20 @@ export interface ServeOptions extends DenoAdapterOptions {
   onListen?: (addr: DenoAddr) => void
 }
 
-/** The handle {@link serve} returns. */
-export interface DenoServer {
-  /** The address the server listens on. */
-  readonly addr: DenoAddr
-  /** Resolves once the server has stopped, whoever stopped it. */
-  readonly finished: Promise<void>
-  /** The adapter that serves this server's upgrades (its open connections). */
-  readonly adapter: DenoAdapter
-  /**
-   * Shuts down gracefully, and resolves by `timeout` (10 s by default) whatever the peers or the
-   * app do. New upgrades get 503; every open connection gets one close frame (1001 `Server
-   * shutting down` by default) and `serve` sees its loop end; it waits for the peers' answers.
-   * Deno keeps listening during that wait: it has no way to stop listening that leaves the open
-   * WebSockets alone. Then:
-   * - when every peer answered before the deadline, Deno's `server.shutdown()` stops listening
-   *   and lets the pending HTTP requests finish, until the deadline. A response still being
-   *   sent then (a stream that never ends) goes on after this resolves: Deno cannot cut it once
-   *   its graceful shutdown has begun. The server no longer keeps the process alive;
-   * - at the deadline, Deno cuts everything at once, the connections that never answered
-   *   included (its `signal` aborts).
-   *
-   * It rejects with a `RangeError`, before anything is closed, when `code`, `reason` or
-   * `timeout` is invalid. Only the first call acts; later calls resolve with it.
-   */
-  shutdown(options?: ShutdownOptions): Promise<void>
-}
+/**
+ * A Deno server started by {@link serve}: its hub, its address and its shutdown. Its
+ * `shutdown()` resolves by `timeout` (10 s by default) whatever the peers or the app do. New
+ * upgrades get 503; every open connection gets one close frame (1001 `Server shutting down` by
+ * default) and `serve` sees its loop end; it waits for the peers' answers. Deno keeps listening
+ * during that wait: it has no way to stop listening that leaves the open WebSockets alone. Then:
+ * - when every peer answered before the deadline, Deno's `server.shutdown()` stops listening
+ *   and lets the pending HTTP requests finish, until the deadline. A response still being sent
+ *   then (a stream that never ends) goes on after this resolves: Deno cannot cut it once its
+ *   graceful shutdown has begun. The server no longer keeps the process alive;
+ * - at the deadline, Deno cuts everything at once, the connections that never answered
+ *   included (its `signal` aborts).
+ */
+export type HandshakeServer = CoreServer<DenoHttpServer>
 
 /** The app {@link serve} serves: anything with Hono's `fetch`. */
 export interface FetchApp {
@@ -143,7 +130,7 @@ function deno(): DenoNamespace {
  * messages come from Deno's WebSocket library (fastwebsockets); unknown ones, and the end of
  * the TCP stream ("Unexpected EOF"), have no code and end the Conn as abnormal (1006).
  */
-export function faultCode(message: string): number | undefined {
+function faultCode(message: string): number | undefined {
   if (/utf-?8/i.test(message)) return CloseCode.InvalidFramePayloadData
   if (/^frame too large/i.test(message)) return CloseCode.MessageTooBig
   if (/^(invalid|reserved bits|control frame|ping frame too large|unmasked)/i.test(message)) {
@@ -153,29 +140,27 @@ export function faultCode(message: string): number | undefined {
 }
 
 /**
- * The Deno adapter: maps `Deno.upgradeWebSocket` onto the core's port. Importing the package
- * installs one ({@link denoAdapter}), whose connections join the isolate's registry;
- * {@link serve} makes its own for each server, with a registry of its own.
+ * The default hub: that of the short form (`Deno.serve(app.fetch)`), whose connections and
+ * routes share it. Each server of {@link serve} has its own.
  */
-export class DenoAdapter implements Adapter {
-  readonly name = 'deno'
-  /**
-   * This adapter's open connections, and their graceful shutdown. Optional, as in `Adapter`:
-   * `Connections | undefined` would not implement it under `exactOptionalPropertyTypes`.
-   */
-  readonly connections?: Connections
-  readonly #options: DenoAdapterOptions
+export const hub: Hub = createHub()
 
-  /**
-   * @param options - see {@link DenoAdapterOptions}
-   * @param connections - the registry its connections join; the isolate's when omitted
-   */
-  constructor(options: DenoAdapterOptions = {}, connections?: Connections) {
-    this.#options = { ...options }
-    this.connections = connections
+/**
+ * The Deno adapter: maps `Deno.upgradeWebSocket` onto the core's port. Importing the package
+ * installs one ({@link adapter}); {@link serve} makes one per server, for its `idleTimeout`.
+ */
+class DenoAdapter implements Adapter {
+  readonly name = 'deno'
+  readonly #idleTimeout: number | undefined
+
+  constructor(idleTimeout?: number) {
+    this.#idleTimeout = idleTimeout
   }
 
-  /** Upgrades a request the core has validated. Called by the core; apps never call it. */
+  hub(): Hub {
+    return hub
+  }
+
   upgrade(c: Context, request: UpgradeRequest): Response {
     const raw = c.req.raw
     // Deno releases the request once upgraded: its headers then throw "Request closed" (crossws
@@ -185,7 +170,7 @@ export class DenoAdapter implements Adapter {
     // sent as "a,b" (the ws client does) makes upgradeWebSocket throw "Protocol 'b' not in the
     // request's protocol list" (seen on Deno 2.9.6). The core chose it; the header carries it.
     const { socket, response } = deno().upgradeWebSocket(raw, {
-      idleTimeout: this.#options.idleTimeout,
+      idleTimeout: this.#idleTimeout,
     })
     c.req.raw = detached
     // Headers added to the upgrade response reach the client since Deno 2 with Deno.serve
@@ -403,15 +388,15 @@ function forward(socket: WebSocket, request: UpgradeRequest): void {
 }
 
 /** The adapter installed when the package is imported; the one `Deno.serve(app.fetch)` uses. */
-export const denoAdapter: DenoAdapter = new DenoAdapter()
-installAdapter(denoAdapter)
+export const adapter: Adapter = new DenoAdapter()
+installAdapter(adapter)
 
 // --- serve ---
 
 /**
- * Serves a Hono app on Deno with its own adapter and registry, and returns a handle whose
- * {@link DenoServer.shutdown} closes every connection through its close handshake before
- * stopping the server. The handle resolves once the server listens.
+ * Serves a Hono app on Deno, and resolves to the server once it listens: a hub of its own
+ * (`getHub(c)` in its routes, and `conn.hub`), whose `shutdown()` closes
+ * every connection through its close handshake before stopping the server.
  *
  * @example
  * ```ts
@@ -419,8 +404,9 @@ installAdapter(denoAdapter)
  * Deno.addSignalListener('SIGTERM', () => server.shutdown())
  * ```
  */
-export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<DenoServer> {
-  const adapter = new DenoAdapter({ idleTimeout: options.idleTimeout }, new Connections())
+export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<HandshakeServer> {
+  const own = createHub()
+  const serverAdapter = new DenoAdapter(options.idleTimeout)
   // Aborting cuts every connection at once: the end of a shutdown's deadline.
   const cut = new AbortController()
   let listening: (addr: DenoAddr) => void = () => {}
@@ -444,27 +430,27 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
     },
     (request, info) => {
       // Hono's env on Deno is the handler info (hono/deno's getConnInfo reads remoteAddr from
-      // it); this server's adapter rides on top of it. remoteAddr is read now because Deno
-      // releases it with the request once upgraded.
+      // it); this server's hub and adapter ride on top of it. remoteAddr is read now because
+      // Deno releases it with the request once upgraded.
       const env = Object.create(info, {
         remoteAddr: { value: info.remoteAddr, enumerable: true },
-        [ADAPTER]: { value: adapter },
+        [ADAPTER]: { value: serverAdapter },
+        [HUB]: { value: own },
       })
       return app.fetch(request, env)
     },
   )
-  const addr = await listened
+  const address = await listened
   let finished = false
   void server.finished.then(() => {
     finished = true
   })
-  const registry = adapter.connections as Connections
 
   // Deno's own shutdown answers every WebSocket with its own 1001 and cuts it at once, so it
   // runs after the core's, which waits for the peers.
   const stop = async (shutdownOptions: ShutdownOptions | undefined): Promise<void> => {
     const deadline = Date.now() + (shutdownOptions?.timeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
-    await registry.shutdown(shutdownOptions)
+    await own.connections.shutdown(shutdownOptions)
     const left = deadline - Date.now()
     if (left <= DEADLINE_REACHED_MS) {
       // A peer did not answer: its TCP connection is still open, and only the signal cuts it.
@@ -487,9 +473,10 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
 
   let stopping: Promise<void> | undefined
   return {
-    addr,
-    finished: server.finished,
-    adapter,
+    address: { hostname: address.hostname, port: address.port },
+    server,
+    topics: own.topics,
+    connections: own.connections,
     shutdown(shutdownOptions) {
       // An invalid option rejects, and a later call may try again.
       stopping ??= stop(shutdownOptions)

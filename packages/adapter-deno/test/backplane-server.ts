@@ -10,6 +10,6 @@ import { serve } from '../src/index.ts'
 
 const [redisUrl = '', client = ''] = (globalThis as unknown as { Deno: { args: string[] } }).Deno
   .args
-await useRedisBackplane(redisUrl, client)
 const server = await serve(createConformanceApp(), { port: 0, hostname: '127.0.0.1' })
-console.log(JSON.stringify({ listening: server.addr.port }))
+await useRedisBackplane(server.topics, redisUrl, client)
+console.log(JSON.stringify({ listening: server.address.port }))

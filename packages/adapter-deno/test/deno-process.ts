@@ -31,6 +31,10 @@ export type ServerLine = Record<string, unknown>
 export interface DenoProcess {
   readonly port: number
   readonly url: string
+  /** The same app on a second server of the process: a second hub. */
+  readonly sibling: string
+  /** The same app on a server whose Deno `idleTimeout` is 1 s. */
+  readonly idle: string
   readonly child: ChildProcess
   /** Every JSON line printed so far. */
   readonly lines: ServerLine[]
@@ -116,6 +120,8 @@ export async function startDeno(args: string[] = []): Promise<DenoProcess> {
     return {
       port,
       url: `http://127.0.0.1:${port}`,
+      sibling: `http://127.0.0.1:${listening.sibling}`,
+      idle: `http://127.0.0.1:${listening.idle}`,
       child,
       lines,
       output,

@@ -15,6 +15,7 @@ conformanceSuite({
     const deno = await startDeno()
     return {
       url: deno.url,
+      sibling: deno.sibling,
       stop: () => deno.stop(),
       shutdown: (options) => deno.control.shutdown(options),
       report: (id) => deno.control.report(id),
@@ -248,7 +249,7 @@ describe('@handshake/deno on the real Deno', () => {
 
   it("Deno's idleTimeout closes a peer that never answers pings; serve sees 1006", async () => {
     const id = nextId('idle')
-    const peer = await RawPeer.connect(deno.url, `/deno/idle?id=${id}`, { answerPings: false })
+    const peer = await RawPeer.connect(deno.idle, `/deno/idle?id=${id}`, { answerPings: false })
     // The raw peer never answers pings: Deno pings, then gives up after idleTimeout (1 s).
     await expect(peer.closeFrame).resolves.toMatchObject({
       code: 1001,

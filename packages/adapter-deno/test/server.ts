@@ -1,13 +1,14 @@
 /**
  * The Deno entry the tests start: `deno run test/server.ts`. It serves the conformance app plus
  * the Deno-specific routes under `/deno/`, through this package's `serve`, on 127.0.0.1 and the
- * port the OS picks. It prints one JSON line per event on stdout: `{"listening": port}` first,
+ * port the OS picks, with two more servers of the same app: a sibling (a second hub, for the
+ * suite's isolation scenario) and one with Deno's `idleTimeout` at 1 s. It prints one JSON line
+ * per event on stdout: `{"listening": port, "sibling": port, "idle": port}` first,
  * then `{"report": id, ...}` lines from the Deno routes, which the test reads. It takes the
  * suite's commands on stdin (`conformance/src/control.ts`): its shutdown, and its reports.
  * @module
  */
 import {
-  ADAPTER,
   CloseError,
   type Conn,
   type Controller,
@@ -19,7 +20,7 @@ import { Hono } from 'hono'
 // manifest unchanged); it imports only hono and @handshake/core, which resolve to the same files.
 import { createConformanceApp } from '../../conformance/src/app.ts'
 import { answerControl } from '../../conformance/src/control.ts'
-import { DenoAdapter, serve } from '../src/index.ts'
+import { serve } from '../src/index.ts'
 
 function emit(line: Record<string, unknown>): void {
   console.log(JSON.stringify(line))
@@ -141,12 +142,7 @@ deno.get(
   ),
 )
 
-// Deno's idleTimeout (1 s) through an adapter of its own, passed in this request's env.
-const idleAdapter = new DenoAdapter({ idleTimeout: 1 })
-deno.use('/idle', async (c, next) => {
-  c.env = Object.create(c.env as object, { [ADAPTER]: { value: idleAdapter } })
-  await next()
-})
+// Deno's idleTimeout: on the server of its own that has it at 1 s.
 deno.get('/idle', upgrade({ serve: (conn, c) => readToEnd(conn, c.req.query('id') ?? '') }))
 
 // An HTTP response that never ends: a chunk every 50 ms until the client leaves. It would hold
@@ -171,11 +167,11 @@ app.route('/deno', deno)
 // `default-host`: serve() with no hostname, printing where it listens (issue 18 #29); the test
 // runs it with the network allowed on 127.0.0.1 only.
 const mode = (globalThis as unknown as { Deno: { args: string[] } }).Deno.args[0]
-const server =
-  mode === 'default-host'
-    ? await serve(app, { port: 0 })
-    : await serve(app, { port: 0, hostname: '127.0.0.1', onListen() {} })
-emit({ listening: server.addr.port })
+const listen = { port: 0, hostname: '127.0.0.1', onListen() {} }
+const sibling = await serve(app, listen)
+const idle = await serve(app, { ...listen, idleTimeout: 1 })
+const server = mode === 'default-host' ? await serve(app, { port: 0 }) : await serve(app, listen)
+emit({ listening: server.address.port, sibling: sibling.address.port, idle: idle.address.port })
 
 // The suite's commands, one JSON line each on stdin: the graceful shutdown, and reports read
 // once the server no longer listens.

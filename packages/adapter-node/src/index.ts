@@ -5,24 +5,28 @@
  * import { serve } from '@handshake/node'
  * import { app } from './app.js'
  *
- * serve({ fetch: app.fetch, port: 3000, hostname: '127.0.0.1' }, (info) =>
- *   console.log(`ws://${info.address}:${info.port}/ws`),
- * )
+ * const server = await serve(app, { port: 3000, hostname: '127.0.0.1' })
+ * process.on('SIGTERM', () => server.shutdown())
  * ```
+ *
+ * Each server is a hub: `getHub(c)` in the app's routes and `conn.hub` are its topics and
+ * connections.
  * @module
  */
 import type { IncomingMessage, Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { ZlibOptions } from 'node:zlib'
+import type { Hub, ShutdownOptions } from '@handshake/core'
 import {
-  ADAPTER,
   type Adapter,
-  Connections,
+  type HandshakeServer as CoreServer,
+  createHub,
+  HUB,
   installAdapter,
-  type ShutdownOptions,
+  type ServerAddress,
   type UpgradeRequest,
-} from '@handshake/core'
+} from '@handshake/core/adapter'
 import { createAdaptorServer, type ServerType } from '@hono/node-server'
 import type { Context } from 'hono'
 import { WebSocketServer } from 'ws'
@@ -79,17 +83,33 @@ type NodeServerOptions = Parameters<typeof createAdaptorServer>[0]
 type WithoutWebSocket<T> = T extends unknown ? Omit<T, 'websocket'> : never
 
 /**
- * Options of {@link serve}: those of `@hono/node-server`'s `serve` (`fetch`, `port`,
- * `hostname`, `serverOptions`, `createServer`...) except its own `websocket`, plus
- * {@link WebSocketOptions}. `hostname` defaults to `'127.0.0.1'` here, as in the Bun and Deno
- * adapters' `serve`: pass `'0.0.0.0'` (or `'::'`) to listen on every interface.
+ * Options of {@link serve}: those of `@hono/node-server`'s `serve` (`port`, `hostname`,
+ * `serverOptions`, `createServer`...) except `fetch` (the app's) and its own `websocket`, plus
+ * {@link WebSocketOptions} and `onListen`. `hostname` defaults to `'127.0.0.1'` here, as in the
+ * Bun and Deno adapters' `serve`: pass `'0.0.0.0'` (or `'::'`) to listen on every interface.
  */
-export type ServeOptions = WithoutWebSocket<NodeServerOptions> & WebSocketOptions
+export type ServeOptions = Omit<WithoutWebSocket<NodeServerOptions>, 'fetch'> &
+  WebSocketOptions & {
+    /**
+     * Called once the server listens, with its address (the real port when `port` is 0).
+     * @defaultValue prints `Listening on http://<hostname>:<port>/`, as Bun's and Deno's do
+     */
+    onListen?: (address: ServerAddress) => void
+  }
 
-/** The WebSocket side of a Node server: its open connections and its graceful shutdown. */
-export interface WebSockets {
-  /** The server's open connections (the core's registry): `size`, and each `Conn`. */
-  readonly connections: Connections
+/** The app {@link serve} serves: a Hono app, or anything with the same `fetch`. */
+export interface FetchApp {
+  fetch(request: Request, env: never): unknown
+}
+
+/** A Node server started by {@link serve}: its own hub, its address and its shutdown. */
+export type HandshakeServer = CoreServer<ServerType>
+
+/**
+ * The WebSocket side of a server given to {@link attach}: the hub its connections join (the
+ * package's {@link hub}), and the graceful shutdown.
+ */
+export interface WebSockets extends Hub {
   /** How many WebSocket connections are open. */
   readonly size: number
   /**
@@ -103,14 +123,6 @@ export interface WebSockets {
   shutdown(options?: ShutdownOptions): Promise<void>
   /** Stops answering the server's `upgrade` events. Open connections are left as they are. */
   detach(): void
-}
-
-/** The Node server that {@link serve} returns: `@hono/node-server`'s, with WebSockets wired in. */
-export type HandshakeServer = ServerType & {
-  /** The server's WebSocket connections. */
-  readonly websockets: WebSockets
-  /** The graceful shutdown of {@link WebSockets.shutdown}, for the whole server. */
-  shutdown(options?: ShutdownOptions): Promise<void>
 }
 
 /**
@@ -137,13 +149,19 @@ interface PendingUpgrade {
 }
 
 /**
- * The Node adapter. {@link serve} and {@link attach} install it, and give each server its own
- * copy with its own registry; it needs the request to come through one of them. It accepts the
- * upgrade and answers with a placeholder response carrying the 101's headers: once the app has
- * answered, `ws` writes the real 101.
+ * The default hub: that of {@link attach}'s servers, and of requests that came through no
+ * server of {@link serve}.
+ */
+export const hub: Hub = createHub()
+
+/**
+ * The Node adapter. {@link serve} and {@link attach} install it; it needs the request to come
+ * through one of them. It accepts the upgrade and answers with a placeholder response carrying
+ * the 101's headers: once the app has answered, `ws` writes the real 101.
  */
 export const adapter: Adapter = {
   name: 'node',
+  hub: () => hub,
   upgrade(c: Context, request: UpgradeRequest): Response {
     const env = c.env as { [PENDING]?: PendingUpgrade } | undefined
     const pending = env && typeof env === 'object' ? env[PENDING] : undefined
@@ -176,8 +194,8 @@ const HANDSHAKE_HEADERS = new Set([
 const ignore = () => {}
 
 class Attachment implements WebSockets {
-  readonly connections = new Connections()
-  readonly #adapter: Adapter = { ...adapter, connections: this.connections }
+  readonly topics: Hub['topics']
+  readonly connections: Hub['connections']
   readonly #server: ServerType
   readonly #fetch: FetchCallback
   readonly #options: WebSocketOptions
@@ -190,7 +208,9 @@ class Attachment implements WebSockets {
   readonly #answering = new Set<Duplex>()
   readonly #close: Server['close']
 
-  constructor(server: ServerType, fetch: FetchCallback, options: WebSocketOptions) {
+  constructor(server: ServerType, fetch: FetchCallback, options: WebSocketOptions, own: Hub) {
+    this.topics = own.topics
+    this.connections = own.connections
     this.#server = server
     this.#fetch = fetch
     this.#options = options
@@ -252,7 +272,7 @@ class Attachment implements WebSockets {
       return writeResponse(socket, new Response(null, { status: 400 }), method)
     }
     const pending: PendingUpgrade = {}
-    const env = { incoming, outgoing: undefined, [PENDING]: pending, [ADAPTER]: this.#adapter }
+    const env = { incoming, outgoing: undefined, [PENDING]: pending, [HUB]: this as Hub }
     let response: unknown
     try {
       response = await this.#fetch(request, env)
@@ -349,6 +369,9 @@ class Attachment implements WebSockets {
  * server.listen(3000, '127.0.0.1')
  * process.on('SIGTERM', () => websockets.shutdown())
  * ```
+ *
+ * Its connections join the package's default {@link hub}, which `getHub(c)` also returns in the
+ * server's HTTP routes (they come through your listener, which names no hub).
  * @param server - an `http` or `https` server (HTTP/2 has no upgrade)
  * @param fetch - the app's fetch, `app.fetch`
  * @param options - see {@link WebSocketOptions}
@@ -360,57 +383,59 @@ export function attach(
   options: WebSocketOptions = {},
 ): WebSockets {
   installAdapter(adapter)
-  return new Attachment(server, fetch, options)
+  return new Attachment(server, fetch, options, hub)
 }
 
 /**
- * Starts a Node server for a Hono app, WebSockets included: `@hono/node-server`'s `serve`,
- * with the same options and the same listening callback.
+ * Starts a Node server for a Hono app, WebSockets included, on `@hono/node-server`, and resolves
+ * once it listens. The server is a hub of its own: `getHub(c)` in the app's routes, and
+ * `conn.hub`, are its topics and connections.
  *
- * It listens on 127.0.0.1 unless `hostname` says otherwise, and without `listeningListener`
- * it prints where it listens (`Listening on http://127.0.0.1:3000/`), as the Bun and Deno
- * adapters' `serve` do. The server it returns closes gracefully: `server.shutdown(options)` and
- * `server.close(callback)` are {@link WebSockets.shutdown}.
+ * It listens on 127.0.0.1 unless `hostname` says otherwise, and without `onListen` it prints
+ * where it listens (`Listening on http://127.0.0.1:3000/`), as the Bun and Deno adapters'
+ * `serve` do.
  *
  * @example
  * ```ts
- * const server = serve({ fetch: app.fetch, port: 3000 })
+ * const server = await serve(app, { port: 3000, hostname: '127.0.0.1' })
+ * console.log(`ws://${server.address.hostname}:${server.address.port}/ws`)
  * process.on('SIGTERM', () => server.shutdown())
  * ```
- * @param options - `fetch`, `port` (default 3000), `hostname` (default `'127.0.0.1'`), and
+ * @param app - the Hono app (anything with its `fetch`)
+ * @param options - `port` (default 3000), `hostname` (default `'127.0.0.1'`), `onListen`, and
  *   {@link WebSocketOptions}
- * @param listeningListener - called once the server listens, with its address; by default, a
- *   line that says where it listens is printed
+ * @returns the server, once it listens; it rejects when it cannot listen
  */
-export function serve(
-  options: ServeOptions,
-  listeningListener?: (info: AddressInfo) => void,
-): HandshakeServer {
-  const { perMessageDeflate, shouldHandle, ...serverOptions } = options
-  const server = createAdaptorServer(serverOptions as NodeServerOptions) as Server
+export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<HandshakeServer> {
+  const { perMessageDeflate, shouldHandle, onListen, ...serverOptions } = options
+  const own = createHub()
+  const fetch = ((request: Request, env: Record<PropertyKey, unknown>) => {
+    env[HUB] = own
+    return app.fetch(request, env as never)
+  }) as unknown as FetchCallback
+  const server = createAdaptorServer({
+    ...serverOptions,
+    fetch,
+  } as unknown as NodeServerOptions) as Server
   installAdapter(adapter)
-  const websockets = new Attachment(server, options.fetch as unknown as FetchCallback, {
-    perMessageDeflate,
-    shouldHandle,
+  const websockets = new Attachment(server, fetch, { perMessageDeflate, shouldHandle }, own)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 3000, options.hostname ?? '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
   })
-  const shutdown = (shutdownOptions?: ShutdownOptions) => websockets.shutdown(shutdownOptions)
-  Object.assign(server, {
-    websockets,
-    shutdown,
-    close(callback?: (err?: Error) => void) {
-      shutdown().then(
-        () => callback?.(),
-        (err: Error) => callback?.(err),
-      )
-      return server
-    },
-  })
-  server.listen(options.port ?? 3000, options.hostname ?? '127.0.0.1', () => {
-    const info = server.address() as AddressInfo
-    if (listeningListener) listeningListener(info)
-    else console.log(`Listening on http://${hostOf(info.address)}:${info.port}/`)
-  })
-  return server as unknown as HandshakeServer
+  const { address, port } = server.address() as AddressInfo
+  if (onListen) onListen({ hostname: address, port })
+  else console.log(`Listening on http://${hostOf(address)}:${port}/`)
+  return {
+    address: { hostname: address, port },
+    server,
+    topics: own.topics,
+    connections: own.connections,
+    shutdown: (shutdownOptions?: ShutdownOptions) => websockets.shutdown(shutdownOptions),
+  }
 }
 
 /** An address as a URL writes it: an IPv6 one in brackets. */

@@ -3,7 +3,7 @@
  * @module
  */
 import type { Duplex } from 'node:stream'
-import type { RuntimeSocket, SocketEvents, UpgradeRequest } from '@handshake/core'
+import type { RuntimeSocket, SocketEvents, UpgradeRequest } from '@handshake/core/adapter'
 import type { WebSocket } from 'ws'
 
 // --- faults ---

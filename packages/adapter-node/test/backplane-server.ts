@@ -8,8 +8,10 @@ import { useRedisBackplane } from '@handshake/conformance/backplane-setup'
 import { serve } from '../src/index.js'
 
 const [redisUrl = '', client = ''] = process.argv.slice(2)
-await useRedisBackplane(redisUrl, client)
-const app = createConformanceApp()
-serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => {
-  console.log(JSON.stringify({ listening: info.port }))
+const server = await serve(createConformanceApp(), {
+  port: 0,
+  hostname: '127.0.0.1',
+  onListen() {},
 })
+await useRedisBackplane(server.topics, redisUrl, client)
+console.log(JSON.stringify({ listening: server.address.port }))

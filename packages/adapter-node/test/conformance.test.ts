@@ -3,7 +3,6 @@
  * suite's raw TCP peer. It runs in its own file, so that the memory measurements of
  * `node.test.ts` see only their own traffic.
  */
-import type { AddressInfo } from 'node:net'
 // The suite is a private workspace package that this package does not depend on yet: it is
 // imported from its source (see the package README's "Tests").
 import { conformanceSuite, createConformanceApp, findReport } from '@handshake/conformance'
@@ -13,14 +12,19 @@ conformanceSuite({
   name: 'node',
   async start() {
     const app = createConformanceApp()
-    let server: ReturnType<typeof serve> | undefined
-    const info = await new Promise<AddressInfo>((resolve) => {
-      server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, resolve)
-    })
-    const running = server as ReturnType<typeof serve>
+    const listen = { port: 0, hostname: '127.0.0.1', onListen() {} }
+    const running = await serve(app, listen)
+    // The same app on a second server of this process: a second hub.
+    const sibling = await serve(app, listen)
     return {
-      url: `http://127.0.0.1:${info.port}`,
-      stop: () => running.shutdown({ timeout: 5000 }),
+      url: `http://127.0.0.1:${running.address.port}`,
+      sibling: `http://127.0.0.1:${sibling.address.port}`,
+      stop: async () => {
+        await Promise.all([
+          running.shutdown({ timeout: 5000 }),
+          sibling.shutdown({ timeout: 5000 }),
+        ])
+      },
       shutdown: (options) => running.shutdown(options),
       // In this process: readable after the server stopped listening.
       report: async (id) => findReport(id),

@@ -10,7 +10,14 @@ import { type Context, Hono } from 'hono'
 import { WebSocket as UndiciWebSocket } from 'undici'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
-import { attach, type HandshakeServer, type ServeOptions, serve } from '../src/index.js'
+import {
+  attach,
+  type HandshakeServer,
+  hub,
+  type ServeOptions,
+  serve,
+  type WebSockets,
+} from '../src/index.js'
 
 // --- the app ---
 
@@ -218,12 +225,13 @@ function makeApp(): Hono {
 async function start(
   options: Partial<ServeOptions> = {},
 ): Promise<{ server: HandshakeServer; port: number }> {
-  const app = makeApp()
-  let server: HandshakeServer | undefined
-  const info = await new Promise<AddressInfo>((resolve) => {
-    server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1', ...options }, resolve)
+  const server = await serve(makeApp(), {
+    port: 0,
+    hostname: '127.0.0.1',
+    onListen() {},
+    ...options,
   })
-  return { server: server as HandshakeServer, port: info.port }
+  return { server, port: server.address.port }
 }
 
 async function openWs(url: string, protocols?: string[]): Promise<WebSocket> {
@@ -628,27 +636,25 @@ describe('an upgrade request to a route that is not a WebSocket (issue 11 #3)', 
 
 describe('the graceful shutdown, as Node names it', () => {
   // The shutdown itself is the conformance suite's (packages/conformance, "shutdown").
-  it('server.close(callback) is the graceful shutdown', async () => {
+  it('server.shutdown() closes its connections, then stops the Node server', async () => {
     const { server, port } = await start()
     seen.shutdownEnds = []
     const client = await openWs(`ws://127.0.0.1:${port}/shutdown`)
     await until(() => seen.shutdownEnds.length === 1)
-    expect(server.websockets.size).toBe(1)
+    expect(server.connections.size).toBe(1)
     const closed = closeOf(client)
-    await new Promise<void>((resolve, reject) =>
-      server.close((err?: Error) => (err ? reject(err) : resolve())),
-    )
+    await server.shutdown()
     expect(await closed).toEqual({ code: 1001, reason: 'Server shutting down' })
     expect(await Promise.all(seen.shutdownEnds)).toEqual(['serve ended quietly, signal: 1001'])
-    expect(server.websockets.size).toBe(0)
-    expect(server.listening).toBe(false)
+    expect(server.connections.size).toBe(0)
+    expect(server.server.listening).toBe(false)
   })
 
-  it('rejects an invalid option through close(callback) too, and keeps serving', async () => {
+  it('rejects an invalid option, and keeps serving', async () => {
     const { server, port } = await start()
     const error = await server.shutdown({ code: 1006 }).catch((err: unknown) => err)
     expect(error).toBeInstanceOf(RangeError)
-    expect(server.listening).toBe(true)
+    expect(server.server.listening).toBe(true)
     const client = await openWs(`ws://127.0.0.1:${port}/ws`)
     const echoed = nextMessage(client)
     client.send('still serving')
@@ -661,10 +667,9 @@ describe('the graceful shutdown, as Node names it', () => {
 describe('the address serve() listens on (issue 18 #29)', () => {
   it('is 127.0.0.1 by default, as on Bun and Deno, and the line it prints names it', async () => {
     const log = vi.spyOn(console, 'log').mockImplementation(() => {})
-    const server = serve({ fetch: makeApp().fetch, port: 0 })
+    const server = await serve(makeApp(), { port: 0 })
     try {
-      await once(server, 'listening')
-      const { address, port } = server.address() as AddressInfo
+      const { hostname: address, port } = server.address
       expect(address).toBe('127.0.0.1')
       expect(log.mock.calls).toEqual([[`Listening on http://127.0.0.1:${port}/`]])
       // Every 127.x address is loopback: a server on every interface would accept 127.0.0.2.
@@ -686,6 +691,7 @@ describe('attach', () => {
   let server: Server
   let port: number
   let foreign: WebSocketServer
+  let websockets: WebSockets
 
   beforeAll(async () => {
     const app = makeApp()
@@ -697,16 +703,16 @@ describe('attach', () => {
       if (request.url !== '/foreign') return
       foreign.handleUpgrade(request, socket, head, (ws) => foreign.emit('connection', ws, request))
     })
-    const websockets = attach(server, app.fetch)
+    websockets = attach(server, app.fetch)
     expect(websockets.size).toBe(0)
+    expect(websockets.connections).toBe(hub.connections)
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
     port = (server.address() as AddressInfo).port
-    Object.assign(server, { websockets })
   })
   afterAll(async () => {
     foreign.close()
-    await (server as Server & { websockets: { shutdown(): Promise<void> } }).websockets.shutdown()
+    await websockets.shutdown()
   })
 
   it('serves upgrades on a server the user made', async () => {
@@ -756,7 +762,7 @@ describe('options', () => {
   it('leaves requests that shouldHandle declines to other listeners', async () => {
     const { server, port } = await start({ shouldHandle: (incoming) => incoming.url !== '/ws' })
     const declined = new Promise<string | undefined>((resolve) =>
-      server.on('upgrade', (request, socket: Socket) => {
+      server.server.on('upgrade', (request, socket: Socket) => {
         resolve(request.url)
         socket.destroy()
       }),

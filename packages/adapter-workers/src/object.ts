@@ -19,21 +19,35 @@
 
 import { DurableObject } from 'cloudflare:workers'
 import {
+  Connections,
+  type Hub,
+  type MessageData,
+  type ShutdownOptions,
+  Topics,
+  type Upgrader,
+} from '@handshake/core'
+import {
   ADAPTER,
   type Adapter,
   assertAttachmentFits,
-  Connections,
   type ConnSnapshot,
   findUpgrader,
-  type MessageData,
+  HUB,
   type RuntimeSocket,
   type SocketEvents,
-  Topics,
   type UpgradeRequest,
-  type Upgrader,
-} from '@handshake/core'
+} from '@handshake/core/adapter'
 import type { Context, ExecutionContext, Hono } from 'hono'
-import { answerClose, faultCode, switchingHeaders, webSocketPair, workersAdapter } from './index.js'
+import { adapter as workersAdapter } from './index.js'
+import {
+  ABNORMAL_CLOSURE,
+  answerClose,
+  CLOSED,
+  faultCode,
+  OPEN,
+  switchingHeaders,
+  webSocketPair,
+} from './shared.js'
 
 // --- types ---
 
@@ -69,11 +83,6 @@ export interface ObjectNamespace {
   get(id: never): { fetch(request: never): Promise<unknown> }
 }
 
-/** `WebSocket.readyState` values the object checks. */
-const OPEN = 1
-const CLOSED = 3
-const ABNORMAL_CLOSURE = 1006
-
 const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err))
 
 function isAttachment(value: unknown): value is Attachment {
@@ -103,17 +112,20 @@ function isAttachment(value: unknown): value is Attachment {
  * - a `serve` controller is accepted as in a plain Worker (`server.accept()`): the object stays
  *   in memory while `serve` runs.
  *
- * The object has its own {@link HandshakeObject.topics} and {@link HandshakeObject.connections},
- * so a publish reaches every socket of this object, and no other's (several objects may share
- * an isolate). {@link HandshakeObject.publish} is callable over RPC from the Worker.
+ * The object is a hub of its own: its {@link HandshakeObject.topics} and
+ * {@link HandshakeObject.connections} are what `getHub(c)` returns in the app's routes inside
+ * the object, and `conn.hub` for its connections. So a publish from a route or a connection
+ * reaches every socket of this object, and no other's (several objects may share an isolate),
+ * and {@link HandshakeObject.shutdown} closes this object's sockets only.
+ * {@link HandshakeObject.publish} is callable over RPC from the Worker.
  *
  * After a hibernation, the upgrade request is gone: `onError` gets a context that knows the
  * URL only, and reading its headers throws. Keep what you need in `conn.data` in `open`.
  *
  * The object's own methods are `fetch`, `webSocketMessage`, `webSocketClose`,
- * `webSocketError` and `publish`: a subclass that overrides one must call `super`'s.
+ * `webSocketError`, `publish` and `shutdown`: a subclass that overrides one must call `super`'s.
  */
-export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> {
+export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> implements Hub {
   /** The app the object serves: the same Hono app as on the other runtimes, or its own. */
   // biome-ignore lint/suspicious/noExplicitAny: any app, whatever its env and schema
   abstract readonly app: Hono<any, any, any>
@@ -146,7 +158,7 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
   /**
    * Serves a request with the app: an upgrade to one of its WebSocket routes, or any HTTP
    * route of the app. The app's routes get an execution context (`c.executionCtx`) whose
-   * `waitUntil` is the object's.
+   * `waitUntil` is the object's, and `getHub(c)` is this object.
    */
   override fetch(request: Request): Response | Promise<Response> {
     this.#restore()
@@ -193,6 +205,18 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     this.topics.publish(topic, data)
   }
 
+  /**
+   * Closes this object's sockets gracefully (`Connections.shutdown` of its own registry): each
+   * gets one close frame (1001 `Server shutting down` by default), and the object answers its
+   * new upgrades with 503 from then on. Other objects and the Worker keep serving. Callable
+   * over RPC from the Worker.
+   * @param options - see `ShutdownOptions`
+   */
+  shutdown(options?: ShutdownOptions): Promise<void> {
+    this.#restore()
+    return this.connections.shutdown(options)
+  }
+
   // --- hibernation ---
 
   /** The core's side of a socket, woken first if the object was rebuilt since it was accepted. */
@@ -227,10 +251,7 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     const { handshake: _, objectUrl, ...snapshot } = attachment
     try {
       const upgrader = this.#upgraderFor(objectUrl ?? snapshot.url)
-      this.#sockets.set(
-        ws,
-        upgrader.wake(this.#socket(ws, objectUrl), snapshot, this.#connections, this.#topics),
-      )
+      this.#sockets.set(ws, upgrader.wake(this.#socket(ws, objectUrl), snapshot, this))
     } catch (err) {
       console.error('A hibernated WebSocket could not be woken:', err)
       answerClose(ws, 1011, 'Internal server error')
@@ -253,19 +274,21 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
 
   // --- the adapter ---
 
-  /** The env the app sees: the object's bindings, and this object's adapter. */
+  /** The env the app sees: the object's bindings, and this object as adapter and hub. */
   #env(): object {
     if (!this.#appEnv) {
       const adapter: Adapter = {
         name: 'workers',
-        connections: this.#connections,
-        topics: this.#topics,
+        hub: () => this,
         upgrade: (c, request) =>
           request.events
             ? this.#accept(request, (c.env as { [OBJECT_URL]?: string } | undefined)?.[OBJECT_URL])
             : workersAdapter.upgrade(c as Context, request),
       }
-      this.#appEnv = Object.create(this.env as object, { [ADAPTER]: { value: adapter } })
+      this.#appEnv = Object.create(this.env as object, {
+        [ADAPTER]: { value: adapter },
+        [HUB]: { value: this },
+      })
     }
     return this.#appEnv as object
   }

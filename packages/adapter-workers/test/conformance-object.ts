@@ -3,22 +3,26 @@
  * once its connections must see each other: the Worker hands every request to the object. A
  * plain Worker's connections belong to the requests that opened them, and no other request may
  * touch them ("Cannot perform I/O on behalf of a different request"); inside an object they are
- * the object's, so one request can close them all with the isolate's registry.
+ * the object's, and the object is their hub: one request can close them all with its registry.
+ * A second object serves the same app under `/sibling/` (the path is passed on without the
+ * prefix): a second hub, for the suite's isolation scenario.
  *
- * `POST /control/shutdown` (the suite's shutdown, options as JSON) runs `connections.shutdown`
- * and answers `{"ok":true}` or `{"error":{"name","message"}}` once it settles.
+ * `POST /control/shutdown` (the suite's shutdown, options as JSON) runs the hub's
+ * `connections.shutdown` and answers `{"ok":true}` or `{"error":{"name","message"}}` once it
+ * settles.
  * @module
  */
 import '../src/index.js'
 import type { DurableObjectNamespace, DurableObjectState } from '@cloudflare/workers-types'
 import { createConformanceApp } from '@handshake/conformance/app'
-import { connections, type ShutdownOptions } from '@handshake/core'
+import { getHub, type ShutdownOptions } from '@handshake/core'
+import { createHub, HUB } from '@handshake/core/adapter'
 
 const app = createConformanceApp()
 
 app.post('/control/shutdown', async (c) => {
   try {
-    await connections.shutdown(await c.req.json<ShutdownOptions>())
+    await getHub(c).connections.shutdown(await c.req.json<ShutdownOptions>())
     return c.json({ ok: true })
   } catch (err) {
     const { name, message } = err as Error
@@ -26,15 +30,21 @@ app.post('/control/shutdown', async (c) => {
   }
 })
 
-/** The object: the whole app, with its state as the Hono execution context. */
+/**
+ * The object: the whole app, with its state as the Hono execution context, and a hub of its own
+ * in the app's env, as `HandshakeObject` has (whose event controllers hibernate; these do not).
+ */
 export class ConformanceObject {
+  readonly #env: object
   constructor(
     readonly ctx: DurableObjectState,
-    readonly env: unknown,
-  ) {}
+    env: object,
+  ) {
+    this.#env = Object.create(env, { [HUB]: { value: createHub() } })
+  }
 
   fetch(request: Request): Response | Promise<Response> {
-    return app.fetch(request, this.env, this.ctx as never)
+    return app.fetch(request, this.#env, this.ctx as never)
   }
 }
 
@@ -44,7 +54,14 @@ interface Env {
 
 export default {
   fetch(request: Request, env: Env): Promise<Response> {
-    const server = env.CONFORMANCE.get(env.CONFORMANCE.idFromName('conformance'))
+    const url = new URL(request.url)
+    const sibling = url.pathname.startsWith('/sibling/')
+    if (sibling) {
+      url.pathname = url.pathname.slice('/sibling'.length)
+      request = new Request(url, request)
+    }
+    const name = sibling ? 'sibling' : 'conformance'
+    const server = env.CONFORMANCE.get(env.CONFORMANCE.idFromName(name))
     return server.fetch(request as never) as unknown as Promise<Response>
   },
 }

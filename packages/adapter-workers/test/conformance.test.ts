@@ -16,6 +16,7 @@ conformanceSuite({
     })
     return {
       ...worker,
+      sibling: `${worker.url}/sibling`,
       async shutdown(options = {}) {
         const response = await fetch(`${worker.url}/control/shutdown`, {
           method: 'POST',

@@ -1,6 +1,7 @@
 /**
  * The Worker of the Durable Object tests: one `HandshakeObject` per room, reached with
- * `toObject()`, and a plain HTTP route that publishes to a room over RPC.
+ * `toObject()`, a plain HTTP route that publishes to a room over RPC, and a plain Worker echo
+ * (`/echo`), whose sockets belong to the Worker's own hub.
  * @module
  */
 import '../src/index.js'
@@ -9,7 +10,8 @@ import type {
   DurableObjectState,
   WebSocketPair,
 } from '@cloudflare/workers-types'
-import { type Conn, type EventControllerWithHooks, serializedSize, upgrade } from '@handshake/core'
+import { type Conn, type EventControllerWithHooks, getHub, upgrade } from '@handshake/core'
+import { serializedSize } from '@handshake/core/adapter'
 import { Hono } from 'hono'
 import { HandshakeObject, toObject } from '../src/index.js'
 
@@ -129,6 +131,18 @@ export class Room extends HandshakeObject<Env> {
         },
       }),
     )
+    // The app's own publish route, as on every runtime: getHub(c) is this object.
+    .post('/rooms/:room/announce', async (c) => {
+      const hub = getHub(c)
+      const room = c.req.param('room')
+      hub.topics.publish(room, await c.req.text())
+      return c.json({ subscribers: hub.topics.subscribers(room), object: hub === this })
+    })
+    // The object's own shutdown: its sockets only.
+    .post('/rooms/:room/shutdown', async (c) => {
+      await this.shutdown({ code: 1001, timeout: 3000 })
+      return c.json({ connections: this.connections.size })
+    })
     .get('/rooms/:room/stats', async (c) => {
       const stats: RoomStats = {
         constructed: (await this.ctx.storage.get<number>('constructed')) ?? 0,
@@ -150,6 +164,15 @@ export class Room extends HandshakeObject<Env> {
 }
 
 const worker = new Hono<{ Bindings: Env }>()
+// A plain Worker's own socket: the isolate's default hub.
+worker.get(
+  '/echo',
+  upgrade({
+    async serve(conn: Conn) {
+      for await (const msg of conn) await conn.send(msg.data)
+    },
+  }),
+)
 worker.all('/rooms/:room/*', (c) => toObject(c.env.ROOMS, c.req.param('room'), c.req.raw))
 /**
  * Measures each of `MEASURED`'s values twice in workerd: with the core's serializedSize(), and

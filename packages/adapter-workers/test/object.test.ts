@@ -55,6 +55,56 @@ async function subscribers(room: string, n: number): Promise<void> {
   }
 }
 
+describe('HandshakeObject is a hub of its own', () => {
+  it('an HTTP route of the app inside the object publishes with getHub(c) to its sockets (issue 18 #19)', async () => {
+    const alice = await join('hub-route', 'alice')
+    const bob = await join('hub-route', 'bob')
+    const other = await join('hub-route-other', 'carol')
+    await subscribers('hub-route', 2)
+    await subscribers('hub-route-other', 1)
+    const response = await fetch(`${worker.url}/rooms/hub-route/announce`, {
+      method: 'POST',
+      body: 'from a route',
+    })
+    expect(await response.json()).toEqual({ subscribers: 2, object: true })
+    expect(await text(alice)).toBe('from a route')
+    expect(await text(bob)).toBe('from a route')
+    // Another object's sockets are another hub's: carol's next message is her own answer.
+    other.send('who')
+    expect(await text(other)).toBe('you are carol')
+  })
+
+  it('its shutdown closes its own sockets only: another object and the Worker keep serving (issue 18 #20)', async () => {
+    const leaving = await join('hub-down', 'alice', true)
+    const staying = await join('hub-up', 'carol')
+    await subscribers('hub-down', 1)
+    await subscribers('hub-up', 1)
+    const plain = await RawPeer.connect(worker.url, '/echo', { answerPings: false })
+    openPeers.add(plain)
+    const response = await fetch(`${worker.url}/rooms/hub-down/shutdown`, { method: 'POST' })
+    expect(await response.json()).toEqual({ connections: 0 })
+    expect(await leaving.closeFrame).toMatchObject({ code: 1001, reason: 'Server shutting down' })
+    // The other object: its socket is untouched, and it accepts new ones.
+    staying.send('who')
+    expect(await text(staying)).toBe('you are carol')
+    const newcomer = await join('hub-up', 'dave')
+    newcomer.send('who')
+    expect(await text(newcomer)).toBe('you are dave')
+    // The Worker's own sockets, old and new: no 503.
+    plain.send('still here')
+    expect(await text(plain)).toBe('still here')
+    const fresh = await RawPeer.connect(worker.url, '/echo', { answerPings: false })
+    openPeers.add(fresh)
+    fresh.send('fresh')
+    expect(await text(fresh)).toBe('fresh')
+    // The object that shut down refuses new upgrades.
+    const refused = await RawPeer.connect(worker.url, '/rooms/hub-down/ws?name=late').catch(
+      (err: unknown) => err,
+    )
+    expect(refused).toMatchObject({ status: 503 })
+  })
+})
+
 describe('HandshakeObject with an event controller', () => {
   it('publishes to the room, not to the sender, and keeps each member in conn.data', async () => {
     const alice = await join('r1', 'alice')

@@ -1,14 +1,14 @@
 /**
  * What a runtime entry of the two-instance scenario runs before it serves the conformance app:
- * the isolate's `topics` on a Redis backplane, through the client the scenario names. It imports
+ * the server's topics on a Redis backplane, through the client the scenario names. It imports
  * no runtime API, so Node, Bun and Deno run it as is.
  * @module
  */
-import { topics } from '@handshake/core'
+import type { Topics } from '@handshake/core'
 import { redisBackplane } from '@handshake/redis'
 
-/** Connects the isolate's topics to Redis at `url` with an `'ioredis'` or `'node-redis'` client. */
-export async function useRedisBackplane(url: string, kind: string): Promise<void> {
+/** Connects a server's topics to Redis at `url` with an `'ioredis'` or `'node-redis'` client. */
+export async function useRedisBackplane(topics: Topics, url: string, kind: string): Promise<void> {
   // Each client is imported only when used, so a Deno instance is granted what that one needs.
   if (kind === 'ioredis') {
     const { Redis } = await import('ioredis')

@@ -8,7 +8,7 @@
  * import { backplaneSuite } from '@handshake/conformance'
  * backplaneSuite({
  *   name: 'x',
- *   // Serves createConformanceApp() after useRedisBackplane(redisUrl, client), on 127.0.0.1.
+ *   // Serves createConformanceApp(), then useRedisBackplane(server.topics, redisUrl, client).
  *   start: ({ redisUrl, client }) => startMyRuntime(redisUrl, client),
  * })
  * ```
@@ -33,8 +33,8 @@ export interface BackplaneTarget {
   /** A name for the test titles, such as `'bun'`. */
   name: string
   /**
-   * Starts one instance, in its own process: the conformance app, with the isolate's topics on
-   * `useRedisBackplane(redisUrl, client)`, on 127.0.0.1 and a free port.
+   * Starts one instance, in its own process: the conformance app, with its server's topics on
+   * `useRedisBackplane(server.topics, redisUrl, client)`, on 127.0.0.1 and a free port.
    */
   start(options: { redisUrl: string; client: BackplaneClient }): Promise<Instance>
 }

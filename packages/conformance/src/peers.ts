@@ -173,7 +173,8 @@ export class Inbox {
 }
 
 function toWsUrl(baseUrl: string, path: string): string {
-  const url = new URL(path, baseUrl)
+  // Appended, not resolved: a base may carry a path of its own (a Durable Object's prefix).
+  const url = new URL(`${baseUrl.replace(/\/$/, '')}${path}`)
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
   return url.href
 }

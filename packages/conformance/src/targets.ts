@@ -3,8 +3,14 @@
  * send raw HTTP, and read the server's report.
  * @module
  */
-import { Connections, type ShutdownOptions } from '@handshake/core'
-import { connect, type TestPeer, UpgradeRejectedError } from '@handshake/core/testing'
+import type { ShutdownOptions } from '@handshake/core'
+import { createHub } from '@handshake/core/adapter'
+import {
+  connect,
+  request as kitRequest,
+  type TestPeer,
+  UpgradeRejectedError,
+} from '@handshake/core/testing'
 import type { Hono } from 'hono'
 import { createConformanceApp, type ServerReport } from './app.js'
 import { type HttpAnswer, type RawRequest, rawRequest } from './http.js'
@@ -106,6 +112,12 @@ export interface RuntimeDifferences {
 export interface RunningServer {
   /** Its base URL: `http://127.0.0.1:PORT`. */
   url: string
+  /**
+   * The base URL of a second server of the same process (Node, Bun, Deno) or a second Durable
+   * Object (workerd), serving the same app: a second hub, for the isolation scenarios. It stops
+   * with the first.
+   */
+  sibling: string
   /** Stops it and releases the port. */
   stop(): Promise<void>
   /**
@@ -195,6 +207,11 @@ export interface Harness {
   report(id: string): Promise<ServerReport | undefined>
   /** Shuts the server down gracefully: see {@link RunningServer.shutdown}. */
   shutdown(options?: ShutdownOptions): Promise<void>
+  /**
+   * The same app on a second hub (a second server of the process, a second Durable Object): it
+   * shares nothing with this one, and its shutdown is not this one's.
+   */
+  readonly sibling: Pick<Harness, 'dial' | 'fetch'>
   /** Drops every connection the scenarios left open. */
   cleanup(): Promise<void>
   /** Stops the server. */
@@ -257,6 +274,7 @@ class Peers {
 export async function networkHarness(target: NetworkTarget): Promise<NetworkHarness> {
   const server = await target.start()
   const url = server.url.replace(/\/$/, '')
+  const sibling = server.sibling.replace(/\/$/, '')
   const peers = new Peers()
   const dialWith = async (
     client: Exclude<ClientKind, 'memory'>,
@@ -290,6 +308,10 @@ export async function networkHarness(target: NetworkTarget): Promise<NetworkHarn
       return (await response.json()) as ServerReport
     },
     shutdown: (options) => server.shutdown(options),
+    sibling: {
+      dial: async (path, options) => peers.track(await connectWs(sibling, path, options)),
+      fetch: (path, init) => fetch(`${sibling}${path}`, init),
+    },
     cleanup: () => peers.dropAll(),
     stop: () => server.stop(),
   }
@@ -349,16 +371,17 @@ function kitPeer(peer: TestPeer): ControlledPeer {
 export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarness {
   const app = createConformanceApp()
   const peers = new Peers()
-  // The "server": the registry its connections join, for its shutdown.
-  const connections = new Connections()
-  const connectKit = async (path: string, options: DialOptions = {}) => {
+  // The "server": the hub its connections join, and its HTTP routes reach; and a second one.
+  const hub = createHub()
+  const siblingHub = createHub()
+  const connectTo = async (path: string, options: DialOptions, to: typeof hub) => {
     try {
       return await connect(app, path, {
         headers: options.headers,
         protocols: options.protocols,
         answerClose: options.answerClose,
         endsInClose: options.endsInClose,
-        connections,
+        hub: to,
       })
     } catch (err) {
       if (!(err instanceof UpgradeRejectedError)) throw err
@@ -366,6 +389,7 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
       throw new PeerUpgradeRejected(status, headers, await err.response.text())
     }
   }
+  const connectKit = (path: string, options: DialOptions = {}) => connectTo(path, options, hub)
   const dial = async (path: string, options?: DialOptions) =>
     peers.track(kitPeer(await connectKit(path, options)))
   const dialPaused = async (path: string): Promise<PausedPeer> => {
@@ -382,22 +406,29 @@ export function memoryHarness(target: MemoryTarget = memoryTarget): MemoryHarnes
     dial,
     dialControlled: dial,
     dialPaused,
-    fetch: async (path, init) => app.request(`http://localhost${path}`, init),
+    fetch: (path, init) => kitRequest(app, path, init, { hub }),
     async request(path, request = {}) {
       const headers = new Headers(request.headers)
       if (!headers.has('host')) headers.set('Host', 'localhost')
-      const response = await app.request(`http://localhost${path}`, {
-        method: request.method ?? 'GET',
-        headers,
-      })
+      const response = await kitRequest(
+        app,
+        path,
+        { method: request.method ?? 'GET', headers },
+        { hub },
+      )
       return { status: response.status, headers: response.headers, body: await response.text() }
     },
     async report(id) {
-      const response = await app.request(`http://localhost/report/${encodeURIComponent(id)}`)
+      const response = await kitRequest(app, `/report/${encodeURIComponent(id)}`, {}, { hub })
       if (response.status === 404) return undefined
       return (await response.json()) as ServerReport
     },
-    shutdown: (options) => connections.shutdown(options),
+    shutdown: (options) => hub.connections.shutdown(options),
+    sibling: {
+      dial: async (path, options = {}) =>
+        peers.track(kitPeer(await connectTo(path, options, siblingHub))),
+      fetch: (path, init) => kitRequest(app, path, init, { hub: siblingHub }),
+    },
     cleanup: () => peers.dropAll(),
     stop: async () => {},
   }

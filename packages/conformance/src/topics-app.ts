@@ -1,15 +1,16 @@
 /**
  * The conformance app's topic routes: rooms served by a `serve` controller and by an event
  * controller, publishes from HTTP routes, and bursts that find slow subscribers. They use the
- * isolate's `topics`, so each scenario picks a topic of its own.
+ * hub of the server that serves them (`getHub(c)`, `conn.hub`), so each scenario picks a topic
+ * of its own.
  * @module
  */
 import {
   type Conn,
   type Controller,
   type EventController,
+  getHub,
   type Logger,
-  topics,
   type UpgradeOptions,
   upgrade,
 } from '@handshake/core'
@@ -41,7 +42,7 @@ function track(c: Context, conn: Conn, report: ServerReport): void {
     enumerable: true,
     configurable: true,
   })
-  void conn.closed.then(() => {
+  conn.signal.addEventListener('abort', () => {
     if (live.get(report.id) === conn) live.delete(report.id)
   })
   report.topics = [c.req.param('topic') as string]
@@ -115,7 +116,7 @@ function mixer(tools: TopicRouteTools, report: ServerReport): Controller {
         for await (const message of conn) {
           for (let i = 0; i < Number(message.data); i++) {
             void conn.send(`send ${i}`)
-            topics.publish(topic, `publish ${i}`)
+            conn.hub.topics.publish(topic, `publish ${i}`)
           }
         }
       } catch (err) {
@@ -193,11 +194,12 @@ export function mountTopicRoutes(app: Hono, tools: TopicRouteTools): void {
   app.post('/publish/:topic', async (c) => {
     const topic = c.req.param('topic')
     const text = c.req.header('content-type')?.startsWith('text/')
+    const { topics } = getHub(c)
     topics.publish(topic, text ? await c.req.text() : new Uint8Array(await c.req.arrayBuffer()))
     return c.json({ subscribers: topics.subscribers(topic) })
   })
   app.get('/subscribers/:topic', (c) =>
-    c.json({ subscribers: topics.subscribers(c.req.param('topic')) }),
+    c.json({ subscribers: getHub(c).topics.subscribers(c.req.param('topic')) }),
   )
 
   // Publishes numbered binary messages, yielding between batches as a busy server would, until
@@ -207,6 +209,7 @@ export function mountTopicRoutes(app: Hono, tools: TopicRouteTools): void {
     const topic = c.req.param('topic')
     const count = Math.min(Number(c.req.query('count') ?? MAX_BURST_MESSAGES), MAX_BURST_MESSAGES)
     const watched = live.get(c.req.query('watch') ?? '')
+    const { topics } = getHub(c)
     const started = Date.now()
     let published = 0
     while (published < count) {

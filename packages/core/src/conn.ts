@@ -14,16 +14,38 @@ import {
   truncateReason,
   utf8Length,
 } from './close.js'
-import type { Connections } from './connections.js'
 import {
   MESSAGE_OVERHEAD_BYTES,
   type Message,
   type MessageData,
   type SlowSubscriberPolicy,
 } from './contracts.js'
+import type { Hub } from './hub.js'
+import {
+  ADD,
+  CHECK_BACKLOG,
+  CLOSED,
+  CLOSED_HERE,
+  DELETE,
+  DELIVER,
+  DISPATCH_TO,
+  ENDED,
+  EVENTS,
+  JOIN,
+  LEAVE,
+  PUBLISH_FROM,
+  PUBLISH_NATIVE,
+  READY,
+  RESTORE,
+  SETTLE_ENDED,
+  SNAPSHOT,
+  STOP_DISPATCH,
+  TERMINATE,
+  TREE,
+} from './internal.js'
 import type { ConnSnapshot, RuntimeSocket, SocketEvents } from './port.js'
 import { serializedSize } from './serialized.js'
-import { type Subscriber, type Topics, type TopicTree, topicNameError } from './topics.js'
+import { type Subscriber, type TopicTree, topicNameError } from './topics.js'
 
 /**
  * Where a connection is in its life:
@@ -33,7 +55,7 @@ import { type Subscriber, type Topics, type TopicTree, topicNameError } from './
  */
 export type ConnState = 'open' | 'closing' | 'closed'
 
-/** The limits a connection enforces. Set through {@link UpgradeOptions}. */
+/** The limits a connection enforces, from the upgrader's options. @internal */
 export interface ConnLimits {
   readonly closeHandshakeTimeout: number
   readonly debug: boolean
@@ -64,10 +86,9 @@ export interface EventDispatch {
   closed(conn: Conn, error: CloseError): void
 }
 
-/** Where a connection lives: its registry and its topics. @internal */
+/** Where a connection lives: its hub, and the URL it was upgraded on. @internal */
 export interface ConnHome {
-  readonly connections: Connections
-  readonly topics: Topics
+  readonly hub: Hub
   readonly url: string
 }
 
@@ -162,7 +183,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   #pingWaiters: Waiter<void>[] | undefined
 
   /** @internal The handlers the adapter forwards the runtime's events to. */
-  readonly events: SocketEvents
+  readonly [EVENTS]: SocketEvents
 
   /** @internal Made by the upgrader. */
   constructor(
@@ -177,8 +198,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     this.#closeHandshakeTimeout = limits.closeHandshakeTimeout
     this.protocol = protocol ?? ''
     this.canPing = typeof socket.ping === 'function'
-    this.events = new Conn.#Events(this)
-    home.connections.add(this)
+    this[EVENTS] = new Conn.#Events(this)
+    home.hub.connections[ADD](this)
   }
 
   // One object with prototype methods per connection, rather than a closure per event: idle
@@ -230,6 +251,15 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** The upgrade request's URL, kept for the connection's life (it survives a hibernation). */
   get url(): string {
     return this.#home.url
+  }
+
+  /**
+   * The hub this connection belongs to (its server, Worker or Durable Object): its topics and
+   * its registry, for event handlers, which get no Hono context (elsewhere, `getHub(c)` is the
+   * same hub).
+   */
+  get hub(): Hub {
+    return this.#home.hub
   }
 
   /**
@@ -318,8 +348,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     }
     this.#topics ??= new Set()
     this.#topics.add(topic)
-    if (this.tree) this.#socket.subscribe?.(topic)
-    return this.#home.topics.join(topic, this)
+    if (this[TREE]) this.#socket.subscribe?.(topic)
+    return this.#home.hub.topics[JOIN](topic, this)
   }
 
   /**
@@ -336,8 +366,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
         [...held].filter((t) => t !== topic),
       )
     held.delete(topic)
-    if (this.tree) this.#socket.unsubscribe?.(topic)
-    this.#home.topics.leave(topic, this)
+    if (this[TREE]) this.#socket.unsubscribe?.(topic)
+    this.#home.hub.topics[LEAVE](topic, this)
   }
 
   /**
@@ -355,19 +385,19 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     // the backplane (a Redis channel, its per-topic counts) a name of any length.
     const refused = topicNameError(topic, this.#limits.maxTopicLength)
     if (refused) throw refused
-    this.#home.topics.publishFrom(this, topic, data)
+    this.#home.hub.topics[PUBLISH_FROM](this, topic, data)
   }
 
   /**
-   * @internal The runtime's topic tree, for {@link Topics}. Not with `slowSubscriber: 'drop'`:
+   * @internal The runtime's topic tree, for `Topics`. Not with `slowSubscriber: 'drop'`:
    * a runtime's tree cannot count the messages it drops, so the core sends them itself.
    */
-  get tree(): TopicTree | undefined {
+  get [TREE](): TopicTree | undefined {
     return this.#limits.slowSubscriber === 'drop' ? undefined : this.#socket.tree
   }
 
   /** @internal Publishes through the runtime's tree, skipping this socket. */
-  publishNative(topic: string, data: MessageData): void {
+  [PUBLISH_NATIVE](topic: string, data: MessageData): void {
     // The runtime skips the sender only on a topic the sender holds (uWS publishes nothing from
     // a socket that holds none); otherwise the sender is not in the topic, and the whole tree
     // gets it. So a publish from a `close` handler still reaches the others.
@@ -376,7 +406,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   /** @internal Delivers a published message: never waits, never throws. */
-  deliver(data: MessageData): void {
+  [DELIVER](data: MessageData): void {
     if (this.#state !== 'open') return
     try {
       if (this.#socket.bufferedAmount > this.#limits.maxPublishBuffer) {
@@ -391,7 +421,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   /** @internal The runtime's tree sent to this connection: closes it when it is over its bound. */
-  checkBacklog(): void {
+  [CHECK_BACKLOG](): void {
     if (this.#state !== 'open') return
     try {
       if (this.#socket.bufferedAmount > this.#limits.maxPublishBuffer) this.#tooSlow()
@@ -408,7 +438,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   /** @internal What to store for this connection, to rebuild it after a hibernation. */
-  snapshot(): ConnSnapshot {
+  [SNAPSHOT](): ConnSnapshot {
     return {
       protocol: this.protocol,
       url: this.#home.url,
@@ -418,13 +448,13 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   /** @internal Rebuilds the state of a connection after a hibernation, without storing it again. */
-  restore(snapshot: ConnSnapshot): void {
+  [RESTORE](snapshot: ConnSnapshot): void {
     this.#data = snapshot.data as Data
     for (const topic of snapshot.topics) {
       this.#topics ??= new Set()
       if (this.#topics.has(topic)) continue
       this.#topics.add(topic)
-      void this.#home.topics.join(topic, this)
+      void this.#home.hub.topics[JOIN](topic, this)
     }
   }
 
@@ -607,7 +637,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * @internal Ends the connection now, without waiting for the peer (terminated where the
    * runtime can): the end of a shutdown's deadline.
    */
-  terminate(reason: string): void {
+  [TERMINATE](reason: string): void {
     this.#tearDown(reason)
   }
 
@@ -640,7 +670,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   /** @internal Resolves once the connection is closed, whoever closed it. */
-  get closed(): Promise<void> {
+  get [CLOSED](): Promise<void> {
     return this.#whenClosed()
   }
 
@@ -800,13 +830,13 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     if (resolve)
       resolve(this.#readIterating && this.#endsQuietly(error) ? DONE : quiet(Promise.reject(error)))
     this.#rejectWaiters(error)
-    this.#home.connections.delete(this)
-    if (this.#endedSettled) this.#home.connections.ended(this)
+    this.#home.hub.connections[DELETE](this)
+    if (this.#endedSettled) this.#home.hub.connections[ENDED](this)
     if (this.#topics) {
       // Forgotten here, so that an unsubscribe() after the end (a cleanup) cannot leave twice.
       const held = this.#topics
       this.#topics = undefined
-      for (const topic of held) this.#home.topics.leave(topic, this)
+      for (const topic of held) this.#home.hub.topics[LEAVE](topic, this)
     }
     this.#settleClosed?.()
     if (this.#dispatch) {
@@ -828,7 +858,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * @internal True when this side started the close on purpose (`close()`, a shutdown), not
    * for a fault: the end is then no failure of the controller's.
    */
-  get closedHere(): boolean {
+  get [CLOSED_HERE](): boolean {
     return this.#closedHere
   }
 
@@ -857,9 +887,9 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
 
   /**
    * @internal Turns this connection into an event controller's: messages go to `dispatch`
-   * instead of `read()`. It starts busy, until {@link Conn.ready} (the `open` handler's end).
+   * instead of `read()`. It starts busy, until `open` settles.
    */
-  dispatchTo(dispatch: EventDispatch): void {
+  [DISPATCH_TO](dispatch: EventDispatch): void {
     this.#dispatch = dispatch
     this.#busy = true
     // The connection may have ended before the controller started (the runtime opened the
@@ -868,7 +898,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   /** @internal The `open` handler settled: hand over what arrived meanwhile. */
-  ready(): void {
+  [READY](): void {
     this.#busy = false
     this.#drainEvents()
   }
@@ -877,7 +907,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * @internal A handler failed: no more messages go to the controller, neither the queued ones
    * nor those that arrive while the failure is reported and the connection closes.
    */
-  stopDispatch(): void {
+  [STOP_DISPATCH](): void {
     this.#dispatchStopped = true
     this.#inbox = NO_MESSAGES
     this.#inboxHead = 0
@@ -943,11 +973,11 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   /** @internal `serve`, or the close handler, settled: `events.ended` may resolve. */
-  settleEnded(): void {
+  [SETTLE_ENDED](): void {
     if (this.#endedSettled) return
     this.#endedSettled = true
     this.#settleEnded?.()
-    this.#home.connections.ended(this)
+    this.#home.hub.connections[ENDED](this)
   }
 
   #whenEnded(): Promise<void> {

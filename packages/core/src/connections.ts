@@ -4,6 +4,7 @@
  */
 import { assertSendableClose, CloseCode } from './close.js'
 import type { Conn } from './conn.js'
+import { ADD, DELETE, ENDED, TERMINATE, UPGRADING } from './internal.js'
 
 /** Options of a graceful shutdown. The same on every runtime. */
 export interface ShutdownOptions {
@@ -34,11 +35,10 @@ export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000
 const noop = () => {}
 
 /**
- * The open connections of a server (or of the isolate), and their graceful shutdown.
+ * The open connections of one hub (a server, a Worker, a Durable Object), and their graceful
+ * shutdown. Reach them with `getHub(c).connections`, or `conn.hub.connections`.
  *
- * Every {@link Conn} joins its adapter's registry when it opens and leaves it when it closes.
- * Adapters give each server its own; {@link connections} is the isolate's, used by adapters
- * that have none (a Worker, a Durable Object).
+ * Every {@link Conn} joins its hub's registry when it opens and leaves it when it closes.
  */
 export class Connections implements Iterable<Conn> {
   readonly #open = new Set<Conn>()
@@ -134,12 +134,12 @@ export class Connections implements Iterable<Conn> {
     clearTimeout(timer)
     this.#wake = undefined
     for (const conn of this.#open) {
-      conn.terminate(`The peer did not answer the shutdown within ${settings.timeout} ms`)
+      conn[TERMINATE](`The peer did not answer the shutdown within ${settings.timeout} ms`)
     }
   }
 
   /** @internal A connection opened. During a shutdown, it is closed at once. */
-  add(conn: Conn): void {
+  [ADD](conn: Conn): void {
     this.#open.add(conn)
     const shutdown = this.#shutdown
     // After the adapter has wired the socket's events: it is still inside open() here.
@@ -147,26 +147,26 @@ export class Connections implements Iterable<Conn> {
   }
 
   /**
-   * @internal A connection closed. Until {@link Connections.ended}, its `serve` or `close`
+   * @internal A connection closed. Until it has ended, its `serve` or `close`
    * handler still runs.
    */
-  delete(conn: Conn): void {
+  [DELETE](conn: Conn): void {
     if (!this.#open.delete(conn)) return
     this.#ending.add(conn)
     this.#changed()
   }
 
   /** @internal A closed connection's `serve` settled, or its `close` handler finished. */
-  ended(conn: Conn): void {
+  [ENDED](conn: Conn): void {
     if (this.#ending.delete(conn)) this.#changed()
   }
 
   /**
    * @internal An upgrade was accepted: it counts until its socket opens (its connection joins
-   * with {@link Connections.add} first) or it is given up. Returns the call that ends it, which
+   * with the registry first) or it is given up. Returns the call that ends it, which
    * only acts once.
    */
-  upgrading(): () => void {
+  [UPGRADING](): () => void {
     const upgrade = {}
     this.#upgrading.add(upgrade)
     return () => {
@@ -180,6 +180,3 @@ export class Connections implements Iterable<Conn> {
     wake?.()
   }
 }
-
-/** The isolate's connections: those of adapters that keep no registry of their own. */
-export const connections: Connections = new Connections()

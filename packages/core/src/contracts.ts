@@ -5,7 +5,6 @@
 import type { Context, Env, Hono, MiddlewareHandler } from 'hono'
 import type { CloseError } from './close.js'
 import type { Conn } from './conn.js'
-import type { Topics } from './topics.js'
 
 /**
  * Serves one WebSocket connection. It is Goyave's `websocket.Controller`.
@@ -271,12 +270,6 @@ export interface UpgradeOptions {
    */
   logAbnormalCloses?: boolean
   /**
-   * The topics this upgrader's connections subscribe and publish through.
-   * @defaultValue the adapter's own (a Durable Object has one per object), else the isolate's
-   *   {@link topics}
-   */
-  topics?: Topics
-  /**
    * The most bytes a subscriber's runtime may hold unsent before a published message counts as
    * one it cannot keep up with. Publishing never waits on a subscriber; past this bound,
    * {@link UpgradeOptions.slowSubscriber} decides.
@@ -307,9 +300,7 @@ export interface UpgradeOptions {
 }
 
 /** {@link UpgradeOptions} with every default applied. */
-export type UpgradeSettings = Required<Omit<UpgradeOptions, 'topics'>> & {
-  readonly topics: Topics | undefined
-}
+export type UpgradeSettings = Required<UpgradeOptions>
 
 /** The per-message cost added to its size when bounding inbound data. */
 export const MESSAGE_OVERHEAD_BYTES = 64
@@ -324,7 +315,6 @@ export const defaultSettings: Readonly<UpgradeSettings> = Object.freeze({
   sendHighWaterMark: 1024 * 1024,
   logger: console,
   logAbnormalCloses: false,
-  topics: undefined,
   maxPublishBuffer: 4 * 1024 * 1024,
   slowSubscriber: 'close',
   maxTopicsPerConnection: 128,

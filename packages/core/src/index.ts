@@ -11,6 +11,10 @@
  * }
  * app.get('/ws', upgrade(new Echo()))
  * ```
+ *
+ * Each server, Worker and Durable Object is a {@link Hub}: it owns its topics and its
+ * connections. Reach them with {@link getHub} in a route and `conn.hub` in an event handler.
+ * Adapters and backplanes import the port from `@handshake/core/adapter`.
  * @module
  */
 export {
@@ -22,67 +26,29 @@ export {
   NormalClosureMessage,
   truncateReason,
 } from './close.js'
-export { Conn, type ConnLimits, type ConnState, MAX_CONN_DATA_BYTES } from './conn.js'
-export {
-  Connections,
-  connections,
-  DEFAULT_SHUTDOWN_TIMEOUT,
-  ShutdownMessage,
-  type ShutdownOptions,
-} from './connections.js'
-export {
-  type AnyController,
-  type Controller,
-  type ControllerWithHooks,
-  defaultSettings,
-  type ErrorHandler,
-  type EventController,
-  type EventControllerWithHooks,
-  type HeadersLike,
-  type HeaderUpgrader,
-  type Hooks,
-  isEventController,
-  type Logger,
-  MESSAGE_OVERHEAD_BYTES,
-  type Message,
-  type MessageData,
-  type OriginChecker,
-  type Registrer,
-  type SlowSubscriberPolicy,
-  type UpgradeErrorHandler,
-  type UpgradeOptions,
-  type UpgradeSettings,
+export { Conn, type ConnState, MAX_CONN_DATA_BYTES } from './conn.js'
+export { Connections, ShutdownMessage, type ShutdownOptions } from './connections.js'
+export type {
+  AnyController,
+  Controller,
+  ControllerWithHooks,
+  ErrorHandler,
+  EventController,
+  EventControllerWithHooks,
+  HeadersLike,
+  HeaderUpgrader,
+  Hooks,
+  Logger,
+  Message,
+  MessageData,
+  OriginChecker,
+  Registrer,
+  SlowSubscriberPolicy,
+  UpgradeErrorHandler,
+  UpgradeOptions,
+  UpgradeSettings,
 } from './contracts.js'
-export {
-  ADAPTER,
-  type Adapter,
-  type ConnSnapshot,
-  installAdapter,
-  type RuntimeSocket,
-  type SocketEvents,
-  type UpgradeRequest,
-} from './port.js'
-export {
-  assertAttachmentFits,
-  MAX_ATTACHMENT_BYTES,
-  serializedSize,
-  UncloneableError,
-} from './serialized.js'
-export {
-  type Backplane,
-  type BackplaneSink,
-  Topics,
-  type TopicsOptions,
-  type TopicTree,
-  topics,
-} from './topics.js'
-export {
-  chooseSubprotocol,
-  findUpgrader,
-  isSameOrigin,
-  UpgradeError,
-  Upgrader,
-  upgrade,
-  upgraderOf,
-  validateHandshake,
-} from './upgrade.js'
+export { getHub, type Hub } from './hub.js'
+export { UncloneableError } from './serialized.js'
+export { Topics, type TopicsOptions } from './topics.js'
+export { isSameOrigin, UpgradeError, Upgrader, upgrade } from './upgrade.js'

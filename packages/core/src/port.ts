@@ -9,9 +9,9 @@
  * @module
  */
 import type { Context } from 'hono'
-import type { Connections } from './connections.js'
+import type { Hub } from './hub.js'
 import type { serializedSize } from './serialized.js'
-import type { Topics, TopicTree } from './topics.js'
+import type { TopicTree } from './topics.js'
 
 /** The runtime's socket, as the adapter exposes it to the core. */
 export interface RuntimeSocket {
@@ -160,16 +160,11 @@ export interface Adapter {
    */
   upgrade(c: Context, request: UpgradeRequest): Response | Promise<Response>
   /**
-   * The registry this adapter's connections join: one per server, so that its `shutdown()`
-   * closes its own. Without it, the isolate's {@link connections} is used.
+   * The hub of a request whose Hono `env` names none under `HUB`: the adapter's default hub
+   * (that of its short form), or, on Bun, the hub of the server that took the request. An
+   * adapter's `serve` puts its server's hub in the `env` of each request instead.
    */
-  readonly connections?: Connections
-  /**
-   * The topics this adapter's connections join: one per Durable Object, so that a publish stays
-   * in its object. An upgrader's own `topics` option wins. Without either, the isolate's
-   * {@link topics} is used.
-   */
-  readonly topics?: Topics
+  hub(c: Context): Hub
 }
 
 /**

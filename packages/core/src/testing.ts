@@ -14,7 +14,6 @@
  */
 import { Hono } from 'hono'
 import { CloseCode, type CloseError, closeErrorOf } from './close.js'
-import { Connections } from './connections.js'
 import type {
   AnyController,
   EventControllerWithHooks,
@@ -23,6 +22,7 @@ import type {
   MessageData,
   UpgradeOptions,
 } from './contracts.js'
+import { createHub, HUB, type Hub } from './hub.js'
 import {
   ADAPTER,
   type Adapter,
@@ -31,8 +31,15 @@ import {
   type SocketEvents,
 } from './port.js'
 import { assertAttachmentFits } from './serialized.js'
-import { Topics } from './topics.js'
 import { Upgrader, upgrade } from './upgrade.js'
+
+/**
+ * The kit's hub: the topics and registry of every {@link connect} and {@link request} that names
+ * no other, as one server's. To test a shutdown, give the test a hub of its own
+ * (`connect(app, path, { hub: createHub() })`, `createHub` from `@handshake/core/adapter`):
+ * a hub that has shut down accepts no more connections.
+ */
+export const hub: Hub = createHub()
 
 /** A close frame: its code (1005 when it had none) and reason. */
 export interface CloseFrame {
@@ -52,7 +59,7 @@ export interface ConnectOptions {
   headers?: HeadersLike
   /** Subprotocols the peer offers, sent in `Sec-WebSocket-Protocol`. */
   protocols?: readonly string[]
-  /** A Hono `env` for the request (bindings); the kit adds its adapter to it. */
+  /** A Hono `env` for the request (bindings); the kit adds its adapter and hub to it. */
   env?: object
   /**
    * Whether the peer answers the server's close frame; false acts as a peer that never answers.
@@ -74,10 +81,12 @@ export interface ConnectOptions {
    */
   upgrade?: UpgradeOptions
   /**
-   * The registry the connection joins, to test a graceful shutdown:
-   * `await registry.shutdown()`. By default each `connect()` has its own.
+   * The hub the connection belongs to: `getHub(c)` and `conn.hub` in the app are this hub.
+   * Give a test a hub of its own to test a shutdown (`await hub.connections.shutdown()`), or
+   * topics that no other test sees.
+   * @defaultValue the kit's {@link hub}
    */
-  connections?: Connections
+  hub?: Hub
 }
 
 /** Thrown by {@link connect} when the server refuses the upgrade. */
@@ -452,7 +461,7 @@ function switched(response: Response): Response {
  */
 function memoryAdapter(
   options: ConnectOptions,
-  registry: Connections,
+  own: Hub,
   hibernating: boolean,
 ): { adapter: Adapter; finish(response: Response): TestPeer | undefined } {
   let accepted:
@@ -460,7 +469,7 @@ function memoryAdapter(
     | undefined
   const adapter: Adapter = {
     name: 'memory',
-    connections: registry,
+    hub: () => own,
     upgrade(_c, request) {
       if (accepted) throw new Error('upgrade() ran twice for one request')
       accepted = request
@@ -508,15 +517,52 @@ export async function connect(
   const app: { request: Hono['request'] } = isController(target)
     ? new Hono().get(path, upgrade(target, options.upgrade))
     : target
-  const memory = memoryAdapter(options, options.connections ?? new Connections(), false)
+  const own = options.hub ?? hub
+  const memory = memoryAdapter(options, own, false)
   const response = await app.request(
     `http://localhost${path}`,
     { headers: requestHeaders(options) },
-    { ...options.env, [ADAPTER]: memory.adapter },
+    { ...options.env, [ADAPTER]: memory.adapter, [HUB]: own },
   )
   const peer = memory.finish(response)
   if (!peer) throw new UpgradeRejectedError(response)
   return peer
+}
+
+/** Options of {@link request}. */
+export interface RequestOptions {
+  /** The hub of the request: what `getHub(c)` returns. @defaultValue the kit's {@link hub} */
+  hub?: Hub
+  /** A Hono `env` for the request (bindings); the kit adds the hub to it. */
+  env?: object
+}
+
+/**
+ * Sends an HTTP request to an app as the kit's server would, so that `getHub(c)` in its routes
+ * reaches the kit's hub, where the peers of {@link connect} are: a publish from a route reaches
+ * them.
+ *
+ * @example
+ * ```ts
+ * const peer = await connect(app, '/rooms/lobby')
+ * await request(app, '/rooms/lobby', { method: 'POST', body: 'hello' })
+ * expect(await peer.read()).toEqual({ type: 'text', data: 'hello' })
+ * ```
+ * @param app - the Hono app
+ * @param path - the request path, query included
+ * @param init - the request's method, headers and body
+ * @param options - its hub and env
+ */
+export async function request(
+  app: { request: Hono['request'] },
+  path: string,
+  init?: RequestInit,
+  options: RequestOptions = {},
+): Promise<Response> {
+  return app.request(`http://localhost${path}`, init, {
+    ...options.env,
+    [HUB]: options.hub ?? hub,
+  })
 }
 
 /** Options of {@link hibernatable}. */
@@ -541,8 +587,8 @@ export interface HibernatableOptions {
 
 /**
  * Options of {@link HibernatableObject.connect}: the upgrade request and how the peer behaves.
- * The upgrader's options and the registry belong to the object: pass them to
- * {@link hibernatable} (`upgrade`), which keeps its own `connections`.
+ * The upgrader's options and the hub belong to the object: pass them to
+ * {@link hibernatable} (`upgrade`); the object is its own hub.
  */
 export interface HibernatableConnectOptions
   extends Pick<ConnectOptions, 'headers' | 'protocols' | 'env' | 'answerClose'> {
@@ -554,8 +600,11 @@ export interface HibernatableConnectOptions
   path?: string
 }
 
-/** An in-memory Durable Object for an event controller: see {@link hibernatable}. */
-export interface HibernatableObject {
+/**
+ * An in-memory Durable Object for an event controller: see {@link hibernatable}. It is its own
+ * hub, as a Durable Object is.
+ */
+export interface HibernatableObject extends Hub {
   /**
    * Connects a peer to the object, through the whole upgrade pipeline, as {@link connect}
    * does: `room.connect('/ws/lobby?name=alice', { headers })`.
@@ -579,10 +628,10 @@ export interface HibernatableObject {
   evict(): void
   /** How many times the object was evicted. */
   readonly evictions: number
-  /** The object's topics, for a publish from outside a connection. */
-  readonly topics: Topics
+  /** The object's topics (new after each eviction), for a publish from outside a connection. */
+  readonly topics: Hub['topics']
   /** The object's open connections. */
-  readonly connections: Connections
+  readonly connections: Hub['connections']
 }
 
 /**
@@ -610,11 +659,10 @@ export function hibernatable(
   let state = build()
 
   function build() {
-    const topics = new Topics()
-    const connections = new Connections()
-    const upgrader = new Upgrader(factory(), { ...options.upgrade, topics })
+    const own = createHub()
+    const upgrader = new Upgrader(factory(), options.upgrade)
     const app = new Hono().get(options.route ?? path, upgrader.handler())
-    return { topics, connections, upgrader, app }
+    return { hub: own, upgrader, app }
   }
 
   const object: HibernatableObject = {
@@ -631,18 +679,18 @@ export function hibernatable(
           `connect() takes a path string and options, or options alone; it got ${typeof pathOrOptions}`,
         )
       }
-      for (const key of ['upgrade', 'connections'] as const) {
+      for (const key of ['upgrade', 'hub'] as const) {
         if (connectOptions[key] !== undefined) {
           throw new TypeError(
             `connect() of a hibernatable object takes no \`${key}\` option: the object has its own; pass upgrader options to hibernatable(factory, { upgrade })`,
           )
         }
       }
-      const memory = memoryAdapter(connectOptions, state.connections, true)
+      const memory = memoryAdapter(connectOptions, state.hub, true)
       const response = await state.app.request(
         `http://localhost${connectOptions.path ?? path}`,
         { headers: requestHeaders(connectOptions) },
-        { ...connectOptions.env, [ADAPTER]: memory.adapter },
+        { ...connectOptions.env, [ADAPTER]: memory.adapter, [HUB]: state.hub },
       )
       const peer = memory.finish(response)
       if (!peer) throw new UpgradeRejectedError(response)
@@ -661,17 +709,17 @@ export function hibernatable(
           data: undefined,
           topics: [],
         }
-        peer.attach(state.upgrader.wake(peer.socket, snapshot, state.connections))
+        peer.attach(state.upgrader.wake(peer.socket, snapshot, state.hub))
       }
     },
     get evictions() {
       return evictions
     },
     get topics() {
-      return state.topics
+      return state.hub.topics
     },
     get connections() {
-      return state.connections
+      return state.hub.connections
     },
   }
   return object

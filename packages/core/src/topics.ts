@@ -1,10 +1,19 @@
 /**
- * Topics: publish and subscribe between connections, in this isolate and, through a
+ * Topics: publish and subscribe between the connections of one hub and, through a
  * {@link Backplane}, across processes and machines.
  * @module
  */
 import { describeError, utf8Length } from './close.js'
 import type { Logger, MessageData } from './contracts.js'
+import {
+  CHECK_BACKLOG,
+  DELIVER,
+  JOIN,
+  LEAVE,
+  PUBLISH_FROM,
+  PUBLISH_NATIVE,
+  TREE,
+} from './internal.js'
 
 /**
  * A fan-out engine shared by several instances of an app (Redis pub/sub, for one). The core
@@ -60,16 +69,16 @@ export interface BackplaneSink {
  */
 export interface Subscriber {
   /** Delivers a published message; never waits and never throws. */
-  deliver(data: MessageData): void
+  [DELIVER](data: MessageData): void
   /** The runtime's own topic tree this subscriber belongs to (Bun), if any. */
-  readonly tree: TopicTree | undefined
+  readonly [TREE]: TopicTree | undefined
   /** Publishes through the runtime's tree to every subscriber but this one (Bun). */
-  publishNative(topic: string, data: MessageData): void
+  [PUBLISH_NATIVE](topic: string, data: MessageData): void
   /**
    * The runtime's tree sent to this subscriber without the core: applies the slow-subscriber
    * bound to what the runtime now holds unsent for it.
    */
-  checkBacklog(): void
+  [CHECK_BACKLOG](): void
 }
 
 /** A runtime's own topic fan-out (Bun's `server.publish`), as an adapter exposes it. */
@@ -143,7 +152,8 @@ export function topicNameError(
 }
 
 /**
- * The topics of an isolate: who subscribes to what, and the fan-out of every publish.
+ * The topics of one hub (a server, a Worker, a Durable Object): who subscribes to what, and the
+ * fan-out of every publish. Reach them with `getHub(c).topics`, or `conn.hub.topics`.
  *
  * Connections join and leave with `conn.subscribe(topic)` and `conn.unsubscribe(topic)`, and
  * leave every topic when they close. `conn.publish(topic, data)` reaches every subscriber but the
@@ -163,14 +173,12 @@ export function topicNameError(
  * compile against the Workers runtime's `EventTarget` types.) A listener that throws or rejects
  * breaks nothing: its error goes to `onError`, else the logger, like a backplane's.
  *
- * `topics` is the isolate's instance, the one upgraders use by default.
- *
  * @example
  * ```ts
- * import { topics } from '@handshake/core'
+ * import { getHub } from '@handshake/core'
  *
  * app.post('/rooms/:room/announce', async (c) => {
- *   topics.publish(c.req.param('room'), await c.req.text())
+ *   getHub(c).topics.publish(c.req.param('room'), await c.req.text())
  *   return c.body(null, 204)
  * })
  * ```
@@ -272,7 +280,7 @@ export class Topics extends EventTarget {
    * @param data - a string (text) or the exact bytes of a `Uint8Array` view (binary)
    */
   publish(topic: string, data: MessageData): void {
-    this.publishFrom(undefined, topic, data)
+    this[PUBLISH_FROM](undefined, topic, data)
   }
 
   /**
@@ -281,10 +289,10 @@ export class Topics extends EventTarget {
    *
    * @example
    * ```ts
-   * import { topics } from '@handshake/core'
    * import { redisBackplane } from '@handshake/redis'
    *
-   * await topics.useBackplane(redisBackplane({ client: new Redis(redisUrl) }))
+   * const server = await serve(app, { port: 3000 })
+   * await server.topics.useBackplane(redisBackplane({ client: new Redis(redisUrl) }))
    * ```
    * @throws Error when a backplane is already in use; the backplane's own error when it fails
    *   to start, and then this Topics has no backplane (another one may be given)
@@ -325,14 +333,14 @@ export class Topics extends EventTarget {
   }
 
   /** @internal A connection joins a topic; resolves once the backplane confirmed it. */
-  join(topic: string, subscriber: Subscriber): Promise<void> {
+  [JOIN](topic: string, subscriber: Subscriber): Promise<void> {
     let entry = this.#topics.get(topic)
     if (!entry) {
       entry = { members: new Set(), trees: new Map(), confirmed: undefined }
       this.#topics.set(topic, entry)
       entry.confirmed = this.#backplane ? this.#subscribeRemote(topic) : confirmedNow
     }
-    const tree = subscriber.tree
+    const tree = subscriber[TREE]
     if (tree) {
       const members = entry.trees.get(tree) ?? new Set()
       entry.trees.set(tree, members)
@@ -344,10 +352,10 @@ export class Topics extends EventTarget {
   }
 
   /** @internal A connection leaves a topic. */
-  leave(topic: string, subscriber: Subscriber): void {
+  [LEAVE](topic: string, subscriber: Subscriber): void {
     const entry = this.#topics.get(topic)
     if (!entry) return
-    const tree = subscriber.tree
+    const tree = subscriber[TREE]
     if (tree) {
       const members = entry.trees.get(tree)
       members?.delete(subscriber)
@@ -362,7 +370,7 @@ export class Topics extends EventTarget {
   }
 
   /** @internal Publishes from a connection (which does not get its own message), or from outside. */
-  publishFrom(sender: Subscriber | undefined, topic: string, data: MessageData): void {
+  [PUBLISH_FROM](sender: Subscriber | undefined, topic: string, data: MessageData): void {
     const refused = topicNameError(topic)
     if (refused) throw refused
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
@@ -384,10 +392,10 @@ export class Topics extends EventTarget {
   #deliverLocal(sender: Subscriber | undefined, topic: string, data: MessageData): void {
     const entry = this.#topics.get(topic)
     if (!entry) return
-    for (const member of entry.members) if (member !== sender) member.deliver(data)
+    for (const member of entry.members) if (member !== sender) member[DELIVER](data)
     if (entry.trees.size === 0) return
     for (const tree of entry.trees.keys()) {
-      if (sender && sender.tree === tree) sender.publishNative(topic, data)
+      if (sender && sender[TREE] === tree) sender[PUBLISH_NATIVE](topic, data)
       else tree.publish(topic, data)
     }
     this.#checkBacklogs(entry)
@@ -409,7 +417,7 @@ export class Topics extends EventTarget {
       this.#published.clear()
       for (const topic of published) {
         for (const members of topic.trees.values()) {
-          for (const member of members) member.checkBacklog()
+          for (const member of members) member[CHECK_BACKLOG]()
         }
       }
     }, 0)
@@ -459,6 +467,3 @@ export class Topics extends EventTarget {
     }
   }
 }
-
-/** The isolate's topics: the ones every upgrader uses unless given its own. */
-export const topics: Topics = new Topics()

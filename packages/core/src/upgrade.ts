@@ -6,7 +6,6 @@
 import { Context, type Env, type Hono, type MiddlewareHandler } from 'hono'
 import { CloseCode, type CloseError, closeErrorIn, describeError, isCloseError } from './close.js'
 import { Conn, type ConnHome, type EventDispatch } from './conn.js'
-import { type Connections, connections as isolateConnections } from './connections.js'
 import {
   type AnyController,
   type ControllerWithHooks,
@@ -17,6 +16,18 @@ import {
   type UpgradeOptions,
   type UpgradeSettings,
 } from './contracts.js'
+import { getHub, type Hub } from './hub.js'
+import {
+  CLOSED_HERE,
+  DISPATCH_TO,
+  EVENTS,
+  READY,
+  RESTORE,
+  SETTLE_ENDED,
+  SNAPSHOT,
+  STOP_DISPATCH,
+  UPGRADING,
+} from './internal.js'
 import {
   adapterFor,
   type ConnSnapshot,
@@ -24,7 +35,6 @@ import {
   type RuntimeSocket,
   type SocketEvents,
 } from './port.js'
-import { topics as isolateTopics, type Topics } from './topics.js'
 
 /** An upgrade that cannot go on, with the HTTP status that answers it. */
 export class UpgradeError extends Error {
@@ -175,8 +185,6 @@ export class Upgrader<E extends Env = any> {
   readonly controller: AnyController<E>
   /** The options in effect, defaults applied. */
   readonly settings: Readonly<UpgradeSettings>
-  // The `topics` option; without it, the adapter's (one per Durable Object), else the isolate's.
-  readonly #topics: Topics | undefined
   // One for every connection of an event controller: a connection holds no closure of its own.
   #eventDispatch: EventDispatch | undefined
 
@@ -213,7 +221,6 @@ export class Upgrader<E extends Env = any> {
       )
     }
     this.settings = Object.freeze(settings)
-    this.#topics = settings.topics
   }
 
   /**
@@ -258,17 +265,10 @@ export class Upgrader<E extends Env = any> {
    * `open` again, and returns the handlers for its events.
    * @param socket - the runtime's socket, as for `UpgradeRequest.open`
    * @param snapshot - what the connection stored (`RuntimeSocket.persist`)
-   * @param registry - the registry the connection joins; the isolate's by default
-   * @param topics - the topics it joins again, unless the upgrader has its own `topics` option;
-   *   the isolate's by default
+   * @param hub - the hub the connection belongs to: it joins its registry, and its topics again
    * @throws Error for a `serve` controller: a read loop cannot survive a hibernation
    */
-  wake(
-    socket: RuntimeSocket,
-    snapshot: ConnSnapshot,
-    registry?: Connections,
-    topics?: Topics,
-  ): SocketEvents {
+  wake(socket: RuntimeSocket, snapshot: ConnSnapshot, hub: Hub): SocketEvents {
     const controller = this.controller
     if (!isEventController(controller)) {
       throw new Error(
@@ -276,14 +276,13 @@ export class Upgrader<E extends Env = any> {
       )
     }
     const conn = new Conn(socket, snapshot.protocol || undefined, this.settings, {
-      connections: registry ?? isolateConnections,
-      topics: this.#topics ?? topics ?? isolateTopics,
+      hub,
       url: snapshot.url,
     })
-    conn.restore(snapshot)
-    conn.dispatchTo(this.#dispatchFor(controller))
-    conn.ready()
-    return conn.events
+    conn[RESTORE](snapshot)
+    conn[DISPATCH_TO](this.#dispatchFor(controller))
+    conn[READY]()
+    return conn[EVENTS]
   }
 
   async #upgrade(c: Context<E>): Promise<Response> {
@@ -307,8 +306,8 @@ export class Upgrader<E extends Env = any> {
       }
       const adapter = adapterFor(c)
       if (!adapter) throw missingAdapterError()
-      const registry = adapter.connections ?? isolateConnections
-      if (!registry.accepting) {
+      const hub = getHub(c)
+      if (!hub.connections.accepting) {
         return await this.#reject(
           c,
           new UpgradeError(503, 'The server is shutting down: it accepts no new connections'),
@@ -316,7 +315,7 @@ export class Upgrader<E extends Env = any> {
       }
       // From here until its socket opens, the upgrade counts in the registry: a shutdown that
       // starts meanwhile waits for it to open, then closes it (Deno would otherwise cut it).
-      upgrading = registry.upgrading()
+      upgrading = hub.connections[UPGRADING]()
       const headers = controller.upgradeHeaders
         ? new Headers(await controller.upgradeHeaders(c))
         : NO_HEADERS
@@ -335,11 +334,7 @@ export class Upgrader<E extends Env = any> {
       // open the socket inside adapter.upgrade() (Bun, workerd), before the response is done.
       let returned = false
       let start: (() => void) | undefined
-      const home: ConnHome = {
-        connections: registry,
-        topics: this.#topics ?? adapter.topics ?? isolateTopics,
-        url: c.req.url,
-      }
+      const home: ConnHome = { hub, url: c.req.url }
       const response = await adapter.upgrade(c, {
         headers,
         protocol,
@@ -352,11 +347,11 @@ export class Upgrader<E extends Env = any> {
           ;(upgrading as () => void)()
           // What a hibernated connection needs to come back (its URL, its protocol) is stored
           // from the start, before `open` assigns anything.
-          if (socket.persist) socket.persist(conn.snapshot())
+          if (socket.persist) socket.persist(conn[SNAPSHOT]())
           const run = () => this.#start(conn, c)
           if (returned) run()
           else start = run
-          return conn.events
+          return conn[EVENTS]
         },
         abandon: upgrading,
       })
@@ -402,7 +397,7 @@ export class Upgrader<E extends Env = any> {
   #start(conn: Conn, c: Context<E>): void {
     const controller = this.controller
     if (isEventController(controller)) {
-      conn.dispatchTo(this.#dispatchFor(controller))
+      conn[DISPATCH_TO](this.#dispatchFor(controller))
       this.#open(controller, conn, c)
     } else {
       this.#serve(controller as ControllerWithHooks<E>, conn, c)
@@ -426,35 +421,35 @@ export class Upgrader<E extends Env = any> {
         () => conn.closeNormal(),
         (err: unknown) => this.#failed(conn, () => c, err),
       )
-      .then(() => conn.settleEnded())
+      .then(() => conn[SETTLE_ENDED]())
   }
 
   /** Runs `open`; messages wait until it settles. */
   #open(controller: EventControllerWithHooks, conn: Conn, c: Context<E>): void {
     if (!controller.open) {
-      conn.ready()
+      conn[READY]()
       return
     }
     let result: unknown
     try {
       result = controller.open(conn, c)
     } catch (err) {
-      conn.stopDispatch()
+      conn[STOP_DISPATCH]()
       void this.#failed(conn, () => c, err)
-      conn.ready()
+      conn[READY]()
       return
     }
     if (result !== undefined && typeof (result as PromiseLike<unknown>)?.then === 'function') {
       ;(result as PromiseLike<unknown>).then(
-        () => conn.ready(),
+        () => conn[READY](),
         (err: unknown) => {
-          conn.stopDispatch()
+          conn[STOP_DISPATCH]()
           void this.#failed(conn, () => c, err)
-          conn.ready()
+          conn[READY]()
         },
       )
     } else {
-      conn.ready()
+      conn[READY]()
     }
   }
 
@@ -467,7 +462,7 @@ export class Upgrader<E extends Env = any> {
     this.#eventDispatch ??= {
       message: (conn, message) => controller.message(conn, message),
       fail: (conn, err) => {
-        conn.stopDispatch()
+        conn[STOP_DISPATCH]()
         void this.#failed(conn, () => detachedContext<E>(conn.url), err)
       },
       closed: (conn, error) => this.#closed(controller, conn, error),
@@ -477,7 +472,7 @@ export class Upgrader<E extends Env = any> {
 
   #closed(controller: EventControllerWithHooks, conn: Conn, error: CloseError): void {
     if (!controller.close) {
-      conn.settleEnded()
+      conn[SETTLE_ENDED]()
       return
     }
     const report = (err: unknown) => this.#report(() => detachedContext<E>(conn.url), err)
@@ -485,16 +480,16 @@ export class Upgrader<E extends Env = any> {
     try {
       result = controller.close(conn, error)
     } catch (err) {
-      void report(err).then(() => conn.settleEnded())
+      void report(err).then(() => conn[SETTLE_ENDED]())
       return
     }
     if (result !== undefined && typeof (result as PromiseLike<unknown>)?.then === 'function') {
       ;(result as PromiseLike<unknown>).then(
-        () => conn.settleEnded(),
-        (err: unknown) => report(err).then(() => conn.settleEnded()),
+        () => conn[SETTLE_ENDED](),
+        (err: unknown) => report(err).then(() => conn[SETTLE_ENDED]()),
       )
     } else {
-      conn.settleEnded()
+      conn[SETTLE_ENDED]()
     }
   }
 
@@ -505,7 +500,7 @@ export class Upgrader<E extends Env = any> {
    */
   async #failed(conn: Conn, context: () => Context<E>, err: unknown): Promise<void> {
     try {
-      if (isCloseError(err) || (conn.closedHere && closeErrorIn(err) !== undefined)) {
+      if (isCloseError(err) || (conn[CLOSED_HERE] && closeErrorIn(err) !== undefined)) {
         await conn.closeNormal()
         return
       }

@@ -3,7 +3,9 @@
  * backplane, so that it cannot subscribe, unsubscribe or publish on another `Topics`' behalf.
  */
 import { describe, expect, it } from 'vitest'
-import { type Backplane, type BackplaneSink, type MessageData, Topics } from '../src/index.js'
+import type { Backplane, BackplaneSink } from '../src/adapter.js'
+import { type MessageData, Topics } from '../src/index.js'
+import { CHECK_BACKLOG, DELIVER, JOIN, LEAVE, PUBLISH_NATIVE, TREE } from '../src/internal.js'
 
 /** A backplane that takes one owner, as @handshake/redis's does, and records its calls. */
 class OneOwner implements Backplane {
@@ -27,11 +29,12 @@ class OneOwner implements Backplane {
   }
 }
 
+// A subscriber as the core sees one (a Conn), through the core's own keys.
 const member = {
-  deliver() {},
-  tree: undefined,
-  publishNative() {},
-  checkBacklog() {},
+  [DELIVER]() {},
+  [TREE]: undefined,
+  [PUBLISH_NATIVE]() {},
+  [CHECK_BACKLOG]() {},
 }
 
 describe('a Topics whose useBackplane() failed', () => {
@@ -39,13 +42,13 @@ describe('a Topics whose useBackplane() failed', () => {
     const backplane = new OneOwner()
     const owner = new Topics()
     await owner.useBackplane(backplane)
-    await owner.join('room', { ...member })
+    await owner[JOIN]('room', { ...member })
     const other = new Topics()
     await expect(other.useBackplane(backplane)).rejects.toThrow(/started already/)
     // The other Topics' room and its leave are its own business, not the owner's backplane's.
     const guest = { ...member }
-    await other.join('room', guest)
-    other.leave('room', guest)
+    await other[JOIN]('room', guest)
+    other[LEAVE]('room', guest)
     other.publish('room', 'm')
     await other.closeBackplane()
     expect(backplane.calls).toEqual(['subscribe room'])

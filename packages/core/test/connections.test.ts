@@ -1,6 +1,7 @@
 import { Hono } from 'hono'
 import { describe, expect, it, vi } from 'vitest'
-import { type Conn, Connections, type Controller, connections, upgrade } from '../src/index.js'
+import { createHub } from '../src/adapter.js'
+import { type Conn, type Controller, upgrade } from '../src/index.js'
 import { connect, type TestPeer, UpgradeRejectedError } from '../src/testing.js'
 
 class Echo implements Controller {
@@ -34,9 +35,10 @@ function race<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
 
 describe('the connection registry', () => {
   it('holds each open connection once and forgets it when it closes', async () => {
-    const registry = new Connections()
-    const a = await connect(new Echo(), '/', { connections: registry })
-    const b = await connect(new Echo(), '/', { connections: registry })
+    const hub = createHub()
+    const registry = hub.connections
+    const a = await connect(new Echo(), '/', { hub })
+    const b = await connect(new Echo(), '/', { hub })
     await tick()
     expect(registry.size).toBe(2)
     expect([...registry].every((conn) => conn.state === 'open')).toBe(true)
@@ -49,18 +51,27 @@ describe('the connection registry', () => {
     expect(registry.size).toBe(0)
   })
 
-  it('is the isolate registry by default for adapters that keep none', () => {
-    expect(connections).toBeInstanceOf(Connections)
-    expect(connections.accepting).toBe(true)
+  it("is the hub's: a shutdown of one hub leaves another hub's connections open", async () => {
+    const one = createHub()
+    const other = createHub()
+    const closing = await connect(new Echo(), '/', { hub: one })
+    const staying = await connect(new Echo(), '/', { hub: other })
+    await tick()
+    await one.connections.shutdown({ timeout: 1000 })
+    expect(await closing.closed).toMatchObject({ code: 1001 })
+    expect(other.connections.accepting).toBe(true)
+    expect(other.connections.size).toBe(1)
+    staying.send('still here')
+    expect(await staying.read()).toEqual({ type: 'text', data: 'still here' })
+    await connect(new Echo(), '/', { hub: other })
   })
 })
 
 describe('graceful shutdown', () => {
   it('sends 1001 to every connection, waits for the answers, and resolves', async () => {
-    const registry = new Connections()
-    const peers = await Promise.all(
-      [1, 2, 3].map(() => connect(new Echo(), '/', { connections: registry })),
-    )
+    const hub = createHub()
+    const registry = hub.connections
+    const peers = await Promise.all([1, 2, 3].map(() => connect(new Echo(), '/', { hub })))
     await tick()
     await registry.shutdown()
     for (const peer of peers) {
@@ -74,12 +85,11 @@ describe('graceful shutdown', () => {
   })
 
   it('refuses new upgrades with 503 and the JSON body once it started', async () => {
-    const registry = new Connections()
-    const peer = await connect(new Echo(), '/', { connections: registry, answerClose: false })
+    const hub = createHub()
+    const registry = hub.connections
+    const peer = await connect(new Echo(), '/', { hub, answerClose: false })
     const done = registry.shutdown({ timeout: 50 })
-    const refused = await connect(new Echo(), '/', { connections: registry }).catch(
-      (err: unknown) => err,
-    )
+    const refused = await connect(new Echo(), '/', { hub }).catch((err: unknown) => err)
     expect(refused).toBeInstanceOf(UpgradeRejectedError)
     const { response } = refused as UpgradeRejectedError
     expect(response.status).toBe(503)
@@ -96,8 +106,9 @@ describe('graceful shutdown', () => {
     [{ reason: 'x'.repeat(124) }, /124 UTF-8 bytes/],
     [{ timeout: -1 }, /Invalid shutdown timeout/],
   ])('rejects %o before anything is sent, refused or stopped', async (options, message) => {
-    const registry = new Connections()
-    const peer = await connect(new Echo(), '/', { connections: registry })
+    const hub = createHub()
+    const registry = hub.connections
+    const peer = await connect(new Echo(), '/', { hub })
     const stop = vi.fn()
     await expect(registry.shutdown(options, stop)).rejects.toThrow(message)
     await expect(registry.shutdown(options, stop)).rejects.toBeInstanceOf(RangeError)
@@ -112,9 +123,10 @@ describe('graceful shutdown', () => {
   })
 
   it('tears down a silent peer at the deadline, and resolves by it', async () => {
-    const registry = new Connections()
+    const hub = createHub()
+    const registry = hub.connections
     const peer = await connect(new Echo(), '/', {
-      connections: registry,
+      hub,
       answerClose: false,
       upgrade: { closeHandshakeTimeout: 60_000 },
     })
@@ -129,8 +141,9 @@ describe('graceful shutdown', () => {
   })
 
   it('resolves by its deadline even when serve ignores its signal', async () => {
-    const registry = new Connections()
-    const peer = await connect(new Stubborn(), '/', { connections: registry })
+    const hub = createHub()
+    const registry = hub.connections
+    const peer = await connect(new Stubborn(), '/', { hub })
     await tick()
     const outcome = await race(registry.shutdown({ timeout: 200 }), 1500)
     expect(outcome).toBeUndefined()
@@ -144,9 +157,10 @@ describe('graceful shutdown', () => {
 
   // Issue 11, defect 1: a close never completed while inbound was paused.
   it('resumes a paused (flooding) peer so that its close answer is read', async () => {
-    const registry = new Connections()
+    const hub = createHub()
+    const registry = hub.connections
     const peer = await connect(new Holder(), '/', {
-      connections: registry,
+      hub,
       upgrade: { maxInboundBuffer: 4096, maxMessageSize: 1024, closeHandshakeTimeout: 60_000 },
     })
     await tick()
@@ -166,7 +180,8 @@ describe('graceful shutdown', () => {
   })
 
   it('closes a connection whose upgrade completes during the shutdown', async () => {
-    const registry = new Connections()
+    const hub = createHub()
+    const registry = hub.connections
     let release: () => void = () => {}
     const gate = new Promise<void>((resolve) => {
       release = resolve
@@ -188,7 +203,7 @@ describe('graceful shutdown', () => {
       }),
     )
     // The upgrade is past the 503 check and waits in a hook while the shutdown starts.
-    const connecting = connect(app, '/', { connections: registry })
+    const connecting = connect(app, '/', { hub })
     await tick()
     const done = registry.shutdown({ timeout: 2000 })
     release()
@@ -202,7 +217,8 @@ describe('graceful shutdown', () => {
   })
 
   it('waits for stopListening under the same deadline', async () => {
-    const registry = new Connections()
+    const hub = createHub()
+    const registry = hub.connections
     const stop = vi.fn(() => new Promise<void>(() => {}))
     const outcome = await race(registry.shutdown({ timeout: 100 }, stop), 1500)
     expect(outcome).toBeUndefined()
@@ -210,8 +226,9 @@ describe('graceful shutdown', () => {
   })
 
   it('acts once however often it is called', async () => {
-    const registry = new Connections()
-    const peer = await connect(new Echo(), '/', { connections: registry })
+    const hub = createHub()
+    const registry = hub.connections
+    const peer = await connect(new Echo(), '/', { hub })
     await tick()
     const first = registry.shutdown({ code: 1012, reason: 'restarting' })
     const second = registry.shutdown({ code: 1001 })

@@ -9,18 +9,21 @@ import {
   type Adapter,
   type Backplane,
   type BackplaneSink,
-  type CloseError,
-  type Conn,
-  Connections,
   type ConnSnapshot,
-  type Controller,
-  type EventController,
-  type MessageData,
+  createHub,
+  HUB,
   type RuntimeSocket,
   type SocketEvents,
-  Topics,
-  type UpgradeOptions,
   type UpgradeRequest,
+} from '../src/adapter.js'
+import {
+  type CloseError,
+  type Conn,
+  type Controller,
+  type EventController,
+  type Hub,
+  type MessageData,
+  type UpgradeOptions,
   Upgrader,
   upgrade,
 } from '../src/index.js'
@@ -50,11 +53,11 @@ interface ManualSocket extends RuntimeSocket {
 async function openOn(
   handler: ReturnType<typeof upgrade>,
   socket: ManualSocket,
-  registry = new Connections(),
+  hub: Hub = createHub(),
 ): Promise<ManualSocket> {
   const adapter: Adapter = {
     name: 'manual',
-    connections: registry,
+    hub: () => hub,
     upgrade(_c, request) {
       socket.events = request.open(socket)
       return new Response(null, { status: 200 })
@@ -62,7 +65,7 @@ async function openOn(
   }
   const response = await new Hono()
     .get('/', handler)
-    .request('/', { headers: HANDSHAKE }, { [ADAPTER]: adapter })
+    .request('/', { headers: HANDSHAKE }, { [ADAPTER]: adapter, [HUB]: hub })
   expect(response.status).toBe(200)
   await tick()
   return socket
@@ -93,7 +96,8 @@ describe("issue 18 #4: one slow-subscriber check per turn on a runtime's tree", 
   })
 
   it('arms one timer for a turn of many publishes, not one per publish', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     const treePublishes: string[] = []
     const tree = { publish: (topic: string) => void treePublishes.push(topic) }
     const checks = { count: 0 }
@@ -111,7 +115,7 @@ describe("issue 18 #4: one slow-subscriber check per turn on a runtime's tree", 
       open: (conn) => conn.subscribe('room'),
       message() {},
     }
-    for (const socket of sockets) await openOn(upgrade(room, { topics }), socket)
+    for (const socket of sockets) await openOn(upgrade(room), socket, hub)
     expect(topics.subscribers('room')).toBe(3)
 
     const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout')
@@ -149,7 +153,8 @@ class SinkOnly implements Backplane {
 describe("issue 18 #6: a throwing 'restore' listener breaks nothing", () => {
   it('reports a throw and a rejection to onError, and the other listeners still run', async () => {
     const onError = vi.fn()
-    const topics = new Topics({ onError })
+    const hub = createHub({ onError })
+    const topics = hub.topics
     const backplane = new SinkOnly()
     await topics.useBackplane(backplane)
     const bug = new Error('listener bug')
@@ -182,7 +187,8 @@ describe("issue 18 #6: a throwing 'restore' listener breaks nothing", () => {
 
   it('logs it without onError, and removeEventListener still removes a listener', async () => {
     const logger = { error: vi.fn() }
-    const topics = new Topics({ logger })
+    const hub = createHub({ logger })
+    const topics = hub.topics
     const backplane = new SinkOnly()
     await topics.useBackplane(backplane)
     const removed = vi.fn()
@@ -228,12 +234,10 @@ function subscriber(names: string[], outcomes: unknown[]): Controller {
   }
 }
 
-async function subscribeAll(names: string[], options: UpgradeOptions = {}) {
-  const topics = options.topics ?? new Topics()
+async function subscribeAll(names: string[], options: UpgradeOptions = {}, hub = createHub()) {
+  const topics = hub.topics
   const outcomes: unknown[] = []
-  const peer = await connect(subscriber(names, outcomes), '/', {
-    upgrade: { ...options, topics },
-  })
+  const peer = await connect(subscriber(names, outcomes), '/', { hub, upgrade: options })
   const held = JSON.parse(String((await peer.read()).data)) as string[]
   return { outcomes, held, topics, peer }
 }
@@ -304,12 +308,11 @@ class Recording extends SinkOnly {
 
 describe('issue 18 #10: topic names that are not well-formed Unicode are refused', () => {
   it('refuses a lone surrogate in subscribe (TypeError) and in publish (throws); pairs are fine', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     const backplane = new Recording()
     await topics.useBackplane(backplane)
-    const { outcomes, held } = await subscribeAll(['x\uD800', 'x\uDBFF', '\uDC00x', 'x😀'], {
-      topics,
-    })
+    const { outcomes, held } = await subscribeAll(['x\uD800', 'x\uDBFF', '\uDC00x', 'x😀'], {}, hub)
     for (const refused of outcomes.slice(0, 3)) {
       expect(refused).toBeInstanceOf(TypeError)
       expect(String(refused)).toMatch(/well-formed Unicode/)
@@ -432,19 +435,18 @@ describe('issue 18 #14: a failed store changes nothing', () => {
   }
 
   it('subscribe() rejects (never throws) when the store refuses, and the topic is not joined', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     let connection: Conn | undefined
     const socket = await openOn(
-      upgrade(
-        {
-          open(conn) {
-            connection = conn
-          },
-          message() {},
+      upgrade({
+        open(conn) {
+          connection = conn
         },
-        { topics },
-      ),
+        message() {},
+      }),
       fussyStore(2),
+      hub,
     )
     const conn = connection as Conn
     await conn.subscribe('a')
@@ -486,22 +488,21 @@ describe('issue 18 #14: a failed store changes nothing', () => {
   it('unsubscribe() throws and keeps the topic when the store refuses', async () => {
     let connection: Conn | undefined
     let refuse = false
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     await openOn(
-      upgrade(
-        {
-          open(conn) {
-            connection = conn
-          },
-          message() {},
+      upgrade({
+        open(conn) {
+          connection = conn
         },
-        { topics },
-      ),
+        message() {},
+      }),
       bunLikeSocket({
         persist() {
           if (refuse) throw new Error('storage unavailable')
         },
       }),
+      hub,
     )
     const conn = connection as Conn
     await conn.subscribe('a')
@@ -516,7 +517,8 @@ describe('issue 18 #14: a failed store changes nothing', () => {
 
 describe('issue 18 #23: a shutdown waits for serve and close handlers, within its deadline', () => {
   it('resolves only once serve has finished its work after the loop', async () => {
-    const registry = new Connections()
+    const hub = createHub()
+    const registry = hub.connections
     let finished = false
     const peer = await connect(
       {
@@ -529,7 +531,7 @@ describe('issue 18 #23: a shutdown waits for serve and close handlers, within it
         },
       },
       '/',
-      { connections: registry },
+      { hub },
     )
     await tick()
     await registry.shutdown({ timeout: 5000 })
@@ -538,7 +540,8 @@ describe('issue 18 #23: a shutdown waits for serve and close handlers, within it
   })
 
   it('resolves only once the close handler has finished', async () => {
-    const registry = new Connections()
+    const hub = createHub()
+    const registry = hub.connections
     const log: string[] = []
     await connect(
       {
@@ -550,7 +553,7 @@ describe('issue 18 #23: a shutdown waits for serve and close handlers, within it
         },
       },
       '/',
-      { connections: registry },
+      { hub },
     )
     await tick()
     await registry.shutdown({ timeout: 5000 })
@@ -558,8 +561,9 @@ describe('issue 18 #23: a shutdown waits for serve and close handlers, within it
   })
 
   it('still resolves by its deadline when serve never settles', async () => {
-    const registry = new Connections()
-    await connect({ serve: () => new Promise<void>(() => {}) }, '/', { connections: registry })
+    const hub = createHub()
+    const registry = hub.connections
+    await connect({ serve: () => new Promise<void>(() => {}) }, '/', { hub })
     await tick()
     const started = Date.now()
     await registry.shutdown({ timeout: 300 })
@@ -573,7 +577,7 @@ describe('issue 18 #23: a shutdown waits for serve and close handlers, within it
 
 describe('issue 18 #25: a shutdown waits for upgrades on their way to open', () => {
   /** An adapter that opens the socket `delay` ms after it answered, as Deno does (onopen). */
-  function lateOpening(registry: Connections, delay: number) {
+  function lateOpening(hub: Hub, delay: number) {
     const socket = bunLikeSocket()
     const state = { opened: false, request: undefined as UpgradeRequest | undefined }
     // A real close: the end comes once the peer answered, a moment later.
@@ -583,7 +587,7 @@ describe('issue 18 #25: a shutdown waits for upgrades on their way to open', () 
     }
     const adapter: Adapter = {
       name: 'late',
-      connections: registry,
+      hub: () => hub,
       upgrade(_c, request) {
         state.request = request
         if (delay >= 0) {
@@ -608,13 +612,14 @@ describe('issue 18 #25: a shutdown waits for upgrades on their way to open', () 
     return {
       socket,
       state,
-      request: () => app.request('/', { headers: HANDSHAKE }, { [ADAPTER]: adapter }),
+      request: () => app.request('/', { headers: HANDSHAKE }, { [ADAPTER]: adapter, [HUB]: hub }),
     }
   }
 
   it('does not resolve before the socket opened; it closes it then with 1001', async () => {
-    const registry = new Connections()
-    const late = lateOpening(registry, 150)
+    const hub = createHub()
+    const registry = hub.connections
+    const late = lateOpening(hub, 150)
     expect((await late.request()).status).toBe(200)
     const started = Date.now()
     await registry.shutdown({ timeout: 5000 })
@@ -625,8 +630,9 @@ describe('issue 18 #25: a shutdown waits for upgrades on their way to open', () 
   })
 
   it('stops waiting for an upgrade the adapter abandons', async () => {
-    const registry = new Connections()
-    const late = lateOpening(registry, -1)
+    const hub = createHub()
+    const registry = hub.connections
+    const late = lateOpening(hub, -1)
     expect((await late.request()).status).toBe(200)
     setTimeout(() => late.state.request?.abandon(), 50)
     const started = Date.now()
@@ -635,14 +641,15 @@ describe('issue 18 #25: a shutdown waits for upgrades on their way to open', () 
   })
 
   it('stops waiting when the app answered something other than the upgrade (the test kit abandons it)', async () => {
-    const registry = new Connections()
+    const hub = createHub()
+    const registry = hub.connections
     const app = new Hono()
     app.use(async (c, next) => {
       await next()
       c.res = new Response('rewritten', { status: 500 })
     })
     app.get('/', upgrade({ serve() {} }))
-    await expect(connect(app, '/', { connections: registry })).rejects.toThrow(/500/)
+    await expect(connect(app, '/', { hub })).rejects.toThrow(/500/)
     const started = Date.now()
     await registry.shutdown({ timeout: 5000 })
     expect(Date.now() - started).toBeLessThan(1000)
@@ -654,7 +661,8 @@ describe('issue 18 #25: a shutdown waits for upgrades on their way to open', () 
 describe("issue 18 #26: a serve loop that sees the server's own close ends quietly", () => {
   for (const how of ['for await', 'read()'] as const) {
     it(`logs nothing when a shutdown closes with 1012 (${how})`, async () => {
-      const registry = new Connections()
+      const hub = createHub()
+      const registry = hub.connections
       const logger = { error: vi.fn() }
       const onEnd: string[] = []
       const peer = await connect(
@@ -671,7 +679,7 @@ describe("issue 18 #26: a serve loop that sees the server's own close ends quiet
           },
         },
         '/',
-        { connections: registry, upgrade: { logger } },
+        { hub, upgrade: { logger } },
       )
       await tick()
       await registry.shutdown({ code: 1012, reason: 'Service restart', timeout: 5000 })

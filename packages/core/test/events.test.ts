@@ -7,18 +7,22 @@ import { describe, expect, it, vi } from 'vitest'
 import {
   ADAPTER,
   type Adapter,
+  createHub,
+  HUB,
+  type SocketEvents,
+  upgraderOf,
+} from '../src/adapter.js'
+import {
   CloseError,
   type Conn,
   type EventController,
   type EventControllerWithHooks,
+  getHub,
   InternalErrorMessage,
   type Message,
   NormalClosureMessage,
-  type SocketEvents,
-  Topics,
   Upgrader,
   upgrade,
-  upgraderOf,
 } from '../src/index.js'
 import { connect, hibernatable, UpgradeRejectedError } from '../src/testing.js'
 
@@ -52,8 +56,10 @@ function manualAdapter(onOpen?: (events: SocketEvents) => void) {
     events: undefined as SocketEvents | undefined,
     sent: [] as unknown[],
     async upgrade(handler: ReturnType<typeof upgrade>): Promise<Response> {
+      const hub = createHub()
       const adapter: Adapter = {
         name: 'manual',
+        hub: () => hub,
         upgrade(_c, request) {
           manual.events = request.open({
             send: (data) => {
@@ -673,23 +679,21 @@ describe('event controllers: the Conn', () => {
   })
 
   it('subscribes, publishes to the others and not the sender, and leaves on close', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     const app = new Hono().get(
       '/',
-      upgrade(
-        {
-          async open(conn) {
-            await conn.subscribe('room')
-          },
-          message(conn, msg) {
-            conn.publish('room', msg.data)
-          },
+      upgrade({
+        async open(conn) {
+          await conn.subscribe('room')
         },
-        { topics },
-      ),
+        message(conn, msg) {
+          conn.publish('room', msg.data)
+        },
+      }),
     )
-    const alice = await connect(app)
-    const bob = await connect(app)
+    const alice = await connect(app, '/', { hub })
+    const bob = await connect(app, '/', { hub })
     await vi.waitFor(() => expect(topics.subscribers('room')).toBe(2))
     alice.send('hi from alice')
     expect(await bob.read()).toEqual(text('hi from alice'))
@@ -832,6 +836,7 @@ describe('Upgrader.wake()', () => {
       upgrader.wake(
         { send() {}, close() {}, bufferedAmount: 0, emitsDrain: false },
         { protocol: '', url: 'http://localhost/', data: undefined, topics: [] },
+        createHub(),
       ),
     ).toThrow(/Only an event controller/)
   })
@@ -846,35 +851,42 @@ describe('for adapters that hibernate', () => {
     expect(upgraderOf(undefined)).toBeUndefined()
   })
 
-  it("joins the adapter's topics (one per object), unless the upgrader has its own", async () => {
-    const objectTopics = new Topics()
-    const own = new Topics()
-    const subscribe = { open: (conn: Conn) => conn.subscribe('t'), message() {} }
-    const adapterWith = (events: SocketEvents[]): Adapter => ({
+  it("joins the request's hub (HUB in the env), else the adapter's default; wake joins the hub given", async () => {
+    const defaultHub = createHub()
+    const own = createHub()
+    const seen: unknown[] = []
+    const subscribe = {
+      open: (conn: Conn, c: Parameters<typeof getHub>[0]) => {
+        seen.push(conn.hub === getHub(c))
+        return conn.subscribe('t')
+      },
+      message() {},
+    }
+    const adapter: Adapter = {
       name: 'object',
-      topics: objectTopics,
+      hub: () => defaultHub,
       upgrade(_c, request) {
-        events.push(request.open({ send() {}, close() {}, bufferedAmount: 0, emitsDrain: false }))
+        request.open({ send() {}, close() {}, bufferedAmount: 0, emitsDrain: false })
         return new Response(null, { status: 200 })
       },
-    })
-    const request = (handler: ReturnType<typeof upgrade>) =>
-      new Hono()
-        .get('/', handler)
-        .request('/', { headers: HANDSHAKE }, { [ADAPTER]: adapterWith([]) })
-    await request(upgrade(subscribe))
-    await request(upgrade(subscribe, { topics: own }))
-    await vi.waitFor(() => expect(objectTopics.subscribers('t')).toBe(1))
-    expect(own.subscribers('t')).toBe(1)
+    }
+    const app = new Hono().get('/', upgrade(subscribe))
+    await app.request('/', { headers: HANDSHAKE }, { [ADAPTER]: adapter })
+    await app.request('/', { headers: HANDSHAKE }, { [ADAPTER]: adapter, [HUB]: own })
+    await vi.waitFor(() => expect(defaultHub.topics.subscribers('t')).toBe(1))
+    expect(own.topics.subscribers('t')).toBe(1)
+    expect(defaultHub.connections.size).toBe(1)
+    expect(own.connections.size).toBe(1)
+    expect(seen).toEqual([true, true])
 
-    const woken = new Topics()
+    const woken = createHub()
     new Upgrader(subscribe).wake(
       { send() {}, close() {}, bufferedAmount: 0, emitsDrain: false },
       { protocol: '', url: 'http://localhost/', data: undefined, topics: ['t'] },
-      undefined,
       woken,
     )
-    expect(woken.subscribers('t')).toBe(1)
+    expect(woken.topics.subscribers('t')).toBe(1)
+    expect(woken.connections.size).toBe(1)
   })
 })
 

@@ -4,13 +4,8 @@
  * counts) names of any length.
  */
 import { describe, expect, it } from 'vitest'
-import {
-  type Backplane,
-  type BackplaneSink,
-  type Conn,
-  type MessageData,
-  Topics,
-} from '../src/index.js'
+import { type Backplane, type BackplaneSink, createHub } from '../src/adapter.js'
+import type { Conn, MessageData } from '../src/index.js'
 import { connect } from '../src/testing.js'
 
 /** A backplane that records the topics published on it. */
@@ -27,7 +22,8 @@ class Recording implements Backplane {
 
 /** Publishes each name from a connection; resolves with what each publish threw. */
 async function publishAll(names: string[], maxTopicLength?: number) {
-  const topics = new Topics()
+  const hub = createHub()
+  const topics = hub.topics
   const backplane = new Recording()
   await topics.useBackplane(backplane)
   const outcomes: unknown[] = []
@@ -45,7 +41,7 @@ async function publishAll(names: string[], maxTopicLength?: number) {
       },
     },
     '/',
-    { upgrade: { topics, ...(maxTopicLength === undefined ? {} : { maxTopicLength }) } },
+    { hub, upgrade: maxTopicLength === undefined ? {} : { maxTopicLength } },
   )
   await peer.closed
   return { outcomes, published: backplane.published }

@@ -9,17 +9,23 @@ import {
   type Adapter,
   type Backplane,
   type BackplaneSink,
-  type Conn,
-  type EventController,
-  type MessageData,
+  createHub,
+  HUB,
   type RuntimeSocket,
   type SocketEvents,
-  Topics,
   type TopicTree,
+} from '../src/adapter.js'
+import {
+  type Conn,
+  type EventController,
+  getHub,
+  type Hub,
+  type MessageData,
+  Topics,
   type UpgradeOptions,
   upgrade,
 } from '../src/index.js'
-import { connect, hibernatable, type TestPeer } from '../src/testing.js'
+import { connect, hibernatable, request, type TestPeer } from '../src/testing.js'
 
 const quiet = { error: vi.fn() }
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0))
@@ -29,8 +35,8 @@ const tick = () => new Promise((resolve) => setTimeout(resolve, 0))
  * subscription counts) and publishes what it receives to the room; `POST /room/:room` publishes
  * the body from outside any connection.
  */
-function roomApp(options: UpgradeOptions = {}) {
-  const topics = options.topics ?? new Topics()
+function roomApp(options: UpgradeOptions = {}, hub: Hub = createHub()) {
+  const topics = hub.topics
   const conns = new Map<string, Conn>()
   const app = new Hono()
   app.get(
@@ -45,22 +51,22 @@ function roomApp(options: UpgradeOptions = {}) {
           for await (const msg of conn) conn.publish(room, msg.data)
         },
       },
-      { logger: quiet, ...options, topics },
+      { logger: quiet, ...options },
     ),
   )
   app.post('/room/:room', async (c) => {
     const body = c.req.header('content-type')?.startsWith('text/')
       ? await c.req.text()
       : new Uint8Array(await c.req.arrayBuffer())
-    topics.publish(c.req.param('room'), body)
+    getHub(c).topics.publish(c.req.param('room'), body)
     return c.body(null, 204)
   })
   const join = async (room: string, name: string) => {
-    const peer = await connect(app, `/room/${room}?name=${name}`)
+    const peer = await connect(app, `/room/${room}?name=${name}`, { hub })
     expect(await peer.read()).toEqual({ type: 'text', data: 'joined' })
     return peer
   }
-  return { app, topics, conns, join }
+  return { app, hub, topics, conns, join }
 }
 
 /** Reads `count` messages and returns their data. */
@@ -75,7 +81,7 @@ const numbered = (count: number, prefix = 'm') =>
 
 describe('topics: fan-out', () => {
   it('delivers a publisher’s messages to every other subscriber, in order, once, and not to itself', async () => {
-    const { app, join } = roomApp()
+    const { app, hub, join } = roomApp()
     const [alice, bob, carol] = [
       await join('r', 'alice'),
       await join('r', 'bob'),
@@ -87,11 +93,16 @@ describe('topics: fan-out', () => {
     expect(await readAll(carol, 200)).toEqual(messages)
     // A sentinel from outside comes next for everyone: nothing was delivered twice, and the
     // sender got none of its own messages.
-    await app.request('/room/r', {
-      method: 'POST',
-      body: 'end',
-      headers: { 'content-type': 'text/plain' },
-    })
+    await request(
+      app,
+      '/room/r',
+      {
+        method: 'POST',
+        body: 'end',
+        headers: { 'content-type': 'text/plain' },
+      },
+      { hub },
+    )
     for (const peer of [alice, bob, carol]) {
       expect(await peer.read()).toEqual({ type: 'text', data: 'end' })
     }
@@ -113,7 +124,8 @@ describe('topics: fan-out', () => {
   })
 
   it('keeps text as text and bytes as the exact bytes of a view', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     const peer = await connect(
       {
         async serve(conn: Conn) {
@@ -123,7 +135,7 @@ describe('topics: fan-out', () => {
         },
       },
       '/',
-      { upgrade: { topics } },
+      { hub },
     )
     await peer.read()
     const buffer = new Uint8Array(64).map((_, i) => i)
@@ -142,7 +154,8 @@ describe('topics: fan-out', () => {
   })
 
   it('refuses data that is neither a string nor a Uint8Array, and an empty topic', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     expect(() => topics.publish('t', new ArrayBuffer(4) as never)).toThrow(TypeError)
     expect(() => topics.publish('t', 42 as never)).toThrow(/string or a Uint8Array/)
     let subscribeError: unknown
@@ -153,41 +166,57 @@ describe('topics: fan-out', () => {
         },
       },
       '/',
-      { upgrade: { topics } },
+      { hub },
     )
     await peer.closed
     expect(subscribeError).toBeInstanceOf(TypeError)
   })
 
   it('reaches every subscriber from an HTTP route, text and binary', async () => {
-    const { app, join } = roomApp()
+    const { app, hub, join } = roomApp()
     const peers = [await join('lobby', 'a'), await join('lobby', 'b')]
     const other = await join('elsewhere', 'c')
-    const text = await app.request('/room/lobby', {
-      method: 'POST',
-      body: 'announcement',
-      headers: { 'content-type': 'text/plain' },
-    })
+    const text = await request(
+      app,
+      '/room/lobby',
+      {
+        method: 'POST',
+        body: 'announcement',
+        headers: { 'content-type': 'text/plain' },
+      },
+      { hub },
+    )
     expect(text.status).toBe(204)
-    await app.request('/room/lobby', {
-      method: 'POST',
-      body: new Uint8Array([0, 255, 7]),
-      headers: { 'content-type': 'application/octet-stream' },
-    })
+    await request(
+      app,
+      '/room/lobby',
+      {
+        method: 'POST',
+        body: new Uint8Array([0, 255, 7]),
+        headers: { 'content-type': 'application/octet-stream' },
+      },
+      { hub },
+    )
     for (const peer of peers) {
       expect(await peer.read()).toEqual({ type: 'text', data: 'announcement' })
       expect(await peer.read()).toEqual({ type: 'binary', data: new Uint8Array([0, 255, 7]) })
     }
-    await app.request('/room/elsewhere', {
-      method: 'POST',
-      body: 'only c',
-      headers: { 'content-type': 'text/plain' },
-    })
+    await request(
+      app,
+      '/room/elsewhere',
+      {
+        method: 'POST',
+        body: 'only c',
+        headers: { 'content-type': 'text/plain' },
+      },
+      { hub },
+    )
     expect(await other.read()).toEqual({ type: 'text', data: 'only c' })
   })
 
   it('keeps published messages in order with the connection’s own sends', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     const peer = await connect(
       {
         async serve(conn: Conn) {
@@ -200,14 +229,15 @@ describe('topics: fan-out', () => {
         },
       },
       '/',
-      { upgrade: { topics } },
+      { hub },
     )
     const expected = numbered(20).flatMap((_, i) => [`send${i}`, `publish${i}`])
     expect(await readAll(peer, 40)).toEqual(expected)
   })
 
   it('counts subscribers, and subscribing twice or leaving twice is harmless', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     let conn: Conn | undefined
     const peer = await connect(
       {
@@ -221,7 +251,7 @@ describe('topics: fan-out', () => {
         },
       },
       '/',
-      { upgrade: { topics } },
+      { hub },
     )
     await peer.read()
     expect(topics.subscribers('a')).toBe(1)
@@ -247,7 +277,8 @@ describe('topics: a closed connection leaves all its topics', () => {
     ['vanishes', (peer: TestPeer) => peer.vanish()],
     ['faults', (peer: TestPeer) => peer.fault(1007, 'invalid UTF-8')],
   ])('when the peer %s', async (_, end) => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     let conn: Conn | undefined
     const peer = await connect(
       {
@@ -261,7 +292,7 @@ describe('topics: a closed connection leaves all its topics', () => {
         },
       },
       '/',
-      { upgrade: { topics, logger: quiet } },
+      { hub, upgrade: { logger: quiet } },
     )
     const stays = await connect(
       {
@@ -272,7 +303,7 @@ describe('topics: a closed connection leaves all its topics', () => {
         },
       },
       '/',
-      { upgrade: { topics } },
+      { hub },
     )
     await peer.read()
     await stays.read()
@@ -294,7 +325,8 @@ describe('topics: a closed connection leaves all its topics', () => {
   })
 
   it('when serve closes it, and a publish from the close path still reaches the others', async () => {
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     const room: EventController<{ name: string }> = {
       async open(conn, c) {
         conn.data = { name: c.req.query('name') ?? '?' }
@@ -309,10 +341,10 @@ describe('topics: a closed connection leaves all its topics', () => {
         conn.publish('room', `${conn.data.name} left`)
       },
     }
-    const app = new Hono().get('/', upgrade(room, { topics }))
-    const alice = await connect(app, '/?name=alice')
+    const app = new Hono().get('/', upgrade(room))
+    const alice = await connect(app, '/?name=alice', { hub })
     await vi.waitFor(() => expect(topics.subscribers('room')).toBe(1))
-    const bob = await connect(app, '/?name=bob')
+    const bob = await connect(app, '/?name=bob', { hub })
     expect(await alice.read()).toEqual({ type: 'text', data: 'bob joined' })
     bob.send('hi')
     expect(await alice.read()).toEqual({ type: 'text', data: 'bob: hi' })
@@ -467,9 +499,10 @@ class FakeSocket implements RuntimeSocket {
 }
 
 /** Opens connections of `app` on a fake runtime whose sockets live in `tree`. */
-function treeRuntime(tree: FakeTree) {
+function treeRuntime(tree: FakeTree, hub: Hub) {
   const adapter: Adapter = {
     name: 'fake-tree',
+    hub: () => hub,
     upgrade(_c, request) {
       const socket = new FakeSocket(tree)
       socket.events = request.open(socket)
@@ -490,7 +523,7 @@ function treeRuntime(tree: FakeTree) {
             'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
           },
         },
-        { [ADAPTER]: adapter },
+        { [ADAPTER]: adapter, [HUB]: hub },
       )
       expect(response.status).toBe(200)
       const socket = opened.at(-1) as FakeSocket
@@ -504,8 +537,8 @@ function treeRuntime(tree: FakeTree) {
 describe('topics: through a runtime’s own topic tree', () => {
   it('fans out once per tree, skips the sender, and mixes with sockets outside the tree', async () => {
     const tree = new FakeTree()
-    const { app, topics, join } = roomApp()
-    const runtime = treeRuntime(tree)
+    const { app, hub, topics, join } = roomApp()
+    const runtime = treeRuntime(tree, hub)
     const a = await runtime.open(app, '/room/r?name=a')
     const b = await runtime.open(app, '/room/r?name=b')
     const outside = await join('r', 'outside')
@@ -523,34 +556,28 @@ describe('topics: through a runtime’s own topic tree', () => {
 
   it('reaches the tree from a sender that does not hold the topic', async () => {
     const tree = new FakeTree()
-    const topics = new Topics()
+    const hub = createHub()
     const app = new Hono()
     app.get(
       '/sub',
-      upgrade(
-        {
-          async serve(conn: Conn) {
-            await conn.subscribe('t')
-            await conn.send('joined')
-            await conn.read()
-          },
+      upgrade({
+        async serve(conn: Conn) {
+          await conn.subscribe('t')
+          await conn.send('joined')
+          await conn.read()
         },
-        { topics },
-      ),
+      }),
     )
     app.get(
       '/pub',
-      upgrade(
-        {
-          async serve(conn: Conn) {
-            await conn.send('joined')
-            for await (const msg of conn) conn.publish('t', msg.data)
-          },
+      upgrade({
+        async serve(conn: Conn) {
+          await conn.send('joined')
+          for await (const msg of conn) conn.publish('t', msg.data)
         },
-        { topics },
-      ),
+      }),
     )
-    const runtime = treeRuntime(tree)
+    const runtime = treeRuntime(tree, hub)
     const subscriber = await runtime.open(app, '/sub')
     const publisher = await runtime.open(app, '/pub')
     publisher.events?.message('hello')
@@ -561,24 +588,21 @@ describe('topics: through a runtime’s own topic tree', () => {
 
   it('reaches the tree from a close handler, once the sender has left', async () => {
     const tree = new FakeTree()
-    const topics = new Topics()
+    const hub = createHub()
     const app = new Hono().get(
       '/',
-      upgrade(
-        {
-          async open(conn: Conn) {
-            await conn.subscribe('room')
-            await conn.send('joined')
-          },
-          message() {},
-          close(conn: Conn) {
-            conn.publish('room', 'left')
-          },
+      upgrade({
+        async open(conn: Conn) {
+          await conn.subscribe('room')
+          await conn.send('joined')
         },
-        { topics },
-      ),
+        message() {},
+        close(conn: Conn) {
+          conn.publish('room', 'left')
+        },
+      }),
     )
-    const runtime = treeRuntime(tree)
+    const runtime = treeRuntime(tree, hub)
     const leaving = await runtime.open(app, '/')
     const staying = await runtime.open(app, '/')
     leaving.end(1000)
@@ -588,8 +612,8 @@ describe('topics: through a runtime’s own topic tree', () => {
 
   it('closes a tree subscriber past maxPublishBuffer with 1008 within a turn, and spares the others', async () => {
     const tree = new FakeTree()
-    const { app, topics } = roomApp({ maxPublishBuffer: 1000 })
-    const runtime = treeRuntime(tree)
+    const { app, hub, topics } = roomApp({ maxPublishBuffer: 1000 })
+    const runtime = treeRuntime(tree, hub)
     const slow = await runtime.open(app, '/room/r?name=slow')
     const fast = await runtime.open(app, '/room/r?name=fast')
     slow.bufferedAmount = 1001
@@ -611,8 +635,8 @@ describe('topics: through a runtime’s own topic tree', () => {
 
   it("leaves the tree alone with slowSubscriber 'drop': the core sends, and counts what it drops", async () => {
     const tree = new FakeTree()
-    const { app, topics, conns } = roomApp({ maxPublishBuffer: 1000, slowSubscriber: 'drop' })
-    const runtime = treeRuntime(tree)
+    const { app, hub, topics, conns } = roomApp({ maxPublishBuffer: 1000, slowSubscriber: 'drop' })
+    const runtime = treeRuntime(tree, hub)
     const slow = await runtime.open(app, '/room/r?name=slow')
     expect(tree.subscribed.size).toBe(0)
     topics.publish('r', 'one')
@@ -625,7 +649,8 @@ describe('topics: through a runtime’s own topic tree', () => {
 
   it('counts the tree’s subscribers, and a closed socket that unsubscribes leaves once', async () => {
     const tree = new FakeTree()
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     let closedConn: Conn | undefined
     const app = new Hono().get(
       '/',
@@ -643,10 +668,10 @@ describe('topics: through a runtime’s own topic tree', () => {
             }
           },
         },
-        { topics, logger: quiet },
+        { logger: quiet },
       ),
     )
-    const runtime = treeRuntime(tree)
+    const runtime = treeRuntime(tree, hub)
     const sockets = [
       await runtime.open(app, '/'),
       await runtime.open(app, '/'),
@@ -732,10 +757,10 @@ describe('topics: the backplane port', () => {
   it('resolves conn.subscribe only once the backplane confirmed the subscription', async () => {
     const backplane = new FakeBackplane()
     backplane.autoConfirm = false
-    const { topics, app } = roomApp()
+    const { topics, app, hub } = roomApp()
     await topics.useBackplane(backplane)
-    const first = await connect(app, '/room/r?name=a')
-    const second = await connect(app, '/room/r?name=b')
+    const first = await connect(app, '/room/r?name=a', { hub })
+    const second = await connect(app, '/room/r?name=b', { hub })
     let answered = false
     void first.read().then(() => {
       answered = true
@@ -752,17 +777,22 @@ describe('topics: the backplane port', () => {
 
   it('publishes each message once to the backplane, after local delivery, and delivers what it brings', async () => {
     const backplane = new FakeBackplane()
-    const { topics, app, join } = roomApp()
+    const { topics, app, hub, join } = roomApp()
     await topics.useBackplane(backplane)
     const a = await join('r', 'a')
     const b = await join('r', 'b')
     a.send('from a')
     expect(await b.read()).toEqual({ type: 'text', data: 'from a' })
-    await app.request('/room/r', {
-      method: 'POST',
-      body: 'from http',
-      headers: { 'content-type': 'text/plain' },
-    })
+    await request(
+      app,
+      '/room/r',
+      {
+        method: 'POST',
+        body: 'from http',
+        headers: { 'content-type': 'text/plain' },
+      },
+      { hub },
+    )
     expect(backplane.published).toEqual([
       ['r', 'from a'],
       ['r', 'from http'],
@@ -780,10 +810,11 @@ describe('topics: the backplane port', () => {
   it('reports an outage once, keeps local delivery going, and fires restore when it is back', async () => {
     const backplane = new FakeBackplane()
     const onError = vi.fn()
-    const topics = new Topics({ onError })
+    const hub = createHub({ onError })
+    const topics = hub.topics
     const restores = vi.fn()
     topics.addEventListener('restore', restores)
-    const { join } = roomApp({ topics })
+    const { join } = roomApp({}, hub)
     await topics.useBackplane(backplane)
     const a = await join('r', 'a')
     const b = await join('r', 'b')

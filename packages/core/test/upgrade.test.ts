@@ -5,14 +5,17 @@ import { describe, expect, it, vi } from 'vitest'
 import {
   ADAPTER,
   type Adapter,
+  chooseSubprotocol,
+  createHub,
+  findUpgrader,
+  validateHandshake,
+} from '../src/adapter.js'
+import {
   type Controller,
   type ControllerWithHooks,
-  chooseSubprotocol,
-  findUpgrader,
   isSameOrigin,
   Upgrader,
   upgrade,
-  validateHandshake,
 } from '../src/index.js'
 import { connect, UpgradeRejectedError } from '../src/testing.js'
 
@@ -163,7 +166,8 @@ describe('upgrade errors', () => {
   })
 
   it('answers 500 when a hook throws, and the adapter is never called', async () => {
-    const adapter: Adapter = { name: 'spy', upgrade: vi.fn() }
+    const hub = createHub()
+    const adapter: Adapter = { name: 'spy', upgrade: vi.fn(), hub: () => hub }
     const logger = { error: vi.fn() }
     const controller = {
       serve() {},

@@ -2,7 +2,8 @@
  * The Redis backplane: topics across instances on Redis pub/sub.
  * @module
  */
-import type { Backplane, BackplaneSink, MessageData } from '@handshake/core'
+import type { MessageData } from '@handshake/core'
+import type { Backplane, BackplaneSink } from '@handshake/core/adapter'
 import { channelOf, topicOf } from './channel.js'
 import { type Driver, driverFor, type RedisClient, type SubscriberConnection } from './clients.js'
 import { decode, encode, newInstanceId } from './envelope.js'
@@ -566,15 +567,16 @@ function positive(value: number | undefined, fallback: number): number {
 }
 
 /**
- * Makes a {@link RedisBackplane} on the app's Redis client, to pass to `topics.useBackplane()`.
+ * Makes a {@link RedisBackplane} on the app's Redis client, to pass to the `useBackplane()` of a
+ * server's topics (`server.topics`).
  *
  * @example
  * ```ts
- * import { topics } from '@handshake/core'
  * import { redisBackplane } from '@handshake/redis'
  * import { Redis } from 'ioredis'
  *
- * await topics.useBackplane(redisBackplane({ client: new Redis(process.env.REDIS_URL) }))
+ * const server = await serve(app, { port: 3000 })
+ * await server.topics.useBackplane(redisBackplane({ client: new Redis(process.env.REDIS_URL) }))
  * ```
  *
  * @example
@@ -582,7 +584,7 @@ function positive(value: number | undefined, fallback: number): number {
  * import { createClient } from 'redis'
  *
  * const client = createClient({ url: process.env.REDIS_URL }).on('error', console.error)
- * await topics.useBackplane(redisBackplane({ client: await client.connect() }))
+ * await server.topics.useBackplane(redisBackplane({ client: await client.connect() }))
  * ```
  */
 export function redisBackplane(options: RedisBackplaneOptions): RedisBackplane {

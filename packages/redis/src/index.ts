@@ -3,11 +3,12 @@
  * (ioredis or node-redis), on Node, Bun and Deno.
  *
  * ```ts
- * import { topics } from '@handshake/core'
+ * import { serve } from '@handshake/node'
  * import { redisBackplane } from '@handshake/redis'
  * import { Redis } from 'ioredis'
  *
- * await topics.useBackplane(redisBackplane({ client: new Redis(process.env.REDIS_URL) }))
+ * const server = await serve(app, { port: 3000 })
+ * await server.topics.useBackplane(redisBackplane({ client: new Redis(process.env.REDIS_URL) }))
  * ```
  * @module
  */

@@ -3,7 +3,10 @@
  */
 
 import { readFileSync } from 'node:fs'
-import { Topics } from '@handshake/core'
+import { type Conn, upgrade } from '@handshake/core'
+import { createHub } from '@handshake/core/adapter'
+import { connect } from '@handshake/core/testing'
+import { Hono } from 'hono'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -15,8 +18,8 @@ import {
   appClient,
   CLIENT_KINDS,
   type Instance,
+  joinHub,
   joinRoom,
-  joinTopics,
   sleep,
   startInstance,
   until,
@@ -168,22 +171,35 @@ describe.each(CLIENT_KINDS)('two instances on one Redis, with %s', (kind) => {
   })
 
   it('quick subscribe and unsubscribe sequences end in the latest state', async () => {
+    // A connection of b's hub that does nothing but hold topics, driven by the test.
+    let conn: Conn | undefined
+    const holder = new Hono().get(
+      '/',
+      upgrade({
+        async serve(c) {
+          conn = c
+          for await (const _ of c) {
+            // until the end
+          }
+        },
+      }),
+    )
+    const peer = await connect(holder, '/', { hub: b.hub })
+    await until(() => conn !== undefined, 2000, 'the connection')
+    const subscriber = conn as Conn
     const delivered: unknown[] = []
-    const subscriber = {
-      deliver: (data: unknown) => delivered.push(data),
-      tree: undefined,
-      publishNative() {},
-      checkBacklog() {},
-    }
+    void (async () => {
+      for (;;) delivered.push((await peer.read()).data)
+    })().catch(() => {})
     const settled: Promise<void>[] = []
     const topic = newTopic('flap')
     const channel = `handshake:${topic}`
     // Join and leave 25 times in one tick, ending subscribed...
     for (let i = 0; i < 25; i++) {
-      settled.push(b.topics.join(topic, subscriber))
-      b.topics.leave(topic, subscriber)
+      settled.push(subscriber.subscribe(topic))
+      subscriber.unsubscribe(topic)
     }
-    settled.push(b.topics.join(topic, subscriber))
+    settled.push(subscriber.subscribe(topic))
     await Promise.all(settled)
     await sleep(100)
     expect(await numsub(channel)).toBe(1)
@@ -196,14 +212,15 @@ describe.each(CLIENT_KINDS)('two instances on one Redis, with %s', (kind) => {
     onB.peer.close(1000)
     await onB.peer.closed
     for (let i = 0; i < 25; i++) {
-      b.topics.leave(topic, subscriber)
-      settled.push(b.topics.join(topic, subscriber))
+      subscriber.unsubscribe(topic)
+      settled.push(subscriber.subscribe(topic))
     }
-    b.topics.leave(topic, subscriber)
+    subscriber.unsubscribe(topic)
     await Promise.all(settled)
     await until(async () => (await numsub(channel)) === 0, 2000, 'the channel to be released')
     await sleep(100)
     expect(await numsub(channel)).toBe(0)
+    peer.close(1000)
   })
 
   it('a PUBLISH sent twice is delivered once, and a skipped number is counted as a gap', async () => {
@@ -314,7 +331,8 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
     const other = await startInstance(kind, redis.url)
     const app = await appClient(kind, redis.url)
     const errors: unknown[] = []
-    const topics = new Topics({ onError: (err) => errors.push(err) })
+    const hub = createHub({ onError: (err) => errors.push(err) })
+    const topics = hub.topics
     const backplane = redisBackplane({ client: app.client })
     try {
       const topic = newTopic('starting')
@@ -327,7 +345,7 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
       // with it start(), is still pending when the room subscribes.
       await redis.command('CLIENT', 'PAUSE', '300', 'ALL')
       const using = topics.useBackplane(backplane)
-      const joining = joinTopics(topics, topic)
+      const joining = joinHub(hub, topic)
       await using
       const member = await joining
       expect(await numsub(`handshake:${topic}`)).toBe(1)
@@ -354,7 +372,8 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
     "the README's shutdown order, closeBackplane() then client.%s(), logs nothing",
     async (end) => {
       const logged: unknown[][] = []
-      const topics = new Topics({ logger: { error: (...args) => logged.push(args) } })
+      const hub = createHub({ logger: { error: (...args) => logged.push(args) } })
+      const topics = hub.topics
       const client =
         kind === 'ioredis'
           ? new Redis(redis.url).on('error', (err) => logged.push(['client', err]))
@@ -363,7 +382,7 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
               .connect()
       await topics.useBackplane(redisBackplane({ client }))
       const topic = newTopic('shutdown-order')
-      const members = [await joinTopics(topics, topic), await joinTopics(topics, `${topic}-2`)]
+      const members = [await joinHub(hub, topic), await joinHub(hub, `${topic}-2`)]
       topics.publish(topic, 'before the shutdown')
       await members[0]!.receive(1)
       // A connection leaving as the shutdown starts: its UNSUBSCRIBE is in flight (Redis
@@ -399,7 +418,8 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
     const listener = listenerSource
       ? (new Function(`return ${listenerSource}`)() as (err: unknown) => void)
       : undefined
-    const topics = new Topics()
+    const hub = createHub()
+    const topics = hub.topics
     let client: Redis | ReturnType<typeof createClient> | undefined
     try {
       if (kind === 'ioredis') {
@@ -411,7 +431,7 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
         await client.connect()
       }
       await topics.useBackplane(redisBackplane({ client }))
-      await joinTopics(topics, newTopic('quiet'))
+      await joinHub(hub, newTopic('quiet'))
       const restored = new Promise((resolve) =>
         topics.addEventListener('restore', resolve, { once: true }),
       )
@@ -437,8 +457,8 @@ describe.each(CLIENT_KINDS)('options and lifecycle, with %s', (kind) => {
     const app = await appClient(kind, redis.url)
     try {
       const backplane = redisBackplane({ client: app.client })
-      await new Topics().useBackplane(backplane)
-      await expect(new Topics().useBackplane(backplane)).rejects.toThrow(/started already/)
+      await createHub().topics.useBackplane(backplane)
+      await expect(createHub().topics.useBackplane(backplane)).rejects.toThrow(/started already/)
       await backplane.close()
     } finally {
       await app.close()

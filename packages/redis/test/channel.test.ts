@@ -2,7 +2,8 @@
  * Channel names: two topics never share a Redis channel, lone surrogates included, alone and
  * through a real redis-server with each client.
  */
-import type { BackplaneSink, MessageData } from '@handshake/core'
+import type { MessageData } from '@handshake/core'
+import type { BackplaneSink } from '@handshake/core/adapter'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'

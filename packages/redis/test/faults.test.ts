@@ -16,7 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 // The suite's redis-server, imported from its source: @handshake/conformance depends on this package.
 import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'
 import {
-  appOn,
+  appOf,
   CLIENT_KINDS,
   type Instance,
   joinRoom,
@@ -224,9 +224,9 @@ describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
       },
       message() {},
     }
-    const app = appOn(a.topics, many)
+    const app = appOf(many)
     for (let first = 0; first < 2000; first += 125) {
-      const peer = await connect(app, `/?first=${first}`)
+      const peer = await connect(app, `/?first=${first}`, { hub: a.hub })
       expect((await peer.read()).data).toBe('subscribed')
     }
     const channels = async () => {
@@ -367,7 +367,7 @@ describe.each(CLIENT_KINDS)('faults, with %s', (kind) => {
           conn.publish(`${sprayed}-${msg.data}`, msg.data)
         },
       }
-      const sprayer = await connect(appOn(small.topics, spray), '/')
+      const sprayer = await connect(appOf(spray), '/', { hub: small.hub })
       await redis.command('CLIENT', 'PAUSE', '1000', 'ALL')
       for (let i = 0; i < 5000; i++) sprayer.send(`${i}`)
       await until(() => small.backplane.droppedPublishes > 0, 5000, 'the spray to be bounded')

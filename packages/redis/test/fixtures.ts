@@ -3,7 +3,14 @@
  * and room connections through the test kit.
  * @module
  */
-import { type EventController, type MessageData, Topics, upgrade } from '@handshake/core'
+import {
+  type EventController,
+  type Hub,
+  type MessageData,
+  type Topics,
+  upgrade,
+} from '@handshake/core'
+import { createHub } from '@handshake/core/adapter'
 import { connect, type TestPeer } from '@handshake/core/testing'
 import { Hono } from 'hono'
 import { Redis } from 'ioredis'
@@ -57,8 +64,9 @@ export async function appClient(
   }
 }
 
-/** One app instance: its Topics, its backplane, and what it reported. */
+/** One app instance: its hub (its Topics), its backplane, and what it reported. */
 export interface Instance {
+  readonly hub: Hub
   readonly topics: Topics
   readonly backplane: RedisBackplane
   readonly app: AppClient
@@ -80,11 +88,13 @@ export async function startInstance(
   const app = await appClient(kind, url, awaitConnect)
   const errors: unknown[] = []
   const restores: number[] = []
-  const topics = new Topics({ onError: (err) => errors.push(err) })
+  const hub = createHub({ onError: (err) => errors.push(err) })
+  const topics = hub.topics
   topics.addEventListener('restore', () => restores.push(Date.now()))
   const backplane = redisBackplane({ client: app.client, ...options })
   await topics.useBackplane(backplane)
   return {
+    hub,
     topics,
     backplane,
     app,
@@ -137,18 +147,17 @@ export interface Member {
 
 /** Connects to a room of an instance; resolves once subscribed. */
 export function joinRoom(instance: Instance, topic: string): Promise<Member> {
-  return joinTopics(instance.topics, topic)
+  return joinHub(instance.hub, topic)
 }
 
-/** An app whose route `/` runs `controller` on `topics`. */
-export function appOn(topics: Topics, controller: EventController): Hono {
-  return new Hono().get('/', upgrade(controller, { topics }))
+/** An app whose route `/` runs `controller`: connect to it with a hub, `{ hub }`. */
+export function appOf(controller: EventController): Hono {
+  return new Hono().get('/', upgrade(controller))
 }
 
-/** Connects to a room of a Topics; resolves once subscribed. */
-export async function joinTopics(topics: Topics, topic: string): Promise<Member> {
-  const app = appOn(topics, room)
-  const peer = await connect(app, `/?room=${encodeURIComponent(topic)}`)
+/** Connects to a room of a hub; resolves once subscribed. */
+export async function joinHub(hub: Hub, topic: string): Promise<Member> {
+  const peer = await connect(appOf(room), `/?room=${encodeURIComponent(topic)}`, { hub })
   const first = await peer.read()
   if (first.data !== 'subscribed') throw new Error(`Unexpected first message: ${first.data}`)
   const received: MessageData[] = []

@@ -81,6 +81,20 @@ export function shutdownScenarios(start: StartHarness): void {
     })
   })
 
+  it("leaves another hub serving: one hub's shutdown closes its own connections only", async () => {
+    await withServer(start, async (h) => {
+      const closing = await h.dial(withId('/echo', newId('shutdown-hub')))
+      const staying = await h.sibling.dial(withId('/echo', newId('shutdown-sibling')))
+      await expectEcho(closing)
+      await expectEcho(staying)
+      await h.shutdown({ timeout: LONG_DEADLINE_MS })
+      expect(await closedWithin(closing)).toMatchObject(GOING_AWAY)
+      // The other hub's connection is untouched, and it still accepts upgrades (no 503).
+      await expectEcho(staying)
+      await expectEcho(await h.sibling.dial(withId('/echo', newId('shutdown-sibling-after'))))
+    })
+  })
+
   it('sends one close frame (1001 Server shutting down) to every connection, and resolves once the peers answered and serve settled', async () => {
     await withServer(start, async (h) => {
       const echoId = newId('shutdown-echo')

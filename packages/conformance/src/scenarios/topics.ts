@@ -173,6 +173,41 @@ export function topicScenarios(harness: HarnessRef): void {
     })
   })
 
+  describe('hubs', () => {
+    it('two hubs are isolated: a publish on one never reaches the subscribers of the other', async () => {
+      const topic = newTopic('hubs')
+      const sibling = harness().sibling
+      const here = await join(harness, 'topic', topic)
+      const hereEvents = await join(harness, 'topic-events', topic)
+      const there = await sibling.dial(withId(`/topic/${topic}`, newId('topic')))
+      await expectText(there, 'joined')
+      // Each hub counts its own subscribers only.
+      expect(await subscribers(harness, topic)).toBe(2)
+      const counted = await sibling.fetch(`/subscribers/${topic}`)
+      expect(await counted.json()).toEqual({ subscribers: 1 })
+      // From an HTTP route (getHub(c)) and from a connection, on this hub...
+      expect(await publish(harness, topic, 'from this hub')).toEqual({ subscribers: 2 })
+      here.send('from a connection here')
+      await expectText(here, 'from this hub')
+      await expectText(hereEvents, 'from this hub')
+      await expectText(hereEvents, 'from a connection here')
+      // ...and from the other hub's route and connection: only the other hub's subscribers.
+      const published = await sibling.fetch(`/publish/${topic}`, {
+        method: 'POST',
+        body: 'from the other hub',
+        headers: { 'content-type': 'text/plain' },
+      })
+      expect(await published.json()).toEqual({ subscribers: 1 })
+      // `there` gets nothing of this hub's: the other hub's message is its next one.
+      await expectText(there, 'from the other hub')
+      there.send('from a connection there')
+      // A sentinel on this hub comes next for its subscribers: nothing of the other hub's came.
+      await publish(harness, topic, 'end')
+      await expectText(here, 'end')
+      await expectText(hereEvents, 'end')
+    })
+  })
+
   describe('leaving', () => {
     it('takes a connection out of every topic when it closes or vanishes', async () => {
       const topic = newTopic('leave')
