@@ -58,7 +58,7 @@ const FIRST_RECONNECT_DELAY = 50
 const MAX_COUNTED_TOPICS = 65_536
 /** The most channels one SUBSCRIBE restores after an outage. */
 const SUBSCRIBE_BATCH = 1000
-/** The most publishers a topic keeps the last sequence number of; past it, it starts over. */
+/** The most publishers a topic keeps the last sequence number of; past it, the least recent goes. */
 const MAX_HEARD_PUBLISHERS = 1024
 
 const settled = Promise.resolve()
@@ -472,7 +472,14 @@ export class RedisBackplane implements Backplane {
       this.#gaps++
       this.#missed += decoded.sequence - last - 1
     }
-    if (last === undefined && heard.size >= MAX_HEARD_PUBLISHERS) heard.clear()
+    if (last === undefined && heard.size >= MAX_HEARD_PUBLISHERS) {
+      // Forget the publisher heard from least recently (most likely an instance long gone),
+      // not every one: an active publisher's repeat must still be recognized.
+      const oldest = heard.keys().next()
+      if (!oldest.done) heard.delete(oldest.value)
+    }
+    // Deleted first, so that the map's order is the order in which publishers were last heard.
+    heard.delete(decoded.publisher)
     heard.set(decoded.publisher, decoded.sequence)
     try {
       this.#sink?.message(topic, decoded.data)
