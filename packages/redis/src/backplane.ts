@@ -248,7 +248,8 @@ export class RedisBackplane implements Backplane {
   publish(topic: string, data: MessageData, origin?: object): void {
     if (this.#closed) return
     // A dropped publish uses its number too: the receivers see the gap.
-    const message = encode(this.instanceId, data, this.#next(topic))
+    const at = this.#next(topic)
+    const message = encode(this.instanceId, data, at)
     const size = message.length
     const byTopic = this.#byTopic.get(topic)
     const byOrigin = origin === undefined ? undefined : this.#byOrigin.get(origin)
@@ -267,6 +268,10 @@ export class RedisBackplane implements Backplane {
               : undefined
     if (refused) {
       this.#dropped++
+      // The first message of a new count tells the receivers not to count a gap before it:
+      // when it is dropped, the next one starts the count again, or the receivers would count
+      // every number used since their last message as missed.
+      if (at.starts) this.#sequences.delete(topic)
       // A connection past its share is that client's doing, not the engine's fault: counted,
       // never reported, so that a client cannot fire the app's onError and its 'restore'
       // listeners (nor hold off a restore) whenever it floods.
