@@ -59,7 +59,7 @@ const FIRST_RECONNECT_DELAY = 50
 const MAX_COUNTED_TOPICS = 65_536
 /** The most channels one SUBSCRIBE restores after an outage. */
 const SUBSCRIBE_BATCH = 1000
-/** The most publishers a topic keeps the last sequence number of; past it, it starts over. */
+/** The most publishers a topic keeps the last sequence number of; past it, the least recent goes. */
 const MAX_HEARD_PUBLISHERS = 1024
 
 const settled = Promise.resolve()
@@ -249,7 +249,8 @@ export class RedisBackplane implements Backplane {
   publish(topic: string, data: MessageData, origin?: object): void {
     if (this.#closed) return
     // A dropped publish uses its number too: the receivers see the gap.
-    const message = encode(this.instanceId, data, this.#next(topic))
+    const at = this.#next(topic)
+    const message = encode(this.instanceId, data, at)
     const size = message.length
     const byTopic = this.#byTopic.get(topic)
     const byOrigin = origin === undefined ? undefined : this.#byOrigin.get(origin)
@@ -268,6 +269,10 @@ export class RedisBackplane implements Backplane {
               : undefined
     if (refused) {
       this.#dropped++
+      // The first message of a new count tells the receivers not to count a gap before it:
+      // when it is dropped, the next one starts the count again, or the receivers would count
+      // every number used since their last message as missed.
+      if (at.starts) this.#sequences.delete(topic)
       // A connection past its share is that client's doing, not the engine's fault: counted,
       // never reported, so that a client cannot fire the app's onError and its 'restore'
       // listeners (nor hold off a restore) whenever it floods.
@@ -473,7 +478,14 @@ export class RedisBackplane implements Backplane {
       this.#gaps++
       this.#missed += decoded.sequence - last - 1
     }
-    if (last === undefined && heard.size >= MAX_HEARD_PUBLISHERS) heard.clear()
+    if (last === undefined && heard.size >= MAX_HEARD_PUBLISHERS) {
+      // Forget the publisher heard from least recently (most likely an instance long gone),
+      // not every one: an active publisher's repeat must still be recognized.
+      const oldest = heard.keys().next()
+      if (!oldest.done) heard.delete(oldest.value)
+    }
+    // Deleted first, so that the map's order is the order in which publishers were last heard.
+    heard.delete(decoded.publisher)
     heard.set(decoded.publisher, decoded.sequence)
     try {
       this.#sink?.message(topic, decoded.data)

@@ -263,6 +263,34 @@ describe.each(CLIENT_KINDS)('two instances on one Redis, with %s', (kind) => {
     }
   })
 
+  it('a repeat of an active publisher is dropped after a thousand others were heard on the topic', async () => {
+    const topic = newTopic('publishers')
+    const channel = `handshake:${topic}`
+    const onB = await joinRoom(b, topic)
+    const spy = new Redis(redis.url)
+    const sent: string[] = []
+    spy.on('message', (_channel: string, message: string) => sent.push(message))
+    await spy.subscribe(channel)
+    const publisher = new Redis(redis.url)
+    try {
+      // 1,023 instances long gone (each restart is a new id), then A, then one more.
+      const gone = (i: number) => `t${(0xdead0000 + i).toString(16).padStart(16, '0')}1;gone ${i}`
+      await Promise.all(Array.from({ length: 1023 }, (_, i) => publisher.publish(channel, gone(i))))
+      a.topics.publish(topic, 'first')
+      await until(() => sent.length === 1024, 5000, "A's message")
+      await publisher.publish(channel, gone(1023))
+      // ioredis resends A's PUBLISH: A was heard last, so it is remembered.
+      await publisher.publish(channel, sent[1023]!)
+      a.topics.publish(topic, 'second')
+      await until(() => onB.received.includes('second'), 5000, 'the second')
+      await sleep(100)
+      expect(onB.received.filter((m) => m === 'first')).toEqual(['first'])
+    } finally {
+      spy.disconnect()
+      publisher.disconnect()
+    }
+  })
+
   it('ignores what other programs publish on its channels', async () => {
     const topic = newTopic('foreign')
     const onB = await joinRoom(b, topic)
