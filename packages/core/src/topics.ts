@@ -302,10 +302,19 @@ export class Topics extends EventTarget {
       throw new Error('This Topics already has a backplane: call useBackplane() once, at startup')
     }
     this.#backplane = backplane
+    // A backplane speaks for this Topics only while it is its backplane: once closed (or
+    // refused at start), what it still says (a message its client had buffered, the end of
+    // a restore) reaches nobody, and cannot end the next backplane's outage.
+    const current = () => this.#backplane === backplane
     const sink: BackplaneSink = {
-      message: (topic, data) => this.#deliverLocal(undefined, topic, data),
-      down: (error) => this.#reportDown(error),
+      message: (topic, data) => {
+        if (current()) this.#deliverLocal(undefined, topic, data)
+      },
+      down: (error) => {
+        if (current()) this.#reportDown(error)
+      },
       up: () => {
+        if (!current()) return
         const wasDown = this.#down
         this.#down = false
         if (wasDown) this.dispatchEvent(new Event('restore'))
@@ -325,10 +334,14 @@ export class Topics extends EventTarget {
 
   /**
    * Stops using the backplane (for a graceful shutdown): it is closed, and topics are local again.
+   * What it still reports after this (a late message, the end of its outage) is ignored, and an
+   * outage of a backplane given later is reported afresh.
    */
   async closeBackplane(): Promise<void> {
     const backplane = this.#backplane
     this.#backplane = undefined
+    // Its outage ends with it: the next backplane's first fault is reported.
+    this.#down = false
     await backplane?.close()
   }
 

@@ -2,7 +2,7 @@
  * A backplane has one owner: a `Topics` whose `useBackplane()` failed keeps no hold on the
  * backplane, so that it cannot subscribe, unsubscribe or publish on another `Topics`' behalf.
  */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { Backplane, BackplaneSink } from '../src/adapter.js'
 import { type MessageData, Topics } from '../src/index.js'
 import { CHECK_BACKLOG, DELIVER, JOIN, LEAVE, PUBLISH_NATIVE, TREE } from '../src/internal.js'
@@ -11,6 +11,9 @@ import { CHECK_BACKLOG, DELIVER, JOIN, LEAVE, PUBLISH_NATIVE, TREE } from '../sr
 class OneOwner implements Backplane {
   readonly calls: string[] = []
   #sink: BackplaneSink | undefined
+  get sink(): BackplaneSink {
+    return this.#sink as BackplaneSink
+  }
   async start(sink: BackplaneSink): Promise<void> {
     if (this.#sink) throw new Error('This backplane is started already: give it to one Topics')
     this.#sink = sink
@@ -57,5 +60,40 @@ describe('a Topics whose useBackplane() failed', () => {
     await other.useBackplane(own)
     other.publish('room', 'm')
     expect(own.calls).toEqual(['publish room'])
+  })
+})
+
+describe('a backplane closed with closeBackplane()', () => {
+  it('no longer speaks for the Topics, and the next backplane’s outage is reported', async () => {
+    const onError = vi.fn()
+    const topics = new Topics({ onError })
+    const restores = vi.fn()
+    topics.addEventListener('restore', restores)
+    const delivered: MessageData[] = []
+    await topics[JOIN]('room', {
+      ...member,
+      [DELIVER]: (data: MessageData) => delivered.push(data),
+    })
+    const old = new OneOwner()
+    await topics.useBackplane(old)
+    const first = new Error('first outage')
+    old.sink.down(first)
+    // Closed during its outage (a shutdown, a switch to another engine).
+    await topics.closeBackplane()
+    const next = new OneOwner()
+    await topics.useBackplane(next)
+    const second = new Error('second outage')
+    next.sink.down(second)
+    expect(onError.mock.calls).toEqual([[first], [second]])
+    // What the closed one still says (a message its client had buffered, its restore ending)
+    // reaches nobody and restores nothing.
+    old.sink.message('room', 'late')
+    old.sink.up()
+    old.sink.down(new Error('after its close'))
+    expect(delivered).toEqual([])
+    expect(restores).not.toHaveBeenCalled()
+    expect(onError).toHaveBeenCalledTimes(2)
+    next.sink.up()
+    expect(restores).toHaveBeenCalledTimes(1)
   })
 })
