@@ -230,7 +230,14 @@ class Attachment implements WebSockets {
   async shutdown(options?: ShutdownOptions): Promise<void> {
     // close() calls back once every socket has closed, upgraded ones included, or at once
     // with an error when the server was not listening: either way the deadline bounds it.
-    await this.connections.shutdown(options, () => new Promise((done) => this.#close(done)))
+    let stopped = false
+    await this.connections.shutdown(options, () => {
+      stopped = true
+      return new Promise((done) => this.#close(done))
+    })
+    // Another attach()'s shutdown already shut the hub they share, and stopped only its own
+    // server: this one stops now, its connections being closed already.
+    if (!stopped) this.#close(ignore)
     // The deadline passed or everything closed: whatever is left is torn down, including the
     // upgrade requests the app is still answering.
     for (const socket of this.#answering) socket.destroy()

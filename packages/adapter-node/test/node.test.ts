@@ -738,6 +738,22 @@ describe('attach', () => {
   })
 })
 
+describe('two attached servers', () => {
+  it('each stops listening at its own shutdown(), though they share the default hub', async () => {
+    const app = makeApp()
+    const servers = [0, 1].map(() => createServer(getRequestListener(app.fetch)))
+    const sockets = servers.map((server) => attach(server, app.fetch))
+    expect(sockets[0]?.connections).toBe(sockets[1]?.connections)
+    for (const server of servers) {
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+    }
+    // The first shutdown shuts the hub both share (the 'attach' tests above may have already).
+    for (const websockets of sockets) await websockets.shutdown({ timeout: 2000 })
+    expect(servers.map((server) => server.listening)).toEqual([false, false])
+  })
+})
+
 describe('options', () => {
   it('negotiates permessage-deflate only when enabled', async () => {
     const plain = await start()
