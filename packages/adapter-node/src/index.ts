@@ -441,7 +441,12 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
     server,
     topics: own.topics,
     connections: own.connections,
-    shutdown: (shutdownOptions?: ShutdownOptions) => websockets.shutdown(shutdownOptions),
+    async shutdown(shutdownOptions?: ShutdownOptions) {
+      await websockets.shutdown(shutdownOptions)
+      // The hub's backplane goes with it: its connections to the engine would keep the
+      // process alive.
+      await own.topics.closeBackplane()
+    },
   }
 }
 
