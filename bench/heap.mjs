@@ -120,7 +120,7 @@ const OWNERS = [
     /^_?(UpgradeRequest|DetachedRequest|Request\$1|Request|Headers|_Headers)$|^native Request$/,
   ],
   ["Node's IncomingMessage", /^IncomingMessage$/],
-  ['core: Conn and its events', /^_Conn$|^#Events$/],
+  ['core: Conn and its events', /^_?Conn$|^#Events$|^_?ConnEvents$/],
   ["core: the upgrader's #serve frame", /^async frame of #serve /],
   ["app: serve's own frame", /^async frame of serve /],
   // Bun's snapshots name no function: its suspended frames cannot be told apart.

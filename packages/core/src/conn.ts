@@ -1,39 +1,78 @@
 /**
  * `Conn`: one WebSocket connection, read by pulling, with a real close-handshake state machine.
+ *
+ * The class holds the connection's fields and its public contract; each concern lives in its
+ * own file, as module functions that take the connection (no object per connection):
+ * - `close-handshake.ts`: the close state machine, and every way a connection ends;
+ * - `inbound.ts`: the inbox, `read()`, the iterator, and the pause/resume bound;
+ * - `outbound.ts`: `send()` and its drain, published messages' slow-subscriber bound, `ping()`;
+ * - `dispatch.ts`: how an event controller's handlers are called, one at a time;
+ * - `membership.ts`: topics held, and the runtime's own topic tree;
+ * - `storage.ts`: `conn.data` and what a hibernation stores.
  * @module
  */
 import {
   assertSendableClose,
   CloseCode,
   type CloseError,
-  closeErrorOf,
   describeError,
   InternalErrorMessage,
-  isNormalClose,
   NormalClosureMessage,
   truncateReason,
-  utf8Length,
 } from './close.js'
+import { closeConn, onClosed, onError, tearDown, whenClosed } from './close-handshake.js'
 import {
-  MESSAGE_OVERHEAD_BYTES,
-  type Message,
-  type MessageData,
-  type SlowSubscriberPolicy,
-} from './contracts.js'
+  ABORT,
+  ABORT_REASON,
+  BUSY,
+  CLOSE_ERROR,
+  CLOSE_OWED,
+  CLOSE_TIMEOUT,
+  CLOSE_TIMER,
+  DATA,
+  DISPATCH,
+  DISPATCH_STOPPED,
+  DRAIN_POLL,
+  DRAIN_POLL_DELAY,
+  DRAIN_WAITERS,
+  ENDED_SETTLED,
+  FAULT,
+  HOME,
+  INBOX,
+  INBOX_BYTES,
+  INBOX_HEAD,
+  LIMITS,
+  PAUSED,
+  PING_WAITERS,
+  READ_ITERATING,
+  READ_RESOLVE,
+  RESOLVE_ENDED,
+  SETTLE_CLOSED,
+  SOCKET,
+  STATE,
+  TOPICS,
+  WHEN_CLOSED,
+  WHEN_ENDED,
+} from './conn-fields.js'
+import type { Message, MessageData, SlowSubscriberPolicy } from './contracts.js'
+import {
+  dispatchTo,
+  type EventDispatch,
+  ready,
+  settleEnded,
+  stopDispatch,
+  whenEnded,
+} from './dispatch.js'
 import type { Hub } from './hub.js'
+import { Messages, NO_MESSAGES, onMessage, pull, type ReadResolve } from './inbound.js'
 import {
   ADD,
   CHECK_BACKLOG,
   CLOSED,
   CLOSED_HERE,
-  DELETE,
   DELIVER,
   DISPATCH_TO,
-  ENDED,
   EVENTS,
-  JOIN,
-  LEAVE,
-  PUBLISH_FROM,
   PUBLISH_NATIVE,
   READY,
   RESTORE,
@@ -43,9 +82,22 @@ import {
   TERMINATE,
   TREE,
 } from './internal.js'
+import { NO_TOPICS, publish, publishNative, subscribe, treeOf, unsubscribe } from './membership.js'
+import {
+  checkBacklog,
+  DRAIN_POLL_MIN_MS,
+  deliver,
+  onDrain,
+  onPong,
+  ping,
+  send,
+  type Waiter,
+} from './outbound.js'
 import type { ConnSnapshot, RuntimeSocket, SocketEvents } from './port.js'
-import { serializedSize } from './serialized.js'
-import { type Subscriber, type TopicTree, topicNameError } from './topics.js'
+import { assignData, restore, snapshotOf } from './storage.js'
+import type { Subscriber, TopicTree } from './topics.js'
+
+export { MAX_CONN_DATA_BYTES } from './storage.js'
 
 /**
  * Where a connection is in its life:
@@ -68,51 +120,10 @@ export interface ConnLimits {
   readonly maxTopicLength: number
 }
 
-/**
- * The most bytes `conn.data` may take in workerd's own serialization (V8's structured clone,
- * see {@link serializedSize}): its share of a Durable Object's attachment budget.
- */
-export const MAX_CONN_DATA_BYTES = 2048
-
-/**
- * How an event controller's handlers are called. Made by the upgrader.
- * @internal
- */
-export interface EventDispatch {
-  message(conn: Conn, message: Message): unknown
-  /** A handler threw or rejected. */
-  fail(conn: Conn, error: unknown): void
-  /** The connection closed and no handler is running: called once. */
-  closed(conn: Conn, error: CloseError): void
-}
-
 /** Where a connection lives: its hub, and the URL it was upgraded on. @internal */
 export interface ConnHome {
   readonly hub: Hub
   readonly url: string
-}
-
-interface Waiter<T> {
-  resolve(value: T): void
-  reject(reason: unknown): void
-}
-
-const DRAIN_POLL_MIN_MS = 1
-const DRAIN_POLL_MAX_MS = 50
-const resolved = Promise.resolve()
-const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined })
-/**
- * The empty inbox every connection starts with and returns to: one shared array, frozen so that
- * a push into it throws, replaced by a connection's own on the first message that must wait.
- */
-const NO_MESSAGES: (Message | undefined)[] = Object.freeze([]) as never
-const noop = () => {}
-const NO_TOPICS: ReadonlySet<string> = new Set()
-
-/** Marks a rejected promise as handled, so a send nobody awaits cannot crash the process. */
-function quiet<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(noop)
-  return promise
 }
 
 /**
@@ -134,53 +145,51 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    */
   droppedMessages = 0
 
-  readonly #socket: RuntimeSocket
-  readonly #limits: ConnLimits
-  readonly #home: ConnHome
-  #data: Data | undefined
-  #topics: Set<string> | undefined
-  // Event controllers: how handlers are called, whether one is running, and whether the
-  // close handler is owed once it settles.
-  #dispatch: EventDispatch | undefined
-  #busy = false
-  #closeOwed = false
-  // A handler failed: the connection is being closed, and no message reaches the controller.
-  #dispatchStopped = false
-  #ended: Promise<void> | undefined
-  #settleEnded: (() => void) | undefined
-  #endedSettled = false
+  // The fields, keyed by module-private symbols so that each part reads them (conn-fields.ts).
+  /** @internal */ readonly [SOCKET]: RuntimeSocket
+  /** @internal */ readonly [LIMITS]: ConnLimits
+  /** @internal */ readonly [HOME]: ConnHome;
+  /** @internal */ [DATA]: Data | undefined;
+  /** @internal */ [TOPICS]: Set<string> | undefined;
+  // Event controllers (dispatch.ts).
+  /** @internal */ [DISPATCH]: EventDispatch | undefined;
+  /** @internal */ [BUSY] = false;
+  /** @internal */ [CLOSE_OWED] = false;
+  /** @internal */ [DISPATCH_STOPPED] = false;
+  /** @internal */ [WHEN_ENDED]: Promise<void> | undefined;
+  /** @internal */ [RESOLVE_ENDED]: (() => void) | undefined;
+  /** @internal */ [ENDED_SETTLED] = false;
   // Made on first use: most connections never ask for a signal or wait for the close.
-  #abort: AbortController | undefined
-  #abortReason: CloseError | undefined
-  #closeHandshakeTimeout: number
-  #state: ConnState = 'open'
-  // This side started the close on purpose (conn.close(), a shutdown), not for a fault.
-  #closedHere = false
-
-  // Inbound: messages that arrived before `serve` asked for them, and the one pending read.
-  #inbox: (Message | undefined)[] = NO_MESSAGES
-  #inboxHead = 0
-  #inboxBytes = 0
-  #paused = false
-  // The pending read; an iterator's read resolves with the iterator result itself, which saves
-  // a promise and a microtask per message on the hot path. Only its resolver is kept (an idle
-  // connection waits here): the end resolves it with a rejected promise.
-  #readResolve: ((value: Message | IteratorResult<Message> | Promise<never>) => void) | undefined
-  #readIterating = false
-
-  // The end: the fault that ends the connection, the final error, and who waits for it.
-  #fault: CloseError | undefined
-  #closeError: CloseError | undefined
-  #closeTimer: ReturnType<typeof setTimeout> | undefined
-  #closed: Promise<void> | undefined
-  #settleClosed: (() => void) | undefined
-
-  // Outbound: sends waiting for the runtime to drain, and pings waiting for a pong; made on first
-  // use, since most connections never wait.
-  #drainWaiters: Waiter<void>[] | undefined
-  #drainPoll: ReturnType<typeof setTimeout> | undefined
-  #drainPollDelay = DRAIN_POLL_MIN_MS
-  #pingWaiters: Waiter<void>[] | undefined
+  /** @internal */ [ABORT]: AbortController | undefined;
+  /** @internal */ [ABORT_REASON]: CloseError | undefined;
+  /** @internal */ [CLOSE_TIMEOUT]: number;
+  /** @internal */ [STATE]: ConnState = 'open';
+  /**
+   * @internal True when this side started the close on purpose (`close()`, a shutdown), not
+   * for a fault: the end is then no failure of the controller's.
+   */
+  [CLOSED_HERE] = false;
+  // Inbound (inbound.ts): messages not yet asked for, and the one pending read. Only the
+  // read's resolver is kept (an idle connection waits here).
+  /** @internal */ [INBOX]: (Message | undefined)[] = NO_MESSAGES;
+  /** @internal */ [INBOX_HEAD] = 0;
+  /** @internal */ [INBOX_BYTES] = 0;
+  /** @internal */ [PAUSED] = false;
+  /** @internal */ [READ_RESOLVE]: ReadResolve | undefined;
+  /** @internal */ [READ_ITERATING] = false;
+  // The end (close-handshake.ts): the fault that ends the connection, the final error, and
+  // who waits for it.
+  /** @internal */ [FAULT]: CloseError | undefined;
+  /** @internal */ [CLOSE_ERROR]: CloseError | undefined;
+  /** @internal */ [CLOSE_TIMER]: ReturnType<typeof setTimeout> | undefined;
+  /** @internal */ [WHEN_CLOSED]: Promise<void> | undefined;
+  /** @internal */ [SETTLE_CLOSED]: (() => void) | undefined;
+  // Outbound (outbound.ts): sends waiting for the runtime to drain, and pings waiting for a
+  // pong; made on first use, since most connections never wait.
+  /** @internal */ [DRAIN_WAITERS]: Waiter<void>[] | undefined;
+  /** @internal */ [DRAIN_POLL]: ReturnType<typeof setTimeout> | undefined;
+  /** @internal */ [DRAIN_POLL_DELAY] = DRAIN_POLL_MIN_MS;
+  /** @internal */ [PING_WAITERS]: Waiter<void>[] | undefined
 
   /** @internal The handlers the adapter forwards the runtime's events to. */
   readonly [EVENTS]: SocketEvents
@@ -192,38 +201,14 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     limits: ConnLimits,
     home: ConnHome,
   ) {
-    this.#socket = socket
-    this.#limits = limits
-    this.#home = home
-    this.#closeHandshakeTimeout = limits.closeHandshakeTimeout
+    this[SOCKET] = socket
+    this[LIMITS] = limits
+    this[HOME] = home
+    this[CLOSE_TIMEOUT] = limits.closeHandshakeTimeout
     this.protocol = protocol ?? ''
     this.canPing = typeof socket.ping === 'function'
-    this[EVENTS] = new Conn.#Events(this)
+    this[EVENTS] = new ConnEvents(this)
     home.hub.connections[ADD](this)
-  }
-
-  // One object with prototype methods per connection, rather than a closure per event: idle
-  // connections are the common case. Nested here so that it can reach the private handlers.
-  static readonly #Events = class implements SocketEvents {
-    constructor(readonly conn: Conn) {}
-    get ended(): Promise<void> {
-      return this.conn.#whenEnded()
-    }
-    message(data: string | Uint8Array) {
-      this.conn.#onMessage(data)
-    }
-    closed(code: number, reason: string, wasClean?: boolean) {
-      this.conn.#onClosed(code, reason, wasClean)
-    }
-    error(error: Error, code?: number) {
-      this.conn.#onError(error, code)
-    }
-    drain() {
-      this.conn.#onDrain()
-    }
-    pong() {
-      this.conn.#onPong()
-    }
   }
 
   /**
@@ -231,26 +216,26 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * cancel the work it started. Its `reason` is a {@link CloseError}.
    */
   get signal(): AbortSignal {
-    if (!this.#abort) {
-      this.#abort = new AbortController()
-      if (this.#abortReason) this.#abort.abort(this.#abortReason)
+    if (!this[ABORT]) {
+      this[ABORT] = new AbortController()
+      if (this[ABORT_REASON]) this[ABORT].abort(this[ABORT_REASON])
     }
-    return this.#abort.signal
+    return this[ABORT].signal
   }
 
   /** Where the connection is in its life. */
   get state(): ConnState {
-    return this.#state
+    return this[STATE]
   }
 
   /** Bytes the runtime has queued and not yet written to the network. */
   get bufferedAmount(): number {
-    return this.#state === 'closed' ? 0 : this.#socket.bufferedAmount
+    return this[STATE] === 'closed' ? 0 : this[SOCKET].bufferedAmount
   }
 
   /** The upgrade request's URL, kept for the connection's life (it survives a hibernation). */
   get url(): string {
-    return this.#home.url
+    return this[HOME].url
   }
 
   /**
@@ -259,7 +244,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * same hub).
    */
   get hub(): Hub {
-    return this.#home.hub
+    return this[HOME].hub
   }
 
   /**
@@ -281,29 +266,15 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    *   runtime's error, when it refuses to store it
    */
   get data(): Data {
-    return this.#data as Data
+    return this[DATA] as Data
   }
   set data(value: Data) {
-    let bytes: number
-    try {
-      bytes = serializedSize(value, 'conn.data')
-    } catch (err) {
-      throw new RangeError(
-        `conn.data is stored with the socket, as a structured clone: ${describeError(err)}. Keep plain data in conn.data`,
-      )
-    }
-    if (bytes > MAX_CONN_DATA_BYTES) {
-      throw new RangeError(
-        `conn.data is ${bytes} bytes in workerd's serialization; the limit is ${MAX_CONN_DATA_BYTES} (a Durable Object's attachment budget). Keep ids in conn.data and the rest in storage`,
-      )
-    }
-    this.#store(value, this.#topics)
-    this.#data = value
+    assignData(this, value)
   }
 
   /** The topics this connection subscribes to. */
   get topics(): ReadonlySet<string> {
-    return this.#topics ?? NO_TOPICS
+    return this[TOPICS] ?? NO_TOPICS
   }
 
   /**
@@ -322,34 +293,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * - with the runtime's error when it refuses to store the new set of topics.
    */
   subscribe(topic: string): Promise<void> {
-    const limits = this.#limits
-    const refused = topicNameError(topic, limits.maxTopicLength)
-    if (refused) return quiet(Promise.reject(refused))
-    if (this.#state === 'closed') return resolved
-    const held = this.#topics
-    if (held?.has(topic)) return resolved
-    if (held && held.size >= limits.maxTopicsPerConnection) {
-      return quiet(
-        Promise.reject(
-          new RangeError(
-            `This connection already holds ${held.size} topics, its maxTopicsPerConnection bound: unsubscribe from one first, or raise maxTopicsPerConnection in the upgrade options`,
-          ),
-        ),
-      )
-    }
-    // Stored before anything changes: a store that throws (synchronously, though subscribe is
-    // typed as a promise) leaves the connection as it was, and rejects.
-    if (this.#socket.persist) {
-      try {
-        this.#store(this.#data, held ? [...held, topic] : [topic])
-      } catch (err) {
-        return quiet(Promise.reject(err))
-      }
-    }
-    this.#topics ??= new Set()
-    this.#topics.add(topic)
-    if (this[TREE]) this.#socket.subscribe?.(topic)
-    return this.#home.hub.topics[JOIN](topic, this)
+    return subscribe(this, topic)
   }
 
   /**
@@ -358,16 +302,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    *   connection then still holds the topic
    */
   unsubscribe(topic: string): void {
-    const held = this.#topics
-    if (!held?.has(topic)) return
-    if (this.#socket.persist)
-      this.#store(
-        this.#data,
-        [...held].filter((t) => t !== topic),
-      )
-    held.delete(topic)
-    if (this[TREE]) this.#socket.unsubscribe?.(topic)
-    this.#home.hub.topics[LEAVE](topic, this)
+    unsubscribe(this, topic)
   }
 
   /**
@@ -381,92 +316,37 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    *   RangeError for one over `maxTopicLength` UTF-8 bytes, as {@link Conn.subscribe} refuses them
    */
   publish(topic: string, data: MessageData): void {
-    // The name bound holds for publishes too: a client that names rooms would otherwise hand
-    // the backplane (a Redis channel, its per-topic counts) a name of any length.
-    const refused = topicNameError(topic, this.#limits.maxTopicLength)
-    if (refused) throw refused
-    this.#home.hub.topics[PUBLISH_FROM](this, topic, data)
+    publish(this, topic, data)
   }
 
-  /**
-   * @internal The runtime's topic tree, for `Topics`. Not with `slowSubscriber: 'drop'`:
-   * a runtime's tree cannot count the messages it drops, so the core sends them itself.
-   */
+  /** @internal The runtime's topic tree, for `Topics` (none with `slowSubscriber: 'drop'`). */
   get [TREE](): TopicTree | undefined {
-    return this.#limits.slowSubscriber === 'drop' ? undefined : this.#socket.tree
+    return treeOf(this)
   }
 
   /** @internal Publishes through the runtime's tree, skipping this socket. */
   [PUBLISH_NATIVE](topic: string, data: MessageData): void {
-    // The runtime skips the sender only on a topic the sender holds (uWS publishes nothing from
-    // a socket that holds none); otherwise the sender is not in the topic, and the whole tree
-    // gets it. So a publish from a `close` handler still reaches the others.
-    if (this.#topics?.has(topic)) this.#socket.publish?.(topic, data)
-    else this.#socket.tree?.publish(topic, data)
+    publishNative(this, topic, data)
   }
 
   /** @internal Delivers a published message: never waits, never throws. */
   [DELIVER](data: MessageData): void {
-    if (this.#state !== 'open') return
-    try {
-      if (this.#socket.bufferedAmount > this.#limits.maxPublishBuffer) {
-        if (this.#limits.slowSubscriber === 'drop') this.droppedMessages++
-        else this.#tooSlow()
-        return
-      }
-      this.#socket.send(data)
-    } catch (err) {
-      this.#onError(err instanceof Error ? err : new Error(describeError(err)))
-    }
+    deliver(this, data)
   }
 
   /** @internal The runtime's tree sent to this connection: closes it when it is over its bound. */
   [CHECK_BACKLOG](): void {
-    if (this.#state !== 'open') return
-    try {
-      if (this.#socket.bufferedAmount > this.#limits.maxPublishBuffer) this.#tooSlow()
-    } catch (err) {
-      this.#onError(err instanceof Error ? err : new Error(describeError(err)))
-    }
-  }
-
-  #tooSlow(): void {
-    this.#fail(
-      CloseCode.PolicyViolation,
-      `Subscriber too slow: over ${this.#limits.maxPublishBuffer} bytes of published messages unsent`,
-    )
+    checkBacklog(this)
   }
 
   /** @internal What to store for this connection, to rebuild it after a hibernation. */
   [SNAPSHOT](): ConnSnapshot {
-    return {
-      protocol: this.protocol,
-      url: this.#home.url,
-      data: this.#data,
-      topics: this.#topics ? [...this.#topics] : [],
-    }
+    return snapshotOf(this)
   }
 
   /** @internal Rebuilds the state of a connection after a hibernation, without storing it again. */
   [RESTORE](snapshot: ConnSnapshot): void {
-    this.#data = snapshot.data as Data
-    for (const topic of snapshot.topics) {
-      this.#topics ??= new Set()
-      if (this.#topics.has(topic)) continue
-      this.#topics.add(topic)
-      void this.#home.hub.topics[JOIN](topic, this)
-    }
-  }
-
-  /** Stores what a hibernation must bring back; a throw here means nothing was stored. */
-  #store(data: Data | undefined, topics: Iterable<string> | undefined): void {
-    if (!this.#socket.persist || this.#state === 'closed') return
-    this.#socket.persist({
-      protocol: this.protocol,
-      url: this.#home.url,
-      data,
-      topics: topics ? [...topics] : [],
-    })
+    restore(this, snapshot)
   }
 
   /**
@@ -478,7 +358,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * end. Only one read may be pending at a time; a second one rejects with an `Error`.
    */
   read(): Promise<Message> {
-    return this.#pull(false) as Promise<Message>
+    return pull(this, false) as Promise<Message>
   }
 
   /**
@@ -487,47 +367,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * `serve` fails with it.
    */
   [Symbol.asyncIterator](): AsyncIterator<Message> {
-    return new Conn.#Messages(this)
-  }
-
-  // The iterator: one small object with prototype methods, not an object with two closures.
-  static readonly #Messages = class implements AsyncIterator<Message> {
-    constructor(readonly conn: Conn) {}
-    next(): Promise<IteratorResult<Message>> {
-      return this.conn.#pull(true) as Promise<IteratorResult<Message>>
-    }
-    return(): Promise<IteratorResult<Message>> {
-      return Promise.resolve(DONE)
-    }
-  }
-
-  /** A read, resolving with the message, or with the iterator result when `iterating`. */
-  #pull(iterating: boolean): Promise<Message | IteratorResult<Message>> {
-    if (this.#dispatch) {
-      return quiet(
-        Promise.reject(
-          new Error(
-            'An event controller gets its messages in message(): conn.read() is for serve controllers',
-          ),
-        ),
-      )
-    }
-    if (this.#readResolve) {
-      return quiet(
-        Promise.reject(
-          new Error('Only one read may be pending at a time: await the previous conn.read() first'),
-        ),
-      )
-    }
-    const message = this.#shift()
-    if (message) return Promise.resolve(iterating ? { done: false, value: message } : message)
-    const error = this.#closeError
-    if (error)
-      return iterating && this.#endsQuietly(error) ? Promise.resolve(DONE) : Promise.reject(error)
-    return new Promise((resolve) => {
-      this.#readResolve = resolve
-      this.#readIterating = iterating
-    })
+    return new Messages(this)
   }
 
   /**
@@ -541,29 +381,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * send nobody awaits never causes an unhandled rejection.
    */
   send(data: MessageData): Promise<void> {
-    if (this.#state !== 'open') return quiet(Promise.reject(this.#endError()))
-    if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
-      return quiet(
-        Promise.reject(
-          new TypeError(
-            'conn.send() takes a string or a Uint8Array (use new Uint8Array(buffer) for an ArrayBuffer)',
-          ),
-        ),
-      )
-    }
-    // `false`: the runtime took it with no back-pressure, so there is no buffer to read.
-    if (this.#socket.send(data) === false) return resolved
-    // The runtime dropped it and reported the end inside send() (Bun, past its
-    // backpressureLimit): this message was not sent.
-    if (this.#state !== 'open') return quiet(Promise.reject(this.#endError()))
-    if (this.#socket.bufferedAmount <= this.#limits.sendHighWaterMark) return resolved
-    return quiet(
-      new Promise<void>((resolve, reject) => {
-        this.#drainWaiters ??= []
-        this.#drainWaiters.push({ resolve, reject })
-        if (!this.#socket.emitsDrain) this.#scheduleDrainPoll()
-      }),
-    )
+    return send(this, data)
   }
 
   /**
@@ -572,23 +390,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * connection ends first.
    */
   ping(): Promise<void> {
-    if (!this.#socket.ping) {
-      return quiet(
-        Promise.reject(
-          new Error(
-            'This runtime cannot send pings: check conn.canPing before calling conn.ping()',
-          ),
-        ),
-      )
-    }
-    if (this.#state !== 'open') return quiet(Promise.reject(this.#endError()))
-    this.#socket.ping()
-    return quiet(
-      new Promise((resolve, reject) => {
-        this.#pingWaiters ??= []
-        this.#pingWaiters.push({ resolve, reject })
-      }),
-    )
+    return ping(this)
   }
 
   /**
@@ -613,24 +415,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     } catch (err) {
       return Promise.reject(err)
     }
-    return this.#close(code, reason)
-  }
-
-  /** {@link Conn.close} with a code and reason known to be sendable. */
-  #close(code: number, reason: string): Promise<void> {
-    if (this.#state !== 'open') return this.#whenClosed()
-    // A close for a fault (#fail) has set the fault first: that one is not this side's choice.
-    if (this.#fault === undefined) this.#closedHere = true
-    this.#startClosing(code, reason)
-    try {
-      this.#socket.close(code, reason)
-    } catch {
-      this.#tearDown('The runtime refused to send the close frame')
-      return this.#whenClosed()
-    }
-    // A runtime may end the connection inside close() (Bun does): then there is nothing to wait for.
-    if ((this.#state as ConnState) === 'closing') this.#armCloseTimer()
-    return this.#whenClosed()
+    return closeConn(this, code, reason)
   }
 
   /**
@@ -638,12 +423,12 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * runtime can): the end of a shutdown's deadline.
    */
   [TERMINATE](reason: string): void {
-    this.#tearDown(reason)
+    tearDown(this, reason)
   }
 
   /** Closes with 1000 and {@link NormalClosureMessage} (`'Server closed connection'`). See {@link Conn.close}. */
   closeNormal(): Promise<void> {
-    return this.#close(CloseCode.NormalClosure, NormalClosureMessage)
+    return closeConn(this, CloseCode.NormalClosure, NormalClosureMessage)
   }
 
   /**
@@ -652,13 +437,13 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * upgrader does that when `serve` throws.
    */
   closeWithError(err: unknown): Promise<void> {
-    const reason = this.#limits.debug ? truncateReason(describeError(err)) : InternalErrorMessage
+    const reason = this[LIMITS].debug ? truncateReason(describeError(err)) : InternalErrorMessage
     return this.close(CloseCode.InternalError, reason)
   }
 
   /** The time `close()` waits for the peer's close frame, in milliseconds. */
   getCloseHandshakeTimeout(): number {
-    return this.#closeHandshakeTimeout
+    return this[CLOSE_TIMEOUT]
   }
 
   /**
@@ -666,363 +451,60 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * no wait. It applies to handshakes started after the call.
    */
   setCloseHandshakeTimeout(ms: number): void {
-    this.#closeHandshakeTimeout = ms
+    this[CLOSE_TIMEOUT] = ms
   }
 
   /** @internal Resolves once the connection is closed, whoever closed it. */
   get [CLOSED](): Promise<void> {
-    return this.#whenClosed()
+    return whenClosed(this)
   }
-
-  // --- inbound ---
-
-  #onMessage(data: string | Uint8Array): void {
-    // Data after a close frame, after a fault, or after an event handler failed, is discarded.
-    if (this.#state !== 'open' || this.#dispatchStopped) return
-    const { maxMessageSize, maxInboundBuffer } = this.#limits
-    const size = typeof data === 'string' ? data.length : data.byteLength
-    if (
-      size > maxMessageSize / 3 &&
-      (typeof data === 'string' ? utf8Length(data) : size) > maxMessageSize
-    ) {
-      this.#fail(
-        CloseCode.MessageTooBig,
-        `Message is over maxMessageSize (${maxMessageSize} bytes)`,
-      )
-      return
-    }
-    const message: Message =
-      typeof data === 'string' ? { type: 'text', data } : { type: 'binary', data }
-    const resolve = this.#readResolve
-    if (resolve) {
-      this.#readResolve = undefined
-      resolve(this.#readIterating ? { done: false, value: message } : message)
-      return
-    }
-    if (this.#dispatch && !this.#busy && this.#inboxHead === this.#inbox.length) {
-      this.#run(message)
-      // The handler may have closed the connection, or the runtime handed over more, while it
-      // ran: what it deferred runs now, after it.
-      if (!this.#busy && (this.#closeOwed || this.#inbox !== NO_MESSAGES)) this.#drainEvents()
-      return
-    }
-    if (this.#inbox === NO_MESSAGES) this.#inbox = [message]
-    else this.#inbox.push(message)
-    this.#inboxBytes += size + MESSAGE_OVERHEAD_BYTES
-    if (this.#inboxBytes <= maxInboundBuffer) return
-    // Pause where the runtime can; it may still hand over what it already parsed, so a second
-    // bound catches a runtime that does not stop.
-    if (this.#socket.pause && this.#inboxBytes <= 2 * maxInboundBuffer) {
-      if (!this.#paused) {
-        this.#paused = true
-        this.#socket.pause()
-      }
-      return
-    }
-    this.#fail(
-      CloseCode.PolicyViolation,
-      `Inbound buffer over ${maxInboundBuffer} bytes: serve reads slower than the peer sends`,
-    )
-  }
-
-  #shift(): Message | undefined {
-    if (this.#inboxHead === this.#inbox.length) return undefined
-    const message = this.#inbox[this.#inboxHead] as Message
-    this.#inbox[this.#inboxHead++] = undefined
-    if (this.#inboxHead === this.#inbox.length) {
-      this.#inbox = NO_MESSAGES
-      this.#inboxHead = 0
-    }
-    const size = typeof message.data === 'string' ? message.data.length : message.data.byteLength
-    this.#inboxBytes -= size + MESSAGE_OVERHEAD_BYTES
-    if (this.#paused && this.#inboxBytes <= this.#limits.maxInboundBuffer / 2) {
-      this.#paused = false
-      if (this.#state === 'open') this.#socket.resume?.()
-    }
-    return message
-  }
-
-  // --- the close handshake ---
-
-  #startClosing(code: number, reason: string): void {
-    this.#state = 'closing'
-    const closing = closeErrorOf(code, reason, false)
-    this.#abortWith(closing)
-    // Sends waiting for a drain will never be written in full: fail them now.
-    this.#rejectWaiters(closing)
-    // The peer's close frame sits behind the data we stopped reading: read on (and discard),
-    // or the handshake can only end at the timeout.
-    if (this.#paused) {
-      this.#paused = false
-      try {
-        this.#socket.resume?.()
-      } catch {
-        // The socket is gone: its end is reported separately.
-      }
-    }
-  }
-
-  #armCloseTimer(): void {
-    // The runtime finishes the handshake itself and reports its end (the Hibernation API).
-    if (this.#socket.closesHandshake) return
-    const timeout = this.#closeHandshakeTimeout
-    if (timeout <= 0) {
-      this.#tearDown('No close handshake wait (timeout is 0)')
-      return
-    }
-    this.#closeTimer = setTimeout(
-      () => this.#tearDown(`The peer did not answer the close frame within ${timeout} ms`),
-      timeout,
-    )
-  }
-
-  /** Ends the connection without waiting any longer for the peer. */
-  #tearDown(reason: string): void {
-    if (this.#state === 'closed') return
-    // A runtime may report the end inside terminate() (the test kit does): it ends with this
-    // reason all the same, as where the end comes later.
-    this.#fault ??= closeErrorOf(CloseCode.AbnormalClosure, reason, false)
-    try {
-      this.#socket.terminate?.()
-    } catch {
-      // The socket is already gone: nothing left to tear down.
-    }
-    // terminate() may have reported the end already, synchronously.
-    if ((this.#state as ConnState) === 'closed') return
-    this.#finish(closeErrorOf(CloseCode.AbnormalClosure, reason, false))
-  }
-
-  /** Closes the connection because of a fault seen here (1008, 1009). */
-  #fail(code: number, reason: string): void {
-    this.#fault ??= closeErrorOf(code, reason, false)
-    void this.close(code, reason)
-  }
-
-  #onError(error: Error, code?: number): void {
-    if (this.#state === 'closed') return
-    this.#fault ??= closeErrorOf(code ?? CloseCode.AbnormalClosure, error.message, false)
-    if (this.#state === 'open') {
-      // The runtime closes on its own after a fault; the timer covers a runtime that does not.
-      this.#startClosing(this.#fault.code, this.#fault.reason)
-      this.#armCloseTimer()
-    }
-  }
-
-  #onClosed(code: number, reason: string, wasClean?: boolean): void {
-    if (this.#state === 'closed') return
-    const fault = this.#fault
-    this.#finish(
-      fault
-        ? closeErrorOf(fault.code, fault.reason, false)
-        : closeErrorOf(code, reason, wasClean ?? code !== CloseCode.AbnormalClosure),
-    )
-  }
-
-  #finish(error: CloseError): void {
-    if (this.#state === 'closed') return
-    this.#state = 'closed'
-    this.#closeError = error
-    // Most connections never armed one; on some runtimes clearing is a call into native code.
-    if (this.#closeTimer !== undefined) clearTimeout(this.#closeTimer)
-    this.#abortWith(error)
-    const resolve = this.#readResolve
-    this.#readResolve = undefined
-    if (resolve)
-      resolve(this.#readIterating && this.#endsQuietly(error) ? DONE : quiet(Promise.reject(error)))
-    this.#rejectWaiters(error)
-    this.#home.hub.connections[DELETE](this)
-    if (this.#endedSettled) this.#home.hub.connections[ENDED](this)
-    if (this.#topics) {
-      // Forgotten here, so that an unsubscribe() after the end (a cleanup) cannot leave twice.
-      const held = this.#topics
-      this.#topics = undefined
-      for (const topic of held) this.#home.hub.topics[LEAVE](topic, this)
-    }
-    this.#settleClosed?.()
-    if (this.#dispatch) {
-      this.#closeOwed = true
-      if (!this.#busy) this.#drainEvents()
-    }
-  }
-
-  /**
-   * Whether an iteration ends quietly at this end: a normal close (1000, 1001, 1005), or one
-   * this side started itself with `close()` (a shutdown's 1012, the app's own 4000), which is
-   * not the controller's failure.
-   */
-  #endsQuietly(error: CloseError): boolean {
-    return this.#closedHere || isNormalClose(error)
-  }
-
-  /**
-   * @internal True when this side started the close on purpose (`close()`, a shutdown), not
-   * for a fault: the end is then no failure of the controller's.
-   */
-  get [CLOSED_HERE](): boolean {
-    return this.#closedHere
-  }
-
-  /** Aborts the signal once, with the first reason: the close that started the end. */
-  #abortWith(reason: CloseError): void {
-    if (this.#abortReason) return
-    this.#abortReason = reason
-    this.#abort?.abort(reason)
-  }
-
-  #whenClosed(): Promise<void> {
-    this.#closed ??=
-      this.#state === 'closed'
-        ? resolved
-        : new Promise((resolve) => {
-            this.#settleClosed = resolve
-          })
-    return this.#closed
-  }
-
-  #endError(): CloseError {
-    return this.#closeError ?? (this.#abortReason as CloseError)
-  }
-
-  // --- event controllers ---
 
   /**
    * @internal Turns this connection into an event controller's: messages go to `dispatch`
    * instead of `read()`. It starts busy, until `open` settles.
    */
   [DISPATCH_TO](dispatch: EventDispatch): void {
-    this.#dispatch = dispatch
-    this.#busy = true
-    // The connection may have ended before the controller started (the runtime opened the
-    // socket before the HTTP handler returned): `close` is still owed, once `open` settles.
-    if (this.#state === 'closed') this.#closeOwed = true
+    dispatchTo(this, dispatch)
   }
 
   /** @internal The `open` handler settled: hand over what arrived meanwhile. */
   [READY](): void {
-    this.#busy = false
-    this.#drainEvents()
+    ready(this)
   }
 
-  /**
-   * @internal A handler failed: no more messages go to the controller, neither the queued ones
-   * nor those that arrive while the failure is reported and the connection closes.
-   */
+  /** @internal A handler failed: no more messages go to the controller. */
   [STOP_DISPATCH](): void {
-    this.#dispatchStopped = true
-    this.#inbox = NO_MESSAGES
-    this.#inboxHead = 0
-    this.#inboxBytes = 0
-  }
-
-  /**
-   * Runs the message handler; a promise makes the next message wait for it. The connection is
-   * busy from the call on, not only once a promise comes back: an end reported while the
-   * handler's synchronous part runs (a runtime that ends the connection inside `close()`, as
-   * Bun does; a close with no handshake wait) must not run `close` inside `message`.
-   */
-  #run(message: Message): void {
-    const dispatch = this.#dispatch as EventDispatch
-    let result: unknown
-    this.#busy = true
-    try {
-      result = dispatch.message(this, message)
-    } catch (err) {
-      this.#busy = false
-      dispatch.fail(this, err)
-      return
-    }
-    // `return conn.send(data)` with no back-pressure returns the already-settled `resolved`:
-    // nothing to wait for, so the next message runs without a promise and a turn per message.
-    if (result === undefined || result === resolved) {
-      this.#busy = false
-      return
-    }
-    if (typeof (result as PromiseLike<unknown>)?.then === 'function') {
-      ;(result as PromiseLike<unknown>).then(
-        () => this.#afterHandler(),
-        (err: unknown) => {
-          dispatch.fail(this, err)
-          this.#afterHandler()
-        },
-      )
-    } else {
-      this.#busy = false
-    }
-  }
-
-  #afterHandler(): void {
-    this.#busy = false
-    this.#drainEvents()
-  }
-
-  /** Hands queued messages to the controller, one at a time, then the close when it is owed. */
-  #drainEvents(): void {
-    while (!this.#busy) {
-      const message = this.#shift()
-      if (message) {
-        this.#run(message)
-        continue
-      }
-      if (this.#closeOwed) {
-        this.#closeOwed = false
-        const dispatch = this.#dispatch as EventDispatch
-        dispatch.closed(this, this.#closeError as CloseError)
-      }
-      return
-    }
+    stopDispatch(this)
   }
 
   /** @internal `serve`, or the close handler, settled: `events.ended` may resolve. */
   [SETTLE_ENDED](): void {
-    if (this.#endedSettled) return
-    this.#endedSettled = true
-    this.#settleEnded?.()
-    this.#home.hub.connections[ENDED](this)
+    settleEnded(this)
   }
+}
 
-  #whenEnded(): Promise<void> {
-    if (this.#endedSettled) return resolved
-    this.#ended ??= new Promise((resolve) => {
-      this.#settleEnded = resolve
-    })
-    return this.#ended
+/**
+ * What the adapter forwards a connection's runtime events to: one object with prototype methods
+ * per connection, rather than a closure per event, as idle connections are the common case.
+ */
+class ConnEvents implements SocketEvents {
+  constructor(readonly conn: Conn) {}
+  get ended(): Promise<void> {
+    return whenEnded(this.conn)
   }
-
-  // --- outbound ---
-
-  #onDrain(): void {
-    if (this.#socket.bufferedAmount > this.#limits.sendHighWaterMark) return
-    const waiters = this.#drainWaiters
-    this.#drainWaiters = undefined
-    for (const waiter of waiters ?? []) waiter.resolve()
+  message(data: string | Uint8Array) {
+    onMessage(this.conn, data)
   }
-
-  #scheduleDrainPoll(): void {
-    if (this.#drainPoll !== undefined) return
-    this.#drainPoll = setTimeout(() => {
-      this.#drainPoll = undefined
-      this.#onDrain()
-      if (this.#drainWaiters === undefined) {
-        this.#drainPollDelay = DRAIN_POLL_MIN_MS
-        return
-      }
-      this.#drainPollDelay = Math.min(this.#drainPollDelay * 2, DRAIN_POLL_MAX_MS)
-      this.#scheduleDrainPoll()
-    }, this.#drainPollDelay)
+  closed(code: number, reason: string, wasClean?: boolean) {
+    onClosed(this.conn, code, reason, wasClean)
   }
-
-  #onPong(): void {
-    const waiters = this.#pingWaiters
-    this.#pingWaiters = undefined
-    for (const waiter of waiters ?? []) waiter.resolve()
+  error(error: Error, code?: number) {
+    onError(this.conn, error, code)
   }
-
-  #rejectWaiters(error: CloseError): void {
-    if (!this.#drainWaiters && !this.#pingWaiters) return
-    if (this.#drainPoll !== undefined) clearTimeout(this.#drainPoll)
-    this.#drainPoll = undefined
-    const waiters = [...(this.#drainWaiters ?? []), ...(this.#pingWaiters ?? [])]
-    this.#drainWaiters = this.#pingWaiters = undefined
-    for (const waiter of waiters) waiter.reject(error)
+  drain() {
+    onDrain(this.conn)
+  }
+  pong() {
+    onPong(this.conn)
   }
 }

@@ -5,7 +5,7 @@
  */
 import { Context, type Env, type Hono, type MiddlewareHandler } from 'hono'
 import { CloseCode, type CloseError, closeErrorIn, describeError, isCloseError } from './close.js'
-import { Conn, type ConnHome, type EventDispatch } from './conn.js'
+import { Conn, type ConnHome } from './conn.js'
 import {
   type AnyController,
   type ControllerWithHooks,
@@ -16,6 +16,7 @@ import {
   type UpgradeOptions,
   type UpgradeSettings,
 } from './contracts.js'
+import type { EventDispatch } from './dispatch.js'
 import { getHub, type Hub } from './hub.js'
 import {
   CLOSED_HERE,
