@@ -1,5 +1,6 @@
 /**
- * Handshake on Node: `ws` on `@hono/node-server`.
+ * Handshake on Node: `ws` on `@hono/node-server`. Each server of {@link serve} is a hub:
+ * `getHub(c)` in the app's routes and `conn.hub` are its topics and connections.
  *
  * ```ts
  * import { serve } from '@handshake/node'
@@ -8,39 +9,24 @@
  * const server = await serve(app, { port: 3000, hostname: '127.0.0.1' })
  * process.on('SIGTERM', () => server.shutdown())
  * ```
- *
- * Each server is a hub: `getHub(c)` in the app's routes and `conn.hub` are its topics and
- * connections.
  * @module
  */
-import type { IncomingMessage, Server } from 'node:http'
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
+import type { TLSSocket } from 'node:tls'
 import type { ZlibOptions } from 'node:zlib'
 import type { Hub, ShutdownOptions } from '@handshake/core'
-import {
-  type Adapter,
-  type HandshakeServer as CoreServer,
-  createHub,
-  HUB,
-  installAdapter,
-  type ServerAddress,
-  type UpgradeRequest,
-} from '@handshake/core/adapter'
+import * as port from '@handshake/core/adapter'
 import { createAdaptorServer, type ServerType } from '@hono/node-server'
-import type { Context } from 'hono'
 import { WebSocketServer } from 'ws'
-import { toRequest, writeResponse } from './http.js'
 import { openConnection } from './socket.js'
 
 export type { ShutdownOptions } from '@handshake/core'
+export type { FetchApp } from '@handshake/core/adapter'
 
-// --- types ---
-
-/**
- * permessage-deflate settings (RFC 7692), as `ws` takes them. Declared here so that this
- * package's types need no `@types/ws`.
- */
+/** permessage-deflate settings (RFC 7692), as `ws` takes them; declared here so that this
+ * package's types need no `@types/ws`. */
 export interface PerMessageDeflateOptions {
   /** Whether the server resets its compression context after each message. */
   serverNoContextTakeover?: boolean
@@ -65,16 +51,14 @@ export interface PerMessageDeflateOptions {
 /** The WebSocket options of {@link serve} and {@link attach}. */
 export interface WebSocketOptions {
   /**
-   * permessage-deflate compression (RFC 7692), as `ws` takes it: `true` for its defaults, or its
-   * `PerMessageDeflateOptions`. It costs CPU and memory per connection, so it is off unless set.
-   * @defaultValue false
+   * permessage-deflate (RFC 7692), as `ws` takes it: `true` for its defaults, or its options. It
+   * costs CPU and memory per connection, so it is off unless set. @defaultValue false
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions
   /**
-   * Which requests of the server's `upgrade` event this server answers. The others are left
-   * untouched for the server's other `upgrade` listeners. By default every request is
-   * answered, except that a 404 from the app is left to the other listeners when there are any.
-   * @defaultValue every request
+   * Which requests of the server's `upgrade` event this server answers; the others are left to
+   * its other `upgrade` listeners. By default every one, except that a 404 from the app is left
+   * to the other listeners when there are any. @defaultValue every request
    */
   shouldHandle?: (incoming: IncomingMessage) => boolean
 }
@@ -84,51 +68,34 @@ type WithoutWebSocket<T> = T extends unknown ? Omit<T, 'websocket'> : never
 
 /**
  * Options of {@link serve}: those of `@hono/node-server`'s `serve` (`port`, `hostname`,
- * `serverOptions`, `createServer`...) except `fetch` (the app's) and its own `websocket`, plus
- * {@link WebSocketOptions} and `onListen`. `hostname` defaults to `'127.0.0.1'` here, as in the
- * Bun and Deno adapters' `serve`: pass `'0.0.0.0'` (or `'::'`) to listen on every interface.
+ * `serverOptions`, `createServer`...) but `fetch` and `websocket`, plus {@link WebSocketOptions}
+ * and `onListen` (called with the address once it listens; by default it prints it). `hostname`
+ * defaults to `'127.0.0.1'`, as on Bun and Deno: pass `'0.0.0.0'` (or `'::'`) for every interface.
  */
 export type ServeOptions = Omit<WithoutWebSocket<NodeServerOptions>, 'fetch'> &
-  WebSocketOptions & {
-    /**
-     * Called once the server listens, with its address (the real port when `port` is 0).
-     * @defaultValue prints `Listening on http://<hostname>:<port>/`, as Bun's and Deno's do
-     */
-    onListen?: (address: ServerAddress) => void
-  }
-
-/** The app {@link serve} serves: a Hono app, or anything with the same `fetch`. */
-export interface FetchApp {
-  fetch(request: Request, env: never): unknown
-}
+  WebSocketOptions & { onListen?: (address: port.ServerAddress) => void }
 
 /** A Node server started by {@link serve}: its own hub, its address and its shutdown. */
-export type HandshakeServer = CoreServer<ServerType>
+export type HandshakeServer = port.HandshakeServer<ServerType>
 
-/**
- * The WebSocket side of a server given to {@link attach}: the hub its connections join (the
- * package's {@link hub}), and the graceful shutdown.
- */
+/** The WebSocket side of a server given to {@link attach}: its hub (the package's {@link hub}). */
 export interface WebSockets extends Hub {
   /** How many WebSocket connections are open. */
   readonly size: number
   /**
-   * Shuts down gracefully: the core's `Connections.shutdown`, with "stop listening" being
-   * `server.close()`. Every open connection gets one close frame (1001 `Server shutting down`
-   * by default), new upgrades get 503, and it resolves by `timeout` (10 s by default) whatever
-   * the peers or the app do: what is left then (connections, requests still being answered) is
-   * destroyed. It rejects with a `RangeError`, before anything is closed, when `code` or
-   * `reason` may not be sent.
+   * Shuts down gracefully (`Connections.shutdown`, "stop listening" being `server.close()`):
+   * one close frame to every connection (1001 by default), 503 to new upgrades; by `timeout`
+   * (10 s by default) whatever is left, requests still being answered included, is destroyed.
+   * It rejects with a `RangeError`, before anything is closed, when `code` or `reason` may not
+   * be sent.
    */
   shutdown(options?: ShutdownOptions): Promise<void>
   /** Stops answering the server's `upgrade` events. Open connections are left as they are. */
   detach(): void
 }
 
-/**
- * What `c.env` holds for an upgrade request, like `@hono/node-server`'s `HttpBindings` but with
- * no `outgoing`: Node gives no `ServerResponse` for an upgrade.
- */
+/** `c.env` of an upgrade request: `@hono/node-server`'s `HttpBindings`, with no `outgoing`
+ * (Node gives no `ServerResponse` for an upgrade). */
 export interface UpgradeBindings {
   /** The request as Node parsed it. */
   incoming: IncomingMessage
@@ -139,82 +106,88 @@ export interface UpgradeBindings {
 /** The app's fetch, as `app.fetch` is: it is called once per upgrade request. */
 export type FetchCallback = (request: Request, env: UpgradeBindings) => unknown
 
-// --- adapter ---
-
-/** Where the adapter finds, in `c.env`, the upgrade request it answers. */
-const PENDING = Symbol('handshake.node.pending')
-
-interface PendingUpgrade {
-  accepted?: UpgradeRequest
-}
+/** The default hub: that of {@link attach}'s servers, and of requests that came through none. */
+export const hub: Hub = port.createHub()
 
 /**
- * The default hub: that of {@link attach}'s servers, and of requests that came through no
- * server of {@link serve}.
+ * The Node adapter, installed by {@link serve} and {@link attach}. It keeps the accepted upgrade
+ * and answers with a placeholder carrying the 101's headers: `ws` writes the real 101.
  */
-export const hub: Hub = createHub()
-
-/**
- * The Node adapter. {@link serve} and {@link attach} install it; it needs the request to come
- * through one of them. It accepts the upgrade and answers with a placeholder response carrying
- * the 101's headers: once the app has answered, `ws` writes the real 101.
- */
-export const adapter: Adapter = {
+export const adapter: port.Adapter = {
   name: 'node',
   hub: () => hub,
-  upgrade(c: Context, request: UpgradeRequest): Response {
-    const env = c.env as { [PENDING]?: PendingUpgrade } | undefined
-    const pending = env && typeof env === 'object' ? env[PENDING] : undefined
-    if (!pending) {
-      throw new Error(
-        "This upgrade did not come through @handshake/node: serve the app with `serve` from '@handshake/node', or `attach` it to your server, and pass its `env` on to app.fetch",
-      )
-    }
-    if (pending.accepted) throw new Error('upgrade() ran twice for one request')
-    pending.accepted = request
-    const headers = new Headers(request.headers)
-    if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
-    return new Response(null, { headers })
-  },
+  upgrade: port.deferredUpgrade(
+    "This upgrade did not come through @handshake/node: serve the app with `serve` from '@handshake/node', or `attach` it to your server, and pass its `env` on to app.fetch",
+  ),
+}
+
+/** The request's `Request`; its signal aborts when the client goes away. */
+class NodeRequest extends port.RequestView {
+  readonly #incoming: IncomingMessage
+  constructor(url: string, incoming: IncomingMessage) {
+    super(url)
+    this.#incoming = incoming
+  }
+  get method(): string {
+    return this.#incoming.method ?? 'GET'
+  }
+  protected headerList(): readonly string[] {
+    return this.#incoming.rawHeaders
+  }
+  protected override abortSignal(): AbortSignal {
+    const controller = new AbortController()
+    const socket = this.#incoming.socket
+    const abort = () => controller.abort(new Error('The client closed the connection'))
+    // A client that closed its side is gone too, as Node's own HTTP server takes it.
+    if (socket.destroyed || socket.readableEnded) abort()
+    else socket.once('close', abort).once('end', abort)
+    return controller.signal
+  }
+}
+
+/** The request's URL: a `//evil/x` target stays a path, and a Host that moves it is refused. */
+function urlOf(incoming: IncomingMessage): string {
+  const target = incoming.url ?? '/'
+  if (/^https?:\/\//i.test(target)) return new URL(target).href
+  const raw = incoming.rawHeaders // not `headers`, which Node would make and keep
+  let host: string | undefined
+  for (let i = 0; host === undefined && i + 1 < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() === 'host') host = raw[i + 1]
+  }
+  host ??= 'localhost'
+  if (!target.startsWith('/') || /[\s/?#@\\]/.test(host)) {
+    throw new TypeError(`Invalid request target or Host header: ${target} (Host: ${host})`)
+  }
+  const scheme = (incoming.socket as TLSSocket).encrypted ? 'https' : 'http'
+  return new URL(`${scheme}://${host}${target}`).href
 }
 
 // ws writes these on the 101 itself.
-const HANDSHAKE_HEADERS = new Set([
-  'connection',
-  'upgrade',
-  'sec-websocket-accept',
-  'sec-websocket-extensions',
-  'sec-websocket-protocol',
-  'content-length',
-  'content-type',
-  'transfer-encoding',
-  'keep-alive',
-])
+const HANDSHAKE_HEADERS = new Set(['connection', 'upgrade', 'sec-websocket-accept'])
+for (const name of ['extensions', 'protocol']) HANDSHAKE_HEADERS.add(`sec-websocket-${name}`)
+for (const name of ['content-length', 'content-type', 'transfer-encoding', 'keep-alive'])
+  HANDSHAKE_HEADERS.add(name)
 
 const ignore = () => {}
 
 class Attachment implements WebSockets {
-  readonly topics: Hub['topics']
-  readonly connections: Hub['connections']
-  readonly #server: ServerType
-  readonly #fetch: FetchCallback
-  readonly #options: WebSocketOptions
   readonly #wsServers = new Map<number, WebSocketServer>()
-  readonly #handshakes = new WeakMap<
-    IncomingMessage,
-    { headers: string[]; protocol: string | undefined }
-  >()
+  readonly #handshakes = new WeakMap<IncomingMessage, { headers: string[]; protocol?: string }>()
   // Upgrade requests the app is still answering: destroyed when a shutdown's deadline passes.
   readonly #answering = new Set<Duplex>()
+  // The server's own close: serve() replaces server.close with the graceful shutdown.
   readonly #close: Server['close']
+  readonly topics: Hub['topics']
+  readonly connections: Hub['connections']
 
-  constructor(server: ServerType, fetch: FetchCallback, options: WebSocketOptions, own: Hub) {
+  constructor(
+    readonly server: ServerType,
+    readonly fetch: FetchCallback,
+    readonly options: WebSocketOptions,
+    own: Hub,
+  ) {
     this.topics = own.topics
     this.connections = own.connections
-    this.#server = server
-    this.#fetch = fetch
-    this.#options = options
-    // The server's own close: serve() replaces server.close with the graceful shutdown.
     this.#close = (server as Server).close.bind(server)
     server.on('upgrade', this.#onUpgrade)
   }
@@ -224,12 +197,11 @@ class Attachment implements WebSockets {
   }
 
   detach(): void {
-    this.#server.off('upgrade', this.#onUpgrade)
+    this.server.off('upgrade', this.#onUpgrade)
   }
 
   async shutdown(options?: ShutdownOptions): Promise<void> {
-    // close() calls back once every socket has closed, upgraded ones included, or at once
-    // with an error when the server was not listening: either way the deadline bounds it.
+    // close() calls back once every socket has closed, or at once when not listening.
     let stopped = false
     await this.connections.shutdown(options, () => {
       stopped = true
@@ -238,27 +210,20 @@ class Attachment implements WebSockets {
     // Another attach()'s shutdown already shut the hub they share, and stopped only its own
     // server: this one stops now, its connections being closed already.
     if (!stopped) this.#close(ignore)
-    // The deadline passed or everything closed: whatever is left is torn down, including the
-    // upgrade requests the app is still answering.
+    // Whatever is left at the deadline is torn down, upgrade requests being answered included.
     for (const socket of this.#answering) socket.destroy()
-    ;(this.#server as Server).closeAllConnections?.()
+    ;(this.server as Server).closeAllConnections?.()
   }
 
   readonly #onUpgrade = (incoming: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const { shouldHandle } = this.#options
-    if (shouldHandle) {
-      let handled: boolean
-      try {
-        handled = shouldHandle(incoming)
-      } catch (err) {
-        // A throw from an event listener would crash the process.
-        console.error('shouldHandle failed:', err)
-        socket.destroy()
-        return
-      }
-      if (!handled) return
+    try {
+      if (this.options.shouldHandle && !this.options.shouldHandle(incoming)) return
+    } catch (err) {
+      // A throw from an event listener would crash the process.
+      console.error('shouldHandle failed:', err)
+      return void socket.destroy()
     }
-    // From here until ws takes the socket, a reset by the client must not crash the process.
+    // Until ws takes the socket, a reset by the client must not crash the process.
     socket.on('error', ignore)
     this.#answering.add(socket)
     this.#answer(incoming, socket, head)
@@ -271,65 +236,34 @@ class Attachment implements WebSockets {
 
   async #answer(incoming: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const method = incoming.method ?? 'GET'
+    const write = (answer: Response) => port.writeResponse(socket, answer, method, STATUS_CODES)
     let request: Request
     try {
-      // Its signal aborts the app's work when the client goes away.
-      request = toRequest(incoming)
+      request = new NodeRequest(urlOf(incoming), incoming) as unknown as Request
     } catch {
-      return writeResponse(socket, new Response(null, { status: 400 }), method)
+      return write(new Response(null, { status: 400 }))
     }
-    const pending: PendingUpgrade = {}
-    const env = { incoming, outgoing: undefined, [PENDING]: pending, [HUB]: this as Hub }
-    let response: unknown
-    try {
-      response = await this.#fetch(request, env)
-    } catch (err) {
-      console.error(err)
-      response = new Response(null, { status: 500 })
-    }
-    if (!(response instanceof Response)) response = new Response(null, { status: 500 })
-    const answer = response as Response
-    const accepted = pending.accepted
-    // `c.env` lives as long as the connection: it need not keep the core's request object.
-    pending.accepted = undefined
-    if (socket.destroyed) {
-      // The client left while the app answered: the socket never opens.
-      accepted?.abandon()
-      await answer.body?.cancel().catch(ignore)
-      return
-    }
-    if (accepted && answer.status === 200) {
-      this.#complete(incoming, socket, head, accepted, answer)
-      return
-    }
-    // The app's answer is not the upgrade's (middleware rewrote it): no socket opens.
-    accepted?.abandon()
-    // A path the app does not route may belong to another `upgrade` listener.
-    if (!accepted && answer.status === 404 && this.#server.listenerCount('upgrade') > 1) return
-    return writeResponse(socket, answer, method)
-  }
-
-  /** Writes the 101 through ws, with the headers of the app's answer, and opens the connection. */
-  #complete(
-    incoming: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    accepted: UpgradeRequest,
-    answer: Response,
-  ): void {
-    const headers: string[] = []
-    for (const [name, value] of answer.headers) {
-      if (name !== 'set-cookie' && !HANDSHAKE_HEADERS.has(name)) headers.push(`${name}: ${value}`)
-    }
-    for (const cookie of answer.headers.getSetCookie()) headers.push(`set-cookie: ${cookie}`)
-    this.#handshakes.set(incoming, { headers, protocol: accepted.protocol })
-    let opened = false
-    this.#wsServerFor(accepted.maxMessageSize).handleUpgrade(incoming, socket, head, (ws) => {
-      opened = true
-      openConnection(ws, socket, accepted)
-    })
-    // ws completes at once, or gives up on a socket that is no longer readable and writable.
-    if (!opened) accepted.abandon()
+    await port.answerUpgrade(
+      this.fetch,
+      request,
+      { incoming, outgoing: undefined, [port.HUB]: this },
+      {
+        gone: () => socket.destroyed,
+        write,
+        passOn: () => this.server.listenerCount('upgrade') > 1,
+        complete: (accepted, answer) => {
+          const headers = port.headerLines(answer.headers, HANDSHAKE_HEADERS)
+          this.#handshakes.set(incoming, { headers, protocol: accepted.protocol })
+          let opened = false
+          this.#wsServerFor(accepted.maxMessageSize).handleUpgrade(incoming, socket, head, (ws) => {
+            opened = true
+            openConnection(ws, socket, accepted)
+          })
+          // ws completes at once, or gives up on a socket no longer readable and writable.
+          if (!opened) accepted.abandon()
+        },
+      },
+    )
   }
 
   /** One `ws` server per message size limit, since ws sets `maxPayload` per server. */
@@ -340,91 +274,72 @@ class Attachment implements WebSockets {
       noServer: true,
       clientTracking: false,
       maxPayload,
-      perMessageDeflate: this.#options.perMessageDeflate ?? false,
+      perMessageDeflate: this.options.perMessageDeflate ?? false,
       // The core chose the subprotocol; ws would otherwise take the client's first.
       handleProtocols: (_offered, incoming) => this.#handshakes.get(incoming)?.protocol ?? false,
     })
     wss.on('headers', (headers, incoming) => {
-      const handshake = this.#handshakes.get(incoming)
-      if (!handshake) return
+      headers.push(...(this.#handshakes.get(incoming)?.headers ?? []))
       this.#handshakes.delete(incoming)
-      headers.push(...handshake.headers)
     })
     this.#wsServers.set(maxPayload, wss)
     return wss
   }
 }
 
-// --- entry points ---
-
 /**
- * Answers the WebSocket upgrades of a server you made yourself, through your Hono app.
- *
- * It listens to the server's `upgrade` event: it turns each request into a web `Request`,
- * calls `fetch` (your `app.fetch`), and either completes the upgrade that `upgrade()` accepted
- * or writes the app's answer on the socket (a refusal, a 404, any route's response).
- * Other `upgrade` listeners keep working: see {@link WebSocketOptions.shouldHandle}.
+ * Answers the WebSocket upgrades of a server you made yourself, through your Hono app: on the
+ * server's `upgrade` event, it calls `fetch` (your `app.fetch`) with a web `Request`, and either
+ * completes the upgrade that `upgrade()` accepted or writes the app's answer on the socket.
+ * Other `upgrade` listeners keep working: see {@link WebSocketOptions.shouldHandle}. Its
+ * connections join the package's default {@link hub}, which `getHub(c)` also returns in the
+ * server's HTTP routes.
  *
  * @example
  * ```ts
- * import { createServer } from 'node:http'
- * import { getRequestListener } from '@hono/node-server'
- * import { attach } from '@handshake/node'
- *
- * const server = createServer(getRequestListener(app.fetch))
+ * const server = createServer(getRequestListener(app.fetch)) // from @hono/node-server
  * const websockets = attach(server, app.fetch)
  * server.listen(3000, '127.0.0.1')
  * process.on('SIGTERM', () => websockets.shutdown())
  * ```
- *
- * Its connections join the package's default {@link hub}, which `getHub(c)` also returns in the
- * server's HTTP routes (they come through your listener, which names no hub).
  * @param server - an `http` or `https` server (HTTP/2 has no upgrade)
  * @param fetch - the app's fetch, `app.fetch`
  * @param options - see {@link WebSocketOptions}
  * @returns the server's WebSockets; `shutdown()` also closes `server`
  */
-export function attach(
-  server: ServerType,
-  fetch: FetchCallback,
-  options: WebSocketOptions = {},
-): WebSockets {
-  installAdapter(adapter)
-  return new Attachment(server, fetch, options, hub)
+export function attach(server: ServerType, fetch: FetchCallback, options: WebSocketOptions = {}) {
+  port.installAdapter(adapter)
+  return new Attachment(server, fetch, options, hub) as WebSockets
 }
 
 /**
  * Starts a Node server for a Hono app, WebSockets included, on `@hono/node-server`, and resolves
- * once it listens. The server is a hub of its own: `getHub(c)` in the app's routes, and
- * `conn.hub`, are its topics and connections.
- *
- * It listens on 127.0.0.1 unless `hostname` says otherwise, and without `onListen` it prints
- * where it listens (`Listening on http://127.0.0.1:3000/`), as the Bun and Deno adapters'
- * `serve` do.
+ * once it listens (it rejects when it cannot). The server is a hub of its own. It listens on
+ * 127.0.0.1 unless `hostname` says otherwise, on port 3000 unless `port` does, and without
+ * `onListen` prints where (`Listening on http://127.0.0.1:3000/`), as on Bun and Deno.
  *
  * @example
  * ```ts
- * const server = await serve(app, { port: 3000, hostname: '127.0.0.1' })
- * console.log(`ws://${server.address.hostname}:${server.address.port}/ws`)
+ * const server = await serve(app, { port: 3000 })
  * process.on('SIGTERM', () => server.shutdown())
  * ```
- * @param app - the Hono app (anything with its `fetch`)
- * @param options - `port` (default 3000), `hostname` (default `'127.0.0.1'`), `onListen`, and
- *   {@link WebSocketOptions}
- * @returns the server, once it listens; it rejects when it cannot listen
  */
-export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<HandshakeServer> {
+export async function serve(
+  app: port.FetchApp,
+  options: ServeOptions = {},
+): Promise<HandshakeServer> {
   const { perMessageDeflate, shouldHandle, onListen, ...serverOptions } = options
-  const own = createHub()
-  const fetch = ((request: Request, env: Record<PropertyKey, unknown>) => {
-    env[HUB] = own
-    return app.fetch(request, env as never)
-  }) as unknown as FetchCallback
+  const own = port.createHub()
+  const fetch = ((request: Request, env: Record<PropertyKey, unknown>) =>
+    app.fetch(
+      request,
+      Object.assign(env, { [port.HUB]: own }) as never,
+    )) as unknown as FetchCallback
   const server = createAdaptorServer({
     ...serverOptions,
     fetch,
   } as unknown as NodeServerOptions) as Server
-  installAdapter(adapter)
+  port.installAdapter(adapter)
   const websockets = new Attachment(server, fetch, { perMessageDeflate, shouldHandle }, own)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -433,24 +348,12 @@ export async function serve(app: FetchApp, options: ServeOptions = {}): Promise<
       resolve()
     })
   })
-  const { address, port } = server.address() as AddressInfo
-  if (onListen) onListen({ hostname: address, port })
-  else console.log(`Listening on http://${hostOf(address)}:${port}/`)
-  return {
-    address: { hostname: address, port },
-    server,
-    topics: own.topics,
-    connections: own.connections,
-    async shutdown(shutdownOptions?: ShutdownOptions) {
-      await websockets.shutdown(shutdownOptions)
-      // The hub's backplane goes with it: its connections to the engine would keep the
-      // process alive.
-      await own.topics.closeBackplane()
-    },
+  const { address: hostname, port: at } = server.address() as AddressInfo
+  const stop = async (o?: ShutdownOptions) => {
+    await websockets.shutdown(o)
+    // The hub's backplane goes with it: its connections to the engine would keep the process
+    // alive.
+    await own.topics.closeBackplane()
   }
-}
-
-/** An address as a URL writes it: an IPv6 one in brackets. */
-function hostOf(address: string): string {
-  return address.includes(':') ? `[${address}]` : address
+  return port.hubServer(own, server, { hostname, port: at }, stop, onListen)
 }

@@ -3,14 +3,16 @@
  * @module
  */
 import type { Duplex } from 'node:stream'
-import type { RuntimeSocket, SocketEvents, UpgradeRequest } from '@handshake/core/adapter'
+import {
+  ownBytes,
+  type RuntimeSocket,
+  type SocketEvents,
+  type UpgradeRequest,
+} from '@handshake/core/adapter'
 import type { WebSocket } from 'ws'
-
-// --- faults ---
 
 // ws marks receiver errors with the close code they call for, under a private symbol
 // (`kStatusCode` in ws/lib/constants.js); its `code` string is the fallback.
-const STATUS_CODE_DESCRIPTION = 'status-code'
 const CODE_BY_WS_ERROR: Record<string, number> = {
   WS_ERR_INVALID_UTF8: 1007,
   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 1009,
@@ -18,44 +20,24 @@ const CODE_BY_WS_ERROR: Record<string, number> = {
 }
 
 /** The close code a `ws` error calls for: 1002, 1007 or 1009; undefined for a network error. */
-export function closeCodeOf(error: Error): number | undefined {
+function closeCodeOf(error: Error): number | undefined {
   for (const symbol of Object.getOwnPropertySymbols(error)) {
-    if (symbol.description !== STATUS_CODE_DESCRIPTION) continue
     const code = (error as unknown as Record<symbol, unknown>)[symbol]
-    if (typeof code === 'number') return code
+    if (symbol.description === 'status-code' && typeof code === 'number') return code
   }
   const name = (error as { code?: unknown }).code
   if (typeof name !== 'string' || !name.startsWith('WS_ERR_')) return undefined
   return CODE_BY_WS_ERROR[name] ?? 1002
 }
 
-// --- socket ---
-
-/** Exactly the bytes of one message, in a buffer of their own (ws may hand over a slice). */
-function ownBytes(data: Buffer): Uint8Array {
-  if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
-    return new Uint8Array(data.buffer)
-  }
-  return new Uint8Array(data)
-}
-
 // The connection's socket, on the `ws` WebSocket and on the network socket under it: the
 // listeners below are shared by every connection and find their socket there, where a closure
 // per listener would cost every idle connection about 600 bytes.
 const SOCKET = Symbol('handshake.node.socket')
-
-interface Tagged {
-  [SOCKET]?: WsSocket
-}
-
-/** The socket a shared listener was called for (its `this` is the emitter). */
-function socketOf(emitter: unknown): WsSocket | undefined {
-  return (emitter as Tagged)[SOCKET]
-}
+const socketOf = (emitter: unknown) => (emitter as { [SOCKET]?: WsSocket })[SOCKET]
 
 // The sockets corked in this turn of the event loop, uncorked together by one setImmediate.
 let corked: WsSocket[] = []
-
 function uncorkAll(): void {
   const sockets = corked
   corked = []
@@ -68,16 +50,13 @@ class WsSocket implements RuntimeSocket {
   #corked = false
   #onSent: (() => void) | undefined
   #pongs = false
+  readonly emitsDrain = true
 
   constructor(
     readonly ws: WebSocket,
     readonly raw: Duplex,
     readonly compressed: boolean,
   ) {}
-
-  get emitsDrain(): boolean {
-    return true
-  }
 
   get bufferedAmount(): number {
     return this.ws.bufferedAmount
@@ -142,26 +121,21 @@ class WsSocket implements RuntimeSocket {
 function onMessage(this: unknown, data: Buffer, isBinary: boolean): void {
   socketOf(this)?.events?.message(isBinary ? ownBytes(data) : data.toString('utf8'))
 }
-
 function onPong(this: unknown): void {
   socketOf(this)?.events?.pong()
 }
-
 function onError(this: unknown, error: Error): void {
   socketOf(this)?.events?.error(error, closeCodeOf(error))
 }
-
 function onDrain(this: unknown): void {
   socketOf(this)?.events?.drain()
 }
-
 function onClose(this: unknown, code: number, reason: Buffer): void {
   const socket = socketOf(this)
-  if (!socket) return
-  socket.raw.off('drain', onDrain)
+  socket?.raw.off('drain', onDrain)
   // ws reports 1006 exactly when no close frame came from the peer (a peer cannot send 1006:
   // ws fails such a frame with 1002), so the code says whether one was received.
-  socket.events?.closed(code, reason.toString('utf8'), code !== 1006)
+  socket?.events?.closed(code, reason.toString('utf8'), code !== 1006)
 }
 
 /**
@@ -173,8 +147,8 @@ function onClose(this: unknown, code: number, reason: Buffer): void {
 export function openConnection(ws: WebSocket, raw: Duplex, request: UpgradeRequest): void {
   const socket = new WsSocket(ws, raw, ws.extensions.includes('permessage-deflate'))
   socket.events = request.open(socket)
-  ;(ws as Tagged)[SOCKET] = socket
-  ;(raw as Tagged)[SOCKET] = socket
+  ;(ws as { [SOCKET]?: WsSocket })[SOCKET] = socket
+  ;(raw as { [SOCKET]?: WsSocket })[SOCKET] = socket
   ws.on('message', onMessage)
   // Without this listener, the first bad frame would throw from an EventEmitter and crash the
   // process; ws sends the close frame for the fault itself.

@@ -33,5 +33,20 @@ export {
   type UpgradeRequest,
 } from './port.js'
 export { assertAttachmentFits, MAX_ATTACHMENT_BYTES, serializedSize } from './serialized.js'
+export {
+  answerUpgrade,
+  type ByteSink,
+  deferredUpgrade,
+  type FetchApp,
+  handshakeHeaders,
+  headerLines,
+  hubOf,
+  hubServer,
+  ownBytes,
+  RequestView,
+  shutdownDeadline,
+  type UpgradeAnswer,
+  writeResponse,
+} from './serving.js'
 export type { Backplane, BackplaneSink, TopicTree } from './topics.js'
 export { chooseSubprotocol, findUpgrader, upgraderOf, validateHandshake } from './upgrade.js'
