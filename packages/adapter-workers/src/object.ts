@@ -337,6 +337,18 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
       // The platform ends the handshake and reports it to webSocketClose, whenever that is: a
       // timer of ours would keep the object awake.
       closesHandshake: true,
+      // workerd cannot tear a socket down. When the core gives up on one (a shutdown's
+      // deadline), its connection has ended: the socket is forgotten, so that no later event
+      // reaches it and no wake brings it back (its attachment is cleared). The TCP connection
+      // stays until the peer or the platform ends it.
+      terminate: () => {
+        this.#sockets.delete(ws)
+        try {
+          ws.serializeAttachment(null)
+        } catch {
+          // Already gone: nothing left to forget.
+        }
+      },
       persist(snapshot) {
         const attachment: Attachment =
           objectUrl === undefined

@@ -140,8 +140,18 @@ export class Room extends HandshakeObject<Env> {
     })
     // The object's own shutdown: its sockets only.
     .post('/rooms/:room/shutdown', async (c) => {
-      await this.shutdown({ code: 1001, timeout: 3000 })
+      await this.shutdown({ code: 1001, timeout: Number(c.req.query('timeout') ?? 3000) })
       return c.json({ connections: this.connections.size })
+    })
+    // The sockets workerd still holds, and which of them a wake would serve again (those
+    // whose attachment is still Handshake's).
+    .get('/rooms/:room/held', (c) => {
+      const sockets = this.ctx.getWebSockets()
+      const wakeable = sockets.filter((ws) => {
+        const attachment = ws.deserializeAttachment() as { handshake?: number } | null
+        return attachment?.handshake === 1
+      })
+      return c.json({ sockets: sockets.length, wakeable: wakeable.length })
     })
     .get('/rooms/:room/stats', async (c) => {
       const stats: RoomStats = {

@@ -105,6 +105,21 @@ describe('HandshakeObject is a hub of its own', () => {
   })
 })
 
+describe('HandshakeObject: a socket its shutdown gave up on', () => {
+  it('is forgotten: workerd still holds it, but no wake would serve it again', async () => {
+    // A peer that never answers the close frame: at the shutdown's deadline the core ends the
+    // connection (its close handler has run), but workerd cannot tear the socket down.
+    await join('given-up', 'mallory', false)
+    await subscribers('given-up', 1)
+    const response = await fetch(`${worker.url}/rooms/given-up/shutdown?timeout=200`, {
+      method: 'POST',
+    })
+    expect(await response.json()).toEqual({ connections: 0 })
+    const held = await (await fetch(`${worker.url}/rooms/given-up/held`)).json()
+    expect(held).toEqual({ sockets: 1, wakeable: 0 })
+  })
+})
+
 describe('HandshakeObject with an event controller', () => {
   it('publishes to the room, not to the sender, and keeps each member in conn.data', async () => {
     const alice = await join('r1', 'alice')

@@ -340,7 +340,11 @@ export class TestPeer {
       delete socket.ping
       delete socket.pause
       delete socket.resume
-      delete socket.terminate
+      // As @handshake/workers: the TCP connection cannot be torn down, so a socket the core
+      // gives up on is forgotten instead, and no later wake brings its connection back.
+      socket.terminate = () => {
+        this.#persisted = undefined
+      }
     }
     return socket
   }
@@ -703,13 +707,10 @@ export function hibernatable(
       evictions++
       state = build()
       for (const peer of peers) {
-        const snapshot = peer.persisted ?? {
-          protocol: peer.protocol,
-          url: `http://localhost${path}`,
-          data: undefined,
-          topics: [],
-        }
-        peer.attach(state.upgrader.wake(peer.socket, snapshot, state.hub))
+        // Every connection stores its snapshot as it opens: none means the core gave it up.
+        const snapshot = peer.persisted
+        if (snapshot === undefined) peers.delete(peer)
+        else peer.attach(state.upgrader.wake(peer.socket, snapshot, state.hub))
       }
     },
     get evictions() {
