@@ -1,5 +1,5 @@
 /**
- * `@handshake/bun`: runs Handshake controllers on `Bun.serve`.
+ * `@handshake/bun`: runs Handshake controllers on `Bun.serve`. The short form:
  *
  * ```ts
  * import { websocket } from '@handshake/bun'
@@ -8,35 +8,22 @@
  * export default { fetch: app.fetch, websocket }
  * ```
  *
- * This default export is the short form. {@link serve} is the long one, the same on Node, Bun and
- * Deno: `const server = await serve(app, { port: 3000 })`.
- *
- * Importing the package installs the adapter. Each upgrade calls `server.upgrade()` with data
- * that links the Bun socket to its own `Conn`, so one server hosts any number of controllers on
- * any number of routes, all through the one {@link websocket} handler object. Each Bun server is
- * a hub of its own, whichever form started it: `getHub(c)` and `conn.hub` are its topics and
- * connections, and its topics fan out through its own tree only.
+ * {@link serve} is the long one, the same on Node, Bun and Deno:
+ * `const server = await serve(app, { port: 3000 })`. Importing the package installs the
+ * adapter. Each upgrade calls `server.upgrade()` with data that links the Bun socket to its own
+ * `Conn`, so one server hosts any number of controllers on any number of routes, all through
+ * the one {@link websocket} handler object. Each Bun server is a hub of its own, whichever form
+ * started it: `getHub(c)` and `conn.hub` are its topics and connections, and its topics fan out
+ * through its own tree only.
  * @module
  */
 import { CloseCode, type Hub, InternalErrorMessage, type ShutdownOptions } from '@handshake/core'
-import {
-  type Adapter,
-  type HandshakeServer as CoreServer,
-  createHub,
-  DEFAULT_SHUTDOWN_TIMEOUT,
-  defaultSettings,
-  installAdapter,
-  type RuntimeSocket,
-  type SocketEvents,
-  type TopicTree,
-  type UpgradeRequest,
-} from '@handshake/core/adapter'
+import * as port from '@handshake/core/adapter'
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from 'bun'
 import type { Context } from 'hono'
 
 export type { ShutdownOptions } from '@handshake/core'
-
-// --- types ---
+export type { FetchApp as Fetchable } from '@handshake/core/adapter'
 
 /** Options of the `websocket` handler object, the per-server settings of Bun's WebSockets. */
 export interface WebSocketOptions {
@@ -57,9 +44,8 @@ export interface WebSocketOptions {
   /** Whether Bun pings quiet clients before {@link WebSocketOptions.idleTimeout}. @defaultValue true */
   sendPings?: boolean
   /**
-   * permessage-deflate compression, negotiated with clients that offer it (Bun's own option).
-   * Handshake never asks Bun to compress an outgoing message, so it only affects what clients
-   * send.
+   * permessage-deflate, negotiated with clients that offer it (Bun's own option). Handshake
+   * never asks Bun to compress an outgoing message, so it only affects what clients send.
    * @defaultValue false
    */
   perMessageDeflate?: WebSocketHandler<unknown>['perMessageDeflate']
@@ -78,28 +64,24 @@ export interface WebSocketOptions {
 }
 
 /**
- * Options of {@link serve}: Bun's own server options, plus the WebSocket ones. `hostname`
- * defaults to `'127.0.0.1'` (Bun's own default is every interface), as in the Node and Deno
- * adapters' `serve`: pass `'0.0.0.0'` to listen on every interface.
+ * Options of {@link serve}: Bun's own server options, plus the WebSocket ones (see
+ * {@link WebSocketOptions}) and `onListen` (called with the address once it listens; by default
+ * it prints it). `hostname` defaults to `'127.0.0.1'` (Bun's own default is every interface), as
+ * on Node and Deno: pass `'0.0.0.0'` to listen on every interface.
  */
 export interface ServeOptions
   extends Omit<Serve.HostnamePortServeOptions<HandshakeSocketData>, 'unix'> {
-  /** The WebSocket settings of this server. See {@link WebSocketOptions}. */
+  /** The WebSocket settings of this server. */
   websocket?: WebSocketOptions
-  /**
-   * Called once the server listens, with its address (the real port when `port` is 0).
-   * @defaultValue prints `Listening on http://<hostname>:<port>/`, as `Deno.serve` does
-   */
+  /** Called once the server listens, with its address (the real port when `port` is 0). */
   onListen?: (addr: { hostname: string; port: number }) => void
 }
 
-/** A Bun server started by {@link serve}: its hub, its address and its shutdown. */
-export type HandshakeServer = CoreServer<Server<HandshakeSocketData>>
+type BunServer = Server<HandshakeSocketData>
+type BunSocket = ServerWebSocket<HandshakeSocketData>
 
-/** An app whose `fetch` Bun can call: a Hono app, or anything with the same `fetch`. */
-export interface Fetchable {
-  fetch(request: Request, server: Server<HandshakeSocketData>): Response | Promise<Response>
-}
+/** A Bun server started by {@link serve}: its hub, its address and its shutdown. */
+export type HandshakeServer = port.HandshakeServer<BunServer>
 
 const LINK: unique symbol = Symbol.for('handshake.bun.link') as never
 
@@ -117,24 +99,22 @@ export interface HandshakeSocketData {
  * socket's `data` itself, where a plain socket object with a closure per method, a link and a
  * wrapper for `data` cost every idle connection about 500 bytes.
  */
-class Link implements RuntimeSocket {
-  /** The core's upgrade request, until the socket opens. */
-  request: UpgradeRequest | undefined
-  /** The server's topic tree (see "topics" below). */
-  readonly tree: TopicTree
+class Link implements port.RuntimeSocket {
   /** Bun's socket, once open. */
   ws: BunSocket | undefined
-  events: SocketEvents | undefined
+  events: port.SocketEvents | undefined
   /** Our close frame went out: Bun reports the end at once, with no answer from the peer. */
   closeSent = false
   closed = false
   /** Why the `open` handler refused the connection: the upgrade throws it. */
   refused: RangeError | undefined
 
-  constructor(request: UpgradeRequest, tree: TopicTree) {
-    this.request = request
-    this.tree = tree
-  }
+  constructor(
+    /** The core's upgrade request, until the socket opens. */
+    public request: port.UpgradeRequest | undefined,
+    /** The server's topic tree (see {@link treeOf}). */
+    readonly tree: port.TopicTree,
+  ) {}
 
   /** `ws.data` is the link itself: it is its own {@link HandshakeSocketData}. */
   get [LINK](): Link {
@@ -204,54 +184,30 @@ class Link implements RuntimeSocket {
   }
 }
 
-type BunSocket = ServerWebSocket<HandshakeSocketData>
-
-// --- adapter ---
-
 /** The hint given whenever the Bun server or its `websocket` handler is missing. */
 const ENTRY_HINT =
   "`import { websocket } from '@handshake/bun'` and serve with `export default { fetch: app.fetch, websocket }` (or `Bun.serve({ fetch: app.fetch, websocket })`), or start the app with `serve(app)` from '@handshake/bun'"
 
-function bunServerOf(env: unknown): Server<HandshakeSocketData> | undefined {
+/** The Bun server in the Hono env: Bun's fetch gets it, and Hono's helpers `{ server }`. */
+function bunServerOf(env: unknown): BunServer | undefined {
+  const isServer = (v: unknown) => typeof (v as { upgrade?: unknown })?.upgrade === 'function'
   if (!env || typeof env !== 'object') return undefined
-  if (typeof (env as { upgrade?: unknown }).upgrade === 'function') {
-    return env as Server<HandshakeSocketData>
-  }
-  // Hono's own Bun helpers also accept `app.fetch(req, { server })`.
+  if (isServer(env)) return env as BunServer
   const nested = (env as { server?: unknown }).server
-  return nested && typeof (nested as { upgrade?: unknown }).upgrade === 'function'
-    ? (nested as Server<HandshakeSocketData>)
-    : undefined
+  return isServer(nested) ? (nested as BunServer) : undefined
 }
 
-// --- hubs ---
-
-const hubs = new WeakMap<Server<HandshakeSocketData>, Hub>()
-
-/**
- * The hub of requests that reach the app with no Bun server (`app.request()` in a test). Every
- * Bun server has a hub of its own: `getHub(c)` returns it.
- */
-export const hub: Hub = createHub()
-
-/** The hub of a Bun server: made on its first request, or by {@link serve}. */
-function hubOf(server: Server<HandshakeSocketData>): Hub {
-  let own = hubs.get(server)
-  if (!own) {
-    own = createHub()
-    hubs.set(server, own)
-  }
-  return own
-}
+/** The hub of requests with no Bun server (`app.request()` in a test); each server has its own. */
+export const hub: Hub = port.createHub()
 
 /** The Bun adapter. Installed when this module is imported; apps never need it directly. */
-export const adapter: Adapter = {
+export const adapter: port.Adapter = {
   name: 'bun',
   hub(c: Context): Hub {
     const server = bunServerOf(c.env)
-    return server ? hubOf(server) : hub
+    return server ? port.hubOf(server) : hub
   },
-  upgrade(c: Context, request: UpgradeRequest): Response {
+  upgrade(c: Context, request: port.UpgradeRequest): Response {
     const server = bunServerOf(c.env)
     if (!server) {
       throw new Error(
@@ -261,18 +217,14 @@ export const adapter: Adapter = {
     const link = new Link(request, treeOf(server))
     // Bun echoes the client's first offer when no protocol is set; an empty header stops it
     // and is not sent (oven-sh/bun#18243).
-    const headers = new Headers(request.headers)
-    headers.set('Sec-WebSocket-Protocol', request.protocol ?? '')
+    const headers = port.handshakeHeaders(request, request.protocol ?? '')
     let upgraded: boolean
     try {
       upgraded = server.upgrade(c.req.raw, { data: link, headers })
     } catch (err) {
-      if (String(err).includes('websocket')) {
-        throw new Error(`Bun.serve was started without a \`websocket\` handler: ${ENTRY_HINT}.`, {
-          cause: err,
-        })
-      }
-      throw err
+      if (!String(err).includes('websocket')) throw err
+      const message = `Bun.serve was started without a \`websocket\` handler: ${ENTRY_HINT}.`
+      throw new Error(message, { cause: err })
     }
     if (!upgraded) {
       throw new Error(
@@ -293,16 +245,14 @@ export const adapter: Adapter = {
   },
 }
 
-installAdapter(adapter)
+port.installAdapter(adapter)
 
 function linkOf(ws: BunSocket): Link | undefined {
   const data: unknown = ws.data
   return data instanceof Link ? data : undefined
 }
 
-// --- topics ---
-
-const trees = new WeakMap<Server<HandshakeSocketData>, TopicTree>()
+const trees = new WeakMap<BunServer, port.TopicTree>()
 
 /**
  * The server's own topic tree, one per server: the core publishes once per tree with
@@ -317,7 +267,7 @@ const trees = new WeakMap<Server<HandshakeSocketData>, TopicTree>()
  * the turn. With `slowSubscriber: 'drop'` the core sends itself, since Bun's tree cannot count
  * what it drops.
  */
-function treeOf(server: Server<HandshakeSocketData>): TopicTree {
+function treeOf(server: BunServer): port.TopicTree {
   let tree = trees.get(server)
   if (!tree) {
     tree = { publish: (topic, data) => void server.publish(topic, data) }
@@ -338,23 +288,11 @@ function faultCode(code: number, reason: string): number | undefined {
   return 1002
 }
 
-/** Forwards the end of a connection to the core. */
-function deliverClose(link: Link, code: number, reason: string): void {
-  const events = link.events
-  if (!events) return
-  const fault = faultCode(code, reason)
-  if (fault !== undefined) events.error(new Error(reason), fault)
-  // Bun gives no sign of the peer's close frame: one came only when the peer closed first,
-  // since after our own close frame Bun reports the end at once, without reading an answer.
-  events.closed(code, reason, !link.closeSent && fault === undefined && code !== 1006)
-}
-
-/** The exact bytes of a binary message, never a view of a larger or shared buffer. */
-function exactBytes(message: Uint8Array): Uint8Array {
-  return message.byteOffset === 0 && message.byteLength === message.buffer.byteLength
-    ? message
-    : message.slice()
-}
+/**
+ * The default `backpressureLimit`: above the core's default `maxPublishBuffer` by 1 MiB, and far
+ * below Bun's own 16 MiB, which let a peer that pings and never reads hold 16 MiB of pongs.
+ */
+const DEFAULT_BACKPRESSURE_LIMIT = port.defaultSettings.maxPublishBuffer + 1024 * 1024
 
 /**
  * Makes the `websocket` handler object for `Bun.serve`, with the given per-server settings.
@@ -371,18 +309,18 @@ function exactBytes(message: Uint8Array): Uint8Array {
 export function createWebSocketHandler(
   options: WebSocketOptions = {},
 ): WebSocketHandler<HandshakeSocketData> {
-  const maxPayloadLength = options.maxMessageSize ?? defaultSettings.maxMessageSize
+  const maxPayloadLength = options.maxMessageSize ?? port.defaultSettings.maxMessageSize
   const backpressureLimit = options.backpressureLimit ?? DEFAULT_BACKPRESSURE_LIMIT
   let warned = false
   const handler: WebSocketHandler<HandshakeSocketData> = {
     maxPayloadLength,
+    backpressureLimit,
     open(ws) {
       const link = linkOf(ws)
-      if (!link) return
+      const request = link?.request
+      if (!link || !request) return
       // Bun's default Buffer may be a view of a pooled buffer; a Uint8Array is the message.
       ws.binaryType = 'uint8array'
-      const request = link.request
-      if (!request) return
       if (!warned && request.maxMessageSize > maxPayloadLength) {
         warned = true
         console.warn(
@@ -395,19 +333,15 @@ export function createWebSocketHandler(
           `A route's maxPublishBuffer (${request.maxPublishBuffer} bytes) is not below Bun's backpressureLimit (${backpressureLimit} bytes), so a slow subscriber would lose messages instead of being closed with 1008: raise backpressureLimit above it with createWebSocketHandler({ backpressureLimit }) or serve(app, { websocket: { backpressureLimit } }), or lower that upgrader's maxPublishBuffer.`,
         )
         request.abandon()
-        ws.close(CloseCode.InternalError, InternalErrorMessage)
-        return
+        return ws.close(CloseCode.InternalError, InternalErrorMessage)
       }
       link.ws = ws
       link.request = undefined
       link.events = request.open(link)
     },
     message(ws, message) {
-      const events = linkOf(ws)?.events
-      if (!events) return
-      events.message(
-        typeof message === 'string' ? message : exactBytes(message as unknown as Uint8Array),
-      )
+      const data = typeof message === 'string' ? message : port.ownBytes(message as Uint8Array)
+      linkOf(ws)?.events?.message(data)
     },
     drain(ws) {
       linkOf(ws)?.events?.drain()
@@ -417,37 +351,28 @@ export function createWebSocketHandler(
     },
     close(ws, code, reason) {
       const link = linkOf(ws)
+      const events = link?.events
       if (!link || link.closed) return
       link.closed = true
-      deliverClose(link, code, reason)
+      const fault = faultCode(code, reason)
+      if (fault !== undefined) events?.error(new Error(reason), fault)
+      // Bun gives no sign of the peer's close frame: one came only when the peer closed first,
+      // since after our own close frame Bun reports the end at once, without reading an answer.
+      events?.closed(code, reason, !link.closeSent && fault === undefined && code !== 1006)
     },
   }
   if (options.idleTimeout !== undefined) handler.idleTimeout = options.idleTimeout
   if (options.sendPings !== undefined) handler.sendPings = options.sendPings
   if (options.perMessageDeflate !== undefined) handler.perMessageDeflate = options.perMessageDeflate
-  handler.backpressureLimit = backpressureLimit
   return handler
 }
 
 /**
- * The default `backpressureLimit`: above the core's default `maxPublishBuffer` by 1 MiB, and far
- * below Bun's own 16 MiB, which let a peer that pings and never reads hold 16 MiB of pongs.
- */
-const DEFAULT_BACKPRESSURE_LIMIT = defaultSettings.maxPublishBuffer + 1024 * 1024
-
-/**
  * The `websocket` handler object to give `Bun.serve`, with the default settings (Bun's, a
- * 1 MiB `maxPayloadLength` and a 5 MiB `backpressureLimit`). To change them, use {@link createWebSocketHandler}.
- *
- * @example
- * ```ts
- * import { websocket } from '@handshake/bun'
- * export default { fetch: app.fetch, websocket }
- * ```
+ * 1 MiB `maxPayloadLength` and a 5 MiB `backpressureLimit`); {@link createWebSocketHandler}
+ * changes them. `export default { fetch: app.fetch, websocket }`.
  */
 export const websocket: WebSocketHandler<HandshakeSocketData> = createWebSocketHandler()
-
-// --- server ---
 
 /**
  * Shuts a Bun server down gracefully: its hub's `Connections.shutdown`, with "stop listening"
@@ -456,17 +381,12 @@ export const websocket: WebSocketHandler<HandshakeSocketData> = createWebSocketH
  * written. Bun then keeps each TCP connection until its peer answers; at `options.timeout` (10 s
  * by default) the server stops for good, dropping whatever is still open. It rejects with a
  * `RangeError`, before anything is closed, when `code` or `reason` may not be sent. Other
- * servers of the process are not affected.
- *
- * For a server started with `Bun.serve` and the {@link websocket} handler; one started by
- * {@link serve} has it as `server.shutdown()`.
+ * servers of the process are not affected. For a server started with `Bun.serve` and the
+ * {@link websocket} handler; one started by {@link serve} has it as `server.shutdown()`.
  */
-export async function shutdown(
-  server: Server<HandshakeSocketData>,
-  options?: ShutdownOptions,
-): Promise<void> {
-  const deadline = Date.now() + (options?.timeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
-  await hubOf(server).connections.shutdown(options, () => server.stop())
+export async function shutdown(server: BunServer, options?: ShutdownOptions): Promise<void> {
+  const deadline = port.shutdownDeadline(options)
+  await port.hubOf(server).connections.shutdown(options, () => server.stop())
   // Bun reports each end as soon as its close frame and FIN are written, while the peer may not
   // have read them. Stopping for good now would close sockets holding unread data, and the
   // kernel would answer with a reset that can destroy the close frame: wait for the deadline.
@@ -487,28 +407,20 @@ export async function shutdown(
  * process.on('SIGTERM', () => server.shutdown())
  * ```
  */
-export async function serve(app: Fetchable, options: ServeOptions = {}): Promise<HandshakeServer> {
+export async function serve(
+  app: port.FetchApp,
+  options: ServeOptions = {},
+): Promise<HandshakeServer> {
   const { websocket: websocketOptions, onListen, ...serveOptions } = options
   const hostname = serveOptions.hostname ?? '127.0.0.1'
   const server = Bun.serve({
     ...serveOptions,
     hostname,
-    fetch: (request, server) => app.fetch(request, server),
+    fetch: (request, server) => app.fetch(request, server as never),
     websocket: createWebSocketHandler(websocketOptions),
-  } as Serve.Options<HandshakeSocketData>) as Server<HandshakeSocketData>
-  const own = hubOf(server)
+  } as Serve.Options<HandshakeSocketData>) as BunServer
   // The address it listens on: Bun's `server.hostname` says `localhost` for every interface.
   const address = { hostname, port: server.port ?? 0 }
-  if (onListen) onListen(address)
-  else
-    console.log(
-      `Listening on http://${hostname.includes(':') ? `[${hostname}]` : hostname}:${address.port}/`,
-    )
-  return {
-    address,
-    server,
-    topics: own.topics,
-    connections: own.connections,
-    shutdown: (shutdownOptions?: ShutdownOptions) => shutdown(server, shutdownOptions),
-  }
+  const stop = (o?: ShutdownOptions) => shutdown(server, o)
+  return port.hubServer(port.hubOf(server), server, address, stop, onListen)
 }
