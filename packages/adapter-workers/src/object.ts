@@ -24,17 +24,13 @@ import {
   type MessageData,
   type ShutdownOptions,
   Topics,
-  type Upgrader,
 } from '@handshake/core'
 import {
   ADAPTER,
   type Adapter,
-  assertAttachmentFits,
-  type ConnSnapshot,
-  findUpgrader,
+  type HibernatableSocket,
+  Hibernation,
   HUB,
-  type RuntimeSocket,
-  type SocketEvents,
   type UpgradeRequest,
 } from '@handshake/core/adapter'
 import type { Context, ExecutionContext, Hono } from 'hono'
@@ -44,32 +40,11 @@ import {
   answerClose,
   CLOSED,
   faultCode,
-  OPEN,
   switchingHeaders,
   webSocketPair,
 } from './shared.js'
 
 // --- types ---
-
-/** The WebSocket of the Hibernation API, as far as the object uses it. */
-interface HibernatableWebSocket {
-  readonly readyState: number
-  send(data: string | ArrayBuffer | ArrayBufferView): void
-  close(code?: number, reason?: string): void
-  serializeAttachment(value: unknown): void
-  deserializeAttachment(): unknown
-}
-
-/** What the object stores in a socket's attachment: the core's snapshot, marked as ours. */
-interface Attachment extends ConnSnapshot {
-  /** The format's version; an attachment without it was not written by Handshake. */
-  readonly handshake: 1
-  /**
-   * The URL the object was asked for, when the route saw another one (a sub-app mounted with
-   * `mount()` sees its own path): the wake looks the route up with it.
-   */
-  readonly objectUrl?: string
-}
 
 /** The env key that carries the URL of the request the object is serving. */
 const OBJECT_URL = Symbol('handshake.objectUrl')
@@ -81,12 +56,6 @@ const OBJECT_URL = Symbol('handshake.objectUrl')
 export interface ObjectNamespace {
   idFromName(name: string): unknown
   get(id: never): { fetch(request: never): Promise<unknown> }
-}
-
-const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err))
-
-function isAttachment(value: unknown): value is Attachment {
-  return typeof value === 'object' && value !== null && (value as Attachment).handshake === 1
 }
 
 // --- the object ---
@@ -133,9 +102,13 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
   readonly #connections = new Connections()
 
   // The core's side of each hibernatable socket, for this incarnation of the object.
-  readonly #sockets = new WeakMap<HibernatableWebSocket, SocketEvents>()
-  readonly #upgraders = new Map<string, Upgrader | undefined>()
-  #restored = false
+  readonly #sockets = new Hibernation<HibernatableSocket>({
+    hub: this,
+    app: () => this.app,
+    env: () => this.#env(),
+    sockets: () => this.ctx.getWebSockets() as unknown as HibernatableSocket[],
+    fail: (ws) => answerClose(ws, 1011, 'Internal server error'),
+  })
   #appEnv: object | undefined
   #executionCtx: ExecutionContext | undefined
 
@@ -145,13 +118,13 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * `alarm()` or an RPC method reaches every socket.
    */
   get topics(): Topics {
-    this.#restore()
+    this.#sockets.restore()
     return this.#topics
   }
 
   /** This object's open connections, the ones accepted before the last hibernation included. */
   get connections(): Connections {
-    this.#restore()
+    this.#sockets.restore()
     return this.#connections
   }
 
@@ -161,14 +134,14 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * `waitUntil` is the object's, and `getHub(c)` is this object.
    */
   override fetch(request: Request): Response | Promise<Response> {
-    this.#restore()
+    this.#sockets.restore()
     const env = Object.create(this.#env(), { [OBJECT_URL]: { value: request.url } })
     return this.app.fetch(request, env, this.#executionContext())
   }
 
   /** A message on a hibernatable socket: handed to its controller's `message`. */
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
-    const events = this.#events(ws as never)
+    const events = this.#sockets.events(ws as never)
     events?.message(typeof message === 'string' ? message : new Uint8Array(message))
   }
 
@@ -178,20 +151,20 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * sends nothing when the socket is already CLOSED (the peer answered ours).
    */
   override webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): void {
-    const socket = ws as unknown as HibernatableWebSocket
+    const socket = ws as unknown as HibernatableSocket
     if (socket.readyState !== CLOSED && code !== ABNORMAL_CLOSURE) answerClose(socket, code, reason)
-    this.#events(socket)?.closed(code, reason, wasClean)
-    this.#sockets.delete(socket)
+    this.#sockets.events(socket)?.closed(code, reason, wasClean)
+    this.#sockets.forget(socket)
   }
 
   /** A hibernatable socket failed: the connection ends as abnormal (1006). */
   override webSocketError(ws: WebSocket, error: unknown): void {
-    const socket = ws as unknown as HibernatableWebSocket
-    const events = this.#events(socket)
+    const socket = ws as unknown as HibernatableSocket
+    const events = this.#sockets.events(socket)
     const err = error instanceof Error ? error : new Error(String(error))
     events?.error(err, faultCode(err))
     events?.closed(ABNORMAL_CLOSURE, err.message, false)
-    this.#sockets.delete(socket)
+    this.#sockets.forget(socket)
   }
 
   /**
@@ -213,63 +186,8 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * @param options - see `ShutdownOptions`
    */
   shutdown(options?: ShutdownOptions): Promise<void> {
-    this.#restore()
+    this.#sockets.restore()
     return this.connections.shutdown(options)
-  }
-
-  // --- hibernation ---
-
-  /** The core's side of a socket, woken first if the object was rebuilt since it was accepted. */
-  #events(ws: HibernatableWebSocket): SocketEvents | undefined {
-    this.#restore()
-    return this.#sockets.get(ws)
-  }
-
-  /**
-   * Once per incarnation, before anything else: rebuild the Conn of every socket accepted
-   * before the last hibernation, so that each is in its topics before the first event or
-   * publish is dispatched.
-   */
-  #restore(): void {
-    // Not before the subclass has set its app (a use of topics in its constructor).
-    if (this.#restored || !this.app) return
-    this.#restored = true
-    for (const ws of this.ctx.getWebSockets() as unknown as HibernatableWebSocket[]) {
-      if (!this.#sockets.has(ws)) this.#wake(ws)
-    }
-  }
-
-  #wake(ws: HibernatableWebSocket): void {
-    let attachment: unknown
-    try {
-      attachment = ws.deserializeAttachment()
-    } catch {
-      attachment = undefined
-    }
-    // A socket the app accepted itself, with ctx.acceptWebSocket(): not ours to serve.
-    if (!isAttachment(attachment)) return
-    const { handshake: _, objectUrl, ...snapshot } = attachment
-    try {
-      const upgrader = this.#upgraderFor(objectUrl ?? snapshot.url)
-      this.#sockets.set(ws, upgrader.wake(this.#socket(ws, objectUrl), snapshot, this))
-    } catch (err) {
-      console.error('A hibernated WebSocket could not be woken:', err)
-      answerClose(ws, 1011, 'Internal server error')
-    }
-  }
-
-  /** The upgrader of the route that accepted `url`, found in the app however it is composed. */
-  #upgraderFor(url: string): Upgrader {
-    const path = new URL(url).pathname
-    if (!this.#upgraders.has(path))
-      this.#upgraders.set(path, findUpgrader(this.app, url, this.#env()))
-    const upgrader = this.#upgraders.get(path)
-    if (!upgrader) {
-      throw new Error(
-        `No upgrade() handler of the app serves ${path} any more, so its sockets cannot wake: register the route with upgrade(controller), made once and not per request, and let no middleware answer or await before it`,
-      )
-    }
-    return upgrader
   }
 
   // --- the adapter ---
@@ -314,60 +232,9 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
   #accept(request: UpgradeRequest, objectUrl: string | undefined): Response {
     const { 0: client, 1: server } = new (webSocketPair())()
     this.ctx.acceptWebSocket(server as never)
-    const ws = server as unknown as HibernatableWebSocket
-    const routedAs = objectUrl === request.url ? undefined : objectUrl
-    this.#sockets.set(ws, request.open(this.#socket(ws, routedAs)))
+    this.#sockets.accept(server as unknown as HibernatableSocket, request, objectUrl)
     const headers = switchingHeaders(request)
     return new Response(null, { status: 101, webSocket: client, headers } as ResponseInit)
-  }
-
-  /** A hibernatable socket, as the core sees it. */
-  #socket(ws: HibernatableWebSocket, objectUrl: string | undefined): RuntimeSocket {
-    return {
-      send(data) {
-        // A socket that is closing cannot send; the core learns of the end from its event.
-        if (ws.readyState === OPEN) ws.send(data)
-      },
-      close(code, reason) {
-        ws.close(code, reason)
-      },
-      // As for accept(): workerd reports no bufferedAmount, and cannot pause or ping.
-      bufferedAmount: 0,
-      emitsDrain: false,
-      // The platform ends the handshake and reports it to webSocketClose, whenever that is: a
-      // timer of ours would keep the object awake.
-      closesHandshake: true,
-      // workerd cannot tear a socket down. When the core gives up on one (a shutdown's
-      // deadline), its connection has ended: the socket is forgotten, so that no later event
-      // reaches it and no wake brings it back (its attachment is cleared). The TCP connection
-      // stays until the peer or the platform ends it.
-      terminate: () => {
-        this.#sockets.delete(ws)
-        try {
-          ws.serializeAttachment(null)
-        } catch {
-          // Already gone: nothing left to forget.
-        }
-      },
-      persist(snapshot) {
-        const attachment: Attachment =
-          objectUrl === undefined
-            ? { handshake: 1, ...snapshot }
-            : { handshake: 1, objectUrl, ...snapshot }
-        // Measured as workerd measures it (its own serialization, not JSON), so that the
-        // documented RangeError comes first; conn.data was measured on assignment.
-        assertAttachmentFits(attachment)
-        try {
-          ws.serializeAttachment(attachment)
-        } catch (err) {
-          // A value V8 holds in a longer form than the count assumed (see serializedSize), or
-          // one workerd refuses: the same documented error, rather than workerd's own.
-          throw new RangeError(
-            `The connection's state could not be stored with the socket (${describe(err)}): keep conn.data and the topics small and plain`,
-          )
-        }
-      },
-    }
   }
 }
 

@@ -4,7 +4,7 @@
  * @module
  */
 import type { WebSocketPair as WorkersWebSocketPair } from '@cloudflare/workers-types'
-import type { UpgradeRequest } from '@handshake/core/adapter'
+import { handshakeHeaders, type UpgradeRequest } from '@handshake/core/adapter'
 import type { Context } from 'hono'
 
 type WebSocketPairConstructor = typeof WorkersWebSocketPair
@@ -29,8 +29,7 @@ export const NO_EXTENSIONS = 'none'
 
 /** @internal The headers of a 101: the core's, the chosen subprotocol, no extension. */
 export function switchingHeaders(request: UpgradeRequest): Headers {
-  const headers = new Headers(request.headers)
-  if (request.protocol !== undefined) headers.set('Sec-WebSocket-Protocol', request.protocol)
+  const headers = handshakeHeaders(request)
   headers.set('Sec-WebSocket-Extensions', NO_EXTENSIONS)
   return headers
 }

@@ -22,6 +22,7 @@ export {
   isEventController,
   MESSAGE_OVERHEAD_BYTES,
 } from './contracts.js'
+export { type HibernatableSocket, Hibernation, type HibernationHost } from './hibernation.js'
 export { createHub, type HandshakeServer, HUB, type ServerAddress } from './hub.js'
 export {
   ADAPTER,
