@@ -349,11 +349,6 @@ export async function serve(
     })
   })
   const { address: hostname, port: at } = server.address() as AddressInfo
-  const stop = async (o?: ShutdownOptions) => {
-    await websockets.shutdown(o)
-    // The hub's backplane goes with it: its connections to the engine would keep the process
-    // alive.
-    await own.topics.closeBackplane()
-  }
+  const stop = (o?: ShutdownOptions) => websockets.shutdown(o)
   return port.hubServer(own, server, { hostname, port: at }, stop, onListen)
 }

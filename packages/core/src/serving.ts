@@ -405,7 +405,7 @@ export interface FetchApp {
 /**
  * The server that `serve(app, options)` resolves to on every runtime: its hub's topics and
  * connections, its address, and a shutdown that runs once however often it is called (a call
- * that rejected, on invalid options, may be made again). It prints where it listens
+ * that rejected, on invalid options, may be made again) and then closes the hub's backplane. It prints where it listens
  * (`Listening on http://127.0.0.1:3000/`) unless `onListen` is given, which is called instead.
  * @param own - the server's hub
  * @param server - the runtime's own server
@@ -432,7 +432,9 @@ export function hubServer<S>(
     topics: own.topics,
     connections: own.connections,
     shutdown(options) {
-      stopping ??= stop(options)
+      // The hub's backplane goes last: its connections to the engine would keep the process
+      // alive once the last WebSocket has closed.
+      stopping ??= stop(options).then(() => own.topics.closeBackplane())
       stopping.catch(() => {
         stopping = undefined
       })
