@@ -18,6 +18,7 @@
  */
 
 import { DurableObject } from 'cloudflare:workers'
+import type { DurableObjectState } from '@cloudflare/workers-types'
 import {
   Connections,
   type Hub,
@@ -111,6 +112,16 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
   })
   #appEnv: object | undefined
   #executionCtx: ExecutionContext | undefined
+
+  /**
+   * Declared so that the public types name `DurableObjectState` from `@cloudflare/workers-types`,
+   * whose `cloudflare:workers` module JSR's type check needs to see `extends DurableObject`.
+   * @param ctx - the object's state, from workerd
+   * @param env - the object's bindings
+   */
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env)
+  }
 
   /**
    * This object's topics: `conn.subscribe()` and `conn.publish()` of its connections. After a
