@@ -175,7 +175,7 @@ class Attachment implements WebSockets {
   readonly #handshakes = new WeakMap<IncomingMessage, { headers: string[]; protocol?: string }>()
   // Upgrade requests the app is still answering: destroyed when a shutdown's deadline passes.
   readonly #answering = new Set<Duplex>()
-  // The server's own close: serve() replaces server.close with the graceful shutdown.
+  // The server's own close, kept from before the graceful shutdown runs: it stops listening.
   readonly #close: Server['close']
   readonly topics: Hub['topics']
   readonly connections: Hub['connections']
