@@ -23,6 +23,7 @@ export {
   MESSAGE_OVERHEAD_BYTES,
 } from './contracts.js'
 export { type HibernatableSocket, Hibernation, type HibernationHost } from './hibernation.js'
+export type { HistoryRead, HistoryStore } from './history.js'
 export { createHub, type HandshakeServer, HUB, type ServerAddress } from './hub.js'
 export {
   ADAPTER,
@@ -49,5 +50,5 @@ export {
   type UpgradeAnswer,
   writeResponse,
 } from './serving.js'
-export type { Backplane, BackplaneSink, TopicTree } from './topics.js'
+export type { Backplane, BackplaneHistory, BackplaneSink, TopicTree } from './topics.js'
 export { chooseSubprotocol, findUpgrader, upgraderOf, validateHandshake } from './upgrade.js'

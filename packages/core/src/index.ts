@@ -48,6 +48,7 @@ export type {
   UpgradeOptions,
   UpgradeSettings,
 } from './contracts.js'
+export type { Delivery, HistoryOptions, Position } from './history.js'
 export { getHub, type Hub } from './hub.js'
 export { UncloneableError } from './serialized.js'
 export { Topics, type TopicsOptions } from './topics.js'

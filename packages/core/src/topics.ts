@@ -5,6 +5,7 @@
  */
 import { describeError, utf8Length } from './close.js'
 import type { Logger, MessageData } from './contracts.js'
+import type { HistoryOptions, HistoryRead, Position } from './history.js'
 import {
   CHECK_BACKLOG,
   DELIVER,
@@ -46,12 +47,39 @@ export interface Backplane {
   publish(topic: string, data: MessageData, origin?: object): void
   /** Stops the backplane: it unsubscribes and lets go of the engine's connections it made. */
   close(): Promise<void>
+  /** Present when the backplane keeps the history of the topics that have some. */
+  readonly history?: BackplaneHistory
+}
+
+/**
+ * The history a {@link Backplane} keeps, shared by every instance: it gives each message of a
+ * topic that keeps history its position.
+ */
+export interface BackplaneHistory {
+  /**
+   * Appends a message to the topic's history and publishes it to every instance, this one
+   * included, in one atomic step, so that positions and delivery agree everywhere. This
+   * instance's copy comes back through {@link BackplaneSink.message} with `origin`, so that the
+   * core can skip the sender. It never throws for an engine fault: it reports it with
+   * {@link BackplaneSink.down}. Bounded like {@link Backplane.publish}.
+   */
+  publish(topic: string, data: MessageData, options: HistoryOptions, origin?: object): void
+  /**
+   * Reads the topic's history after `since`, at most `limit` messages (with `since` undefined,
+   * only the latest position). Rejects on an engine fault.
+   */
+  read(topic: string, since: Position | undefined, limit: number): Promise<HistoryRead>
 }
 
 /** How a {@link Backplane} talks back to the core. */
 export interface BackplaneSink {
-  /** A message published on another instance: delivered to every local subscriber. */
-  message(topic: string, data: MessageData): void
+  /**
+   * A message published on another instance (or, for a topic with history, on any instance):
+   * delivered to every local subscriber. `position` is set for a topic with history; `origin`
+   * for this instance's own message coming back, the object given to
+   * {@link BackplaneHistory.publish}.
+   */
+  message(topic: string, data: MessageData, position?: Position, origin?: object): void
   /**
    * The engine failed. Local delivery goes on; the error is reported once per outage (to
    * `onError`, else the logger), however many times this is called before {@link BackplaneSink.up}.
