@@ -60,7 +60,16 @@ export interface HistoryRead {
    * The messages after the position asked for, in order, at most the limit asked for: from the
    * oldest kept when that position is of another epoch or older than the oldest kept.
    */
-  readonly messages: ReadonlyArray<{ readonly offset: number; readonly data: MessageData }>
+  readonly messages: ReadonlyArray<{
+    readonly offset: number
+    readonly data: MessageData
+    /**
+     * Set by a backplane for this instance's own publish whose copy did not come back through
+     * `BackplaneSink.message` (its subscriber connection was lost meanwhile): the `origin`
+     * given to `history.publish()`, so that the sender is skipped as for a live copy.
+     */
+    readonly origin?: object
+  }>
   /** True when the messages start right after the position asked for. */
   readonly complete: boolean
 }
