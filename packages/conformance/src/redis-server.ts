@@ -5,7 +5,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 /** A running (or stopped, restartable) redis-server. */
 export interface RedisServer {
@@ -132,16 +135,35 @@ async function waitUntilAccepting(
   }
 }
 
-/** Starts `redis-server --port N --save '' --appendonly no` on a free port. */
-export async function startRedis(): Promise<RedisServer> {
+/** How a test's redis-server keeps its data. */
+export interface RedisOptions {
+  /**
+   * `'none'` (the default): `--save '' --appendonly no`, nothing on disk. `'aof'`:
+   * `--appendonly yes --appendfsync always`, every write on disk before Redis answers, so a
+   * SIGKILL loses nothing. `'snapshot'`: no automatic save; `SAVE` writes an RDB snapshot, which
+   * a restart loads (older than what was written after it).
+   */
+  persistence?: 'none' | 'aof' | 'snapshot'
+}
+
+/**
+ * Starts `redis-server --port N --save '' --appendonly no` (see {@link RedisOptions}) on a free
+ * port, with its files in a temporary directory removed by `stop()`.
+ */
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'handshake-redis-'))
+  const persistence =
+    options.persistence === 'aof'
+      ? ['--appendonly', 'yes', '--appendfsync', 'always']
+      : ['--appendonly', 'no']
   let child: ChildProcess | undefined
   let output = ''
   const launch = async () => {
     output = ''
     const started = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...persistence],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     )
     child = started
@@ -185,6 +207,9 @@ export async function startRedis(): Promise<RedisServer> {
     command: (...args) => rawCommand(port, args),
     kill,
     restart: launch,
-    stop: kill,
+    async stop() {
+      await kill()
+      rmSync(dir, { recursive: true, force: true })
+    },
   }
 }

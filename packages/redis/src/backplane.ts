@@ -2,11 +2,36 @@
  * The Redis backplane: topics across instances on Redis pub/sub.
  * @module
  */
-import type { MessageData } from '@handshake/core'
-import type { Backplane, BackplaneSink } from '@handshake/core/adapter'
+import type { HistoryOptions, MessageData, Position } from '@handshake/core'
+import type {
+  Backplane,
+  BackplaneHistory,
+  BackplaneSink,
+  HistoryRead,
+} from '@handshake/core/adapter'
 import { channelOf, topicOf } from './channel.js'
-import { type Driver, driverFor, type RedisClient, type SubscriberConnection } from './clients.js'
-import { decode, encode, newInstanceId } from './envelope.js'
+import {
+  type CommandConnection,
+  type Driver,
+  driverFor,
+  type RedisClient,
+  type SubscriberConnection,
+} from './clients.js'
+import { bytesToString, decode, encode, newInstanceId, positionedHead } from './envelope.js'
+import {
+  EMPTY_HISTORY_TTL,
+  historyKeys,
+  isNoScript,
+  isPermanent,
+  MAX_HISTORY_PUBLISHERS,
+  newEpoch,
+  PUBLISH_SCRIPT,
+  parseRead,
+  READ_SCRIPT,
+  type ServerFacts,
+  scriptSha,
+  serverFacts,
+} from './history.js'
 
 /** Options of {@link redisBackplane}. */
 export interface RedisBackplaneOptions {
@@ -61,6 +86,12 @@ const MAX_COUNTED_TOPICS = 65_536
 const SUBSCRIBE_BATCH = 1000
 /** The most publishers a topic keeps the last sequence number of; past it, the least recent goes. */
 const MAX_HEARD_PUBLISHERS = 1024
+/** Sends again of the history publishes, with no answer between, before the restore takes over. */
+const MAX_RESYNCS = 3
+/** The most messages one history read asks for. */
+const MAX_READ = 1_000_000
+/** The most own publishes whose origin is kept while their copy has not come back. */
+const MAX_UNECHOED = 10_000
 
 const settled = Promise.resolve()
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -70,6 +101,38 @@ interface Session {
   readonly connection: SubscriberConnection
   readonly subscribed: Set<string>
   alive: boolean
+}
+
+/** The connection that carries the history's publishes, and the publish script's SHA-1 on it. */
+interface HistorySession {
+  readonly connection: CommandConnection
+  sha: string
+  /** The server's run id, and whether it syncs every write (see `history.ts`). */
+  facts: ServerFacts
+  alive: boolean
+}
+
+/**
+ * A publish to a topic's history, from the moment it is accepted until Redis answered it: the
+ * backplane sends it again, in order, until Redis says it appended it (now or before).
+ */
+interface Outgoing {
+  /** This instance's number for it, in the order of the publishes: the envelope carries it. */
+  readonly number: number
+  readonly topic: string
+  readonly data: MessageData
+  /** The data as the script takes it (bytes one character per byte). */
+  readonly payload: string
+  readonly options: HistoryOptions
+  readonly origin: object | undefined
+  /** Its number among this instance's publishes on the topic (the script's order check). */
+  readonly sequence: number
+  /** Whether every earlier publish of this instance on the topic is settled. */
+  starts: boolean
+  /** Whether its copy came back through pub/sub and was given to this instance's subscribers. */
+  delivered: boolean
+  /** Takes it out of the pending bounds. */
+  readonly release: () => void
 }
 
 /**
@@ -97,6 +160,11 @@ interface Session {
  *   {@link RedisBackplaneOptions.maxReconnectDelay}, subscribes it to every topic still held,
  *   waits for a round trip on the app's client, and tells the Topics, which fires `'restore'`.
  *   Messages published during an outage are not replayed.
+ * - History ({@link RedisBackplane.history}): a topic that keeps history is kept on a Redis
+ *   stream; one Lua script per message gives it the topic's next offset, appends it and
+ *   publishes it with its position to every instance, this one included. Its publishes go on a
+ *   connection of the backplane's own and are sent again, in order, until Redis answers; the
+ *   script appends each once. See the package's README.
  * - Memory: unanswered publishes are bounded by
  *   {@link RedisBackplaneOptions.maxPendingPublishes} and
  *   {@link RedisBackplaneOptions.maxPendingBytes}, fairly per topic and per connection; past
@@ -138,6 +206,43 @@ export class RedisBackplane implements Backplane {
   #restoring: Promise<void> | undefined
   #closed = false
 
+  // --- history ---
+  /** Whether a history publish was made: from then on, the history connection is kept up. */
+  #historyUsed = false
+  #historySession: HistorySession | undefined
+  /** Settles once the history connection is open and what waited was sent (single flight). */
+  #historyOpening: Promise<void> | undefined
+  /** The history publishes not answered yet, in the order they were made. */
+  readonly #outbox = new Map<number, Outgoing>()
+  #historyPublished = 0
+  /** Per topic, this instance's last history publish's number on it. */
+  readonly #historySequences = new Map<string, number>()
+  /**
+   * Which sending the answers belong to: a failure of an earlier one is already being repaired
+   * (everything unanswered is sent again, in order, in the next).
+   */
+  #generation = 0
+  /** Whether the history connection must send everything unanswered again. */
+  #resend = false
+  /** Sends again since the last answer: past a few, the repair waits (see #resync). */
+  #resyncs = 0
+  readonly #readSha: Promise<string> = scriptSha(READ_SCRIPT)
+  /**
+   * This instance's history publishes that Redis appended and whose copy has not come back
+   * through pub/sub yet (it normally follows the answer at once; it never comes when the
+   * subscriber connection was lost meanwhile): by topic, then `epoch:offset`, their origin. A
+   * read gives it with the message, so that the core still skips the sender.
+   */
+  readonly #unechoed = new Map<string, Map<string, object | undefined>>()
+  #unechoedCount = 0
+
+  /**
+   * The history of the topics that keep some, on Redis Streams: see {@link BackplaneHistory}
+   * and the package's README. Each message is appended to its topic's stream and published to
+   * every instance by one Lua script, which gives it the next offset of the topic's epoch.
+   */
+  readonly history: BackplaneHistory
+
   /** @param options - see {@link RedisBackplaneOptions} */
   constructor(options: RedisBackplaneOptions) {
     this.#driver = driverFor(options.client)
@@ -145,6 +250,13 @@ export class RedisBackplane implements Backplane {
     this.#maxPending = positive(options.maxPendingPublishes, DEFAULT_MAX_PENDING_PUBLISHES)
     this.#maxPendingBytes = positive(options.maxPendingBytes, DEFAULT_MAX_PENDING_BYTES)
     this.#maxReconnectDelay = positive(options.maxReconnectDelay, DEFAULT_MAX_RECONNECT_DELAY)
+    // The read script's SHA-1 is computed once; a rejection here would be unhandled otherwise.
+    this.#readSha.catch(() => {})
+    this.history = {
+      publish: (topic, data, historyOptions, origin) =>
+        this.#historyPublish(topic, data, historyOptions, origin),
+      read: (topic, since, limit) => this.#historyRead(topic, since, limit),
+    }
   }
 
   /** Which client this backplane drives: `'ioredis'` or `'node-redis'`. */
@@ -229,6 +341,11 @@ export class RedisBackplane implements Backplane {
   /** Unsubscribes from the topic's channel. */
   unsubscribe(topic: string): Promise<void> {
     this.#wanted.delete(topic)
+    const unechoed = this.#unechoed.get(topic)
+    if (unechoed) {
+      this.#unechoedCount -= unechoed.size
+      this.#unechoed.delete(topic)
+    }
     // Counts are kept for wanted topics only (see #receive): whatever the session's state, an
     // outage included, nothing is kept for a topic no local connection holds.
     this.#heard.delete(topic)
@@ -251,7 +368,32 @@ export class RedisBackplane implements Backplane {
     // A dropped publish uses its number too: the receivers see the gap.
     const at = this.#next(topic)
     const message = encode(this.instanceId, data, at)
-    const size = message.length
+    const answered = this.#admit(topic, message.length, origin)
+    if (!answered) {
+      // The first message of a new count tells the receivers not to count a gap before it:
+      // when it is dropped, the next one starts the count again, or the receivers would count
+      // every number used since their last message as missed.
+      if (at.starts) this.#sequences.delete(topic)
+      return
+    }
+    try {
+      this.#driver.publish(channelOf(this.#prefix, topic), message).then(answered, (err) => {
+        answered()
+        this.#fault(err)
+      })
+    } catch (err) {
+      answered()
+      this.#fault(err)
+    }
+  }
+
+  /**
+   * Counts a publish of `size` characters in the pending bounds and returns what takes it out
+   * again once Redis answered it; undefined when it is refused (past a bound, or past its topic's
+   * or its connection's share): then it is counted as dropped, and reported unless it was one
+   * connection's doing.
+   */
+  #admit(topic: string, size: number, origin: object | undefined): (() => void) | undefined {
     const byTopic = this.#byTopic.get(topic)
     const byOrigin = origin === undefined ? undefined : this.#byOrigin.get(origin)
     const inTopic = origin === undefined ? undefined : byTopic?.origins.get(origin)
@@ -269,14 +411,10 @@ export class RedisBackplane implements Backplane {
               : undefined
     if (refused) {
       this.#dropped++
-      // The first message of a new count tells the receivers not to count a gap before it:
-      // when it is dropped, the next one starts the count again, or the receivers would count
-      // every number used since their last message as missed.
-      if (at.starts) this.#sequences.delete(topic)
       // A connection past its share is that client's doing, not the engine's fault: counted,
       // never reported, so that a client cannot fire the app's onError and its 'restore'
       // listeners (nor hold off a restore) whenever it floods.
-      if (refused === 'one connection') return
+      if (refused === 'one connection') return undefined
       // One error per episode: a flood of drops must not cost a stack trace each.
       if (this.#restoring) this.#faults++
       else
@@ -287,7 +425,7 @@ export class RedisBackplane implements Backplane {
               : `Redis left ${this.#pending} publishes (${this.#pendingBytes} characters) unanswered, and ${refused} holds its share of them: its publishes are dropped until Redis catches up, the other topics' go on (maxPendingPublishes, maxPendingBytes)`,
           ),
         )
-      return
+      return undefined
     }
     this.#pending++
     this.#pendingBytes += size
@@ -299,7 +437,7 @@ export class RedisBackplane implements Backplane {
       origin === undefined ? undefined : hold(this.#byOrigin, origin, byOrigin, size)
     const inTopicShare =
       origin === undefined ? undefined : hold(topicShare.origins, origin, inTopic, size)
-    const answered = () => {
+    return () => {
       this.#pending--
       this.#pendingBytes -= size
       if (origin !== undefined && inTopicShare) {
@@ -307,15 +445,6 @@ export class RedisBackplane implements Backplane {
       }
       release(this.#byTopic, topic, topicShare, size)
       if (origin !== undefined && originShare) release(this.#byOrigin, origin, originShare, size)
-    }
-    try {
-      this.#driver.publish(channelOf(this.#prefix, topic), message).then(answered, (err) => {
-        answered()
-        this.#fault(err)
-      })
-    } catch (err) {
-      answered()
-      this.#fault(err)
     }
   }
 
@@ -366,6 +495,349 @@ export class RedisBackplane implements Backplane {
       session.alive = false
       session.connection.close()
     }
+    const history = this.#historySession
+    this.#historySession = undefined
+    if (history) {
+      history.alive = false
+      history.connection.close()
+    }
+    for (const outgoing of this.#outbox.values()) outgoing.release()
+    this.#outbox.clear()
+    this.#unechoed.clear()
+    this.#unechoedCount = 0
+    this.#historySequences.clear()
+  }
+
+  // --- history ---
+
+  /** See {@link BackplaneHistory.publish}. */
+  #historyPublish(
+    topic: string,
+    data: MessageData,
+    options: HistoryOptions,
+    origin: object | undefined,
+  ): void {
+    if (this.#closed) return
+    const payload = typeof data === 'string' ? data : bytesToString(data)
+    const release = this.#admit(topic, payload.length, origin)
+    if (!release) return
+    // Numbered once accepted, so that one instance's accepted publishes on a topic have no gap
+    // in their numbers: the script refuses one that skips ahead.
+    let sequence = this.#historySequences.get(topic)
+    const number = ++this.#historyPublished
+    const starts = sequence === undefined
+    if (sequence === undefined) {
+      // A count that starts over starts above every number the topic had.
+      if (this.#historySequences.size >= MAX_COUNTED_TOPICS) this.#historySequences.clear()
+      sequence = number
+    } else sequence++
+    this.#historySequences.set(topic, sequence)
+    const outgoing: Outgoing = {
+      number,
+      topic,
+      data,
+      payload,
+      options,
+      origin,
+      sequence,
+      starts,
+      delivered: false,
+      release,
+    }
+    this.#outbox.set(number, outgoing)
+    this.#historyUsed = true
+    const session = this.#historySession
+    if (session?.alive && !this.#resend)
+      void this.#sendOutgoing(session, outgoing, this.#generation)
+    else if (!session) void this.#openHistory()
+  }
+
+  /**
+   * Opens the history connection if it is not open, and sends again, in order, everything not
+   * answered yet when something went wrong. One at a time; the restore waits for it too.
+   */
+  #openHistory(): Promise<void> {
+    this.#historyOpening ??= this.#repairHistory()
+      .catch((err) => this.#fault(err))
+      .finally(() => {
+        this.#historyOpening = undefined
+      })
+    return this.#historyOpening
+  }
+
+  /**
+   * Until nothing waits: a live history connection (a new one when it was lost), the publish
+   * script loaded on it, and every unanswered publish sent again, in order. Rejects when the
+   * connection cannot be opened, or what it sent again needs another try later.
+   */
+  async #repairHistory(): Promise<void> {
+    await this.#started
+    for (let pass = 0; ; pass++) {
+      if (this.#closed) return
+      let session = this.#historySession
+      if (session?.alive && !this.#resend) return
+      if (pass > 0 && this.#resyncs > MAX_RESYNCS) {
+        throw new Error(
+          'Redis kept refusing the history publishes out of order: they are sent again after a while',
+        )
+      }
+      this.#resend = true
+      if (!session?.alive) {
+        session?.connection.close()
+        this.#historySession = undefined
+        session = await this.#openHistorySession()
+        if (!session) return
+      } else {
+        // Redis may have lost its scripts (SCRIPT FLUSH): loaded again first.
+        await session.connection.call(['SCRIPT', 'LOAD', PUBLISH_SCRIPT])
+      }
+      if (!(await this.#resendAll(session))) {
+        throw new Error('Redis refused the history publishes sent again: they are sent again later')
+      }
+    }
+  }
+
+  /** Opens a history connection and loads the publish script on it; undefined once closed. */
+  async #openHistorySession(): Promise<HistorySession | undefined> {
+    const session: HistorySession = {
+      connection: await this.#driver.openCommander({
+        lost: (error) => {
+          session.alive = false
+          if (this.#historySession === session) {
+            this.#resend = true
+            this.#fault(error)
+          }
+        },
+      }),
+      sha: '',
+      facts: { runId: '', durable: false },
+      alive: true,
+    }
+    try {
+      session.facts = await serverFacts(session.connection.call)
+      session.sha = String(await session.connection.call(['SCRIPT', 'LOAD', PUBLISH_SCRIPT]))
+    } catch (err) {
+      session.alive = false
+      session.connection.close()
+      throw err
+    }
+    if (this.#closed) {
+      session.alive = false
+      session.connection.close()
+      return undefined
+    }
+    this.#historySession = session
+    return session
+  }
+
+  /**
+   * Sends every unanswered history publish again, in order, on `session`, each topic's first
+   * one marked as starting the instance's count (everything before it is settled). Resolves
+   * with whether none of them failed in a way that needs another try.
+   */
+  async #resendAll(session: HistorySession): Promise<boolean> {
+    const generation = ++this.#generation
+    this.#resend = false
+    const first = new Set<string>()
+    const sent: Promise<boolean>[] = []
+    for (const outgoing of this.#outbox.values()) {
+      if (!first.has(outgoing.topic)) {
+        first.add(outgoing.topic)
+        outgoing.starts = true
+      }
+      sent.push(this.#sendOutgoing(session, outgoing, generation))
+    }
+    return (await Promise.all(sent)).every(Boolean)
+  }
+
+  /**
+   * Sends one history publish. Resolves with false when it failed in a way that sends
+   * everything unanswered again (the connection lost, Redis unable to run it for now).
+   */
+  async #sendOutgoing(
+    session: HistorySession,
+    outgoing: Outgoing,
+    generation: number,
+  ): Promise<boolean> {
+    const [meta, stream] = historyKeys(this.#prefix, outgoing.topic)
+    const binary = typeof outgoing.data !== 'string'
+    let reply: unknown
+    try {
+      reply = await session.connection.call([
+        'EVALSHA',
+        session.sha,
+        '2',
+        meta,
+        stream,
+        newEpoch(),
+        String(Math.max(1, Math.floor(outgoing.options.size))),
+        String(Math.max(1, Math.ceil(outgoing.options.ttl))),
+        channelOf(this.#prefix, outgoing.topic),
+        this.instanceId,
+        String(outgoing.sequence),
+        outgoing.starts ? '1' : '0',
+        binary ? 'b' : 't',
+        positionedHead(this.instanceId, binary, outgoing.number),
+        outgoing.payload,
+        String(MAX_HISTORY_PUBLISHERS),
+        session.facts.runId,
+        session.facts.durable ? '1' : '0',
+      ])
+    } catch (err) {
+      return this.#sendFailed(session, outgoing, generation, err)
+    }
+    if (this.#outbox.get(outgoing.number) !== outgoing) return true
+    if (Array.isArray(reply) && reply.length === 2) {
+      this.#settle(outgoing)
+      // Its copy comes through pub/sub, in offset order with the others' messages; until
+      // then, its origin is kept for a read that would give it first.
+      if (!outgoing.delivered) this.#awaitEcho(outgoing, String(reply[0]), Number(reply[1]))
+      return true
+    }
+    if (Number(reply) === 0) {
+      // Appended before (this one was sent again after its answer was lost).
+      this.#settle(outgoing)
+      return true
+    }
+    // An earlier publish of this instance on the topic is missing: everything unanswered goes
+    // again, in order (only once per sending: its followers fail the same way).
+    if (generation === this.#generation) this.#resync()
+    return true
+  }
+
+  #sendFailed(
+    session: HistorySession,
+    outgoing: Outgoing,
+    generation: number,
+    error: unknown,
+  ): boolean {
+    if (this.#outbox.get(outgoing.number) !== outgoing) return true
+    // Lost with its connection: the restore sends it again on the next one.
+    if (!session.alive || this.#closed) return false
+    if (isPermanent(error)) {
+      // Redis will never run it (a key of another type under the history's key, a refused
+      // permission): dropped and counted, so that it holds up nothing behind it.
+      this.#settle(outgoing)
+      this.#dropped++
+      this.#fault(error)
+      if (generation === this.#generation) this.#resync()
+      return true
+    }
+    if (generation !== this.#generation) return true
+    if (isNoScript(error)) {
+      // Redis lost its scripts: loaded again, then everything unanswered goes again, in order.
+      this.#resync()
+      return true
+    }
+    // Redis cannot run it now (loading, out of memory, busy): the restore sends everything
+    // unanswered again, after a while.
+    this.#generation++
+    this.#resend = true
+    this.#fault(error)
+    return false
+  }
+
+  /**
+   * Sends everything unanswered again, in order, now (the answers of the current sending are
+   * ignored from here on); when that keeps failing, the restore does it after a while.
+   */
+  #resync(): void {
+    this.#generation++
+    this.#resend = true
+    this.#resyncs++
+    void this.#openHistory()
+  }
+
+  /** Redis answered a history publish: it leaves the pending bounds. */
+  #settle(outgoing: Outgoing): void {
+    this.#outbox.delete(outgoing.number)
+    outgoing.release()
+    this.#resyncs = 0
+  }
+
+  /** Keeps the origin of an appended publish until its copy comes back (bounded). */
+  #awaitEcho(outgoing: Outgoing, epoch: string, offset: number): void {
+    if (!this.#wanted.has(outgoing.topic)) return
+    let byTopic = this.#unechoed.get(outgoing.topic)
+    if (!byTopic) {
+      byTopic = new Map()
+      this.#unechoed.set(outgoing.topic, byTopic)
+    }
+    byTopic.set(`${epoch}:${offset}`, outgoing.origin)
+    if (++this.#unechoedCount > MAX_UNECHOED) {
+      // The oldest topic's oldest first: one whose copies never came (its subscriber
+      // connection was lost) and that no read asked for since.
+      const [topic, oldest] = this.#unechoed.entries().next().value!
+      const key = oldest.keys().next().value!
+      this.#forgetEcho(topic, oldest, key)
+    }
+  }
+
+  /** The origin kept for this instance's publish at `epoch:offset`, forgotten; undefined if none. */
+  #takeEcho(topic: string, key: string): { origin: object | undefined } | undefined {
+    const byTopic = this.#unechoed.get(topic)
+    if (!byTopic?.has(key)) return undefined
+    const origin = byTopic.get(key)
+    this.#forgetEcho(topic, byTopic, key)
+    return { origin }
+  }
+
+  #forgetEcho(topic: string, byTopic: Map<string, object | undefined>, key: string): void {
+    if (!byTopic.delete(key)) return
+    this.#unechoedCount--
+    if (byTopic.size === 0) this.#unechoed.delete(topic)
+  }
+
+  /** Gives this instance's subscribers a message of a topic with history. */
+  #deliverPositioned(
+    topic: string,
+    data: MessageData,
+    epoch: string,
+    offset: number,
+    origin: object | undefined,
+  ): void {
+    try {
+      this.#sink?.message(topic, data, { epoch, offset }, origin)
+    } catch (err) {
+      // Never throw into the client's parser.
+      this.#fault(err)
+    }
+  }
+
+  /** See {@link BackplaneHistory.read}. */
+  async #historyRead(
+    topic: string,
+    since: Position | undefined,
+    limit: number,
+  ): Promise<HistoryRead> {
+    const [meta, stream] = historyKeys(this.#prefix, topic)
+    const args = [
+      '2',
+      meta,
+      stream,
+      since?.epoch ?? '',
+      String(since?.offset ?? 0),
+      String(Math.max(1, Math.min(Math.floor(limit), MAX_READ))),
+      newEpoch(),
+      String(EMPTY_HISTORY_TTL),
+    ]
+    let reply: unknown
+    try {
+      reply = await this.#driver.command(['EVALSHA', await this.#readSha, ...args])
+    } catch (err) {
+      if (!isNoScript(err)) throw err
+      reply = await this.#driver.command(['EVAL', READ_SCRIPT, ...args])
+    }
+    const read = parseRead(reply)
+    // This instance's own publishes whose copy did not come back carry their origin, so that
+    // the core still skips their sender.
+    if (this.#unechoed.has(topic)) {
+      for (const message of read.messages) {
+        const echo = this.#takeEcho(topic, `${read.epoch}:${message.offset}`)
+        if (echo?.origin !== undefined) message.origin = echo.origin
+      }
+    }
+    return read
   }
 
   /** The next sequence number of this instance's publishes on `topic`. */
@@ -463,6 +935,34 @@ export class RedisBackplane implements Backplane {
     // to, and keeps no count: one left during an outage would otherwise keep its count forever.
     if (!this.#wanted.has(topic)) return
     const decoded = decode(this.instanceId, message)
+    if (decoded.kind === 'own') {
+      // This instance's own history publish, with the origin it was given: from the outbox
+      // while Redis's answer is on its way, else from what the answer left.
+      const outgoing = this.#outbox.get(decoded.number)
+      if (outgoing) {
+        outgoing.delivered = true
+        this.#deliverPositioned(
+          topic,
+          outgoing.data,
+          decoded.epoch,
+          decoded.offset,
+          outgoing.origin,
+        )
+        return
+      }
+      // (None kept: forgotten past the bound; delivered without one.)
+      const echo = this.#takeEcho(topic, `${decoded.epoch}:${decoded.offset}`)
+      // Its data, read as if another instance had sent it.
+      const copy = decode('', message)
+      if (copy.kind === 'positioned') {
+        this.#deliverPositioned(topic, copy.data, decoded.epoch, decoded.offset, echo?.origin)
+      }
+      return
+    }
+    if (decoded.kind === 'positioned') {
+      this.#deliverPositioned(topic, decoded.data, decoded.epoch, decoded.offset, undefined)
+      return
+    }
     if (decoded.kind !== 'message') return
     let heard = this.#heard.get(topic)
     if (!heard) {
@@ -531,6 +1031,11 @@ export class RedisBackplane implements Backplane {
         // Then each topic's own chain, for the calls made meanwhile (no command when none).
         const topics = new Set([...this.#wanted, ...session.subscribed])
         await Promise.all([...topics].map((topic) => this.#converge(topic)))
+        // The history's publishes not answered during the outage go now, in order, before up.
+        if (this.#historyUsed) {
+          this.#resyncs = 0
+          await this.#openHistory()
+        }
         await this.#driver.ping()
       } catch {
         continue

@@ -17,6 +17,8 @@ export interface IORedisClient {
   publish(channel: string, message: string): Promise<unknown>
   /** Sends PING: a round trip through the client's queue. */
   ping(): Promise<unknown>
+  /** Sends any command (the history's scripts and reads); resolves with Redis's reply. */
+  call(command: string, ...args: string[]): Promise<unknown>
   /** A new client with the same options, overridden by `options`. */
   duplicate(options: Record<string, unknown>): IORedisClient
   /** Connects a client made with `lazyConnect`; resolves once it is ready. */
@@ -48,6 +50,8 @@ export interface NodeRedisClient {
   publish(channel: string, message: string): Promise<unknown>
   /** Sends PING: a round trip through the client's queue. */
   ping(): Promise<unknown>
+  /** Sends any command (the history's scripts and reads); resolves with Redis's reply. */
+  sendCommand(args: string[]): Promise<unknown>
   /** A new client with the same options, overridden by `overrides`. */
   duplicate(overrides: Record<string, unknown>): NodeRedisClient
   /** Connects; resolves once the client is ready. */
@@ -86,6 +90,18 @@ export interface SubscriberConnection {
   close(): void
 }
 
+/**
+ * A connection of the backplane's own for commands: it never reconnects, never queues while
+ * disconnected and never sends a command again by itself, so that every command it was given is
+ * answered or rejected, and the backplane alone decides what to send again, in which order.
+ */
+export interface CommandConnection {
+  /** Sends one command; resolves with Redis's reply, rejects with its error reply or the loss. */
+  call(args: string[]): Promise<unknown>
+  /** Closes the connection; `lost` is not called for it. */
+  close(): void
+}
+
 /** A client mapped to what the backplane needs. */
 export interface Driver {
   readonly name: 'ioredis' | 'node-redis'
@@ -93,8 +109,12 @@ export interface Driver {
   publish(channel: string, message: string): Promise<unknown>
   /** A round trip on the app's own client: resolves once it reaches Redis again. */
   ping(): Promise<unknown>
+  /** Sends any command on the app's own client. */
+  command(args: string[]): Promise<unknown>
   /** Opens a new subscriber connection, a duplicate of the app's client that never reconnects. */
   openSubscriber(events: SubscriberEvents): Promise<SubscriberConnection>
+  /** Opens a new command connection, a duplicate of the app's client (see {@link CommandConnection}). */
+  openCommander(events: Pick<SubscriberEvents, 'lost'>): Promise<CommandConnection>
 }
 
 const asError = (value: unknown): Error =>
@@ -125,7 +145,7 @@ export function driverFor(client: RedisClient): Driver {
  * Runs `lost` once, for the first of the connection's end events, unless it was closed by us
  * or never became ready.
  */
-function lostOnce(events: SubscriberEvents) {
+function lostOnce(events: Pick<SubscriberEvents, 'lost'>) {
   let state: 'connecting' | 'ready' | 'done' = 'connecting'
   return {
     ready: () => {
@@ -147,6 +167,41 @@ function ioredisDriver(client: IORedisClient): Driver {
     name: 'ioredis',
     publish: (channel, message) => client.publish(channel, message),
     ping: () => client.ping(),
+    command: ([command, ...args]) => client.call(command!, ...args),
+    async openCommander(events) {
+      const connection = client.duplicate({
+        lazyConnect: true,
+        retryStrategy: () => null,
+        reconnectOnError: null,
+        enableOfflineQueue: false,
+        // Nothing is sent again by the client: the backplane sends again what was not answered.
+        autoResendUnfulfilledCommands: false,
+        autoResubscribe: false,
+      })
+      const watch = lostOnce(events)
+      let lastError: Error | undefined
+      connection.on('error', (error: unknown) => {
+        lastError = asError(error)
+      })
+      connection.on('end', () => {
+        watch.lost(lastError ?? new Error('The Redis history connection closed'))
+      })
+      try {
+        await connection.connect()
+      } catch (err) {
+        watch.done()
+        connection.disconnect()
+        throw err
+      }
+      watch.ready()
+      return {
+        call: ([command, ...args]) => connection.call(command!, ...args),
+        close: () => {
+          watch.done()
+          connection.disconnect()
+        },
+      }
+    },
     async openSubscriber(events) {
       const subscriber = client.duplicate({
         lazyConnect: true,
@@ -199,6 +254,33 @@ function nodeRedisDriver(client: NodeRedisClient): Driver {
     name: 'node-redis',
     publish: (channel, message) => client.publish(channel, message),
     ping: () => client.ping(),
+    command: (args) => client.sendCommand(args),
+    async openCommander(events) {
+      const connection = client.duplicate({
+        socket: { ...client.options?.socket, reconnectStrategy: false },
+        // With the offline queue off, a lost connection rejects every command it holds, sent
+        // or not: the backplane sends them again, in order.
+        disableOfflineQueue: true,
+      })
+      const watch = lostOnce(events)
+      connection.on('error', (error: unknown) => watch.lost(asError(error)))
+      connection.on('end', () => watch.lost(new Error('The Redis history connection closed')))
+      try {
+        await connection.connect()
+      } catch (err) {
+        watch.done()
+        connection.destroy()
+        throw err
+      }
+      watch.ready()
+      return {
+        call: (args) => connection.sendCommand(args),
+        close: () => {
+          watch.done()
+          connection.destroy()
+        },
+      }
+    },
     async openSubscriber(events) {
       const subscriber = client.duplicate({
         // One connection per subscriber: node-redis would resubscribe on a reconnect, and would
