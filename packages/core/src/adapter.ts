@@ -34,6 +34,16 @@ export {
   type SocketEvents,
   type UpgradeRequest,
 } from './port.js'
+export {
+  type Corkable,
+  corkForTurn,
+  type RawHead,
+  type RawSocket,
+  RawUpgrades,
+  type RawUpgradeRuntime,
+  rawRequest,
+  rawUrl,
+} from './raw-upgrade.js'
 export { assertAttachmentFits, MAX_ATTACHMENT_BYTES, serializedSize } from './serialized.js'
 export {
   answerUpgrade,
@@ -48,6 +58,7 @@ export {
   RequestView,
   shutdownDeadline,
   type UpgradeAnswer,
+  withHub,
   writeResponse,
 } from './serving.js'
 export type { Backplane, BackplaneHistory, BackplaneSink, TopicTree } from './topics.js'

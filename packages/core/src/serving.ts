@@ -5,7 +5,7 @@
  * @module
  */
 import { DEFAULT_SHUTDOWN_TIMEOUT, type ShutdownOptions } from './connections.js'
-import { createHub, type HandshakeServer, type Hub, type ServerAddress } from './hub.js'
+import { createHub, type HandshakeServer, HUB, type Hub, type ServerAddress } from './hub.js'
 import type { Adapter, UpgradeRequest } from './port.js'
 
 // --- the 101 ---
@@ -182,7 +182,18 @@ const FRAMING_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding'
 const READ_AHEAD_BYTES = 64 * 1024
 
 const NEXT_TURN = Symbol('next turn')
-const nextTurn = () => new Promise<typeof NEXT_TURN>((resolve) => setTimeout(resolve, 0, NEXT_TURN))
+
+/**
+ * Calls `fn` in a later turn of the event loop, once the microtasks queued now (and those they
+ * queue) have run: `setImmediate` where the runtime has one (Node, Bun), which runs before any
+ * timer; a zero timer elsewhere (Deno, workerd), clamped to at most 4 ms by the HTML rules.
+ */
+export const nextTurn: (fn: () => void) => void = (() => {
+  const immediate = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate
+  return typeof immediate === 'function'
+    ? (fn) => void immediate(fn)
+    : (fn) => void setTimeout(fn, 0)
+})()
 const ignore = () => {}
 
 /** The bytes of a text whose characters are all below 256 (an HTTP head). */
@@ -226,8 +237,8 @@ function writable(sink: ByteSink): Promise<void> {
  * upgrade, or any route's answer to an upgrade request, reaches a client where the runtime gives
  * no HTTP response object for it (Node's `upgrade` event).
  *
- * What the body has ready at once (up to 64 KiB: a refusal, a JSON answer) goes out with its
- * `Content-Length`; a body still being produced (a stream of events, a large download) is sent
+ * What the body has ready at once, before this turn of the event loop ends (up to 64 KiB: a
+ * refusal, a JSON answer), goes out with its `Content-Length`; a body still being produced (a stream of events, a large download) is sent
  * in chunks as it comes, at the pace the client reads, and cancelled when the client leaves.
  * @param sink - the client's connection
  * @param response - the app's answer
@@ -250,8 +261,12 @@ export async function writeResponse(
   let ended = reader === undefined
   let next = reader?.read()
   next?.catch(ignore)
+  // "Ready at once" is what the body yields before this turn of the event loop ends: what a
+  // string or a buffer gives through microtasks. One deadline for the whole body, not one per
+  // chunk, or a body producing a chunk per timer tick would be read ahead up to 64 KiB first.
+  const turnEnds = new Promise<typeof NEXT_TURN>((resolve) => nextTurn(() => resolve(NEXT_TURN)))
   while (next && readyBytes <= READ_AHEAD_BYTES) {
-    const result = await Promise.race([next, nextTurn()])
+    const result = await Promise.race([next, turnEnds])
     if (result === NEXT_TURN) break
     if (result.done) {
       ended = true
@@ -400,6 +415,14 @@ export async function answerUpgrade(
 export interface FetchApp {
   /** Answers a request; `env` is the runtime's (Hono's `c.env`). */
   fetch(request: Request, env: never): unknown
+}
+
+/**
+ * The app's fetch for a server that is a hub: each request's `env` (the runtime's object) gets
+ * the hub under {@link HUB}, where `getHub(c)` finds it.
+ */
+export function withHub(app: FetchApp, own: Hub): (request: Request, env: object) => unknown {
+  return (request, env) => app.fetch(request, Object.assign(env, { [HUB]: own }) as never)
 }
 
 /**
