@@ -715,6 +715,12 @@ describe('attach', () => {
     await websockets.shutdown()
   })
 
+  it('returns only what WebSockets documents: no server, fetch or options to reach through', () => {
+    const documented = ['connections', 'detach', 'shutdown', 'size', 'topics']
+    expect(Object.keys(websockets).sort()).toEqual(documented)
+    for (const name of ['server', 'fetch', 'options']) expect(name in websockets).toBe(false)
+  })
+
   it('serves upgrades on a server the user made', async () => {
     const client = await openWs(`ws://127.0.0.1:${port}/ws`)
     const message = nextMessage(client)

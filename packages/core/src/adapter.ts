@@ -39,8 +39,8 @@ export {
   corkForTurn,
   type RawHead,
   type RawSocket,
-  RawUpgrades,
   type RawUpgradeRuntime,
+  RawUpgrades,
   rawRequest,
   rawUrl,
 } from './raw-upgrade.js'

@@ -152,7 +152,8 @@ export class RawUpgrades {
     } catch (err) {
       // A throw from an event listener would crash the process.
       console.error('shouldHandle failed:', err)
-      return socket.destroy()
+      socket.destroy()
+      return
     }
     if (rest.byteLength > 0) socket.unshift(rest)
     // Until the runtime takes the connection, a reset by the client must not crash the process.
