@@ -1,0 +1,76 @@
+/**
+ * A TCP proxy between the client and a server, to cut connections (the client sees 1006), stall
+ * them (bytes stop flowing both ways, the TCP connection stays up) and count them.
+ * @module
+ */
+import { createServer, type Server, type Socket, connect } from 'node:net'
+
+/** A running proxy. */
+export interface Proxy {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string
+  /** Connections accepted so far. */
+  readonly accepted: number
+  /** Ends every open connection at once, with no close frame: a reset. */
+  cut(): void
+  /** Stops forwarding on every open connection; new ones flow. */
+  stall(): void
+  /** While true, new connections are reset as they arrive. */
+  refuse: boolean
+  stop(): Promise<void>
+}
+
+/** Starts a proxy on a free port of 127.0.0.1 in front of `target` (`http://127.0.0.1:N`). */
+export async function startProxy(target: string): Promise<Proxy> {
+  const { hostname, port } = new URL(target)
+  const pairs = new Set<[Socket, Socket]>()
+  let accepted = 0
+  const server: Server = createServer((client) => {
+    accepted++
+    if (proxy.refuse) {
+      client.resetAndDestroy()
+      return
+    }
+    const upstream = connect(Number(port), hostname)
+    const pair: [Socket, Socket] = [client, upstream]
+    pairs.add(pair)
+    client.pipe(upstream)
+    upstream.pipe(client)
+    const end = () => {
+      pairs.delete(pair)
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on('error', end).on('close', end)
+    upstream.on('error', end).on('close', end)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address() as { port: number }
+  const proxy: Proxy = {
+    url: `http://127.0.0.1:${address.port}`,
+    get accepted() {
+      return accepted
+    },
+    refuse: false,
+    cut() {
+      for (const [client, upstream] of pairs) {
+        client.resetAndDestroy()
+        upstream.destroy()
+      }
+      pairs.clear()
+    },
+    stall() {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream)
+        upstream.unpipe(client)
+        client.pause()
+        upstream.pause()
+      }
+    },
+    async stop() {
+      proxy.cut()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+  return proxy
+}
