@@ -380,7 +380,11 @@ export class Client<C = unknown> {
       this.#send(`{"type":"publish",${body}`, undefined)
       return
     }
-    return this.#call((id) => `{"type":"publish","id":${id},${body}`, options.timeout, 'Publish') as Promise<void>
+    return this.#call(
+      (id) => `{"type":"publish","id":${id},${body}`,
+      options.timeout,
+      'Publish',
+    ) as Promise<void>
   }
 
   /**
@@ -399,7 +403,11 @@ export class Client<C = unknown> {
     options: { timeout?: number } = {},
   ): Promise<ChannelsOf<C>['requests'][Name]['output']> {
     const rest = `"name":${JSON.stringify(name)},"input":${JSON.stringify(input) ?? 'null'}}`
-    return this.#call((id) => `{"type":"request","id":${id},${rest}`, options.timeout, `Request ${name}`)
+    return this.#call(
+      (id) => `{"type":"request","id":${id},${rest}`,
+      options.timeout,
+      `Request ${name}`,
+    )
   }
 
   /**
@@ -465,16 +473,16 @@ export class Client<C = unknown> {
     const hint = this.#hint
     this.#hint = undefined
     const { doNotRetry, minUptime, maxRetries, minDelay, maxDelay, factor, random } = this.#options
-    if (
-      hint?.retry === false ||
-      NO_RETRY_CODES.includes(code) ||
-      doNotRetry.includes(code)
-    ) {
-      return this.#final(code, reason)
+    if (hint?.retry === false || NO_RETRY_CODES.includes(code) || doNotRetry.includes(code)) {
+      this.#final(code, reason)
+      return
     }
     if (this.#openedAt && Date.now() - this.#openedAt >= minUptime) this.#attempt = 0
     this.#openedAt = 0
-    if (++this.#attempt > maxRetries) return this.#final(code, reason)
+    if (++this.#attempt > maxRetries) {
+      this.#final(code, reason)
+      return
+    }
     const bound = Math.min(maxDelay, minDelay * factor ** (this.#attempt - 1))
     const delay = Math.max(Math.floor(random() * bound), hint?.retryAfter ?? 0)
     this.#set({ status: 'reconnecting', attempt: this.#attempt, delay, code, reason })
@@ -511,7 +519,10 @@ export class Client<C = unknown> {
       this.#pending.delete(id)
       clearTimeout(pending.timer)
       pending.reject(
-        new ChannelError('disconnected', 'The connection dropped before the answer: it may or may not have been handled'),
+        new ChannelError(
+          'disconnected',
+          'The connection dropped before the answer: it may or may not have been handled',
+        ),
       )
     }
   }
@@ -521,7 +532,10 @@ export class Client<C = unknown> {
     if (this.#state.status === 'closed') return
     clearTimeout(this.#timer)
     this.#set({ status: 'closed', code, reason })
-    const error = new ChannelError('closed', `The client is closed (${code}${reason ? `: ${reason}` : ''})`)
+    const error = new ChannelError(
+      'closed',
+      `The client is closed (${code}${reason ? `: ${reason}` : ''})`,
+    )
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer)
       pending.reject(error)
@@ -661,7 +675,10 @@ export class Client<C = unknown> {
   /** Sends now, or queues while disconnected; throws when the queue is full or the client closed. */
   #send(text: string, id: number | undefined): void {
     const status = this.#state.status
-    if (status === 'open') return this.#write(text, id)
+    if (status === 'open') {
+      this.#write(text, id)
+      return
+    }
     if (status === 'closed') {
       throw new ChannelError('closed', 'The client is closed: call open() to reconnect')
     }

@@ -15,7 +15,11 @@ export const channels = new Channels<{ name: string }>({
   },
 })
   .topic('rooms/:room', {
-    message: z.object({ text: z.string().min(1), n: z.number().optional(), from: z.string().optional() }),
+    message: z.object({
+      text: z.string().min(1),
+      n: z.number().optional(),
+      from: z.string().optional(),
+    }),
     publish: ({ conn, data }) => ({ ...data, from: conn.data.name }),
   })
   .topic('private/:name', { message: z.unknown(), authorize: () => false })

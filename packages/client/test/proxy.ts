@@ -3,10 +3,10 @@
  * them (bytes stop flowing both ways, the TCP connection stays up) and count them.
  * @module
  */
-import { createServer, type Server, type Socket, connect } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 
 /** A running proxy. */
-export interface Proxy {
+export interface TcpProxy {
   /** `http://127.0.0.1:<port>` */
   readonly url: string
   /** Connections accepted so far. */
@@ -21,7 +21,7 @@ export interface Proxy {
 }
 
 /** Starts a proxy on a free port of 127.0.0.1 in front of `target` (`http://127.0.0.1:N`). */
-export async function startProxy(target: string): Promise<Proxy> {
+export async function startProxy(target: string): Promise<TcpProxy> {
   const { hostname, port } = new URL(target)
   const pairs = new Set<[Socket, Socket]>()
   let accepted = 0
@@ -46,7 +46,7 @@ export async function startProxy(target: string): Promise<Proxy> {
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const address = server.address() as { port: number }
-  const proxy: Proxy = {
+  const proxy: TcpProxy = {
     url: `http://127.0.0.1:${address.port}`,
     get accepted() {
       return accepted

@@ -16,7 +16,7 @@ import {
   type WebSocketConstructor,
 } from '../src/index.js'
 import type { channels } from './app.js'
-import { type Proxy, startProxy } from './proxy.js'
+import { startProxy, type TcpProxy } from './proxy.js'
 
 /** A server running the test app. */
 export interface RunningApp {
@@ -54,211 +54,235 @@ function states(client: TestClient): ClientState[] {
 }
 
 export function clientSuite(target: SuiteTarget): void {
-  describe.each(target.clients)(`the client (%s) against ${target.name}`, ({ WebSocket: WS }) => {
-    let app: RunningApp
-    let proxy: Proxy
-    const clients: TestClient[] = []
+  describe.each(target.clients)(
+    `the client ($name) against ${target.name}`,
+    ({ WebSocket: WS }) => {
+      let app: RunningApp
+      let proxy: TcpProxy
+      const clients: TestClient[] = []
 
-    beforeAll(async () => {
-      app = await target.start()
-    }, 90_000)
-    afterAll(async () => {
-      await app?.stop()
-    }, 30_000)
-    afterEach(async () => {
-      for (const client of clients.splice(0)) client.close()
-      await proxy?.stop()
-    })
-
-    async function open(path = '/ws?name=alice', options: ClientOptions = {}) {
-      const client = createClient<typeof channels>(new URL(path, proxy.url), {
-        WebSocket: WS,
-        minDelay: 20,
-        maxDelay: 100,
-        ...options,
+      beforeAll(async () => {
+        app = await target.start()
+      }, 90_000)
+      afterAll(async () => {
+        await app?.stop()
+      }, 30_000)
+      afterEach(async () => {
+        for (const client of clients.splice(0)) client.close()
+        await proxy?.stop()
       })
-      clients.push(client)
-      if (options.connectTimeout !== 1) {
-        await until(() => client.state.status !== 'connecting', 'the first connection')
+
+      async function open(path = '/ws?name=alice', options: ClientOptions = {}) {
+        const client = createClient<typeof channels>(new URL(path, proxy.url), {
+          WebSocket: WS,
+          minDelay: 20,
+          maxDelay: 100,
+          ...options,
+        })
+        clients.push(client)
+        if (options.connectTimeout !== 1) {
+          await until(() => client.state.status !== 'connecting', 'the first connection')
+        }
+        return client
       }
-      return client
-    }
 
-    async function publishFromRoute(room: string, data: unknown): Promise<number> {
-      const response = await fetch(`${app.url}/publish/${room}`, {
-        method: 'POST',
-        body: JSON.stringify(data),
-      })
-      expect(response.status).toBe(200)
-      return ((await response.json()) as { subscribers: number }).subscribers
-    }
-
-    async function fresh(): Promise<void> {
-      await proxy?.stop()
-      proxy = await startProxy(app.url)
-    }
-
-    it('answers requests, with typed errors for invalid input, unknown names and timeouts', async () => {
-      await fresh()
-      const client = await open()
-      expect(client.state).toEqual({ status: 'open' })
-      expect(await client.request('add', { a: 2, b: 3 })).toBe(5)
-      const invalid = await client.request('add', { a: 2, b: 'x' as never }).catch((e) => e)
-      expect(invalid).toBeInstanceOf(ChannelError)
-      expect(invalid.code).toBe('invalid')
-      expect(invalid.issues).toEqual([expect.objectContaining({ path: ['b'] })])
-      const missing = await client.request('nope' as never, {} as never).catch((e) => e)
-      expect(missing.code).toBe('not_found')
-      const started = Date.now()
-      const late = await client.request('sleep', 1000, { timeout: 100 }).catch((e) => e)
-      expect(late).toMatchObject({ code: 'timeout', message: 'Request sleep had no answer within 100 ms' })
-      expect(Date.now() - started).toBeLessThan(900)
-      // The late answer is dropped; the connection goes on.
-      expect(await client.request('sleep', 1)).toBe(1)
-    })
-
-    it('publishes to the other subscribers, acknowledged, and refuses with an error, not a close', async () => {
-      await fresh()
-      const alice = await open('/ws?name=alice')
-      const bob = await open('/ws?name=bob')
-      const got: unknown[] = []
-      let ready = false
-      bob.subscribe('rooms/lobby', { message: (data) => got.push(data), subscribed: () => (ready = true) })
-      await until(() => ready, "bob's subscription")
-      await alice.publish('rooms/lobby', { text: 'hi' }, { ack: true })
-      await until(() => got.length === 1, 'the message')
-      expect(got).toEqual([{ text: 'hi', from: 'alice' }])
-      const refused = await alice.publish('rooms/lobby', { text: '' }, { ack: true }).catch((e) => e)
-      expect(refused).toMatchObject({ code: 'invalid' })
-      let error: ChannelError | undefined
-      alice.subscribe('private/x', { message() {}, error: (e) => (error = e) })
-      await until(() => error !== undefined, 'the refusal')
-      expect(error).toMatchObject({ code: 'forbidden' })
-      expect(alice.state.status).toBe('open')
-    })
-
-    it('reconnects after a cut (1006), restores its subscriptions, sends what waited once, and fails what was in flight', async () => {
-      await fresh()
-      const alice = await open('/ws?name=alice')
-      const bob = await open('/ws?name=bob')
-      const seen = states(bob)
-      const got: unknown[] = []
-      const gaps: Gap[] = []
-      let subscribed = 0
-      bob.subscribe('rooms/cut', {
-        message: (data) => got.push(data),
-        subscribed: () => subscribed++,
-        gap: (gap) => gaps.push(gap),
-      })
-      await until(() => subscribed === 1, 'the subscription')
-      const inFlight = bob.request('sleep', 2000).catch((e) => e)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-      proxy.refuse = true
-      proxy.cut()
-      expect(await inFlight).toMatchObject({ code: 'disconnected' })
-      await until(() => seen.some((s) => s.status === 'reconnecting'), 'reconnecting')
-      expect(seen.find((s) => s.status === 'reconnecting')).toMatchObject({ attempt: 1, code: 1006 })
-      // Sent while disconnected: queued, then sent once on the new connection.
-      bob.publish('rooms/cut', { text: 'queued', n: 1 })
-      const queuedRequest = bob.request('add', { a: 1, b: 1 })
-      await until(() => alice.state.status === 'reconnecting', "alice's reconnect")
-      const aliceGot: unknown[] = []
-      let aliceReady = false
-      alice.subscribe('rooms/cut', { message: (d) => aliceGot.push(d), subscribed: () => (aliceReady = true) })
-      proxy.refuse = false
-      expect(await queuedRequest).toBe(2)
-      await until(() => subscribed === 2 && aliceReady, 'the subscriptions restored')
-      // The topic keeps no history: the client says what was published meanwhile is lost.
-      expect(gaps).toEqual([{ topic: 'rooms/cut', reason: 'no-history', position: undefined }])
-      // Bob's queued publish reached alice (who subscribed while it waited) at most once...
-      await new Promise((resolve) => setTimeout(resolve, 100))
-      expect(aliceGot.filter((d) => (d as { n?: number }).n === 1).length).toBeLessThanOrEqual(1)
-      // ...and a publish after the reconnect reaches bob exactly once.
-      expect(await publishFromRoute('cut', { text: 'after', n: 2 })).toBe(2)
-      await until(() => got.length === 1, 'the message after the reconnect')
-      expect(got).toEqual([{ text: 'after', n: 2 }])
-      expect(bob.state.status).toBe('open')
-    })
-
-    it('never reconnects after 1008, nor after a close the server marks "do not retry"', async () => {
-      await fresh()
-      const policy = await open('/close/1008?reason=go%20away')
-      await until(() => policy.state.status === 'closed', 'closed')
-      expect(policy.state).toEqual({ status: 'closed', code: 1008, reason: 'go away' })
-      const marked = await open('/close/4001?reason=banned&retry=false')
-      await until(() => marked.state.status === 'closed', 'closed')
-      expect(marked.state).toEqual({ status: 'closed', code: 4001, reason: 'banned' })
-      await new Promise((resolve) => setTimeout(resolve, 300))
-      expect(proxy.accepted).toBe(2)
-      const refused = await marked.request('add', { a: 1, b: 1 }).catch((e) => e)
-      expect(refused).toMatchObject({ code: 'closed' })
-    })
-
-    it('always reconnects after 1012, and waits the retry-after the server gives', async () => {
-      await fresh()
-      const client = createClient<typeof channels>(new URL('/close/1012?retryAfter=400', proxy.url), {
-        WebSocket: WS,
-        minDelay: 10,
-        maxDelay: 20,
-      })
-      clients.push(client)
-      const seen = states(client)
-      await until(() => proxy.accepted >= 2, 'a second attempt')
-      const first = seen.find((s) => s.status === 'reconnecting')
-      expect(first).toMatchObject({ status: 'reconnecting', attempt: 1, code: 1012, delay: 400 })
-      client.close()
-      expect(client.state).toEqual({ status: 'closed', code: 1000, reason: '' })
-    })
-
-    it('fails sends past the bounded queue with a clear error', async () => {
-      await fresh()
-      proxy.refuse = true
-      const client = createClient<typeof channels>(new URL('/ws', proxy.url), {
-        WebSocket: WS,
-        minDelay: 1000,
-        maxDelay: 1000,
-        maxQueuedMessages: 2,
-        maxQueuedBytes: 200,
-      })
-      clients.push(client)
-      client.publish('rooms/q', { text: 'one' })
-      client.publish('rooms/q', { text: 'two' })
-      expect(() => client.publish('rooms/q', { text: 'three' })).toThrow(
-        /^The send queue is full \(2 frames, \d+ bytes\) while disconnected/,
-      )
-      const tooBig = await client.request('add', { a: 1, b: 2 }).catch((e) => e)
-      expect(tooBig).toMatchObject({ code: 'queue_full' })
-    })
-
-    it('reconnects when the heartbeat goes unanswered (a stalled connection)', async () => {
-      await fresh()
-      const client = await open('/ws', { heartbeatInterval: 150, heartbeatTimeout: 150 })
-      const seen = states(client)
-      expect(await client.request('add', { a: 1, b: 1 })).toBe(2)
-      // Pings are answered while the connection flows.
-      await new Promise((resolve) => setTimeout(resolve, 500))
-      expect(seen).toEqual([])
-      proxy.stall()
-      await until(() => seen.some((s) => s.status === 'reconnecting'), 'the heartbeat timeout')
-      expect(seen[0]).toMatchObject({ status: 'reconnecting', code: 1006, reason: 'No heartbeat within 300 ms' })
-      await until(() => client.state.status === 'open', 'the new connection')
-      expect(await client.request('add', { a: 2, b: 2 })).toBe(4)
-    })
-
-    it('closes garbage with 1007 and frames that are not the protocol with 1008', async () => {
-      for (const [frame, code] of [
-        ['{oops', 1007],
-        ['{"type":"teleport"}', 1008],
-      ] as const) {
-        const ws = new WebSocket(`${app.url.replace('http', 'ws')}/ws`, 'handshake.v1')
-        ws.on('error', () => {})
-        await new Promise((resolve) => ws.once('open', resolve))
-        ws.send(frame)
-        const [closeCode] = (await new Promise((resolve) =>
-          ws.once('close', (...args) => resolve(args)),
-        )) as [number]
-        expect(closeCode).toBe(code)
+      async function publishFromRoute(room: string, data: unknown): Promise<number> {
+        const response = await fetch(`${app.url}/publish/${room}`, {
+          method: 'POST',
+          body: JSON.stringify(data),
+        })
+        expect(response.status).toBe(200)
+        return ((await response.json()) as { subscribers: number }).subscribers
       }
-    })
-  })
+
+      async function fresh(): Promise<void> {
+        await proxy?.stop()
+        proxy = await startProxy(app.url)
+      }
+
+      it('answers requests, with typed errors for invalid input, unknown names and timeouts', async () => {
+        await fresh()
+        const client = await open()
+        expect(client.state).toEqual({ status: 'open' })
+        expect(await client.request('add', { a: 2, b: 3 })).toBe(5)
+        const invalid = await client.request('add', { a: 2, b: 'x' as never }).catch((e) => e)
+        expect(invalid).toBeInstanceOf(ChannelError)
+        expect(invalid.code).toBe('invalid')
+        expect(invalid.issues).toEqual([expect.objectContaining({ path: ['b'] })])
+        const missing = await client.request('nope' as never, {} as never).catch((e) => e)
+        expect(missing.code).toBe('not_found')
+        const started = Date.now()
+        const late = await client.request('sleep', 1000, { timeout: 100 }).catch((e) => e)
+        expect(late).toMatchObject({
+          code: 'timeout',
+          message: 'Request sleep had no answer within 100 ms',
+        })
+        expect(Date.now() - started).toBeLessThan(900)
+        // The late answer is dropped; the connection goes on.
+        expect(await client.request('sleep', 1)).toBe(1)
+      })
+
+      it('publishes to the other subscribers, acknowledged, and refuses with an error, not a close', async () => {
+        await fresh()
+        const alice = await open('/ws?name=alice')
+        const bob = await open('/ws?name=bob')
+        const got: unknown[] = []
+        let ready = false
+        bob.subscribe('rooms/lobby', {
+          message: (data) => got.push(data),
+          subscribed: () => (ready = true),
+        })
+        await until(() => ready, "bob's subscription")
+        await alice.publish('rooms/lobby', { text: 'hi' }, { ack: true })
+        await until(() => got.length === 1, 'the message')
+        expect(got).toEqual([{ text: 'hi', from: 'alice' }])
+        const refused = await alice
+          .publish('rooms/lobby', { text: '' }, { ack: true })
+          .catch((e) => e)
+        expect(refused).toMatchObject({ code: 'invalid' })
+        let error: ChannelError | undefined
+        alice.subscribe('private/x', { message() {}, error: (e) => (error = e) })
+        await until(() => error !== undefined, 'the refusal')
+        expect(error).toMatchObject({ code: 'forbidden' })
+        expect(alice.state.status).toBe('open')
+      })
+
+      it('reconnects after a cut (1006), restores its subscriptions, sends what waited once, and fails what was in flight', async () => {
+        await fresh()
+        const alice = await open('/ws?name=alice')
+        const bob = await open('/ws?name=bob')
+        const seen = states(bob)
+        const got: unknown[] = []
+        const gaps: Gap[] = []
+        let subscribed = 0
+        bob.subscribe('rooms/cut', {
+          message: (data) => got.push(data),
+          subscribed: () => subscribed++,
+          gap: (gap) => gaps.push(gap),
+        })
+        await until(() => subscribed === 1, 'the subscription')
+        const inFlight = bob.request('sleep', 2000).catch((e) => e)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        proxy.refuse = true
+        proxy.cut()
+        expect(await inFlight).toMatchObject({ code: 'disconnected' })
+        await until(() => seen.some((s) => s.status === 'reconnecting'), 'reconnecting')
+        expect(seen.find((s) => s.status === 'reconnecting')).toMatchObject({
+          attempt: 1,
+          code: 1006,
+        })
+        // Sent while disconnected: queued, then sent once on the new connection.
+        bob.publish('rooms/cut', { text: 'queued', n: 1 })
+        const queuedRequest = bob.request('add', { a: 1, b: 1 })
+        await until(() => alice.state.status === 'reconnecting', "alice's reconnect")
+        const aliceGot: unknown[] = []
+        let aliceReady = false
+        alice.subscribe('rooms/cut', {
+          message: (d) => aliceGot.push(d),
+          subscribed: () => (aliceReady = true),
+        })
+        proxy.refuse = false
+        expect(await queuedRequest).toBe(2)
+        await until(() => subscribed === 2 && aliceReady, 'the subscriptions restored')
+        // The topic keeps no history: the client says what was published meanwhile is lost.
+        expect(gaps).toEqual([{ topic: 'rooms/cut', reason: 'no-history', position: undefined }])
+        // Bob's queued publish reached alice (who subscribed while it waited) at most once...
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        expect(aliceGot.filter((d) => (d as { n?: number }).n === 1).length).toBeLessThanOrEqual(1)
+        // ...and a publish after the reconnect reaches bob exactly once.
+        expect(await publishFromRoute('cut', { text: 'after', n: 2 })).toBe(2)
+        await until(() => got.length === 1, 'the message after the reconnect')
+        expect(got).toEqual([{ text: 'after', n: 2 }])
+        expect(bob.state.status).toBe('open')
+      })
+
+      it('never reconnects after 1008, nor after a close the server marks "do not retry"', async () => {
+        await fresh()
+        const policy = await open('/close/1008?reason=go%20away')
+        await until(() => policy.state.status === 'closed', 'closed')
+        expect(policy.state).toEqual({ status: 'closed', code: 1008, reason: 'go away' })
+        const marked = await open('/close/4001?reason=banned&retry=false')
+        await until(() => marked.state.status === 'closed', 'closed')
+        expect(marked.state).toEqual({ status: 'closed', code: 4001, reason: 'banned' })
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        expect(proxy.accepted).toBe(2)
+        const refused = await marked.request('add', { a: 1, b: 1 }).catch((e) => e)
+        expect(refused).toMatchObject({ code: 'closed' })
+      })
+
+      it('always reconnects after 1012, and waits the retry-after the server gives', async () => {
+        await fresh()
+        const client = createClient<typeof channels>(
+          new URL('/close/1012?retryAfter=400', proxy.url),
+          {
+            WebSocket: WS,
+            minDelay: 10,
+            maxDelay: 20,
+          },
+        )
+        clients.push(client)
+        const seen = states(client)
+        await until(() => proxy.accepted >= 2, 'a second attempt')
+        const first = seen.find((s) => s.status === 'reconnecting')
+        expect(first).toMatchObject({ status: 'reconnecting', attempt: 1, code: 1012, delay: 400 })
+        client.close()
+        expect(client.state).toEqual({ status: 'closed', code: 1000, reason: '' })
+      })
+
+      it('fails sends past the bounded queue with a clear error', async () => {
+        await fresh()
+        proxy.refuse = true
+        const client = createClient<typeof channels>(new URL('/ws', proxy.url), {
+          WebSocket: WS,
+          minDelay: 1000,
+          maxDelay: 1000,
+          maxQueuedMessages: 2,
+          maxQueuedBytes: 200,
+        })
+        clients.push(client)
+        client.publish('rooms/q', { text: 'one' })
+        client.publish('rooms/q', { text: 'two' })
+        expect(() => client.publish('rooms/q', { text: 'three' })).toThrow(
+          /^The send queue is full \(2 frames, \d+ bytes\) while disconnected/,
+        )
+        const tooBig = await client.request('add', { a: 1, b: 2 }).catch((e) => e)
+        expect(tooBig).toMatchObject({ code: 'queue_full' })
+      })
+
+      it('reconnects when the heartbeat goes unanswered (a stalled connection)', async () => {
+        await fresh()
+        const client = await open('/ws', { heartbeatInterval: 150, heartbeatTimeout: 150 })
+        const seen = states(client)
+        expect(await client.request('add', { a: 1, b: 1 })).toBe(2)
+        // Pings are answered while the connection flows.
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        expect(seen).toEqual([])
+        proxy.stall()
+        await until(() => seen.some((s) => s.status === 'reconnecting'), 'the heartbeat timeout')
+        expect(seen[0]).toMatchObject({
+          status: 'reconnecting',
+          code: 1006,
+          reason: 'No heartbeat within 300 ms',
+        })
+        await until(() => client.state.status === 'open', 'the new connection')
+        expect(await client.request('add', { a: 2, b: 2 })).toBe(4)
+      })
+
+      it('closes garbage with 1007 and frames that are not the protocol with 1008', async () => {
+        for (const [frame, code] of [
+          ['{oops', 1007],
+          ['{"type":"teleport"}', 1008],
+        ] as const) {
+          const ws = new WebSocket(`${app.url.replace('http', 'ws')}/ws`, 'handshake.v1')
+          ws.on('error', () => {})
+          await new Promise((resolve) => ws.once('open', resolve))
+          ws.send(frame)
+          const closeCode = await new Promise<number>((resolve) =>
+            ws.once('close', (received: number) => resolve(received)),
+          )
+          expect(closeCode).toBe(code)
+        }
+      })
+    },
+  )
 }

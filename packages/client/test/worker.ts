@@ -1,0 +1,22 @@
+/**
+ * The test app in workerd: every request goes to one Durable Object (a plain Worker cannot
+ * publish to another request's socket), which serves it with hibernatable sockets.
+ * @module
+ */
+import { HandshakeObject, toObject } from '@handshake/workers'
+import { Hono } from 'hono'
+import { createChannelsApp } from './app.js'
+
+interface Env {
+  // biome-ignore lint/suspicious/noExplicitAny: workerd's namespace, untyped here
+  CHANNELS: any
+}
+
+/** The object that holds every socket. */
+export class ChannelsObject extends HandshakeObject<Env> {
+  app = createChannelsApp()
+}
+
+export default new Hono<{ Bindings: Env }>().all('*', (c) =>
+  toObject(c.env.CHANNELS, 'main', c.req.raw),
+)
