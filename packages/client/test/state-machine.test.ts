@@ -1,0 +1,268 @@
+/**
+ * Property tests of the client's state machine: fast-check drives it through random sequences of
+ * opens, closes (every kind of code, with and without the server's hints), errors, app calls and
+ * timers, against a fake WebSocket and fake timers, and checks its promises after every step.
+ * @module
+ */
+import fc from 'fast-check'
+import { afterEach, beforeEach, expect, it, vi } from 'vitest'
+import {
+  type Client,
+  type ClientState,
+  createClient,
+  NO_RETRY_CODES,
+  type WebSocketConstructor,
+} from '../src/index.js'
+
+class FakeSocket {
+  static made: FakeSocket[] = []
+  readonly sent: string[] = []
+  protocol = ''
+  opened = false
+  closedByClient: { code?: number; reason?: string } | undefined
+  ended = false
+  // biome-ignore lint/suspicious/noExplicitAny: the client's handlers
+  onopen: ((event: any) => void) | null = null
+  // biome-ignore lint/suspicious/noExplicitAny: see onopen
+  onmessage: ((event: any) => void) | null = null
+  // biome-ignore lint/suspicious/noExplicitAny: see onopen
+  onclose: ((event: any) => void) | null = null
+  // biome-ignore lint/suspicious/noExplicitAny: see onopen
+  onerror: ((event: any) => void) | null = null
+  constructor(
+    readonly url: string,
+    readonly protocols: string,
+  ) {
+    FakeSocket.made.push(this)
+  }
+  send(data: string) {
+    if (!this.opened || this.ended) throw new Error('send on a socket that is not open')
+    this.sent.push(data)
+  }
+  close(code?: number, reason?: string) {
+    this.closedByClient = { code, reason }
+  }
+  /** The live socket: made last, not ended, not let go by the client. */
+  get live() {
+    return !this.ended && this.onclose !== null
+  }
+}
+
+const CODES = [
+  1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 4000, 4001,
+]
+const OPTIONS = {
+  minDelay: 100,
+  maxDelay: 2000,
+  factor: 2,
+  minUptime: 1000,
+  connectTimeout: 3000,
+  heartbeatInterval: 1000,
+  heartbeatTimeout: 500,
+  maxQueuedMessages: 5,
+  doNotRetry: [4001],
+}
+
+type Command =
+  | { kind: 'open' }
+  | { kind: 'close'; code: number; hint: 'none' | 'no-retry' | 'retry-after' }
+  | { kind: 'error' }
+  | { kind: 'advance'; ms: number }
+  | { kind: 'publish' }
+  | { kind: 'appClose' }
+  | { kind: 'appOpen' }
+  | { kind: 'ping' }
+
+const command: fc.Arbitrary<Command> = fc.oneof(
+  fc.constant({ kind: 'open' as const }),
+  fc.record({
+    kind: fc.constant('close' as const),
+    code: fc.constantFrom(...CODES),
+    hint: fc.constantFrom('none' as const, 'no-retry' as const, 'retry-after' as const),
+  }),
+  fc.constant({ kind: 'error' as const }),
+  fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 4000 }) }),
+  fc.constant({ kind: 'publish' as const }),
+  fc.constant({ kind: 'appClose' as const }),
+  fc.constant({ kind: 'appOpen' as const }),
+  fc.constant({ kind: 'ping' as const }),
+)
+
+beforeEach(() => {
+  vi.useFakeTimers()
+  FakeSocket.made = []
+})
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+it('keeps its promises through any sequence of opens, closes, errors, app calls and timers', () => {
+  fc.assert(
+    fc.property(
+      fc.array(command, { maxLength: 60 }),
+      fc.double({ min: 0, max: 0.999, noNaN: true }),
+      (commands, jitter) => {
+        FakeSocket.made = []
+        vi.clearAllTimers()
+        const client: Client = createClient('ws://test/ws', {
+          ...OPTIONS,
+          random: () => jitter,
+          WebSocket: FakeSocket as unknown as WebSocketConstructor,
+        })
+        const states: ClientState[] = [client.state]
+        client.onState((state) => states.push(state))
+        /** Publishes accepted (not thrown), with whether the client closed for good since. */
+        const accepted: { text: string; droppedByClose: boolean; due: boolean }[] = []
+        let count = 0
+        let retryAfter = 0
+        const current = () => FakeSocket.made.filter((socket) => socket.live)
+        for (const step of commands) {
+          const [socket] = current()
+          switch (step.kind) {
+            case 'open':
+              if (socket && !socket.opened) {
+                socket.opened = true
+                socket.protocol = 'handshake.v1'
+                socket.onopen?.({})
+                // What waited goes out now.
+                for (const item of accepted) if (!item.droppedByClose) item.due = true
+              }
+              break
+            case 'close':
+              if (socket) {
+                retryAfter = 0
+                if (socket.opened && step.hint === 'no-retry') {
+                  socket.onmessage?.({ data: '{"type":"close","retry":false}' })
+                }
+                if (socket.opened && step.hint === 'retry-after') {
+                  retryAfter = 2500
+                  socket.onmessage?.({ data: '{"type":"close","retryAfter":2500}' })
+                }
+                socket.ended = true
+                const before = states.length
+                socket.onclose?.({ code: step.code, reason: 'r' })
+                const after = states.slice(before)
+                const noRetry =
+                  NO_RETRY_CODES.includes(step.code) ||
+                  step.code === 4001 ||
+                  (socket.opened && step.hint === 'no-retry')
+                if (noRetry)
+                  expect(after).toEqual([{ status: 'closed', code: step.code, reason: 'r' }])
+                else if (after.length > 0) {
+                  const state = after[0]!
+                  if (state.status === 'reconnecting') {
+                    expect(state.code).toBe(step.code)
+                    expect(state.delay).toBeGreaterThanOrEqual(retryAfter)
+                    expect(state.delay).toBeLessThanOrEqual(Math.max(OPTIONS.maxDelay, retryAfter))
+                  } else {
+                    expect(state.status).toBe('closed')
+                  }
+                }
+              }
+              break
+            case 'error':
+              if (socket) {
+                socket.ended = true
+                socket.onerror?.({})
+                socket.onclose?.({ code: 1006, reason: '' })
+              }
+              break
+            case 'advance':
+              vi.advanceTimersByTime(step.ms)
+              break
+            case 'publish': {
+              const text = `{"type":"publish","topic":"t","data":${++count}}`
+              try {
+                client.publish('t', count)
+                accepted.push({ text, droppedByClose: false, due: client.state.status === 'open' })
+              } catch (err) {
+                const code = (err as { code: string }).code
+                expect(['queue_full', 'closed']).toContain(code)
+                if (code === 'closed') expect(client.state.status).toBe('closed')
+              }
+              break
+            }
+            case 'appClose': {
+              // Closing a closed client changes nothing: it keeps the close that ended it.
+              const before = client.state
+              client.close()
+              for (const item of accepted) item.droppedByClose = true
+              expect(client.state).toEqual(
+                before.status === 'closed' ? before : { status: 'closed', code: 1000, reason: '' },
+              )
+              break
+            }
+            case 'appOpen':
+              client.open()
+              break
+            case 'ping':
+              if (socket?.opened) socket.onmessage?.({ data: '{"type":"ping"}' })
+              break
+          }
+          if (client.state.status === 'closed') {
+            for (const item of accepted) item.droppedByClose = true
+          }
+          // One live socket at most, and none once closed.
+          expect(current().length).toBeLessThanOrEqual(client.state.status === 'closed' ? 0 : 1)
+          // The client's state and its sockets agree.
+          if (client.state.status === 'open') expect(current()[0]?.opened).toBe(true)
+          // Reconnecting: waiting for the attempt, or the attempt's socket is on its way.
+          if (client.state.status === 'reconnecting') {
+            expect(current().every((live) => !live.opened)).toBe(true)
+          }
+        }
+        // Every frame was written at most once, across all the sockets.
+        const written = FakeSocket.made.flatMap((socket) => socket.sent)
+        for (const item of accepted) {
+          const times = written.filter((text) => text === item.text).length
+          // Once when it was sent on an open connection, or waited for one that opened; never twice.
+          expect(times).toBe(item.due ? 1 : 0)
+        }
+        // Pings answered with pongs; states move only along the documented edges.
+        for (let i = 1; i < states.length; i++) {
+          const [from, to] = [states[i - 1]!.status, states[i]!.status]
+          const allowed: Record<string, string[]> = {
+            connecting: ['open', 'reconnecting', 'closed'],
+            open: ['reconnecting', 'closed'],
+            reconnecting: ['open', 'reconnecting', 'closed'],
+            closed: ['connecting'],
+          }
+          expect(allowed[from], `${from} -> ${to}`).toContain(to)
+        }
+        // Once closed, time brings no new socket.
+        if (client.state.status === 'closed') {
+          const made = FakeSocket.made.length
+          vi.advanceTimersByTime(60_000)
+          expect(FakeSocket.made.length).toBe(made)
+        }
+        client.close()
+      },
+    ),
+    { numRuns: 300 },
+  )
+})
+
+it('sends what waited, once and in order, when it opens; heartbeats drop a silent connection', () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    random: () => 0.5,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  client.publish('t', 1)
+  client.publish('t', 2)
+  const [first] = FakeSocket.made
+  first!.opened = true
+  first!.onopen?.({})
+  expect(first!.sent).toEqual([
+    '{"type":"publish","topic":"t","data":1}',
+    '{"type":"publish","topic":"t","data":2}',
+  ])
+  vi.advanceTimersByTime(1000)
+  expect(first!.sent.at(-1)).toBe('{"type":"ping"}')
+  vi.advanceTimersByTime(499)
+  expect(client.state.status).toBe('open')
+  vi.advanceTimersByTime(1)
+  expect(client.state).toMatchObject({ status: 'reconnecting', code: 1006, attempt: 1 })
+  expect(first!.closedByClient).toEqual({ code: 4000, reason: 'No heartbeat within 1500 ms' })
+  client.close()
+})
