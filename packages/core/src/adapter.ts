@@ -25,6 +25,7 @@ export {
 export { type HibernatableSocket, Hibernation, type HibernationHost } from './hibernation.js'
 export type { HistoryRead, HistoryStore } from './history.js'
 export { createHub, type HandshakeServer, HUB, type ServerAddress } from './hub.js'
+export { HISTORY_STORE } from './internal.js'
 export {
   ADAPTER,
   type Adapter,

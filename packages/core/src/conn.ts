@@ -63,6 +63,7 @@ import {
   stopDispatch,
   whenEnded,
 } from './dispatch.js'
+import type { SubscribeOptions, Subscription } from './history.js'
 import type { Hub } from './hub.js'
 import { Messages, NO_MESSAGES, onMessage, pull, type ReadResolve } from './inbound.js'
 import {
@@ -72,6 +73,7 @@ import {
   CLOSED_HERE,
   DELIVER,
   DISPATCH_TO,
+  ENTER_TREE,
   EVENTS,
   PUBLISH_NATIVE,
   READY,
@@ -82,7 +84,15 @@ import {
   TERMINATE,
   TREE,
 } from './internal.js'
-import { NO_TOPICS, publish, publishNative, subscribe, treeOf, unsubscribe } from './membership.js'
+import {
+  enterTree,
+  NO_TOPICS,
+  publish,
+  publishNative,
+  subscribe,
+  treeOf,
+  unsubscribe,
+} from './membership.js'
 import {
   checkBacklog,
   DRAIN_POLL_MIN_MS,
@@ -284,16 +294,28 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * fault: local delivery goes on and the topic is restored when the backplane is back.
    * Subscribing twice is harmless. A closed connection subscribes to nothing.
    *
+   * On a topic that keeps history (`topics.useHistory()`), `{ since }` first sends every message
+   * after that position, in order, each once, then the ones published meanwhile, then it goes
+   * live; it resolves once the missed messages were sent. The {@link Subscription} says where
+   * the subscriber is (`position`) and whether nothing was missed (`recovered`): false when the
+   * history no longer reaches back to `since`, its epoch changed, or it could not be read. The
+   * subscriber is then sent the framed gap notice first, and what the history still holds.
+   * `since` on a topic without history resolves with `recovered: false`.
+   *
    * It either takes effect and is stored with the socket (a Durable Object's), or rejects and
    * changes nothing:
    * - with a `TypeError` for a name that is not a non-empty string of well-formed Unicode (a lone
-   *   surrogate, as a `.slice()` through an emoji leaves, is refused);
+   *   surrogate, as a `.slice()` through an emoji leaves, is refused), or for a `since` that is
+   *   not a position;
    * - with a `RangeError` for a name over `maxTopicLength` UTF-8 bytes (256), or when the
    *   connection already holds `maxTopicsPerConnection` topics (128): see {@link UpgradeOptions};
+   *   and with the one `useHistory()`'s `history` answer was wrong for;
    * - with the runtime's error when it refuses to store the new set of topics.
+   * @param topic - the topic
+   * @param options - `since`: the position to recover from
    */
-  subscribe(topic: string): Promise<void> {
-    return subscribe(this, topic)
+  subscribe(topic: string, options?: SubscribeOptions): Promise<Subscription> {
+    return subscribe(this, topic, options)
   }
 
   /**
@@ -327,6 +349,11 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal Publishes through the runtime's tree, skipping this socket. */
   [PUBLISH_NATIVE](topic: string, data: MessageData): void {
     publishNative(this, topic, data)
+  }
+
+  /** @internal Joins the runtime's tree for a topic, once the core lets it go live there. */
+  [ENTER_TREE](topic: string): void {
+    enterTree(this, topic)
   }
 
   /** @internal Delivers a published message: never waits, never throws. */

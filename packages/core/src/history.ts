@@ -91,3 +91,209 @@ export interface HistoryStore {
     limit: number,
   ): HistoryRead | Promise<HistoryRead>
 }
+
+/** What `topics.useHistory()` takes. */
+export interface TopicsHistoryOptions {
+  /**
+   * Which topics keep history, and how much: `{ size, ttl }` for a topic that keeps some,
+   * undefined for one that keeps none (the default). Asked once per topic while it has local
+   * subscribers, and on each publish to a topic that has none here: answer the same for a
+   * topic each time.
+   */
+  history: (topic: string) => HistoryOptions | undefined
+  /**
+   * How a subscriber receives a delivery: the raw data of a message by default, and nothing for
+   * a gap. Called once per delivery per hub, not per subscriber: every subscriber is sent the
+   * same framed data. Return undefined to send nothing.
+   * @example
+   * ```ts
+   * frame: (d) => JSON.stringify(d.type === 'message' ? { ...d, data: String(d.data) } : d)
+   * ```
+   */
+  frame?: (delivery: Delivery) => MessageData | undefined
+}
+
+/** What `conn.subscribe(topic, options)` takes. */
+export interface SubscribeOptions {
+  /**
+   * Deliver every message after this position first, in order, each once, before any newer
+   * one: the position of the last message the subscriber was given (on an earlier connection).
+   */
+  since?: Position
+}
+
+/** What `conn.subscribe()` resolves to. */
+export interface Subscription {
+  /**
+   * The position of the last message this subscriber has been given, or where it starts:
+   * undefined for a topic without history.
+   */
+  readonly position: Position | undefined
+  /**
+   * False when `since` was given and not every message after it could be delivered: the
+   * history no longer reaches back, the epoch changed, or the history could not be read. True
+   * otherwise. The subscriber was also sent the framed gap notice, when a position was known.
+   */
+  readonly recovered: boolean
+}
+
+/**
+ * The `'gap'` event of `Topics`: messages of a topic that keeps history were published on
+ * another instance, did not arrive here, and could not be read back from the history (it was
+ * trimmed past them, or lost: a store that restarted empty). Each local subscriber of the topic
+ * was also sent the framed gap notice.
+ */
+export class GapEvent extends Event {
+  /**
+   * @param topic - the topic
+   * @param position - where its subscribers go on from
+   * @param reason - `'trimmed'` or `'epoch'`
+   * @param lost - how many messages were lost, when known
+   */
+  constructor(
+    readonly topic: string,
+    readonly position: Position,
+    readonly reason: 'trimmed' | 'epoch',
+    readonly lost: number | undefined,
+  ) {
+    super('gap')
+  }
+}
+
+/**
+ * Checks what `history(topic)` answered: undefined, or whole `size` >= 1 and finite `ttl` > 0.
+ * @internal
+ */
+export function checkHistoryOptions(
+  topic: string,
+  options: HistoryOptions | undefined,
+): HistoryOptions | undefined {
+  if (options === undefined) return undefined
+  const size = options?.size
+  const ttl = options?.ttl
+  if (!Number.isSafeInteger(size) || size < 1) {
+    throw new RangeError(
+      `history('${topic}') answered size ${String(size)}: the most messages kept is a whole number of at least 1 (or answer undefined for a topic without history)`,
+    )
+  }
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0) {
+    throw new RangeError(
+      `history('${topic}') answered ttl ${String(ttl)}: how long a history is kept after its topic's last publish is a finite number of milliseconds above 0`,
+    )
+  }
+  return options
+}
+
+/** A fresh epoch: 64 random bits, as 16 hex digits. @internal */
+export function newEpoch(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8))
+  let epoch = ''
+  for (const byte of bytes) epoch += byte.toString(16).padStart(2, '0')
+  return epoch
+}
+
+/** One topic's history in memory: a ring of at most `size` messages. */
+interface Kept {
+  readonly epoch: string
+  /** The latest offset. */
+  offset: number
+  /** The messages, oldest at `head` once the ring is full. */
+  readonly ring: MessageData[]
+  head: number
+  readonly size: number
+  readonly ttl: number
+  /** When it is gone: `ttl` after the last publish (or after it was made). */
+  expires: number
+}
+
+/**
+ * The memory store: per topic, a ring of its last `size` messages, its epoch and its latest
+ * offset. A topic's history is dropped `ttl` after its last publish, with no timer: an expired
+ * history is seen as gone whenever its topic is read or published, and every publish drops
+ * the expired histories that were published least recently, so memory follows the live topics.
+ * @internal
+ */
+export class MemoryHistory implements HistoryStore {
+  // In the order of their last publish (a publish moves its topic to the end), so that the
+  // expired ones are found at the front.
+  readonly #topics = new Map<string, Kept>()
+  readonly #optionsOf: (topic: string) => HistoryOptions | undefined
+
+  /**
+   * @param optionsOf - the options of a topic that is read before its first publish, so that
+   *   the epoch it reads is the one its first message gets
+   */
+  constructor(optionsOf: (topic: string) => HistoryOptions | undefined = () => undefined) {
+    this.#optionsOf = optionsOf
+  }
+
+  append(topic: string, data: MessageData, options: HistoryOptions): Position {
+    const now = Date.now()
+    this.#sweep(now)
+    let kept = this.#live(topic, now)
+    if (kept) this.#topics.delete(topic)
+    else kept = this.#make(options, now)
+    this.#topics.set(topic, kept)
+    kept.offset++
+    kept.expires = now + kept.ttl
+    if (kept.ring.length < kept.size) kept.ring.push(data)
+    else {
+      kept.ring[kept.head] = data
+      kept.head = (kept.head + 1) % kept.size
+    }
+    return { epoch: kept.epoch, offset: kept.offset }
+  }
+
+  read(topic: string, since: Position | undefined, limit: number): HistoryRead {
+    const now = Date.now()
+    let kept = this.#live(topic, now)
+    if (!kept) {
+      // Made now, so that the first message gets the epoch this read reports.
+      const options = this.#optionsOf(topic) ?? { size: 1, ttl: Number.POSITIVE_INFINITY }
+      kept = this.#make(options, now)
+      this.#topics.set(topic, kept)
+    }
+    const { epoch, offset, ring } = kept
+    if (since === undefined) return { epoch, offset, messages: [], complete: true }
+    const oldest = offset - ring.length + 1
+    const complete = since.epoch === epoch && since.offset >= oldest - 1 && since.offset <= offset
+    const from = complete ? since.offset + 1 : oldest
+    const to = Math.min(offset, from + Math.max(0, limit) - 1)
+    const messages: { offset: number; data: MessageData }[] = []
+    for (let at = from; at <= to; at++) {
+      const index = (kept.head + (at - oldest)) % ring.length
+      messages.push({ offset: at, data: ring[index] as MessageData })
+    }
+    return { epoch, offset, messages, complete }
+  }
+
+  #make(options: HistoryOptions, now: number): Kept {
+    return {
+      epoch: newEpoch(),
+      offset: 0,
+      ring: [],
+      head: 0,
+      size: options.size,
+      ttl: options.ttl,
+      expires: now + options.ttl,
+    }
+  }
+
+  /** The topic's history, unless it has expired (then it is dropped). */
+  #live(topic: string, now: number): Kept | undefined {
+    const kept = this.#topics.get(topic)
+    if (kept && kept.expires <= now) {
+      this.#topics.delete(topic)
+      return undefined
+    }
+    return kept
+  }
+
+  /** Drops the expired histories at the front, the least recently published. */
+  #sweep(now: number): void {
+    for (const [topic, kept] of this.#topics) {
+      if (kept.expires > now) return
+      this.#topics.delete(topic)
+    }
+  }
+}

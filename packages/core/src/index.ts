@@ -48,7 +48,15 @@ export type {
   UpgradeOptions,
   UpgradeSettings,
 } from './contracts.js'
-export type { Delivery, HistoryOptions, Position } from './history.js'
+export {
+  type Delivery,
+  GapEvent,
+  type HistoryOptions,
+  type Position,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicsHistoryOptions,
+} from './history.js'
 export { getHub, type Hub } from './hub.js'
 export { UncloneableError } from './serialized.js'
 export { Topics, type TopicsOptions } from './topics.js'

@@ -1,7 +1,8 @@
 /**
  * The keys of the methods only the core calls: module-private symbols, exported from no entry
  * point, so that `Conn`, `Connections` and `Topics` show an app only what it may call. A symbol
- * key costs nothing per connection: the methods stay on the prototype.
+ * key costs nothing per connection: the methods stay on the prototype. The one exception is
+ * `HISTORY_STORE`, which a hub's owner in another package sets.
  * @internal
  * @module
  */
@@ -37,6 +38,8 @@ export const TREE: unique symbol = Symbol('tree')
 export const PUBLISH_NATIVE: unique symbol = Symbol('publishNative')
 /** @internal Applies the slow-subscriber bound after the runtime's tree sent. */
 export const CHECK_BACKLOG: unique symbol = Symbol('checkBacklog')
+/** @internal Joins the runtime's tree for a topic (Bun), once the core lets it go live. */
+export const ENTER_TREE: unique symbol = Symbol('enterTree')
 
 // Connections and Topics, for Conn.
 /** @internal A connection joins its registry. */
@@ -53,3 +56,16 @@ export const JOIN: unique symbol = Symbol('join')
 export const LEAVE: unique symbol = Symbol('leave')
 /** @internal A publish from a connection, which does not get its own message. */
 export const PUBLISH_FROM: unique symbol = Symbol('publishFrom')
+/** @internal The history options of a topic, checked: asked before a subscription changes anything. */
+export const HISTORY_OF: unique symbol = Symbol('historyOf')
+/** @internal What `conn.subscribe()` answers for a topic the connection holds already. */
+export const HELD: unique symbol = Symbol('held')
+
+// Topics, for the owner of a hub.
+/**
+ * The `HistoryStore` a hub's owner gives its topics (a Durable Object's storage):
+ * `hub.topics[HISTORY_STORE] = store`, before any connection subscribes. Without it, and without
+ * a backplane that keeps history, a hub keeps history in memory. Exported by
+ * `@handshake/core/adapter`.
+ */
+export const HISTORY_STORE: unique symbol = Symbol.for('handshake.historyStore') as never

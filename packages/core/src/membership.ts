@@ -9,21 +9,56 @@
 import type { Conn } from './conn.js'
 import { DATA, HOME, LIMITS, quiet, resolved, SOCKET, STATE, TOPICS } from './conn-fields.js'
 import type { MessageData } from './contracts.js'
-import { JOIN, LEAVE, PUBLISH_FROM, TREE } from './internal.js'
+import type { SubscribeOptions, Subscription } from './history.js'
+import { HELD, HISTORY_OF, JOIN, LEAVE, PUBLISH_FROM, TREE } from './internal.js'
 import { store } from './storage.js'
 import { type TopicTree, topicNameError } from './topics.js'
 
 /** The topics of a connection that holds none: one shared, empty set. */
 export const NO_TOPICS: ReadonlySet<string> = new Set()
 
+const NOTHING: Promise<Subscription> = Promise.resolve(
+  Object.freeze({ position: undefined, recovered: true }),
+)
+const NOTHING_RECOVERED: Promise<Subscription> = Promise.resolve(
+  Object.freeze({ position: undefined, recovered: false }),
+)
+
+/** Why `since` is refused, or undefined when it is a position. */
+function sinceError(since: unknown): TypeError | undefined {
+  const position = since as { epoch?: unknown; offset?: unknown } | null
+  if (
+    typeof position === 'object' &&
+    position !== null &&
+    typeof position.epoch === 'string' &&
+    Number.isSafeInteger(position.offset) &&
+    (position.offset as number) >= 0
+  ) {
+    return undefined
+  }
+  return new TypeError(
+    'subscribe(topic, { since }): since is a position, { epoch: string, offset: whole number >= 0 }, as a delivery of the topic carried it',
+  )
+}
+
 /** `conn.subscribe()`: see its contract there. */
-export function subscribe(conn: Conn, topic: string): Promise<void> {
+export function subscribe(
+  conn: Conn,
+  topic: string,
+  options?: SubscribeOptions,
+): Promise<Subscription> {
   const limits = conn[LIMITS]
   const refused = topicNameError(topic, limits.maxTopicLength)
   if (refused) return quiet(Promise.reject(refused))
-  if (conn[STATE] === 'closed') return resolved
+  const since = options?.since
+  if (since !== undefined) {
+    const wrong = sinceError(since)
+    if (wrong) return quiet(Promise.reject(wrong))
+  }
+  if (conn[STATE] === 'closed') return since ? NOTHING_RECOVERED : NOTHING
   const held = conn[TOPICS]
-  if (held?.has(topic)) return resolved
+  const topics = conn[HOME].hub.topics
+  if (held?.has(topic)) return topics[HELD](topic)
   if (held && held.size >= limits.maxTopicsPerConnection) {
     return quiet(
       Promise.reject(
@@ -33,8 +68,14 @@ export function subscribe(conn: Conn, topic: string): Promise<void> {
       ),
     )
   }
-  // Stored before anything changes: a store that throws (synchronously, though subscribe is
-  // typed as a promise) leaves the connection as it was, and rejects.
+  // Checked and stored before anything changes: history options that are wrong, or a store
+  // that throws (synchronously, though subscribe is typed as a promise), leave the connection
+  // as it was, and reject.
+  try {
+    topics[HISTORY_OF](topic)
+  } catch (err) {
+    return quiet(Promise.reject(err))
+  }
   if (conn[SOCKET].persist) {
     try {
       store(conn, conn[DATA], held ? [...held, topic] : [topic])
@@ -44,8 +85,13 @@ export function subscribe(conn: Conn, topic: string): Promise<void> {
   }
   conn[TOPICS] ??= new Set()
   conn[TOPICS].add(topic)
-  if (conn[TREE]) conn[SOCKET].subscribe?.(topic)
-  return conn[HOME].hub.topics[JOIN](topic, conn)
+  // Topics puts it in the runtime's tree (ENTER_TREE) once it may go live there.
+  return topics[JOIN](topic, conn, since && { epoch: since.epoch, offset: since.offset })
+}
+
+/** Joins the runtime's tree for a topic the connection still holds. */
+export function enterTree(conn: Conn, topic: string): void {
+  if (conn[TOPICS]?.has(topic) && conn[TREE]) conn[SOCKET].subscribe?.(topic)
 }
 
 /** `conn.unsubscribe()`: see its contract there. */

@@ -5,16 +5,32 @@
  */
 import { describeError, utf8Length } from './close.js'
 import type { Logger, MessageData } from './contracts.js'
-import type { HistoryOptions, HistoryRead, Position } from './history.js'
+import {
+  checkHistoryOptions,
+  type Delivery,
+  GapEvent,
+  type HistoryOptions,
+  type HistoryRead,
+  type HistoryStore,
+  MemoryHistory,
+  type Position,
+  type Subscription,
+  type TopicsHistoryOptions,
+} from './history.js'
 import {
   CHECK_BACKLOG,
   DELIVER,
+  ENTER_TREE,
+  HELD,
+  HISTORY_OF,
+  HISTORY_STORE,
   JOIN,
   LEAVE,
   PUBLISH_FROM,
   PUBLISH_NATIVE,
   TREE,
 } from './internal.js'
+import { Sequencer, type SequencerHost } from './sequencer.js'
 
 /**
  * A fan-out engine shared by several instances of an app (Redis pub/sub, for one). The core
@@ -107,6 +123,8 @@ export interface Subscriber {
    * bound to what the runtime now holds unsent for it.
    */
   [CHECK_BACKLOG](): void
+  /** Joins the runtime's tree for `topic` (Bun): the core lets it go live there. */
+  [ENTER_TREE](topic: string): void
 }
 
 /** A runtime's own topic fan-out (Bun's `server.publish`), as an adapter exposes it. */
@@ -133,9 +151,20 @@ interface Topic {
   readonly trees: Map<TopicTree, Set<Subscriber>>
   /** The backplane subscription: settles once the engine confirmed it. */
   confirmed: Promise<void> | undefined
+  /** What a subscription to this topic without history resolves to, made on first use. */
+  joined: Promise<Subscription> | undefined
+  /** The delivery of a topic that keeps history. */
+  history: Sequencer | undefined
+  /** How much history it keeps. */
+  options: HistoryOptions | undefined
 }
 
 const confirmedNow = Promise.resolve()
+const NOT_KEPT: Subscription = Object.freeze({ position: undefined, recovered: true })
+const NOT_RECOVERED: Subscription = Object.freeze({ position: undefined, recovered: false })
+const rawFrame = (delivery: Delivery) => (delivery.type === 'message' ? delivery.data : undefined)
+const NO_HISTORY =
+  'This backplane keeps no history: topics.useHistory() needs a backplane that does (redisBackplane() of @handshake/redis keeps it in Redis Streams), or no backplane (the history is then kept in memory)'
 
 type IsWellFormed = (this: string) => boolean
 // String.prototype.isWellFormed (ES2024) where the runtime has it; a regular expression elsewhere:
@@ -220,6 +249,14 @@ export class Topics extends EventTarget {
   // and whether the check of this turn is armed: one timer per turn, however many publishes.
   readonly #published = new Set<Topic>()
   #backlogCheckArmed = false
+  #history: TopicsHistoryOptions | undefined
+  #frame: (delivery: Delivery) => MessageData | undefined = rawFrame
+  #memory: MemoryHistory | undefined;
+  /**
+   * @internal The store its hub's owner gives (a Durable Object's storage); without it, and
+   * without a backplane that keeps history, history is kept in memory.
+   */
+  [HISTORY_STORE]: HistoryStore | undefined
 
   static {
     // A throw in an EventTarget listener is an uncaught exception on Node (and reaches the
@@ -290,7 +327,7 @@ export class Topics extends EventTarget {
   subscribers(topic: string): number {
     const entry = this.#topics.get(topic)
     if (!entry) return 0
-    let count = entry.members.size
+    let count = entry.members.size + (entry.history?.recovering?.size ?? 0)
     for (const members of entry.trees.values()) count += members.size
     return count
   }
@@ -329,14 +366,20 @@ export class Topics extends EventTarget {
     if (this.#backplane) {
       throw new Error('This Topics already has a backplane: call useBackplane() once, at startup')
     }
+    if (this.#history && !backplane.history) throw new Error(NO_HISTORY)
     this.#backplane = backplane
     // A backplane speaks for this Topics only while it is its backplane: once closed (or
     // refused at start), what it still says (a message its client had buffered, the end of
     // a restore) reaches nobody, and cannot end the next backplane's outage.
     const current = () => this.#backplane === backplane
     const sink: BackplaneSink = {
-      message: (topic, data) => {
-        if (current()) this.#deliverLocal(undefined, topic, data)
+      message: (topic, data, position, origin) => {
+        if (!current()) return
+        const entry = this.#topics.get(topic)
+        if (!entry) return
+        const sender = origin as Subscriber | undefined
+        if (position && entry.history) entry.history.remote(data, position, sender)
+        else this.#fanOut(entry, sender, topic, data)
       },
       down: (error) => {
         if (current()) this.#reportDown(error)
@@ -345,6 +388,8 @@ export class Topics extends EventTarget {
         if (!current()) return
         const wasDown = this.#down
         this.#down = false
+        // What was published during the outage is read before anything newer is delivered.
+        for (const entry of this.#topics.values()) entry.history?.refill()
         if (wasDown) this.dispatchEvent(new Event('restore'))
       },
       topics: () => this.names(),
@@ -357,7 +402,66 @@ export class Topics extends EventTarget {
       if (this.#backplane === backplane) this.#backplane = undefined
       throw err
     }
-    for (const [topic, entry] of this.#topics) entry.confirmed = this.#subscribeRemote(topic)
+    for (const [topic, entry] of this.#topics) {
+      entry.confirmed = this.#subscribeRemote(topic)
+      entry.joined = undefined
+      // Positions now come from the backplane's history.
+      if (entry.history && backplane.history) entry.history = this.#sequencer(topic, entry)
+    }
+  }
+
+  /**
+   * Keeps the history of the topics `options.history` names, so that their messages get
+   * positions and a subscriber can recover what it missed: `conn.subscribe(topic, { since })`.
+   * Call it once, at startup, before connections subscribe. The history is kept by the
+   * backplane when it keeps history (`@handshake/redis`), else by the hub's owner (a Durable
+   * Object's storage), else in memory.
+   *
+   * @example
+   * ```ts
+   * getHub(c).topics.useHistory({
+   *   history: (topic) => (topic.startsWith('room:') ? { size: 100, ttl: 60_000 } : undefined),
+   *   frame: (d) => JSON.stringify(d.type === 'message' ? { ...d, data: String(d.data) } : d),
+   * })
+   * ```
+   * @throws TypeError when `history` is not a function or `frame` is given and is not one;
+   *   Error when history is already kept, or when the backplane in use keeps none;
+   *   RangeError when `history` answers bad options for a topic already held
+   */
+  useHistory(options: TopicsHistoryOptions): void {
+    if (this.#history) {
+      throw new Error('This Topics already keeps history: call useHistory() once, at startup')
+    }
+    if (typeof options?.history !== 'function') {
+      throw new TypeError(
+        'useHistory() takes { history: (topic) => ({ size, ttl }) or undefined, frame?: (delivery) => data }',
+      )
+    }
+    if (options.frame !== undefined && typeof options.frame !== 'function') {
+      throw new TypeError(
+        'useHistory({ frame }): frame is a function from a delivery to the data sent',
+      )
+    }
+    if (this.#backplane && !this.#backplane.history) throw new Error(NO_HISTORY)
+    const held = [...this.#topics].map(
+      ([topic, entry]) =>
+        [topic, entry, checkHistoryOptions(topic, options.history(topic))] as const,
+    )
+    this.#history = options
+    this.#frame = options.frame ?? rawFrame
+    for (const [topic, entry, kept] of held) this.#keep(entry, kept, topic)
+  }
+
+  /**
+   * The latest position of `topic`: undefined for a topic without history. It rejects when the
+   * history cannot be read (the backplane's engine failed).
+   */
+  async position(topic: string): Promise<Position | undefined> {
+    const refused = topicNameError(topic)
+    if (refused) throw refused
+    if (!this.#history || !this.#historyOf(topic)) return undefined
+    const read = await this.#read(topic, undefined, 0)
+    return { epoch: read.epoch, offset: read.offset }
   }
 
   /**
@@ -373,38 +477,82 @@ export class Topics extends EventTarget {
     await backplane?.close()
   }
 
-  /** @internal A connection joins a topic; resolves once the backplane confirmed it. */
-  [JOIN](topic: string, subscriber: Subscriber): Promise<void> {
+  /**
+   * @internal A connection joins a topic (from `since`, for one that keeps history); resolves
+   * once the backplane confirmed it and, with `since`, once the missed messages were sent.
+   */
+  [JOIN](topic: string, subscriber: Subscriber, since?: Position): Promise<Subscription> {
     let entry = this.#topics.get(topic)
     if (!entry) {
-      entry = { members: new Set(), trees: new Map(), confirmed: undefined }
+      let options: HistoryOptions | undefined
+      try {
+        options = this.#history ? this.#historyOf(topic) : undefined
+      } catch (err) {
+        // Checked before the subscription changed anything; answered otherwise now.
+        this.#listenerFailed('history', err)
+      }
+      entry = {
+        members: new Set(),
+        trees: new Map(),
+        confirmed: undefined,
+        joined: undefined,
+        history: undefined,
+        options: undefined,
+      }
       this.#topics.set(topic, entry)
       entry.confirmed = this.#backplane ? this.#subscribeRemote(topic) : confirmedNow
+      this.#keep(entry, options, topic)
     }
+    const sequencer = entry.history
+    if (sequencer && since) return sequencer.recover(subscriber, since)
+    this.#addLive(entry, subscriber, topic)
+    if (sequencer) {
+      return sequencer.ready.then(() => ({ position: sequencer.last, recovered: true }))
+    }
+    const confirmed = entry.confirmed ?? confirmedNow
+    if (since) return confirmed.then(() => NOT_RECOVERED)
+    entry.joined ??= confirmed.then(() => NOT_KEPT)
+    return entry.joined
+  }
+
+  /** @internal What `conn.subscribe()` answers for a topic the connection holds already. */
+  [HELD](topic: string): Promise<Subscription> {
+    const last = this.#topics.get(topic)?.history?.last
+    return Promise.resolve(last ? { position: last, recovered: true } : NOT_KEPT)
+  }
+
+  /** @internal The topic's history options; throws what is wrong with them. */
+  [HISTORY_OF](topic: string): HistoryOptions | undefined {
+    return this.#history ? this.#historyOf(topic) : undefined
+  }
+
+  #addLive(entry: Topic, subscriber: Subscriber, topic: string): void {
     const tree = subscriber[TREE]
     if (tree) {
       const members = entry.trees.get(tree) ?? new Set()
       entry.trees.set(tree, members)
       members.add(subscriber)
+      subscriber[ENTER_TREE](topic)
     } else {
       entry.members.add(subscriber)
     }
-    return entry.confirmed ?? confirmedNow
   }
 
   /** @internal A connection leaves a topic. */
   [LEAVE](topic: string, subscriber: Subscriber): void {
     const entry = this.#topics.get(topic)
     if (!entry) return
-    const tree = subscriber[TREE]
-    if (tree) {
-      const members = entry.trees.get(tree)
-      members?.delete(subscriber)
-      if (members?.size === 0) entry.trees.delete(tree)
-    } else {
-      entry.members.delete(subscriber)
+    if (!entry.history?.leave(subscriber)) {
+      const tree = subscriber[TREE]
+      if (tree) {
+        const members = entry.trees.get(tree)
+        members?.delete(subscriber)
+        if (members?.size === 0) entry.trees.delete(tree)
+      } else {
+        entry.members.delete(subscriber)
+      }
     }
-    if (entry.members.size > 0 || entry.trees.size > 0) return
+    if (entry.members.size > 0 || entry.trees.size > 0 || entry.history?.recovering?.size) return
     this.#topics.delete(topic)
     const backplane = this.#backplane
     if (backplane) this.#guard(() => backplane.unsubscribe(topic))
@@ -419,6 +567,14 @@ export class Topics extends EventTarget {
         'publish() takes a string or a Uint8Array (use new Uint8Array(buffer) for an ArrayBuffer)',
       )
     }
+    if (this.#history !== undefined) {
+      const entry = this.#topics.get(topic)
+      const options = entry ? entry.options : this.#historyOf(topic)
+      if (options) {
+        this.#publishKept(sender, topic, data, options, entry)
+        return
+      }
+    }
     this.#deliverLocal(sender, topic, data)
     const backplane = this.#backplane
     if (backplane) {
@@ -430,16 +586,89 @@ export class Topics extends EventTarget {
     }
   }
 
+  /**
+   * A message of a topic that keeps history: the backplane's history gives it its position and
+   * sends it to every instance, this one included; else this hub's store gives it one, and it
+   * is delivered here at once.
+   */
+  #publishKept(
+    sender: Subscriber | undefined,
+    topic: string,
+    data: MessageData,
+    options: HistoryOptions,
+    entry: Topic | undefined,
+  ): void {
+    const shared = this.#backplane?.history
+    if (shared) {
+      try {
+        shared.publish(topic, data, options, sender)
+      } catch (err) {
+        this.#reportDown(err)
+      }
+      return
+    }
+    const position = this.#store().append(topic, data, options)
+    entry?.history?.local(sender, data, position)
+  }
+
   #deliverLocal(sender: Subscriber | undefined, topic: string, data: MessageData): void {
     const entry = this.#topics.get(topic)
-    if (!entry) return
+    if (entry) this.#fanOut(entry, sender, topic, data)
+  }
+
+  #fanOut(entry: Topic, sender: Subscriber | undefined, topic: string, data: MessageData): void {
     for (const member of entry.members) if (member !== sender) member[DELIVER](data)
     if (entry.trees.size === 0) return
-    for (const tree of entry.trees.keys()) {
-      if (sender && sender[TREE] === tree) sender[PUBLISH_NATIVE](topic, data)
+    for (const [tree, members] of entry.trees) {
+      // Through the sender only where it is in the runtime's tree: the runtime skips it there.
+      if (sender && members.has(sender)) sender[PUBLISH_NATIVE](topic, data)
       else tree.publish(topic, data)
     }
     this.#checkBacklogs(entry)
+  }
+
+  #historyOf(topic: string): HistoryOptions | undefined {
+    return checkHistoryOptions(topic, (this.#history as TopicsHistoryOptions).history(topic))
+  }
+
+  /** The hub's own store: the one its owner gave, else memory. */
+  #store(): HistoryStore {
+    return (
+      this[HISTORY_STORE] ??
+      (this.#memory ??= new MemoryHistory((topic) =>
+        this.#history ? this.#historyOf(topic) : undefined,
+      ))
+    )
+  }
+
+  #read(
+    topic: string,
+    since: Position | undefined,
+    limit: number,
+  ): HistoryRead | Promise<HistoryRead> {
+    const shared = this.#backplane?.history
+    return shared ? shared.read(topic, since, limit) : this.#store().read(topic, since, limit)
+  }
+
+  /** Sets up the delivery of a topic that keeps history. */
+  #keep(entry: Topic, options: HistoryOptions | undefined, topic: string): void {
+    entry.options = options
+    if (options) entry.history = this.#sequencer(topic, entry)
+  }
+
+  #sequencer(topic: string, entry: Topic): Sequencer {
+    const host: SequencerHost = {
+      fanOut: (sender, data) => this.#fanOut(entry, sender, topic, data),
+      frame: (delivery) => this.#frame(delivery),
+      read: (since, limit) => this.#read(topic, since, limit),
+      gap: (position, reason, lost) =>
+        this.dispatchEvent(new GapEvent(topic, position, reason, lost)),
+      fault: (error) => this.#reportDown(error),
+      joinLive: (subscriber) => {
+        if (this.#topics.get(topic) === entry) this.#addLive(entry, subscriber, topic)
+      },
+    }
+    return new Sequencer(topic, host, entry.confirmed ?? confirmedNow)
   }
 
   /**

@@ -5,7 +5,15 @@
 import { describe, expect, it, vi } from 'vitest'
 import type { Backplane, BackplaneSink } from '../src/adapter.js'
 import { type MessageData, Topics } from '../src/index.js'
-import { CHECK_BACKLOG, DELIVER, JOIN, LEAVE, PUBLISH_NATIVE, TREE } from '../src/internal.js'
+import {
+  CHECK_BACKLOG,
+  DELIVER,
+  ENTER_TREE,
+  JOIN,
+  LEAVE,
+  PUBLISH_NATIVE,
+  TREE,
+} from '../src/internal.js'
 
 /** A backplane that takes one owner, as @handshake/redis's does, and records its calls. */
 class OneOwner implements Backplane {
@@ -38,6 +46,7 @@ const member = {
   [TREE]: undefined,
   [PUBLISH_NATIVE]() {},
   [CHECK_BACKLOG]() {},
+  [ENTER_TREE]() {},
 }
 
 describe('a Topics whose useBackplane() failed', () => {

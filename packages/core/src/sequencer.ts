@@ -1,0 +1,362 @@
+/**
+ * The delivery of one topic that keeps history, on one hub: every local subscriber gets its
+ * messages in offset order, each once, framed once per delivery. Messages from a backplane are
+ * put in order here: a repeat is dropped, a jump is filled from the history before anything
+ * newer goes out, and what cannot be filled is a gap the subscribers are told about. A
+ * subscriber that recovers from a position buffers the live deliveries while its missed
+ * messages are read and sent, and goes live once they are drained.
+ * @internal
+ * @module
+ */
+import type { MessageData } from './contracts.js'
+import type { Delivery, HistoryRead, Position, Subscription } from './history.js'
+import { DELIVER } from './internal.js'
+import type { Subscriber } from './topics.js'
+
+/** How many messages one read of a history asks for. */
+export const READ_PAGE = 512
+
+/** What a {@link Sequencer} needs of its hub. @internal */
+export interface SequencerHost {
+  /** Sends framed data to the topic's live subscribers (not the recovering ones), but `sender`. */
+  fanOut(sender: Subscriber | undefined, data: MessageData): void
+  /** The app's frame: what a subscriber is sent for a delivery. */
+  frame(delivery: Delivery): MessageData | undefined
+  /** Reads the topic's history from wherever the hub keeps it now. */
+  read(since: Position | undefined, limit: number): HistoryRead | Promise<HistoryRead>
+  /** A live gap: the hub's 'gap' event. */
+  gap(position: Position, reason: 'trimmed' | 'epoch', lost: number | undefined): void
+  /** The history could not be read (an engine fault). */
+  fault(error: unknown): void
+  /** The recovering subscriber goes live: it joins the topic's subscribers (and the runtime tree). */
+  joinLive(subscriber: Subscriber): void
+}
+
+/** A message from a backplane, waiting for its turn. */
+interface Pending {
+  readonly data: MessageData
+  readonly position: Position
+  readonly origin: object | undefined
+  /** How many reads had been started when it arrived. */
+  readonly reads: number
+}
+
+/** A delivery buffered for a recovering subscriber: framed data, or nothing to send. */
+interface Buffered {
+  readonly position: Position
+  readonly gap: boolean
+  readonly data: MessageData | undefined
+}
+
+const stale = (position: Position, last: Position) =>
+  position.epoch === last.epoch && position.offset <= last.offset
+
+/**
+ * The per-topic state of a topic that keeps history, while it has local subscribers.
+ * @internal
+ */
+export class Sequencer {
+  /** The position of the last delivery of this hub; undefined until it was first read. */
+  last: Position | undefined
+  /** Settles once {@link Sequencer.last} is known (or could not be read). */
+  ready: Promise<void>
+  /** The subscribers recovering from a position, with what was delivered meanwhile. */
+  recovering: Map<Subscriber, Buffered[]> | undefined
+  // Backplane messages held while `last` is unknown or a gap is being filled.
+  #pending: Pending[] = []
+  #filling = false
+  // The backplane came back during a fill: read once more before releasing.
+  #again = false
+  #reads = 0
+  readonly #topic: string
+  readonly #host: SequencerHost
+
+  /**
+   * @param topic - the topic
+   * @param host - the hub's side
+   * @param confirmed - settles once the backplane confirmed the topic: then its latest position
+   *   is read
+   */
+  constructor(topic: string, host: SequencerHost, confirmed: Promise<void>) {
+    this.#topic = topic
+    this.#host = host
+    this.#filling = true
+    this.ready = confirmed.then(() => this.#init())
+  }
+
+  async #init(): Promise<void> {
+    this.#reads++
+    try {
+      const read = await this.#host.read(undefined, 0)
+      // A local publish during the read already set a newer one.
+      this.last ??= { epoch: read.epoch, offset: read.offset }
+    } catch (err) {
+      this.#host.fault(err)
+    }
+    this.#filling = false
+    if (this.last) this.#release()
+  }
+
+  /** A message of this hub's own store (appended here, in order): delivered at once. */
+  local(sender: Subscriber | undefined, data: MessageData, position: Position): void {
+    this.last = position
+    this.#emit(sender, { type: 'message', topic: this.#topic, data, position })
+  }
+
+  /** A message from the backplane: delivered in offset order, once. */
+  remote(data: MessageData, position: Position, origin: object | undefined): void {
+    const last = this.last
+    if (!this.#filling && last && this.#pending.length === 0) {
+      if (position.epoch === last.epoch) {
+        if (position.offset <= last.offset) return
+        if (position.offset === last.offset + 1) {
+          this.last = position
+          this.#emit(origin as Subscriber | undefined, {
+            type: 'message',
+            topic: this.#topic,
+            data,
+            position,
+          })
+          return
+        }
+      }
+    }
+    this.#pending.push({ data, position, origin, reads: this.#reads })
+    // Held while the position is unknown or a gap is being filled; otherwise (a read that
+    // failed left messages behind) this one tries again.
+    if (!this.#filling) {
+      if (this.last) this.#release()
+      else this.refill()
+    }
+  }
+
+  /**
+   * The backplane came back after an outage: what was published meanwhile is read before
+   * anything newer is delivered.
+   */
+  refill(): void {
+    if (this.#filling) {
+      this.#again = true
+      return
+    }
+    if (!this.last) {
+      this.#filling = true
+      this.ready = this.#init()
+      return
+    }
+    void this.#fill()
+  }
+
+  /** Delivers the held messages in order, filling from the history where one is missing. */
+  #release(): void {
+    while (this.#pending.length > 0) {
+      const next = this.#pending[0] as Pending
+      const last = this.last as Position
+      if (stale(next.position, last)) {
+        this.#pending.shift()
+        continue
+      }
+      if (next.position.epoch === last.epoch && next.position.offset === last.offset + 1) {
+        this.#pending.shift()
+        this.last = next.position
+        this.#emit(next.origin as Subscriber | undefined, {
+          type: 'message',
+          topic: this.#topic,
+          data: next.data,
+          position: next.position,
+        })
+        continue
+      }
+      void this.#fill()
+      return
+    }
+  }
+
+  /** Reads the history after `last` and delivers what fills the gap, then what was held. */
+  async #fill(): Promise<void> {
+    this.#filling = true
+    for (;;) {
+      this.#again = false
+      const last = this.last as Position
+      const startedAt = ++this.#reads
+      let read: HistoryRead
+      try {
+        read = await this.#host.read(last, READ_PAGE)
+      } catch (err) {
+        // The messages stay held: the backplane's return (or the next message) tries again.
+        this.#filling = false
+        this.#host.fault(err)
+        return
+      }
+      if (read.epoch === last.epoch && read.complete && read.offset >= last.offset) {
+        for (const message of read.messages) this.#fromHistory(read.epoch, message)
+      } else {
+        // What the history holds no longer starts right after `last`.
+        const first = read.messages[0]
+        const position = { epoch: read.epoch, offset: first ? first.offset - 1 : read.offset }
+        if (!stale(position, last)) {
+          const reason = read.epoch === last.epoch ? 'trimmed' : 'epoch'
+          this.#gap(
+            position,
+            reason,
+            reason === 'trimmed' ? position.offset - last.offset : undefined,
+          )
+        } else if (read.epoch === last.epoch && read.offset < last.offset) {
+          // The history went back in its epoch (a store that lost its latest writes): the
+          // offsets to come were given before, to other messages.
+          this.#gap({ epoch: read.epoch, offset: read.offset }, 'epoch', undefined)
+        }
+        for (const message of read.messages) this.#fromHistory(read.epoch, message)
+      }
+      const current = this.last as Position
+      if (
+        read.messages.length >= READ_PAGE &&
+        read.epoch === current.epoch &&
+        current.offset < read.offset
+      ) {
+        continue
+      }
+      // What was held. One that arrived before this read started and still does not follow is
+      // of an older epoch than the history's (dropped), or was lost from the history (a gap).
+      let reread = this.#again
+      while (!reread && this.#pending.length > 0) {
+        const held = this.#pending[0] as Pending
+        const now = this.last as Position
+        if (stale(held.position, now)) this.#pending.shift()
+        else if (held.position.epoch === now.epoch && held.position.offset === now.offset + 1) {
+          this.#pending.shift()
+          this.last = held.position
+          this.#emit(held.origin as Subscriber | undefined, {
+            type: 'message',
+            topic: this.#topic,
+            data: held.data,
+            position: held.position,
+          })
+        } else if (held.reads >= startedAt) reread = true
+        else if (held.position.epoch !== now.epoch) this.#pending.shift()
+        else {
+          const position = { epoch: now.epoch, offset: held.position.offset - 1 }
+          this.#gap(position, 'trimmed', position.offset - now.offset)
+        }
+      }
+      if (!reread) {
+        this.#filling = false
+        return
+      }
+    }
+  }
+
+  #fromHistory(epoch: string, message: { offset: number; data: MessageData }): void {
+    const last = this.last as Position
+    const position = { epoch, offset: message.offset }
+    if (stale(position, last)) return
+    this.last = position
+    this.#emit(undefined, { type: 'message', topic: this.#topic, data: message.data, position })
+  }
+
+  #gap(position: Position, reason: 'trimmed' | 'epoch', lost: number | undefined): void {
+    this.last = position
+    this.#host.gap(position, reason, lost)
+    this.#emit(undefined, { type: 'gap', topic: this.#topic, position, reason })
+  }
+
+  /** Frames a delivery once, and sends it to every subscriber but `sender`. */
+  #emit(sender: Subscriber | undefined, delivery: Delivery): void {
+    const data = this.#host.frame(delivery)
+    if (data !== undefined) this.#host.fanOut(sender, data)
+    const recovering = this.recovering
+    if (!recovering || recovering.size === 0) return
+    const buffered: Buffered = {
+      position: delivery.position as Position,
+      gap: delivery.type === 'gap',
+      data,
+    }
+    for (const [subscriber, buffer] of recovering) if (subscriber !== sender) buffer.push(buffered)
+  }
+
+  /** The subscriber left (unsubscribed, closed) while it was recovering. */
+  leave(subscriber: Subscriber): boolean {
+    return this.recovering?.delete(subscriber) ?? false
+  }
+
+  /**
+   * Recovers a subscriber from `since`: the live deliveries are buffered while the missed
+   * messages are read and sent, then the buffered ones that are newer, then it goes live.
+   */
+  async recover(subscriber: Subscriber, since: Position): Promise<Subscription> {
+    const buffer: Buffered[] = []
+    this.recovering ??= new Map()
+    this.recovering.set(subscriber, buffer)
+    const here = () => this.recovering?.get(subscriber) === buffer
+    let cursor: Position = since
+    let recovered = true
+    // The buffered deliveries before this index are the hub's up to the position the history
+    // is read to: the read sends them.
+    let skip = 0
+    const gapTo = (position: Position, reason: 'trimmed' | 'epoch') => {
+      recovered = false
+      cursor = position
+      const data = this.#host.frame({ type: 'gap', topic: this.#topic, position, reason })
+      if (data !== undefined) subscriber[DELIVER](data)
+    }
+    try {
+      await this.ready
+      if (!here()) return { position: cursor, recovered: false }
+      const upTo = this.last
+      skip = buffer.length
+      // Without a position (the history could not be read), it goes on from the live messages.
+      if (!upTo) recovered = false
+      while (upTo && (cursor.epoch !== upTo.epoch || cursor.offset < upTo.offset)) {
+        const wanted =
+          cursor.epoch === upTo.epoch ? Math.min(READ_PAGE, upTo.offset - cursor.offset) : READ_PAGE
+        const read = await this.#host.read(cursor, wanted)
+        if (!here()) return { position: cursor, recovered: false }
+        if (read.epoch !== upTo.epoch) {
+          // The history moved on to an epoch this hub has not delivered yet: the hub's own gap
+          // notice follows, and this subscriber starts where the hub is.
+          gapTo(upTo, 'epoch')
+          break
+        }
+        const follows = cursor.epoch === read.epoch && cursor.offset <= read.offset
+        if (!read.complete || !follows) {
+          const first = read.messages[0]
+          const from = first ? first.offset - 1 : read.offset
+          gapTo(
+            { epoch: upTo.epoch, offset: Math.min(from, upTo.offset) },
+            follows ? 'trimmed' : 'epoch',
+          )
+        }
+        const before = cursor
+        for (const message of read.messages) {
+          if (message.offset <= cursor.offset || message.offset > upTo.offset) continue
+          cursor = { epoch: read.epoch, offset: message.offset }
+          const data = this.#host.frame({
+            type: 'message',
+            topic: this.#topic,
+            data: message.data,
+            position: cursor,
+          })
+          if (data !== undefined) subscriber[DELIVER](data)
+        }
+        if (cursor === before && cursor.offset < upTo.offset) {
+          // The history holds less than it said: what is missing is a gap.
+          gapTo(upTo, 'trimmed')
+        }
+      }
+    } catch (err) {
+      this.#host.fault(err)
+      recovered = false
+    }
+    if (!here()) return { position: cursor, recovered: false }
+    this.recovering?.delete(subscriber)
+    for (let index = skip; index < buffer.length; index++) {
+      const item = buffer[index] as Buffered
+      if (stale(item.position, cursor)) continue
+      if (item.gap) recovered = false
+      cursor = item.position
+      if (item.data !== undefined) subscriber[DELIVER](item.data)
+    }
+    this.#host.joinLive(subscriber)
+    return { position: cursor, recovered }
+  }
+}
