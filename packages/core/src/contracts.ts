@@ -37,6 +37,7 @@ export interface Controller<E extends Env = any> {
    * @param conn - the upgraded connection
    * @param c - the Hono context of the upgrade request
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return any promise (`return conn.subscribe(topic)`)
   serve(conn: Conn, c: Context<E>): void | Promise<unknown>
 }
 
@@ -164,18 +165,21 @@ export interface EventController<Data = any, E extends Env = any> {
    * @param conn - the connection
    * @param c - the Hono context of the upgrade request
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return any promise (`return conn.subscribe(topic)`)
   open?(conn: Conn<Data>, c: Context<E>): void | Promise<unknown>
   /**
    * A message arrived. The next one waits until this one's promise settles.
    * @param conn - the connection
    * @param message - the message: text as a string, binary as the exact bytes
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return any promise (`return conn.subscribe(topic)`)
   message(conn: Conn<Data>, message: Message): void | Promise<unknown>
   /**
    * The connection has closed, by either side; called once, after the other handlers.
    * @param conn - the connection, now closed: sends reject, `conn.data` is still readable
    * @param error - how it ended: the peer's code, a fault's, or 1006 for a vanished peer
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return any promise (`return conn.subscribe(topic)`)
   close?(conn: Conn<Data>, error: CloseError): void | Promise<unknown>
 }
 

@@ -200,8 +200,8 @@ interface Kept {
   /** The messages, oldest at `head` once the ring is full. */
   readonly ring: MessageData[]
   head: number
-  readonly size: number
-  readonly ttl: number
+  size: number
+  ttl: number
   /** When it is gone: `ttl` after the last publish (or after it was made). */
   expires: number
 }
@@ -231,8 +231,14 @@ export class MemoryHistory implements HistoryStore {
     const now = Date.now()
     this.#sweep(now)
     let kept = this.#live(topic, now)
-    if (kept) this.#topics.delete(topic)
-    else kept = this.#make(options, now)
+    if (kept) {
+      this.#topics.delete(topic)
+      // Read before its first message: it keeps its epoch, and takes the options now.
+      if (kept.offset === 0) {
+        kept.size = options.size
+        kept.ttl = options.ttl
+      }
+    } else kept = this.#make(options, now)
     this.#topics.set(topic, kept)
     kept.offset++
     kept.expires = now + kept.ttl

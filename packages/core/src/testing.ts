@@ -31,7 +31,10 @@ import {
   type SocketEvents,
 } from './port.js'
 import { assertAttachmentFits } from './serialized.js'
+import type { TopicTree } from './topics.js'
 import { Upgrader, upgrade } from './upgrade.js'
+
+export { type MemoryBus, memoryBackplane } from './memory-backplane.js'
 
 /**
  * The kit's hub: the topics and registry of every {@link connect} and {@link request} that names
@@ -87,6 +90,60 @@ export interface ConnectOptions {
    * @defaultValue the kit's {@link hub}
    */
   hub?: Hub
+  /**
+   * A runtime topic tree the connection's socket belongs to, as a Bun server's: the core fans
+   * topics out through it (one `tree.publish` per message) instead of sending to each
+   * subscriber. Give the peers of one server the same {@link TestTree}.
+   */
+  tree?: TestTree
+}
+
+/**
+ * A runtime's own topic tree, in memory, as a Bun server's: a socket subscribes in it,
+ * `tree.publish` reaches every subscribed socket, and a socket's own publish reaches every one
+ * but the sender, only when the sender is subscribed. Pass it to {@link connect} (`{ tree }`).
+ */
+export class TestTree implements TopicTree {
+  /** The sockets subscribed to each topic. */
+  readonly subscribed = new Map<string, Set<RuntimeSocket>>()
+  /** How many times the core published through the tree (rather than to each socket). */
+  publishes = 0
+  /** @internal The sockets' own send, by socket. */
+  readonly sends = new Map<RuntimeSocket, (data: MessageData) => void>()
+
+  publish(topic: string, data: MessageData): void {
+    this.publishes++
+    for (const socket of this.subscribed.get(topic) ?? []) this.sends.get(socket)?.(data)
+  }
+
+  /** @internal Gives a socket the tree's calls. */
+  attach(socket: RuntimeSocket & { tree?: TopicTree }): void {
+    const send = socket.send.bind(socket)
+    this.sends.set(socket, (data) => void send(data))
+    Object.assign(socket, {
+      tree: this,
+      subscribe: (topic: string) => {
+        const set = this.subscribed.get(topic) ?? new Set()
+        this.subscribed.set(topic, set)
+        set.add(socket)
+      },
+      unsubscribe: (topic: string) => {
+        this.subscribed.get(topic)?.delete(socket)
+      },
+      publish: (topic: string, data: MessageData) => {
+        const set = this.subscribed.get(topic)
+        if (!set?.has(socket)) return
+        this.publishes++
+        for (const other of set) if (other !== socket) this.sends.get(other)?.(data)
+      },
+    })
+  }
+
+  /** @internal The socket ended: it leaves every topic, as a runtime's does. */
+  detach(socket: RuntimeSocket): void {
+    this.sends.delete(socket)
+    for (const set of this.subscribed.values()) set.delete(socket)
+  }
 }
 
 /** Thrown by {@link connect} when the server refuses the upgrade. */
@@ -155,6 +212,8 @@ export class TestPeer {
 
   #persisted: ConnSnapshot | undefined
   readonly #hibernating: boolean
+  // Cut: nothing goes through any more.
+  #severed = false
 
   /** @internal Made by {@link connect}. */
   constructor(response: Response, protocol: string, hibernating = false) {
@@ -176,6 +235,7 @@ export class TestPeer {
    */
   send(data: MessageData): void {
     if (this.#sentClose || this.#ended) throw new Error('The peer has closed: it cannot send')
+    if (this.#severed) return
     this.#enqueue(data)
   }
 
@@ -236,6 +296,22 @@ export class TestPeer {
   }
 
   /**
+   * The connection is cut, as a network that fails: from now on nothing reaches either side.
+   * What the server sends is lost, as is what it had sent that the peer had not read in yet
+   * ({@link TestPeer.stopReading}) and what the peer sent that the server had not read. The
+   * peer keeps the messages it had received; then its reads reject with 1006. The server sees
+   * the connection end with 1006, without a close frame, once the current call stack is done.
+   */
+  cut(): void {
+    if (this.#ended || this.#severed) return
+    this.#severed = true
+    this.#inFlight = []
+    this.#inFlightBytes = 0
+    this.#outbox = []
+    this.#deliver(() => this.#end({ code: CloseCode.AbnormalClosure, reason: '' }, false))
+  }
+
+  /**
    * The runtime reports a protocol fault of this peer (1002 for a protocol error, 1007 for
    * invalid UTF-8), answers it with a close frame of that code, and the connection ends.
    */
@@ -278,7 +354,7 @@ export class TestPeer {
     const socket: RuntimeSocket & { persist?: (snapshot: ConnSnapshot) => void } = {
       emitsDrain: true,
       send: (data) => {
-        if (this.#ended || this.#receivedClose) return
+        if (this.#ended || this.#receivedClose || this.#severed) return
         // Copy, like a network would: the sender may reuse its buffer.
         const copy = typeof data === 'string' ? data : data.slice()
         if (this.#reading) this.#take(copy)
@@ -393,6 +469,7 @@ export class TestPeer {
   /** Ends the connection on both sides: the server hears `serverSees`, the peer keeps its view. */
   #end(serverSees: CloseFrame, clean: boolean): void {
     if (this.#ended) return
+    this.tree?.detach(this.socket)
     const received = this.#receivedClose
     this.#ended = {
       code: received?.code ?? CloseCode.AbnormalClosure,
@@ -422,6 +499,8 @@ export class TestPeer {
 
   /** @internal Runs before each event reaches the server (the eviction of {@link hibernatable}). */
   beforeEvent: (() => void) | undefined
+  /** @internal The runtime tree its socket belongs to. */
+  tree: TestTree | undefined
 }
 
 function isFrame(item: MessageData | CloseFrame): item is CloseFrame {
@@ -494,6 +573,10 @@ function memoryAdapter(
         return undefined
       }
       const peer = new TestPeer(switched(response), accepted.protocol ?? '', hibernating)
+      if (options.tree) {
+        peer.tree = options.tree
+        options.tree.attach(peer.socket)
+      }
       peer.answerClose = options.answerClose ?? true
       peer.endsInClose = options.endsInClose ?? false
       peer.attach(accepted.open(peer.socket))

@@ -633,12 +633,12 @@ export class Topics extends EventTarget {
 
   /** The hub's own store: the one its owner gave, else memory. */
   #store(): HistoryStore {
-    return (
-      this[HISTORY_STORE] ??
-      (this.#memory ??= new MemoryHistory((topic) =>
-        this.#history ? this.#historyOf(topic) : undefined,
-      ))
+    const own = this[HISTORY_STORE]
+    if (own) return own
+    this.#memory ??= new MemoryHistory((topic) =>
+      this.#history ? this.#historyOf(topic) : undefined,
     )
+    return this.#memory
   }
 
   #read(

@@ -1,0 +1,327 @@
+/**
+ * Positions, history and recovery across hubs (issue 20), on the test kit's memory backplane:
+ * its faults (messages dropped, a subscription cut, histories lost) must never make a
+ * subscriber miss a message silently, or get one twice, or out of order.
+ */
+import { Hono } from 'hono'
+import { describe, expect, it, vi } from 'vitest'
+import { type Backplane, createHub } from '../src/adapter.js'
+import {
+  type Delivery,
+  type GapEvent,
+  type Hub,
+  type Position,
+  type TopicsHistoryOptions,
+  upgrade,
+} from '../src/index.js'
+import { connect, memoryBackplane, type TestPeer, TestTree } from '../src/testing.js'
+
+const quiet = { error: vi.fn() }
+
+interface Framed {
+  t: 'm' | 'g' | 'sub'
+  e?: string
+  o?: number
+  d?: string
+  r?: string
+  position?: Position
+  recovered?: boolean
+}
+
+const frame = (d: Delivery) =>
+  JSON.stringify(
+    d.type === 'message'
+      ? { t: 'm', e: d.position?.epoch, o: d.position?.offset, d: d.data }
+      : { t: 'g', e: d.position.epoch, o: d.position.offset, r: d.reason },
+  )
+
+/** An instance: a hub on the bus, with an app that subscribes (from `since`) and publishes. */
+async function instance(
+  backplane: Backplane,
+  history: TopicsHistoryOptions['history'] = () => ({ size: 1000, ttl: 60_000 }),
+) {
+  const onError = vi.fn()
+  const hub: Hub = createHub({ onError })
+  hub.topics.useHistory({ history, frame })
+  await hub.topics.useBackplane(backplane)
+  const gaps: GapEvent[] = []
+  hub.topics.addEventListener('gap', (event) => gaps.push(event as GapEvent))
+  const app = new Hono()
+  app.get(
+    '/t/:topic',
+    upgrade(
+      {
+        async serve(conn, c) {
+          const topic = c.req.param('topic') as string
+          const epoch = c.req.query('epoch')
+          const since = epoch ? { epoch, offset: Number(c.req.query('offset')) } : undefined
+          const subscription = await conn.subscribe(topic, { since })
+          await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
+          for await (const msg of conn) conn.publish(topic, msg.data)
+        },
+      },
+      { logger: quiet },
+    ),
+  )
+  const join = async (topic: string, since?: Position, tree?: TestTree) => {
+    const query = since ? `?epoch=${since.epoch}&offset=${since.offset}` : ''
+    const peer = await connect(app, `/t/${topic}${query}`, { hub, tree })
+    const { before, sub } = await untilSubscribed(peer)
+    return { peer, before, sub }
+  }
+  return { hub, topics: hub.topics, join, gaps, onError, backplane }
+}
+
+async function next(peer: TestPeer): Promise<Framed> {
+  return JSON.parse((await peer.read()).data as string) as Framed
+}
+
+async function untilSubscribed(peer: TestPeer): Promise<{ before: Framed[]; sub: Framed }> {
+  const before: Framed[] = []
+  for (;;) {
+    const item = await next(peer)
+    if (item.t === 'sub') return { before, sub: item }
+    before.push(item)
+  }
+}
+
+async function readFramed(peer: TestPeer, count: number): Promise<Framed[]> {
+  const out: Framed[] = []
+  for (let i = 0; i < count; i++) out.push(await next(peer))
+  return out
+}
+
+const offsets = (items: Framed[]) => items.map((item) => (item.t === 'g' ? `gap${item.o}` : item.o))
+const range = (from: number, to: number) =>
+  Array.from({ length: to - from + 1 }, (_, i) => from + i)
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0))
+}
+
+describe('positions across hubs', () => {
+  it('numbers a topic’s messages once across hubs, and every subscriber gets each once, in order, but its own', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const alice = await a.join('t')
+    const bob = await b.join('t')
+    const carol = await b.join('t')
+    expect(alice.sub).toMatchObject({ position: { offset: 0 }, recovered: true })
+    const epoch = alice.sub.position?.epoch
+    expect(bob.sub.position).toEqual(alice.sub.position)
+    for (let i = 1; i <= 10; i++) {
+      alice.peer.send(`a${i}`)
+      a.topics.publish('t', `r${i}`)
+      b.topics.publish('t', `s${i}`)
+    }
+    const got = await readFramed(carol.peer, 30)
+    expect(offsets(got)).toEqual(range(1, 30))
+    expect(new Set(got.map((m) => m.e))).toEqual(new Set([epoch]))
+    // Each publisher's messages in its order.
+    for (const prefix of ['a', 'r', 's']) {
+      expect(got.filter((m) => m.d?.startsWith(prefix)).map((m) => m.d)).toEqual(
+        range(1, 10).map((i) => `${prefix}${i}`),
+      )
+    }
+    expect(await readFramed(bob.peer, 30)).toEqual(got)
+    // Alice's own messages did not come back to her.
+    const toAlice = await readFramed(alice.peer, 20)
+    expect(toAlice).toEqual(got.filter((m) => !m.d?.startsWith('a')))
+    expect(await a.topics.position('t')).toEqual({ epoch, offset: 30 })
+    expect(a.gaps).toEqual([])
+    expect(b.gaps).toEqual([])
+  })
+
+  it('refuses history with a backplane that keeps none, whichever comes second', async () => {
+    const plain: Backplane = {
+      start() {},
+      async subscribe() {},
+      async unsubscribe() {},
+      publish() {},
+      async close() {},
+    }
+    const first = createHub().topics
+    first.useHistory({ history: () => undefined })
+    await expect(first.useBackplane(plain)).rejects.toThrow(/This backplane keeps no history/)
+    const second = createHub().topics
+    await second.useBackplane(plain)
+    expect(() => second.useHistory({ history: () => undefined })).toThrow(
+      /This backplane keeps no history: topics.useHistory\(\) needs a backplane that does/,
+    )
+  })
+})
+
+describe('no loss through the backplane’s faults', () => {
+  it('fills messages dropped on the way from the history, in order, before newer ones, with no gap', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const watcher = await b.join('t')
+    a.topics.publish('t', 'm1')
+    bus.drop(3)
+    for (let i = 2; i <= 8; i++) a.topics.publish('t', `m${i}`)
+    const got = await readFramed(watcher.peer, 8)
+    expect(offsets(got)).toEqual(range(1, 8))
+    expect(got.map((m) => m.d)).toEqual(range(1, 8).map((i) => `m${i}`))
+    expect(bus.counts).toEqual({ published: 8, dropped: 3 })
+    expect(b.gaps).toEqual([])
+  })
+
+  it('tells every subscriber of what the history no longer holds: a gap event with the count, and the framed notice', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane(), () => ({ size: 2, ttl: 60_000 }))
+    const b = await instance(bus.backplane(), () => ({ size: 2, ttl: 60_000 }))
+    const watcher = await b.join('t')
+    const other = await b.join('t')
+    a.topics.publish('t', 'm1')
+    bus.drop(5)
+    for (let i = 2; i <= 7; i++) a.topics.publish('t', `m${i}`)
+    const got = await readFramed(watcher.peer, 4)
+    const epoch = got[0]?.e
+    expect(got).toEqual([
+      { t: 'm', e: epoch, o: 1, d: 'm1' },
+      { t: 'g', e: epoch, o: 5, r: 'trimmed' },
+      { t: 'm', e: epoch, o: 6, d: 'm6' },
+      { t: 'm', e: epoch, o: 7, d: 'm7' },
+    ])
+    expect(await readFramed(other.peer, 4)).toEqual(got)
+    expect(b.gaps).toHaveLength(1)
+    expect(b.gaps[0]).toMatchObject({
+      type: 'gap',
+      topic: 't',
+      position: { epoch, offset: 5 },
+      reason: 'trimmed',
+      lost: 4,
+    })
+  })
+
+  it('after a cut subscription comes back, delivers what was published meanwhile before anything newer', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const watcher = await b.join('t')
+    const restored = vi.fn()
+    b.topics.addEventListener('restore', restored)
+    a.topics.publish('t', 'm1')
+    await settle()
+    bus.cut(b.backplane)
+    expect(b.onError).toHaveBeenCalledTimes(1)
+    for (let i = 2; i <= 6; i++) a.topics.publish('t', `m${i}`)
+    await settle()
+    bus.restore(b.backplane)
+    a.topics.publish('t', 'm7')
+    const got = await readFramed(watcher.peer, 7)
+    expect(got.map((m) => m.d)).toEqual(range(1, 7).map((i) => `m${i}`))
+    expect(offsets(got)).toEqual(range(1, 7))
+    await vi.waitFor(() => expect(restored).toHaveBeenCalledTimes(1))
+    expect(b.gaps).toEqual([])
+  })
+
+  it('reads after the last position when the backplane comes back, even with nothing newer published', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const watcher = await b.join('t')
+    bus.cut(b.backplane)
+    a.topics.publish('t', 'm1')
+    a.topics.publish('t', 'm2')
+    await settle()
+    bus.restore(b.backplane)
+    expect(offsets(await readFramed(watcher.peer, 2))).toEqual([1, 2])
+  })
+
+  it('tells of the epoch change when the history was lost, and goes on from the new epoch', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const watcher = await b.join('t')
+    a.topics.publish('t', 'm1')
+    const [first] = await readFramed(watcher.peer, 1)
+    bus.reset()
+    a.topics.publish('t', 'n1')
+    a.topics.publish('t', 'n2')
+    const got = await readFramed(watcher.peer, 3)
+    const epoch = got[1]?.e
+    expect(epoch).not.toBe(first?.e)
+    expect(got).toEqual([
+      { t: 'g', e: epoch, o: 0, r: 'epoch' },
+      { t: 'm', e: epoch, o: 1, d: 'n1' },
+      { t: 'm', e: epoch, o: 2, d: 'n2' },
+    ])
+    expect(b.gaps).toHaveLength(1)
+    expect(b.gaps[0]).toMatchObject({
+      reason: 'epoch',
+      lost: undefined,
+      position: { epoch, offset: 0 },
+    })
+  })
+})
+
+describe('recovery on subscribe, across hubs', () => {
+  it('sends every missed message once, in order, while another hub keeps publishing', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const watcher = await b.join('t')
+    for (let i = 1; i <= 20; i++) a.topics.publish('t', `m${i}`)
+    const seen = await readFramed(watcher.peer, 20)
+    const since = { epoch: seen[0]?.e as string, offset: 5 }
+    // A publisher on the other hub that does not stop while the subscriber recovers.
+    let publishing = true
+    let sent = 20
+    const publisher = (async () => {
+      while (publishing) {
+        a.topics.publish('t', `m${++sent}`)
+        await Promise.resolve()
+        if (sent % 3 === 0) await new Promise((resolve) => setTimeout(resolve, 0))
+      }
+    })()
+    const late = await b.join('t', since)
+    publishing = false
+    await publisher
+    expect(late.sub).toMatchObject({ recovered: true })
+    const position = late.sub.position as Position
+    const rest = await readFramed(late.peer, sent - position.offset)
+    const all = [...late.before, ...rest]
+    expect(offsets(all)).toEqual(range(6, sent))
+    expect(all.map((m) => m.d)).toEqual(range(6, sent).map((i) => `m${i}`))
+  })
+
+  it('recovers a runtime-tree subscriber outside the tree, then joins it, with no message twice', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const tree = new TestTree()
+    const watcher = await b.join('t', undefined, tree)
+    for (let i = 1; i <= 5; i++) a.topics.publish('t', `m${i}`)
+    const seen = await readFramed(watcher.peer, 5)
+    const joining = b.join('t', { epoch: seen[0]?.e as string, offset: 2 }, tree)
+    for (let i = 6; i <= 9; i++) a.topics.publish('t', `m${i}`)
+    const late = await joining
+    expect(late.sub).toMatchObject({ recovered: true })
+    expect(tree.subscribed.get('t')?.size).toBe(2)
+    a.topics.publish('t', 'm10')
+    const position = late.sub.position as Position
+    const all = [...late.before, ...(await readFramed(late.peer, 10 - position.offset))]
+    expect(offsets(all)).toEqual(range(3, 10))
+    expect(offsets(await readFramed(watcher.peer, 5))).toEqual(range(6, 10))
+  })
+
+  it('tells a subscriber whose since is of a lost epoch: the gap notice, then what the history holds', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    a.topics.publish('t', 'old')
+    const old = (await a.topics.position('t')) as Position
+    bus.reset()
+    a.topics.publish('t', 'new')
+    const late = await b.join('t', old)
+    const epoch = late.before[0]?.e
+    expect(epoch).not.toBe(old.epoch)
+    expect(late.before).toEqual([
+      { t: 'g', e: epoch, o: 0, r: 'epoch' },
+      { t: 'm', e: epoch, o: 1, d: 'new' },
+    ])
+    expect(late.sub).toEqual({ t: 'sub', position: { epoch, offset: 1 }, recovered: false })
+  })
+})
