@@ -7,7 +7,7 @@
  * @module
  */
 import type { Conn } from './conn.js'
-import { DATA, HOME, LIMITS, quiet, resolved, SOCKET, STATE, TOPICS } from './conn-fields.js'
+import { DATA, HOME, LIMITS, quiet, SOCKET, STATE, TOPICS } from './conn-fields.js'
 import type { MessageData } from './contracts.js'
 import type { SubscribeOptions, Subscription } from './history.js'
 import { HELD, HISTORY_OF, JOIN, LEAVE, PUBLISH_FROM, TREE } from './internal.js'

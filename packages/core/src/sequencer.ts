@@ -68,6 +68,8 @@ export class Sequencer {
   // The backplane came back during a fill: read once more before releasing.
   #again = false
   #reads = 0
+  // Recovering subscribers that are ahead of this hub, until it catches up with them.
+  #waiting: Map<Subscriber, { position: Position; resolve: () => void }> | undefined
   readonly #topic: string
   readonly #host: SequencerHost
 
@@ -88,8 +90,14 @@ export class Sequencer {
     this.#reads++
     try {
       const read = await this.#host.read(undefined, 0)
-      // A local publish during the read already set a newer one.
-      this.last ??= { epoch: read.epoch, offset: read.offset }
+      // A local publish during the read already set a newer one. Messages that arrived since
+      // the subscription was confirmed are delivered, though the read may count them already.
+      const first = this.#pending[0]?.position
+      const offset =
+        first && first.epoch === read.epoch && first.offset <= read.offset
+          ? first.offset - 1
+          : read.offset
+      this.last ??= { epoch: read.epoch, offset }
     } catch (err) {
       this.#host.fault(err)
     }
@@ -266,6 +274,7 @@ export class Sequencer {
     if (data !== undefined) this.#host.fanOut(sender, data)
     const recovering = this.recovering
     if (!recovering || recovering.size === 0) return
+    if (this.#waiting) this.#wake()
     const buffered: Buffered = {
       position: delivery.position as Position,
       gap: delivery.type === 'gap',
@@ -276,7 +285,30 @@ export class Sequencer {
 
   /** The subscriber left (unsubscribed, closed) while it was recovering. */
   leave(subscriber: Subscriber): boolean {
+    this.#waiting?.get(subscriber)?.resolve()
     return this.recovering?.delete(subscriber) ?? false
+  }
+
+  /** Resolves once this hub has delivered up to `position` (or moved to another epoch). */
+  #reach(subscriber: Subscriber, position: Position): Promise<void> {
+    return new Promise((resolve) => {
+      this.#waiting ??= new Map()
+      this.#waiting.set(subscriber, { position, resolve })
+      this.#wake()
+    })
+  }
+
+  #wake(): void {
+    const last = this.last
+    const waiting = this.#waiting
+    if (!last || !waiting) return
+    for (const [subscriber, { position, resolve }] of waiting) {
+      if (position.epoch !== last.epoch || position.offset <= last.offset) {
+        waiting.delete(subscriber)
+        resolve()
+      }
+    }
+    if (waiting.size === 0) this.#waiting = undefined
   }
 
   /**
@@ -306,6 +338,16 @@ export class Sequencer {
       skip = buffer.length
       // Without a position (the history could not be read), it goes on from the live messages.
       if (!upTo) recovered = false
+      else if (cursor.epoch === upTo.epoch && cursor.offset > upTo.offset) {
+        // Ahead of this hub (it was given them by another one that is further on): once the
+        // history confirms its position, it waits for this hub to catch up, so that nothing
+        // comes twice.
+        const latest = await this.#host.read(undefined, 0)
+        if (!here()) return { position: cursor, recovered: false }
+        if (latest.epoch !== cursor.epoch || latest.offset < cursor.offset) gapTo(upTo, 'epoch')
+        else await this.#reach(subscriber, cursor)
+        if (!here()) return { position: cursor, recovered: false }
+      }
       while (upTo && (cursor.epoch !== upTo.epoch || cursor.offset < upTo.offset)) {
         const wanted =
           cursor.epoch === upTo.epoch ? Math.min(READ_PAGE, upTo.offset - cursor.offset) : READ_PAGE

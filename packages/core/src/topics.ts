@@ -3,7 +3,9 @@
  * {@link Backplane}, across processes and machines.
  * @module
  */
-import { describeError, utf8Length } from './close.js'
+
+import type { Backplane, BackplaneSink } from './backplane.js'
+import { describeError } from './close.js'
 import type { Logger, MessageData } from './contracts.js'
 import {
   checkHistoryOptions,
@@ -31,107 +33,12 @@ import {
   TREE,
 } from './internal.js'
 import { Sequencer, type SequencerHost } from './sequencer.js'
+import type { Subscriber, TopicTree } from './subscriber.js'
+import { topicNameError } from './topic-name.js'
 
-/**
- * A fan-out engine shared by several instances of an app (Redis pub/sub, for one). The core
- * calls it; apps only pass one to {@link Topics.useBackplane}. `@handshake/redis` implements it.
- *
- * The contract:
- * - {@link Backplane.subscribe} is called when a topic gets its first local subscriber and
- *   resolves once the engine has confirmed the subscription, so that nothing published after it
- *   resolves is missed. {@link Backplane.unsubscribe} is called when the last one leaves. Calls
- *   for one topic may come in quick succession: the backplane keeps the engine in line with the
- *   latest.
- * - {@link Backplane.publish} sends to the other instances, at most once and in call order. It
- *   never throws for an engine fault: it reports it with {@link BackplaneSink.down}.
- * - Each instance ignores its own messages: the core has delivered them locally already.
- * - After an outage the backplane restores every topic of {@link BackplaneSink.topics} itself,
- *   without trusting its client to do it, then calls {@link BackplaneSink.up}.
- */
-export interface Backplane {
-  /** Starts the backplane; called once, by {@link Topics.useBackplane}. */
-  start(sink: BackplaneSink): void | Promise<void>
-  /** Subscribes this instance to a topic; resolves once the engine confirmed it. */
-  subscribe(topic: string): Promise<void>
-  /** Unsubscribes this instance from a topic. */
-  unsubscribe(topic: string): Promise<void>
-  /**
-   * Sends a message to the subscribers of `topic` on every other instance. `origin` is the
-   * publishing connection (undefined for a publish from outside one): an opaque key, compared
-   * by identity, so that a bound can be fair per connection. Hold it no longer than needed.
-   */
-  publish(topic: string, data: MessageData, origin?: object): void
-  /** Stops the backplane: it unsubscribes and lets go of the engine's connections it made. */
-  close(): Promise<void>
-  /** Present when the backplane keeps the history of the topics that have some. */
-  readonly history?: BackplaneHistory
-}
-
-/**
- * The history a {@link Backplane} keeps, shared by every instance: it gives each message of a
- * topic that keeps history its position.
- */
-export interface BackplaneHistory {
-  /**
-   * Appends a message to the topic's history and publishes it to every instance, this one
-   * included, in one atomic step, so that positions and delivery agree everywhere. This
-   * instance's copy comes back through {@link BackplaneSink.message} with `origin`, so that the
-   * core can skip the sender. It never throws for an engine fault: it reports it with
-   * {@link BackplaneSink.down}. Bounded like {@link Backplane.publish}.
-   */
-  publish(topic: string, data: MessageData, options: HistoryOptions, origin?: object): void
-  /**
-   * Reads the topic's history after `since`, at most `limit` messages (with `since` undefined,
-   * only the latest position). Rejects on an engine fault.
-   */
-  read(topic: string, since: Position | undefined, limit: number): Promise<HistoryRead>
-}
-
-/** How a {@link Backplane} talks back to the core. */
-export interface BackplaneSink {
-  /**
-   * A message published on another instance (or, for a topic with history, on any instance):
-   * delivered to every local subscriber. `position` is set for a topic with history; `origin`
-   * for this instance's own message coming back, the object given to
-   * {@link BackplaneHistory.publish}.
-   */
-  message(topic: string, data: MessageData, position?: Position, origin?: object): void
-  /**
-   * The engine failed. Local delivery goes on; the error is reported once per outage (to
-   * `onError`, else the logger), however many times this is called before {@link BackplaneSink.up}.
-   */
-  down(error: unknown): void
-  /** The engine is back and every topic of {@link BackplaneSink.topics} is subscribed again. */
-  up(): void
-  /** The topics with at least one local subscriber: the ones to restore after an outage. */
-  topics(): string[]
-}
-
-/**
- * One subscriber, as {@link Topics} sees it: a connection. Internal to the core.
- * @internal
- */
-export interface Subscriber {
-  /** Delivers a published message; never waits and never throws. */
-  [DELIVER](data: MessageData): void
-  /** The runtime's own topic tree this subscriber belongs to (Bun), if any. */
-  readonly [TREE]: TopicTree | undefined
-  /** Publishes through the runtime's tree to every subscriber but this one (Bun). */
-  [PUBLISH_NATIVE](topic: string, data: MessageData): void
-  /**
-   * The runtime's tree sent to this subscriber without the core: applies the slow-subscriber
-   * bound to what the runtime now holds unsent for it.
-   */
-  [CHECK_BACKLOG](): void
-  /** Joins the runtime's tree for `topic` (Bun): the core lets it go live there. */
-  [ENTER_TREE](topic: string): void
-}
-
-/** A runtime's own topic fan-out (Bun's `server.publish`), as an adapter exposes it. */
-export interface TopicTree {
-  /** Sends `data` to every socket of this tree subscribed to `topic`. */
-  publish(topic: string, data: MessageData): void
-}
+export type { Backplane, BackplaneHistory, BackplaneSink } from './backplane.js'
+export type { Subscriber, TopicTree } from './subscriber.js'
+export { topicNameError } from './topic-name.js'
 
 /** Options of {@link Topics}. */
 export interface TopicsOptions {
@@ -165,48 +72,6 @@ const NOT_RECOVERED: Subscription = Object.freeze({ position: undefined, recover
 const rawFrame = (delivery: Delivery) => (delivery.type === 'message' ? delivery.data : undefined)
 const NO_HISTORY =
   'This backplane keeps no history: topics.useHistory() needs a backplane that does (redisBackplane() of @handshake/redis keeps it in Redis Streams), or no backplane (the history is then kept in memory)'
-
-type IsWellFormed = (this: string) => boolean
-// String.prototype.isWellFormed (ES2024) where the runtime has it; a regular expression elsewhere:
-// with the `u` flag, a surrogate code point can only be a lone one.
-const nativeIsWellFormed = (String.prototype as { isWellFormed?: IsWellFormed }).isWellFormed
-const LONE_SURROGATE = /\p{Surrogate}/u
-const isWellFormed: (text: string) => boolean = nativeIsWellFormed
-  ? (text) => nativeIsWellFormed.call(text)
-  : (text) => !LONE_SURROGATE.test(text)
-
-/**
- * Why a topic name is refused, or undefined when it is a good one: a non-empty string of
- * well-formed Unicode, at most `maxBytes` UTF-8 bytes.
- *
- * A name with a lone surrogate (`'x\uD800'`, which a `.slice()` through an emoji leaves) has no
- * UTF-8 form: encoded for a backplane, two such names would become one channel, and each topic's
- * subscribers would get the other's messages. So such a name is refused everywhere.
- * @internal
- */
-export function topicNameError(
-  topic: unknown,
-  maxBytes = Number.POSITIVE_INFINITY,
-): Error | undefined {
-  if (typeof topic !== 'string' || topic === '') {
-    return new TypeError('A topic is a non-empty string')
-  }
-  if (!isWellFormed(topic)) {
-    return new TypeError(
-      'A topic name must be well-formed Unicode: this one has a lone surrogate (a .slice() through an emoji leaves one), which two different names would share once encoded',
-    )
-  }
-  // A UTF-16 code unit is at most 3 UTF-8 bytes: most names need no count.
-  if (topic.length * 3 > maxBytes) {
-    const bytes = utf8Length(topic)
-    if (bytes > maxBytes) {
-      return new RangeError(
-        `A topic name is at most ${maxBytes} UTF-8 bytes (maxTopicLength); this one is ${bytes}: use a shorter name, or raise maxTopicLength in the upgrade options`,
-      )
-    }
-  }
-  return undefined
-}
 
 /**
  * The topics of one hub (a server, a Worker, a Durable Object): who subscribes to what, and the

@@ -257,7 +257,88 @@ describe('no loss through the backplane’s faults', () => {
   })
 })
 
+/** Wraps a backplane so that its history reads are answered only when let through. */
+function holdingReads(inner: Backplane) {
+  const history = inner.history as NonNullable<Backplane['history']>
+  const control = {
+    hold: false,
+    fail: false,
+    failPublish: false,
+    /** Read when let through rather than when asked. */
+    late: false,
+    held: [] as (() => void)[],
+    release() {
+      const held = control.held
+      control.held = []
+      for (const resolve of held) resolve()
+    },
+  }
+  const backplane: Backplane = {
+    start: (sink) => inner.start(sink),
+    subscribe: (topic) => inner.subscribe(topic),
+    unsubscribe: (topic) => inner.unsubscribe(topic),
+    publish: (topic, data, origin) => inner.publish(topic, data, origin),
+    close: () => inner.close(),
+    history: {
+      publish: (topic, data, options, origin) => {
+        if (control.failPublish) throw new Error('publish failed')
+        history.publish(topic, data, options, origin)
+      },
+      async read(topic, since, limit) {
+        if (control.fail) throw new Error('read failed')
+        // Read now (or, late, when let through), answered later, as a store slow to answer.
+        const read = control.late ? undefined : history.read(topic, since, limit)
+        if (control.hold) await new Promise<void>((resolve) => control.held.push(resolve))
+        return read ?? history.read(topic, since, limit)
+      },
+    },
+  }
+  return { backplane, control, inner }
+}
+
+describe('a topic’s first subscriber on a hub', () => {
+  it('gets the messages that arrive while the topic’s latest position is being read', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const { backplane, control } = holdingReads(bus.backplane())
+    const b = await instance(backplane)
+    a.topics.publish('t', 'm0')
+    control.hold = true
+    control.late = true
+    const joining = b.join('t')
+    await vi.waitFor(() => expect(control.held).toHaveLength(1))
+    a.topics.publish('t', 'm1')
+    a.topics.publish('t', 'm2')
+    await settle()
+    control.release()
+    const first = await joining
+    expect(first.before.map((m) => m.d)).toEqual(['m1', 'm2'])
+    expect(first.sub).toMatchObject({ position: { offset: 3 }, recovered: true })
+  })
+})
+
 describe('recovery on subscribe, across hubs', () => {
+  it('holds what is published during the read, and sends it after the missed messages, each once', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const { backplane, control } = holdingReads(bus.backplane())
+    const b = await instance(backplane)
+    const watcher = await b.join('t')
+    for (let i = 1; i <= 10; i++) a.topics.publish('t', `m${i}`)
+    const seen = await readFramed(watcher.peer, 10)
+    control.hold = true
+    const joining = b.join('t', { epoch: seen[0]?.e as string, offset: 3 })
+    await vi.waitFor(() => expect(control.held).toHaveLength(1))
+    for (let i = 11; i <= 15; i++) a.topics.publish('t', `m${i}`)
+    await settle()
+    control.release()
+    const late = await joining
+    expect(late.sub).toMatchObject({ position: { offset: 15 }, recovered: true })
+    expect(offsets(late.before)).toEqual(range(4, 15))
+    a.topics.publish('t', 'm16')
+    expect(await next(late.peer)).toMatchObject({ o: 16 })
+  })
+
   it('sends every missed message once, in order, while another hub keeps publishing', async () => {
     const bus = memoryBackplane()
     const a = await instance(bus.backplane())
@@ -323,5 +404,124 @@ describe('recovery on subscribe, across hubs', () => {
       { t: 'm', e: epoch, o: 1, d: 'new' },
     ])
     expect(late.sub).toEqual({ t: 'sub', position: { epoch, offset: 1 }, recovered: false })
+  })
+
+  it('holds a subscriber that is ahead of its hub until the hub catches up, so that nothing comes twice', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const onA = await a.join('t')
+    const onB = await b.join('t')
+    for (let i = 1; i <= 10; i++) a.topics.publish('t', `m${i}`)
+    await readFramed(onB.peer, 10)
+    // Hub B falls behind: its subscription is cut while A goes on.
+    bus.cut(b.backplane)
+    for (let i = 11; i <= 15; i++) a.topics.publish('t', `m${i}`)
+    const seen = await readFramed(onA.peer, 15)
+    const since = { epoch: seen[0]?.e as string, offset: 15 }
+    // The client was on A up to 15, and comes back on B, which is at 10.
+    const joining = b.join('t', since)
+    await settle()
+    bus.restore(b.backplane)
+    const late = await joining
+    expect(late.before).toEqual([])
+    expect(late.sub).toEqual({ t: 'sub', position: since, recovered: true })
+    a.topics.publish('t', 'm16')
+    expect(await next(late.peer)).toMatchObject({ o: 16, d: 'm16' })
+    expect(offsets(await readFramed(onB.peer, 6))).toEqual(range(11, 16))
+  })
+
+  it('tells a subscriber whose since is ahead of the history itself of an epoch gap', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    a.topics.publish('t', 'm1')
+    const { epoch } = (await a.topics.position('t')) as Position
+    const late = await a.join('t', { epoch, offset: 99 })
+    expect(late.before).toEqual([{ t: 'g', e: epoch, o: 1, r: 'epoch' }])
+    expect(late.sub).toEqual({ t: 'sub', position: { epoch, offset: 1 }, recovered: false })
+  })
+})
+
+describe('when the history cannot be read or written', () => {
+  it('a first subscriber starts without a position, and the next message tries again', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const { backplane, control } = holdingReads(bus.backplane())
+    const b = await instance(backplane)
+    a.topics.publish('t', 'm1')
+    control.fail = true
+    const watcher = await b.join('t')
+    expect(watcher.sub).toEqual({ t: 'sub', recovered: true })
+    expect(b.onError).toHaveBeenCalledWith(expect.objectContaining({ message: 'read failed' }))
+    control.fail = false
+    a.topics.publish('t', 'm2')
+    a.topics.publish('t', 'm3')
+    // Once read, it starts at the latest: m2 and m3 came after.
+    const got = await readFramed(watcher.peer, 2)
+    expect(got.map((m) => m.d)).toEqual(['m2', 'm3'])
+    expect(offsets(got)).toEqual([2, 3])
+  })
+
+  it('holds what follows a gap while the history cannot be read, and fills it once the backplane is back', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const { backplane, control, inner } = holdingReads(bus.backplane())
+    const b = await instance(backplane)
+    const watcher = await b.join('t')
+    a.topics.publish('t', 'm1')
+    await readFramed(watcher.peer, 1)
+    control.fail = true
+    bus.drop(1)
+    a.topics.publish('t', 'm2')
+    a.topics.publish('t', 'm3')
+    await settle()
+    expect(b.onError).toHaveBeenCalledWith(expect.objectContaining({ message: 'read failed' }))
+    // Nothing out of order meanwhile.
+    a.topics.publish('t', 'm4')
+    await settle()
+    control.fail = false
+    bus.cut(inner)
+    bus.restore(inner)
+    const got = await readFramed(watcher.peer, 3)
+    expect(offsets(got)).toEqual([2, 3, 4])
+    expect(b.gaps).toEqual([])
+  })
+
+  it('reports a history publish that throws, and does not throw into publish()', async () => {
+    const bus = memoryBackplane()
+    const { backplane, control } = holdingReads(bus.backplane())
+    const b = await instance(backplane)
+    control.failPublish = true
+    expect(() => b.topics.publish('t', 'm1')).not.toThrow()
+    expect(b.onError).toHaveBeenCalledWith(expect.objectContaining({ message: 'publish failed' }))
+  })
+
+  it('starts positions from the backplane’s history for the topics held before it was given', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const hub = createHub()
+    hub.topics.useHistory({ history: () => ({ size: 10, ttl: 60_000 }), frame })
+    const app = new Hono().get(
+      '/',
+      upgrade({
+        async serve(conn) {
+          await conn.subscribe('t')
+          await conn.send('joined')
+          await conn.read()
+        },
+      }),
+    )
+    const peer = await connect(app, '/', { hub })
+    expect((await peer.read()).data).toBe('joined')
+    hub.topics.publish('t', 'local')
+    expect(await next(peer)).toMatchObject({ o: 1, d: 'local' })
+    a.topics.publish('t', 'x1')
+    a.topics.publish('t', 'x2')
+    await hub.topics.useBackplane(bus.backplane())
+    await settle()
+    a.topics.publish('t', 'x3')
+    const x3 = await next(peer)
+    expect(x3).toMatchObject({ o: 3, d: 'x3' })
+    expect(x3.e).toBe((await a.topics.position('t'))?.epoch)
   })
 })

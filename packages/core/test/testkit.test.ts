@@ -164,4 +164,36 @@ describe('the test kit', () => {
     expect(await peer.closed).toMatchObject({ code: 4001, wasClean: true })
     await vi.waitFor(() => expect(results).toEqual(['closed', 'again']))
   })
+
+  it('cuts a connection: what is in flight either way is lost, the peer keeps what it had, the server sees 1006', async () => {
+    let ended: CloseError | undefined
+    const got: string[] = []
+    let conn: Conn | undefined
+    const peer = await connect({
+      async serve(c: Conn) {
+        conn = c
+        await c.send('before')
+        await c.read()
+        await c.send('in flight')
+        try {
+          for await (const msg of c) got.push(msg.data as string)
+        } catch (err) {
+          ended = err as CloseError
+        }
+      },
+    })
+    expect(await peer.read()).toEqual({ type: 'text', data: 'before' })
+    peer.stopReading()
+    peer.send('go')
+    await vi.waitFor(() => expect(conn?.bufferedAmount).toBeGreaterThan(0))
+    peer.send('never read')
+    peer.cut()
+    void conn?.send('after the cut').catch(() => {})
+    peer.send('after the cut')
+    expect(await peer.closed).toEqual({ code: 1006, reason: '', wasClean: false })
+    await expect(peer.read()).rejects.toMatchObject({ code: 1006 })
+    await vi.waitFor(() => expect(ended).toMatchObject({ code: 1006, wasClean: false }))
+    expect(got).toEqual([])
+    expect(peer.closeFrames).toEqual([])
+  })
 })
