@@ -778,7 +778,7 @@ function serveForm(scenario: Scenario, report: ServerReport): ControllerWithHook
     // Not async: a synchronous throw must reach the upgrader as one.
     serve(conn, c) {
       report.served = true
-      let result: void | Promise<void>
+      let result: void | Promise<unknown>
       try {
         result = serve(conn, c)
       } catch (err) {

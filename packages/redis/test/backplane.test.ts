@@ -191,7 +191,7 @@ describe.each(CLIENT_KINDS)('two instances on one Redis, with %s', (kind) => {
     void (async () => {
       for (;;) delivered.push((await peer.read()).data)
     })().catch(() => {})
-    const settled: Promise<void>[] = []
+    const settled: Promise<unknown>[] = []
     const topic = newTopic('flap')
     const channel = `handshake:${topic}`
     // Join and leave 25 times in one tick, ending subscribed...
