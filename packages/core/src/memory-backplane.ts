@@ -59,7 +59,7 @@ class BusBackplane implements Backplane {
       read: async (topic, since, limit) => {
         await undefined
         if (this.closed) throw new Error('This backplane was closed')
-        return bus.read(topic, since, limit)
+        return bus.read(this, topic, since, limit)
       },
     }
   }
@@ -92,6 +92,9 @@ class BusBackplane implements Backplane {
 class Bus implements MemoryBus {
   readonly members = new Set<BusBackplane>()
   #store = new MemoryHistory()
+  // A member's own history publishes whose copy has not come back to it yet: a read gives it
+  // their origin, so that the sender is skipped, as Redis does.
+  #own = new Map<string, { from: BusBackplane; origin: object }>()
   #dropping = 0
   #published = 0
   #dropped = 0
@@ -127,14 +130,21 @@ class Bus implements MemoryBus {
 
   reset(): void {
     this.#store = new MemoryHistory()
+    this.#own.clear()
   }
 
   get counts() {
     return { published: this.#published, dropped: this.#dropped }
   }
 
-  read(topic: string, since: Position | undefined, limit: number): HistoryRead {
-    return this.#store.read(topic, since, limit)
+  read(from: BusBackplane, topic: string, since: Position | undefined, limit: number): HistoryRead {
+    const read = this.#store.read(topic, since, limit)
+    if (this.#own.size === 0) return read
+    const messages = read.messages.map((message) => {
+      const own = this.#own.get(ownKey(topic, { epoch: read.epoch, offset: message.offset }))
+      return own?.from === from ? { ...message, origin: own.origin } : message
+    })
+    return { ...read, messages }
   }
 
   /**
@@ -151,6 +161,8 @@ class Bus implements MemoryBus {
     if (from.closed) return
     this.#published++
     const position = options ? this.#store.append(topic, data, options) : undefined
+    const key = position && origin ? ownKey(topic, position) : undefined
+    if (key && origin) this.#own.set(key, { from, origin })
     if (this.#dropping > 0) {
       this.#dropping--
       this.#dropped++
@@ -162,6 +174,7 @@ class Bus implements MemoryBus {
       const copy = typeof data === 'string' ? data : data.slice()
       queueMicrotask(() => {
         if (member.closed || member.cut || !member.topics.has(topic)) return
+        if (member === from && key) this.#own.delete(key)
         member.sink?.message(topic, copy, position, member === from ? origin : undefined)
       })
     }
@@ -174,6 +187,9 @@ class Bus implements MemoryBus {
     return backplane
   }
 }
+
+const ownKey = (topic: string, position: Position) =>
+  `${position.epoch}:${position.offset}:${topic}`
 
 /**
  * A shared in-memory backplane with history, for tests: several hubs on one bus behave as

@@ -254,12 +254,18 @@ export class Sequencer {
     }
   }
 
-  #fromHistory(epoch: string, message: { offset: number; data: MessageData }): void {
+  #fromHistory(epoch: string, message: HistoryRead['messages'][number]): void {
     const last = this.last as Position
     const position = { epoch, offset: message.offset }
     if (stale(position, last)) return
     this.last = position
-    this.#emit(undefined, { type: 'message', topic: this.#topic, data: message.data, position })
+    // A message of this hub's own whose live copy never came back: its sender is skipped.
+    this.#emit(message.origin as Subscriber | undefined, {
+      type: 'message',
+      topic: this.#topic,
+      data: message.data,
+      position,
+    })
   }
 
   #gap(position: Position, reason: 'trimmed' | 'epoch', lost: number | undefined): void {
@@ -372,6 +378,8 @@ export class Sequencer {
         for (const message of read.messages) {
           if (message.offset <= cursor.offset || message.offset > upTo.offset) continue
           cursor = { epoch: read.epoch, offset: message.offset }
+          // Its own message (published meanwhile, its live copy lost) is not sent back to it.
+          if (message.origin === subscriber) continue
           const data = this.#host.frame({
             type: 'message',
             topic: this.#topic,

@@ -217,6 +217,25 @@ describe('no loss through the backplane’s faults', () => {
     expect(b.gaps).toEqual([])
   })
 
+  it('skips the sender of its own message read back from the history, when its live copy was lost', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const sender = await b.join('t')
+    const other = await b.join('t')
+    const onA = await a.join('t')
+    bus.cut(b.backplane)
+    sender.peer.send('mine')
+    await vi.waitFor(() => expect(bus.counts.published).toBe(1))
+    await settle()
+    bus.restore(b.backplane)
+    expect(await next(other.peer)).toMatchObject({ o: 1, d: 'mine' })
+    expect(await next(onA.peer)).toMatchObject({ o: 1, d: 'mine' })
+    a.topics.publish('t', 'next')
+    // The sender's next message is the one after its own.
+    expect(await next(sender.peer)).toMatchObject({ o: 2, d: 'next' })
+  })
+
   it('reads after the last position when the backplane comes back, even with nothing newer published', async () => {
     const bus = memoryBackplane()
     const a = await instance(bus.backplane())
