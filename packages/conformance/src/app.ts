@@ -25,6 +25,8 @@ import {
   type Logger,
   type Message,
   type OriginChecker,
+  type Position,
+  type Topics,
   type UpgradeErrorHandler,
   type UpgradeOptions,
   upgrade,
@@ -61,6 +63,11 @@ export const CLOSE_AT_ONCE_TIMEOUT_MS = 5000
 export const CLOSE_PAUSED_TIMEOUT_MS = 4000
 /** How long each `message()` of `/events/overlap` takes, in milliseconds. */
 export const OVERLAP_HANDLER_MS = 20
+
+/** The topics that keep history on the conformance app's hubs (`/history`): a prefix. */
+export const HISTORY_TOPIC_PREFIX = 'history-'
+/** How much history each of them keeps. */
+export const HISTORY_OPTIONS = { size: 100, ttl: 60_000 } as const
 
 /** The header `/upgrade-headers` adds to its 101 response. */
 export const UPGRADE_HEADER = { name: 'X-Conformance', value: 'upgrade-headers' } as const
@@ -196,6 +203,38 @@ export function recordingLogger(report: ServerReport): Logger {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+// --- history ---
+
+const keepingHistory = new WeakSet<Topics>()
+
+/**
+ * Turns history on, once, on the hub of the first `/history` connection: the topics under
+ * {@link HISTORY_TOPIC_PREFIX} keep {@link HISTORY_OPTIONS}, and a subscriber gets each delivery
+ * as JSON (`{ type, topic, data, position }`, or a gap's `{ type, topic, position, reason }`).
+ */
+function keepHistory(topics: Topics): void {
+  if (keepingHistory.has(topics)) return
+  keepingHistory.add(topics)
+  topics.useHistory({
+    history: (topic) => (topic.startsWith(HISTORY_TOPIC_PREFIX) ? HISTORY_OPTIONS : undefined),
+    frame: (d) => JSON.stringify(d.type === 'message' ? { ...d, data: String(d.data) } : d),
+  })
+}
+
+/**
+ * `/history?topic=&epoch=&offset=`: subscribes to `topic` from that position (none without
+ * `epoch`), then sends `{ type: 'subscribed', position, recovered }`.
+ */
+const subscribeSince: Step = async (conn, c) => {
+  keepHistory(conn.hub.topics)
+  const epoch = c.req.query('epoch')
+  const since: Position | undefined = epoch
+    ? { epoch, offset: Number(c.req.query('offset')) }
+    : undefined
+  const subscription = await conn.subscribe(c.req.query('topic') ?? '', { since })
+  await conn.send(JSON.stringify({ type: 'subscribed', ...subscription }))
+}
+
 // --- the table ---
 
 /** The hooks a scenario's two forms share. */
@@ -315,6 +354,23 @@ function handlerLog(report: ServerReport): string[] {
 
 /** Every scenario, with its options. */
 const scenarios: Scenario[] = [
+  /**
+   * Recovery from a position: subscribes from `?epoch=&offset=` (see {@link subscribeSince}),
+   * then reads until the end; what it is published arrives as JSON with its position.
+   */
+  {
+    path: '/history',
+    serve: (report) => async (conn, c) => {
+      await subscribeSince(conn, c, report)
+      await drain(conn, report)
+    },
+    events: (report) => ({
+      open: (conn, c) => subscribeSince(conn, c, report),
+      message() {
+        report.messagesRead++
+      },
+    }),
+  },
   /** Echoes every message until the connection ends; records the error the last read saw. */
   { path: '/echo', ...answering(echoBack) },
   /** Echoes binary messages as a view into the middle of a larger buffer, text as is. */
@@ -778,7 +834,7 @@ function serveForm(scenario: Scenario, report: ServerReport): ControllerWithHook
     // Not async: a synchronous throw must reach the upgrader as one.
     serve(conn, c) {
       report.served = true
-      let result: void | Promise<unknown>
+      let result: ReturnType<typeof serve>
       try {
         result = serve(conn, c)
       } catch (err) {

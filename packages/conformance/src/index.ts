@@ -20,6 +20,7 @@ import { closeScenarios } from './scenarios/close.js'
 import { connScenarios } from './scenarios/conn.js'
 import { eventControllerScenarios } from './scenarios/events.js'
 import { faultScenarios } from './scenarios/faults.js'
+import { historyScenarios } from './scenarios/history.js'
 import { kitScenarios } from './scenarios/kit.js'
 import { messageLimitScenarios } from './scenarios/limits.js'
 import { shutdownScenarios } from './scenarios/shutdown.js'
@@ -137,6 +138,7 @@ export function conformanceSuite(target: Target): void {
     describe('after serve', () => afterServeScenarios(harness))
     describe('protocol faults and vanished peers', () => faultScenarios(harness))
     describe('topics', () => topicScenarios(harness))
+    describe('history and recovery', () => historyScenarios(harness))
     // Each shutdown is the end of a server: every scenario starts one of its own.
     describe('shutdown', () =>
       shutdownScenarios(async () =>
