@@ -20,11 +20,14 @@ import {
 import { bytesToString, decode, encode, newInstanceId, positionedHead } from './envelope.js'
 import {
   EMPTY_HISTORY_TTL,
+  entryTag,
   historyKeys,
   isNoScript,
   isPermanent,
   MAX_HISTORY_PUBLISHERS,
   newEpoch,
+  newInstanceTag,
+  ownNumber,
   PUBLISH_SCRIPT,
   parseRead,
   READ_SCRIPT,
@@ -90,8 +93,8 @@ const MAX_HEARD_PUBLISHERS = 1024
 const MAX_RESYNCS = 3
 /** The most messages one history read asks for. */
 const MAX_READ = 1_000_000
-/** The most own publishes whose origin is kept while their copy has not come back. */
-const MAX_UNECHOED = 10_000
+/** The most of this instance's recent history publishes whose origin is remembered. */
+const MAX_ORIGINS = 10_000
 
 const settled = Promise.resolve()
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -129,8 +132,6 @@ interface Outgoing {
   readonly sequence: number
   /** Whether every earlier publish of this instance on the topic is settled. */
   starts: boolean
-  /** Whether its copy came back through pub/sub and was given to this instance's subscribers. */
-  delivered: boolean
   /** Takes it out of the pending bounds. */
   readonly release: () => void
 }
@@ -228,13 +229,15 @@ export class RedisBackplane implements Backplane {
   #resyncs = 0
   readonly #readSha: Promise<string> = scriptSha(READ_SCRIPT)
   /**
-   * This instance's history publishes that Redis appended and whose copy has not come back
-   * through pub/sub yet (it normally follows the answer at once; it never comes when the
-   * subscriber connection was lost meanwhile): by topic, then `epoch:offset`, their origin. A
-   * read gives it with the message, so that the core still skips the sender.
+   * The origins of this instance's last history publishes, by their number (held weakly: a
+   * closed connection is not kept for this). The copy that comes back through pub/sub after
+   * Redis's answer, and a read of the history that returns them (the core fills a gap, or an
+   * outage, from the history; the stream's entries name their instance and number), carry it,
+   * so that the core still skips the sender.
    */
-  readonly #unechoed = new Map<string, Map<string, object | undefined>>()
-  #unechoedCount = 0
+  readonly #origins = new Map<number, WeakRef<object>>()
+  /** This instance's tag in the ids of the stream entries it appends (see `entryTag`). */
+  readonly #instanceTag = newInstanceTag()
 
   /**
    * The history of the topics that keep some, on Redis Streams: see {@link BackplaneHistory}
@@ -341,11 +344,6 @@ export class RedisBackplane implements Backplane {
   /** Unsubscribes from the topic's channel. */
   unsubscribe(topic: string): Promise<void> {
     this.#wanted.delete(topic)
-    const unechoed = this.#unechoed.get(topic)
-    if (unechoed) {
-      this.#unechoedCount -= unechoed.size
-      this.#unechoed.delete(topic)
-    }
     // Counts are kept for wanted topics only (see #receive): whatever the session's state, an
     // outage included, nothing is kept for a topic no local connection holds.
     this.#heard.delete(topic)
@@ -503,8 +501,7 @@ export class RedisBackplane implements Backplane {
     }
     for (const outgoing of this.#outbox.values()) outgoing.release()
     this.#outbox.clear()
-    this.#unechoed.clear()
-    this.#unechoedCount = 0
+    this.#origins.clear()
     this.#historySequences.clear()
   }
 
@@ -541,10 +538,13 @@ export class RedisBackplane implements Backplane {
       origin,
       sequence,
       starts,
-      delivered: false,
       release,
     }
     this.#outbox.set(number, outgoing)
+    if (origin !== undefined) {
+      this.#origins.set(number, new WeakRef(origin))
+      if (this.#origins.size > MAX_ORIGINS) this.#origins.delete(this.#origins.keys().next().value!)
+    }
     this.#historyUsed = true
     const session = this.#historySession
     if (session?.alive && !this.#resend)
@@ -682,6 +682,7 @@ export class RedisBackplane implements Backplane {
         String(MAX_HISTORY_PUBLISHERS),
         session.facts.runId,
         session.facts.durable ? '1' : '0',
+        entryTag(this.#instanceTag, outgoing.number),
       ])
     } catch (err) {
       return this.#sendFailed(session, outgoing, generation, err)
@@ -689,9 +690,7 @@ export class RedisBackplane implements Backplane {
     if (this.#outbox.get(outgoing.number) !== outgoing) return true
     if (Array.isArray(reply) && reply.length === 2) {
       this.#settle(outgoing)
-      // Its copy comes through pub/sub, in offset order with the others' messages; until
-      // then, its origin is kept for a read that would give it first.
-      if (!outgoing.delivered) this.#awaitEcho(outgoing, String(reply[0]), Number(reply[1]))
+      // Its copy comes through pub/sub, in offset order with the others' messages (or came).
       return true
     }
     if (Number(reply) === 0) {
@@ -755,37 +754,9 @@ export class RedisBackplane implements Backplane {
     this.#resyncs = 0
   }
 
-  /** Keeps the origin of an appended publish until its copy comes back (bounded). */
-  #awaitEcho(outgoing: Outgoing, epoch: string, offset: number): void {
-    if (!this.#wanted.has(outgoing.topic)) return
-    let byTopic = this.#unechoed.get(outgoing.topic)
-    if (!byTopic) {
-      byTopic = new Map()
-      this.#unechoed.set(outgoing.topic, byTopic)
-    }
-    byTopic.set(`${epoch}:${offset}`, outgoing.origin)
-    if (++this.#unechoedCount > MAX_UNECHOED) {
-      // The oldest topic's oldest first: one whose copies never came (its subscriber
-      // connection was lost) and that no read asked for since.
-      const [topic, oldest] = this.#unechoed.entries().next().value!
-      const key = oldest.keys().next().value!
-      this.#forgetEcho(topic, oldest, key)
-    }
-  }
-
-  /** The origin kept for this instance's publish at `epoch:offset`, forgotten; undefined if none. */
-  #takeEcho(topic: string, key: string): { origin: object | undefined } | undefined {
-    const byTopic = this.#unechoed.get(topic)
-    if (!byTopic?.has(key)) return undefined
-    const origin = byTopic.get(key)
-    this.#forgetEcho(topic, byTopic, key)
-    return { origin }
-  }
-
-  #forgetEcho(topic: string, byTopic: Map<string, object | undefined>, key: string): void {
-    if (!byTopic.delete(key)) return
-    this.#unechoedCount--
-    if (byTopic.size === 0) this.#unechoed.delete(topic)
+  /** The origin of this instance's publish of that number, if it is remembered. */
+  #originOf(number: number): object | undefined {
+    return this.#origins.get(number)?.deref()
   }
 
   /** Gives this instance's subscribers a message of a topic with history. */
@@ -828,16 +799,12 @@ export class RedisBackplane implements Backplane {
       if (!isNoScript(err)) throw err
       reply = await this.#driver.command(['EVAL', READ_SCRIPT, ...args])
     }
-    const read = parseRead(reply)
-    // This instance's own publishes whose copy did not come back carry their origin, so that
-    // the core still skips their sender.
-    if (this.#unechoed.has(topic)) {
-      for (const message of read.messages) {
-        const echo = this.#takeEcho(topic, `${read.epoch}:${message.offset}`)
-        if (echo?.origin !== undefined) message.origin = echo.origin
-      }
-    }
-    return read
+    // This instance's own recent publishes carry their origin, so that the core still skips
+    // their sender when it delivers them from the history.
+    return parseRead(reply, (tag) => {
+      const number = ownNumber(this.#instanceTag, tag)
+      return number === undefined ? undefined : this.#originOf(number)
+    })
   }
 
   /** The next sequence number of this instance's publishes on `topic`. */
@@ -940,7 +907,6 @@ export class RedisBackplane implements Backplane {
       // while Redis's answer is on its way, else from what the answer left.
       const outgoing = this.#outbox.get(decoded.number)
       if (outgoing) {
-        outgoing.delivered = true
         this.#deliverPositioned(
           topic,
           outgoing.data,
@@ -950,12 +916,11 @@ export class RedisBackplane implements Backplane {
         )
         return
       }
-      // (None kept: forgotten past the bound; delivered without one.)
-      const echo = this.#takeEcho(topic, `${decoded.epoch}:${decoded.offset}`)
       // Its data, read as if another instance had sent it.
       const copy = decode('', message)
       if (copy.kind === 'positioned') {
-        this.#deliverPositioned(topic, copy.data, decoded.epoch, decoded.offset, echo?.origin)
+        const origin = this.#originOf(decoded.number)
+        this.#deliverPositioned(topic, copy.data, decoded.epoch, decoded.offset, origin)
       }
       return
     }

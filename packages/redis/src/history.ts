@@ -5,7 +5,9 @@
  * Per topic, two keys that share one hash tag (`{h:<topic>}`), so that a Redis Cluster would
  * keep them on one slot, as a script needs:
  * - `<prefix>{h:<topic>}`: a stream of the topic's last `size` messages. Each entry's id is
- *   `<offset>-0`, its one field `t` (text) or `b` (bytes, one character per byte) with the data.
+ *   `<offset>-<tag>`, the tag naming the instance that published it and its number there (see
+ *   {@link entryTag}), and its one field is `t` (text) or `b` (bytes, one character per byte)
+ *   with the data.
  * - `<prefix>{h:<topic>}:m`: a hash with the epoch (`e`), the latest offset (`o`), and per
  *   instance that published, the number of its last message on the topic (to drop a message sent
  *   twice, and to keep one instance's messages in order).
@@ -40,7 +42,8 @@ export const EMPTY_HISTORY_TTL = 24 * 60 * 60 * 1000
  * instance's previous messages on the topic are all settled (its count starts here), 8 the
  * stream field (`t` or `b`), 9 the envelope's head, 10 the payload, 11 the most publishers kept,
  * 12 the Redis server's run id, 13 `'1'` when Redis writes every change to its append-only file
- * before it answers (`appendonly yes`, `appendfsync always`).
+ * before it answers (`appendonly yes`, `appendfsync always`), 14 the entry id's second part
+ * (see {@link entryTag}).
  *
  * A history written while Redis did not (the hash field `r` holds that server's run id) is
  * taken as lost once the server restarted (another run id): what it reloaded (an RDB snapshot,
@@ -90,7 +93,7 @@ if redis.call('HSET', meta, publisher, ARGV[6]) == 1 and redis.call('HLEN', meta
     end
   end
 end
-redis.call('XADD', stream, 'MAXLEN', ARGV[2], offset .. '-0', ARGV[8], ARGV[10])
+redis.call('XADD', stream, 'MAXLEN', ARGV[2], offset .. '-' .. ARGV[14], ARGV[8], ARGV[10])
 redis.call('PEXPIRE', meta, ARGV[3])
 redis.call('PEXPIRE', stream, ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[9] .. epoch .. ':' .. offset .. ':' .. ARGV[10])
@@ -125,10 +128,38 @@ local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
 local oldest = offset + 1
 if first then oldest = tonumber(string.match(first[1], '^%d+')) end
 if ARGV[1] == epoch and since + 1 >= oldest then
-  return {epoch, offset, 1, redis.call('XRANGE', stream, '(' .. ARGV[2] .. '-0', '+', 'COUNT', ARGV[3])}
+  return {epoch, offset, 1, redis.call('XRANGE', stream, string.format('%d', since + 1) .. '-0', '+', 'COUNT', ARGV[3])}
 end
 return {epoch, offset, 0, redis.call('XRANGE', stream, '-', '+', 'COUNT', ARGV[3])}
 `
+
+/** The digits of a publish's number in an entry's tag. */
+const NUMBER_DIGITS = 10
+const NUMBER_MODULO = 10 ** NUMBER_DIGITS
+
+/** A new instance tag: 8 decimal digits, random. */
+export function newInstanceTag(): string {
+  const [random] = crypto.getRandomValues(new Uint32Array(1))
+  return String(10_000_000 + ((random as number) % 90_000_000))
+}
+
+/**
+ * The second part of a stream entry's id: the instance's tag, then its publish's number (10
+ * digits, modulo 10^10), so at most 18 digits, under 2^64. A read of the history tells this
+ * instance's own messages by it, even those whose position it never learnt (Redis appended
+ * one and then died before it answered).
+ */
+export function entryTag(instanceTag: string, number: number): string {
+  return instanceTag + String(number % NUMBER_MODULO).padStart(NUMBER_DIGITS, '0')
+}
+
+/** The publish's number of this instance in an entry's tag; undefined for another instance's. */
+export function ownNumber(instanceTag: string, tag: string): number | undefined {
+  if (tag.length !== instanceTag.length + NUMBER_DIGITS || !tag.startsWith(instanceTag)) {
+    return undefined
+  }
+  return Number(tag.slice(instanceTag.length))
+}
 
 /** The SHA-1 of a script, in hex, as EVALSHA names it (Web Crypto, on every runtime). */
 export async function scriptSha(script: string): Promise<string> {
@@ -208,8 +239,14 @@ export interface ParsedRead extends HistoryRead {
   readonly messages: { offset: number; data: string | Uint8Array; origin?: object }[]
 }
 
-/** Turns the read script's answer into a {@link HistoryRead}. */
-export function parseRead(reply: unknown): ParsedRead {
+/**
+ * Turns the read script's answer into a {@link HistoryRead}; `originOf` gives the origin of a
+ * message by its entry's tag (this instance's own publishes).
+ */
+export function parseRead(
+  reply: unknown,
+  originOf: (tag: string) => object | undefined = () => undefined,
+): ParsedRead {
   if (!Array.isArray(reply) || reply.length !== 4 || !Array.isArray(reply[3])) {
     throw new Error(`Unexpected answer from Redis to the history read: ${String(reply)}`)
   }
@@ -217,14 +254,15 @@ export function parseRead(reply: unknown): ParsedRead {
   const messages: ParsedRead['messages'] = []
   for (const entry of entries) {
     if (!Array.isArray(entry) || !Array.isArray(entry[1])) continue
-    const at = Number.parseInt(String(entry[0]), 10)
+    const id = String(entry[0])
+    const dash = id.indexOf('-')
+    const at = Number.parseInt(id, 10)
     const [field, value] = entry[1] as [unknown, unknown]
     if (typeof value !== 'string' || !(at > 0)) continue
-    if (field === 't') messages.push({ offset: at, data: value })
-    else if (field === 'b') {
-      const bytes = stringToBytes(value)
-      if (bytes) messages.push({ offset: at, data: bytes })
-    }
+    const data = field === 't' ? value : field === 'b' ? stringToBytes(value) : undefined
+    if (data === undefined) continue
+    const origin = originOf(id.slice(dash + 1))
+    messages.push(origin === undefined ? { offset: at, data } : { offset: at, data, origin })
   }
   return {
     epoch: String(epoch),
