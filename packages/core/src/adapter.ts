@@ -62,5 +62,6 @@ export {
   withHub,
   writeResponse,
 } from './serving.js'
+export { StoredHistory, type SyncStorage } from './stored-history.js'
 export type { Backplane, BackplaneHistory, BackplaneSink, TopicTree } from './topics.js'
 export { chooseSubprotocol, findUpgrader, upgraderOf, validateHandshake } from './upgrade.js'
