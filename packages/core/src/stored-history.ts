@@ -100,7 +100,14 @@ export class StoredHistory implements HistoryStore {
     const meta = this.#live(topic, now) ?? this.#create(topic)
     const offset = meta.offset + 1
     // The message first: a storage that refuses it (too large) leaves the history as it was.
-    this.#storage.put(this.#entryKey(topic, offset), data)
+    try {
+      this.#storage.put(this.#entryKey(topic, offset), data)
+    } catch (err) {
+      throw new RangeError(
+        `The storage refused a message of topic "${topic}" for its history (${err instanceof Error ? err.message : String(err)}): keep the messages of a topic with history small (a Durable Object stores at most 2 MB per message)`,
+        { cause: err },
+      )
+    }
     meta.offset = offset
     const first = Math.max(meta.first, offset - Math.max(1, Math.floor(options.size)) + 1)
     for (let trimmed = meta.first; trimmed < first; trimmed++) {
