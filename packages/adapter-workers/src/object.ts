@@ -1,54 +1,16 @@
 /**
  * `HandshakeObject`: a Durable Object class that serves a Hono app, whose event controllers'
- * sockets hibernate (the WebSocket Hibernation API), and helpers to reach one from the Worker.
- *
- * ```ts
- * import { HandshakeObject, toObject } from '@handshake/workers'
- *
- * export class Room extends HandshakeObject<Env> {
- *   app = app // the same Hono app as on Node: app.get('/rooms/:room', upgrade(room))
- * }
- *
- * export default {
- *   fetch: (request: Request, env: Env) =>
- *     toObject(env.ROOMS, new URL(request.url).pathname.split('/')[2] ?? 'lobby', request),
- * }
- * ```
+ * sockets hibernate (the WebSocket Hibernation API), and {@link toObject}, which reaches one from
+ * the Worker. The runtime-free part is the core's `Hibernation`; this maps workerd's API onto it.
  * @module
  */
-
 import { DurableObject } from 'cloudflare:workers'
 import type { DurableObjectState } from '@cloudflare/workers-types'
-import {
-  Connections,
-  type Hub,
-  type MessageData,
-  type ShutdownOptions,
-  Topics,
-} from '@handshake/core'
-import {
-  ADAPTER,
-  type Adapter,
-  type HibernatableSocket,
-  Hibernation,
-  HUB,
-  type UpgradeRequest,
-} from '@handshake/core/adapter'
-import type { Context, ExecutionContext, Hono } from 'hono'
-import { adapter as workersAdapter } from './index.js'
-import {
-  ABNORMAL_CLOSURE,
-  answerClose,
-  CLOSED,
-  faultCode,
-  switchingHeaders,
-  webSocketPair,
-} from './shared.js'
-
-// --- types ---
-
-/** The env key that carries the URL of the request the object is serving. */
-const OBJECT_URL = Symbol('handshake.objectUrl')
+import type { Connections, Hub, MessageData, ShutdownOptions, Topics } from '@handshake/core'
+import { type HibernatableSocket, Hibernation } from '@handshake/core/adapter'
+import type { Hono } from 'hono'
+import { adapter } from './index.js'
+import { faultCode, switching, webSocketPair } from './shared.js'
 
 /**
  * What {@link toObject} needs of a Durable Object namespace binding (`env.ROOMS`). Loose on
@@ -58,8 +20,6 @@ export interface ObjectNamespace {
   idFromName(name: string): unknown
   get(id: never): { fetch(request: never): Promise<unknown> }
 }
-
-// --- the object ---
 
 /**
  * A Durable Object that serves a Hono app. Extend it, give it the app, bind it in
@@ -71,47 +31,43 @@ export interface ObjectNamespace {
  * }
  * ```
  *
- * It serves either kind of controller:
+ * An event controller's sockets are accepted through the Hibernation API: while no message
+ * arrives, the platform may drop the object from memory and keep its sockets open, billing no
+ * duration. The next event builds the object again, and every connection comes back from its
+ * socket's attachment: `conn.data`, its topics, URL and protocol (`open` does not run again; the
+ * upgrade request's headers are gone). Nothing of Handshake keeps the object awake. A `serve`
+ * controller's socket is accepted as in a plain Worker: the object stays in memory while it runs.
  *
- * - an event controller (`open`, `message`, `close`) is accepted through the Hibernation API
- *   (`ctx.acceptWebSocket`): while no message arrives, the platform may drop the object from
- *   memory and keep its sockets open, and bills no duration meanwhile. The next event builds the
- *   object again, and every connection comes back from its socket's attachment: `conn.data`,
- *   its topics, its URL and protocol. `open` does not run again. Nothing of Handshake keeps the
- *   object awake: no timer between events (the core arms no close timer) and no `waitUntil`;
- * - a `serve` controller is accepted as in a plain Worker (`server.accept()`): the object stays
- *   in memory while `serve` runs.
+ * The object is a hub of its own: `getHub(c)` in its app's routes, and `conn.hub`. A publish
+ * reaches every socket of this object and no other's, and {@link HandshakeObject.shutdown}
+ * closes this object's sockets only. See the README's "Durable Objects that hibernate".
  *
- * The object is a hub of its own: its {@link HandshakeObject.topics} and
- * {@link HandshakeObject.connections} are what `getHub(c)` returns in the app's routes inside
- * the object, and `conn.hub` for its connections. So a publish from a route or a connection
- * reaches every socket of this object, and no other's (several objects may share an isolate),
- * and {@link HandshakeObject.shutdown} closes this object's sockets only.
- * {@link HandshakeObject.publish} is callable over RPC from the Worker.
- *
- * After a hibernation, the upgrade request is gone: `onError` gets a context that knows the
- * URL only, and reading its headers throws. Keep what you need in `conn.data` in `open`.
- *
- * The object's own methods are `fetch`, `webSocketMessage`, `webSocketClose`,
- * `webSocketError`, `publish` and `shutdown`: a subclass that overrides one must call `super`'s.
+ * A subclass that overrides `fetch`, `webSocketMessage`, `webSocketClose`, `webSocketError`,
+ * `publish` or `shutdown` must call `super`'s.
  */
 export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> implements Hub {
   /** The app the object serves: the same Hono app as on the other runtimes, or its own. */
   // biome-ignore lint/suspicious/noExplicitAny: any app, whatever its env and schema
   abstract readonly app: Hono<any, any, any>
-  readonly #topics = new Topics()
-  readonly #connections = new Connections()
-
-  // The core's side of each hibernatable socket, for this incarnation of the object.
+  // The app's requests, and the core's side of each hibernatable socket, for this incarnation.
   readonly #sockets = new Hibernation<HibernatableSocket>({
+    name: 'workers',
     hub: this,
     app: () => this.app,
-    env: () => this.#env(),
+    bindings: () => this.env as object,
     sockets: () => this.ctx.getWebSockets() as unknown as HibernatableSocket[],
-    fail: (ws) => answerClose(ws, 1011, 'Internal server error'),
+    accept: (request) => {
+      const { 0: client, 1: server } = webSocketPair()
+      this.ctx.acceptWebSocket(server as never)
+      return {
+        socket: server as unknown as HibernatableSocket,
+        response: switching(client, request),
+      }
+    },
+    upgrade: adapter.upgrade,
+    waitUntil: (promise) => this.ctx.waitUntil(promise),
+    faultCode,
   })
-  #appEnv: object | undefined
-  #executionCtx: ExecutionContext | undefined
 
   /**
    * Declared so that the public types name `DurableObjectState` from `@cloudflare/workers-types`,
@@ -129,14 +85,12 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * `alarm()` or an RPC method reaches every socket.
    */
   get topics(): Topics {
-    this.#sockets.restore()
-    return this.#topics
+    return this.#sockets.topics
   }
 
   /** This object's open connections, the ones accepted before the last hibernation included. */
   get connections(): Connections {
-    this.#sockets.restore()
-    return this.#connections
+    return this.#sockets.connections
   }
 
   /**
@@ -145,37 +99,22 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * `waitUntil` is the object's, and `getHub(c)` is this object.
    */
   override fetch(request: Request): Response | Promise<Response> {
-    this.#sockets.restore()
-    const env = Object.create(this.#env(), { [OBJECT_URL]: { value: request.url } })
-    return this.app.fetch(request, env, this.#executionContext())
+    return this.#sockets.fetch(request)
   }
 
   /** A message on a hibernatable socket: handed to its controller's `message`. */
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
-    const events = this.#sockets.events(ws as never)
-    events?.message(typeof message === 'string' ? message : new Uint8Array(message))
+    this.#sockets.message(ws as never, message)
   }
 
-  /**
-   * A hibernatable socket closed. The Hibernation API does not answer a peer's close frame by
-   * itself: the object answers it once with the same code (the socket is still CLOSING), and
-   * sends nothing when the socket is already CLOSED (the peer answered ours).
-   */
+  /** A hibernatable socket closed: a peer's close frame is answered once, with its code. */
   override webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): void {
-    const socket = ws as unknown as HibernatableSocket
-    if (socket.readyState !== CLOSED && code !== ABNORMAL_CLOSURE) answerClose(socket, code, reason)
-    this.#sockets.events(socket)?.closed(code, reason, wasClean)
-    this.#sockets.forget(socket)
+    this.#sockets.closed(ws as never, code, reason, wasClean)
   }
 
   /** A hibernatable socket failed: the connection ends as abnormal (1006). */
   override webSocketError(ws: WebSocket, error: unknown): void {
-    const socket = ws as unknown as HibernatableSocket
-    const events = this.#sockets.events(socket)
-    const err = error instanceof Error ? error : new Error(String(error))
-    events?.error(err, faultCode(err))
-    events?.closed(ABNORMAL_CLOSURE, err.message, false)
-    this.#sockets.forget(socket)
+    this.#sockets.failed(ws as never, error)
   }
 
   /**
@@ -197,55 +136,7 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * @param options - see `ShutdownOptions`
    */
   shutdown(options?: ShutdownOptions): Promise<void> {
-    this.#sockets.restore()
     return this.connections.shutdown(options)
-  }
-
-  // --- the adapter ---
-
-  /** The env the app sees: the object's bindings, and this object as adapter and hub. */
-  #env(): object {
-    if (!this.#appEnv) {
-      const adapter: Adapter = {
-        name: 'workers',
-        hub: () => this,
-        upgrade: (c, request) =>
-          request.events
-            ? this.#accept(request, (c.env as { [OBJECT_URL]?: string } | undefined)?.[OBJECT_URL])
-            : workersAdapter.upgrade(c as Context, request),
-      }
-      this.#appEnv = Object.create(this.env as object, {
-        [ADAPTER]: { value: adapter },
-        [HUB]: { value: this },
-      })
-    }
-    return this.#appEnv as object
-  }
-
-  /**
-   * The execution context of the app's requests: a Durable Object gets none of its own, and
-   * Hono's `c.executionCtx` throws without one.
-   */
-  #executionContext(): ExecutionContext {
-    this.#executionCtx ??= {
-      waitUntil: (promise) => this.ctx.waitUntil(promise),
-      passThroughOnException() {
-        throw new Error(
-          'passThroughOnException() has no origin to fall back to in a Durable Object: call it in the Worker, before toObject()',
-        )
-      },
-      props: undefined,
-    } as ExecutionContext
-    return this.#executionCtx
-  }
-
-  /** Accepts an event controller's socket through the Hibernation API. */
-  #accept(request: UpgradeRequest, objectUrl: string | undefined): Response {
-    const { 0: client, 1: server } = new (webSocketPair())()
-    this.ctx.acceptWebSocket(server as never)
-    this.#sockets.accept(server as unknown as HibernatableSocket, request, objectUrl)
-    const headers = switchingHeaders(request)
-    return new Response(null, { status: 101, webSocket: client, headers } as ResponseInit)
   }
 }
 

@@ -16,6 +16,14 @@
  * ```
  * @module
  */
+export {
+  type AcceptedSocket,
+  answerClose,
+  keepAlive,
+  ReadyState,
+  serveAccepted,
+  type WebSocketLike,
+} from './accepted-socket.js'
 export { DEFAULT_SHUTDOWN_TIMEOUT } from './connections.js'
 export {
   defaultSettings,

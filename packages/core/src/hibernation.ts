@@ -1,14 +1,26 @@
 /**
- * Hibernation, runtime-free: the bookkeeping of sockets that stay open while the runtime drops
- * the isolate's memory (a Durable Object's Hibernation API). Each socket stores the core's
- * snapshot as its attachment; after a wake, every socket's `Conn` is rebuilt from it before the
- * first event or publish. An adapter maps its runtime's socket and events onto this.
+ * Hibernation, runtime-free: an object that serves an app and holds sockets that stay open while
+ * the runtime drops the isolate's memory (a Durable Object's Hibernation API). Each socket stores
+ * the core's snapshot as its attachment; after a wake, every socket's `Conn` is rebuilt from it
+ * before the first event or publish. The app's requests see the object as their adapter and hub.
+ * An adapter maps its runtime's object, socket and events onto this.
  * @module
  */
-import type { Hono } from 'hono'
-import type { Hub } from './hub.js'
-import type { ConnSnapshot, RuntimeSocket, SocketEvents, UpgradeRequest } from './port.js'
+import type { ExecutionContext, Hono } from 'hono'
+import { answerClose, ReadyState } from './accepted-socket.js'
+import { CloseCode, InternalErrorMessage } from './close.js'
+import { Connections } from './connections.js'
+import { HUB, type Hub } from './hub.js'
+import {
+  ADAPTER,
+  type Adapter,
+  type ConnSnapshot,
+  type RuntimeSocket,
+  type SocketEvents,
+  type UpgradeRequest,
+} from './port.js'
 import { assertAttachmentFits } from './serialized.js'
+import { Topics } from './topics.js'
 import { findUpgrader, type Upgrader } from './upgrade.js'
 
 /** A socket of a hibernation API, as far as the core uses it. */
@@ -42,34 +54,66 @@ function isAttachment(value: unknown): value is Attachment {
 
 const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err))
 
-/** What {@link Hibernation} needs of the object that holds the sockets. */
+/** The env key that carries the URL of the request the object is serving. */
+const OBJECT_URL = Symbol('handshake.objectUrl')
+
+/** What {@link Hibernation} needs of the runtime's object that holds the sockets. */
 export interface HibernationHost<W> {
-  /** The app whose routes accepted the sockets; undefined until the subclass has set it. */
+  /** The adapter's name. */
+  readonly name: string
+  /** The app whose routes accept the sockets; undefined until the subclass has set it. */
   // biome-ignore lint/suspicious/noExplicitAny: any app, whatever its env and schema
   app(): Hono<any, any, any> | undefined
-  /** The hub the connections belong to. */
+  /** The hub the connections belong to: the object. */
   readonly hub: Hub
-  /** The Hono `env` the app is served with. */
-  env(): object
+  /** The object's bindings: the app's `c.env`, to which the object adds itself as adapter and hub. */
+  bindings(): object
   /** Every socket the runtime still holds for the object. */
   sockets(): Iterable<W>
-  /** A socket that cannot wake: close it with 1011. */
-  fail(ws: W): void
+  /** Accepts a socket for hibernation: the socket, and the 101 that hands the client its end. */
+  accept(request: UpgradeRequest): { socket: W; response: Response }
+  /** The runtime's upgrade of a socket that does not hibernate (a `serve` controller's). */
+  upgrade: Adapter['upgrade']
+  /** Keeps the object's I/O going until `promise` settles (the app's `c.executionCtx`). */
+  waitUntil(promise: Promise<unknown>): void
+  /** The close code of a fault the runtime reported, when it names one. */
+  faultCode(error: Error): number | undefined
 }
 
 /**
- * The sockets of one hibernating object, for this incarnation of it: their `SocketEvents`, woken
- * on first use. One per object.
+ * The core's side of an object whose sockets hibernate, for this incarnation of the object: its
+ * topics and connections, the app's requests (with the object as their adapter and hub), and the
+ * `SocketEvents` of each socket, woken on first use. One per object; the object maps the
+ * runtime's calls onto it.
  */
 export class Hibernation<W extends HibernatableSocket> {
   readonly #host: HibernationHost<W>
   readonly #sockets = new WeakMap<W, SocketEvents>()
   readonly #upgraders = new Map<string, Upgrader | undefined>()
+  readonly #topics = new Topics()
+  readonly #connections = new Connections()
   #restored = false
+  #env: object | undefined
+  #executionCtx: ExecutionContext | undefined
 
   /** @param host - the object that holds the sockets */
   constructor(host: HibernationHost<W>) {
     this.#host = host
+  }
+
+  /**
+   * The object's topics. Their first use in an incarnation brings back every socket's
+   * subscriptions, so that a publish from anywhere reaches every socket.
+   */
+  get topics(): Topics {
+    this.restore()
+    return this.#topics
+  }
+
+  /** The object's open connections, the ones accepted before the last hibernation included. */
+  get connections(): Connections {
+    this.restore()
+    return this.#connections
   }
 
   /**
@@ -83,24 +127,93 @@ export class Hibernation<W extends HibernatableSocket> {
     for (const ws of this.#host.sockets()) if (!this.#sockets.has(ws)) this.#wake(ws)
   }
 
+  /**
+   * Serves a request with the app: an upgrade, or any route. The app gets an execution context
+   * whose `waitUntil` is the object's, and the object as its adapter and hub (`getHub(c)`).
+   */
+  fetch(request: Request): Response | Promise<Response> {
+    this.restore()
+    const env = Object.create(this.#appEnv(), { [OBJECT_URL]: { value: request.url } })
+    const app = this.#host.app() as NonNullable<ReturnType<HibernationHost<W>['app']>>
+    return app.fetch(request, env, this.#executionContext())
+  }
+
+  /** A message on a socket. */
+  message(ws: W, message: string | ArrayBuffer): void {
+    this.#events(ws)?.message(typeof message === 'string' ? message : new Uint8Array(message))
+  }
+
+  /**
+   * A socket closed. A hibernation API does not answer a peer's close frame by itself: it is
+   * answered once with the same code while the socket is still closing, and not at all once it
+   * is closed (the peer answered ours).
+   */
+  closed(ws: W, code: number, reason: string, wasClean: boolean): void {
+    if (ws.readyState !== ReadyState.Closed && code !== CloseCode.AbnormalClosure) {
+      answerClose(ws, code, reason)
+    }
+    this.#events(ws)?.closed(code, reason, wasClean)
+    this.#sockets.delete(ws)
+  }
+
+  /** A socket failed: the connection ends as abnormal (1006). */
+  failed(ws: W, error: unknown): void {
+    const events = this.#events(ws)
+    const err = error instanceof Error ? error : new Error(String(error))
+    events?.error(err, this.#host.faultCode(err))
+    events?.closed(CloseCode.AbnormalClosure, err.message, false)
+    this.#sockets.delete(ws)
+  }
+
   /** The core's side of a socket, woken first if the object was rebuilt since it was accepted. */
-  events(ws: W): SocketEvents | undefined {
+  #events(ws: W): SocketEvents | undefined {
     this.restore()
     return this.#sockets.get(ws)
   }
 
-  /** The socket ended: its events are forgotten once told. */
-  forget(ws: W): void {
-    this.#sockets.delete(ws)
+  /** The env the app sees: the object's bindings, and the object as adapter and hub. */
+  #appEnv(): object {
+    if (!this.#env) {
+      const host = this.#host
+      const adapter: Adapter = {
+        name: host.name,
+        hub: () => host.hub,
+        upgrade: (c, request) =>
+          request.events
+            ? this.#accept(request, (c.env as { [OBJECT_URL]?: string } | undefined)?.[OBJECT_URL])
+            : host.upgrade(c, request),
+      }
+      this.#env = Object.create(host.bindings(), {
+        [ADAPTER]: { value: adapter },
+        [HUB]: { value: host.hub },
+      })
+    }
+    return this.#env as object
+  }
+
+  /** The execution context of the app's requests: Hono's `c.executionCtx` throws without one. */
+  #executionContext(): ExecutionContext {
+    this.#executionCtx ??= {
+      waitUntil: (promise) => this.#host.waitUntil(promise),
+      passThroughOnException() {
+        throw new Error(
+          'passThroughOnException() has no origin to fall back to in a Durable Object: call it in the Worker, before toObject()',
+        )
+      },
+      props: undefined,
+    } as ExecutionContext
+    return this.#executionCtx
   }
 
   /**
-   * Opens the connection of a socket the runtime accepted for hibernation.
+   * Opens the connection of a socket accepted for hibernation.
    * @param objectUrl - the URL the object was asked for, when the route saw another one
    */
-  accept(ws: W, request: UpgradeRequest, objectUrl: string | undefined): void {
+  #accept(request: UpgradeRequest, objectUrl: string | undefined): Response {
+    const { socket, response } = this.#host.accept(request)
     const routedAs = objectUrl === request.url ? undefined : objectUrl
-    this.#sockets.set(ws, request.open(this.#socket(ws, routedAs)))
+    this.#sockets.set(socket, request.open(this.#socket(socket, routedAs)))
+    return response
   }
 
   #wake(ws: W): void {
@@ -118,7 +231,7 @@ export class Hibernation<W extends HibernatableSocket> {
       this.#sockets.set(ws, upgrader.wake(this.#socket(ws, objectUrl), snapshot, this.#host.hub))
     } catch (err) {
       console.error('A hibernated WebSocket could not be woken:', err)
-      this.#host.fail(ws)
+      answerClose(ws, CloseCode.InternalError, InternalErrorMessage)
     }
   }
 
@@ -127,7 +240,7 @@ export class Hibernation<W extends HibernatableSocket> {
     const path = new URL(url).pathname
     if (!this.#upgraders.has(path)) {
       const app = this.#host.app() as NonNullable<ReturnType<HibernationHost<W>['app']>>
-      this.#upgraders.set(path, findUpgrader(app, url, this.#host.env()))
+      this.#upgraders.set(path, findUpgrader(app, url, this.#appEnv()))
     }
     const upgrader = this.#upgraders.get(path)
     if (!upgrader) {
