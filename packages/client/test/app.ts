@@ -3,8 +3,8 @@
  * `@handshake/core`, so Node, Bun, Deno and workerd run it as is.
  * @module
  */
-import { getHub, upgrade } from '@handshake/core'
-import { CHANNEL_PROTOCOL, Channels, closeChannel } from '@handshake/core/channels'
+import { getHub, type Topics, upgrade } from '@handshake/core'
+import { CHANNEL_PROTOCOL, Channels, channelFrame, closeChannel } from '@handshake/core/channels'
 import { Hono } from 'hono'
 import { z } from 'zod'
 
@@ -23,6 +23,7 @@ export const channels = new Channels<{ name: string }>({
     publish: ({ conn, data }) => ({ ...data, from: conn.data.name }),
   })
   .topic('private/:name', { message: z.unknown(), authorize: () => false })
+  .topic('feeds/:feed', { message: z.object({ n: z.number() }) })
   .request('add', z.object({ a: z.number(), b: z.number() }), ({ input }) => input.a + input.b)
   .request('sleep', z.number().int().min(0).max(10_000), async ({ input }) => {
     await new Promise((resolve) => setTimeout(resolve, input))
@@ -43,7 +44,18 @@ const closer = new Channels({
   },
 })
 
-/** The app: `/ws` for channels, `/publish/:room` to publish from a route, `/close/:code`. */
+/** Gives `feeds/*` a history of 1000 messages, framed for channel clients: call it once per hub. */
+export function useFeedHistory(topics: Topics): void {
+  topics.useHistory({
+    history: (topic) => (topic.startsWith('feeds/') ? { size: 1000, ttl: 60_000 } : undefined),
+    frame: channelFrame,
+  })
+}
+
+/**
+ * The app: `/ws` for channels, `/publish/:room` and `/feed/:feed?n=` to publish from a route,
+ * `/close/:code`.
+ */
 export function createChannelsApp(): Hono {
   const app = new Hono()
   app.get('/ws', upgrade(channels, options))
@@ -52,6 +64,12 @@ export function createChannelsApp(): Hono {
     const topic = `rooms/${c.req.param('room')}` as const
     channels.publish(getHub(c).topics, topic, await c.req.json())
     return c.json({ subscribers: getHub(c).topics.subscribers(topic) })
+  })
+  app.post('/feed/:feed', (c) => {
+    channels.publish(getHub(c).topics, `feeds/${c.req.param('feed')}`, {
+      n: Number(c.req.query('n')),
+    })
+    return c.body(null, 204)
   })
   return app
 }

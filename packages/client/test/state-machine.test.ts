@@ -266,3 +266,51 @@ it('sends what waited, once and in order, when it opens; heartbeats drop a silen
   expect(first!.closedByClient).toEqual({ code: 4000, reason: 'No heartbeat within 1500 ms' })
   client.close()
 })
+
+it('never delivers a position twice, resubscribes from the last one, and reports a gap once', () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  const got: unknown[] = []
+  const gaps: unknown[] = []
+  client.subscribe('feeds/a', { message: (data) => got.push(data), gap: (gap) => gaps.push(gap) })
+  const [first] = FakeSocket.made
+  first!.opened = true
+  first!.onopen?.({})
+  expect(first!.sent).toEqual(['{"type":"subscribe","id":1,"topic":"feeds/a"}'])
+  const message = (socket: FakeSocket, n: number, epoch = 'e') =>
+    socket.onmessage?.({
+      data: JSON.stringify({
+        type: 'message',
+        topic: 'feeds/a',
+        data: n,
+        position: { epoch, offset: n },
+      }),
+    })
+  first!.onmessage?.({
+    data: '{"type":"subscribed","id":1,"topic":"feeds/a","position":{"epoch":"e","offset":0},"recovered":true}',
+  })
+  for (const n of [1, 2, 2, 1, 3]) message(first!, n)
+  expect(got).toEqual([1, 2, 3])
+  first!.ended = true
+  first!.onclose?.({ code: 1006, reason: '' })
+  vi.advanceTimersByTime(OPTIONS.minDelay)
+  const second = FakeSocket.made[1]!
+  second.opened = true
+  second.onopen?.({})
+  expect(second.sent).toEqual([
+    '{"type":"subscribe","id":2,"topic":"feeds/a","since":{"epoch":"e","offset":3}}',
+  ])
+  // The history was lost: the gap frame, then the answer says so too; the app hears it once.
+  second.onmessage?.({
+    data: '{"type":"gap","topic":"feeds/a","position":{"epoch":"f","offset":0},"reason":"epoch"}',
+  })
+  message(second, 1, 'f')
+  second.onmessage?.({
+    data: '{"type":"subscribed","id":2,"topic":"feeds/a","position":{"epoch":"f","offset":1},"recovered":false}',
+  })
+  expect(gaps).toEqual([{ topic: 'feeds/a', reason: 'epoch', position: { epoch: 'f', offset: 0 } }])
+  expect(got).toEqual([1, 2, 3, 1])
+  client.close()
+})

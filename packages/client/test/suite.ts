@@ -196,6 +196,40 @@ export function clientSuite(target: SuiteTarget): void {
         expect(bob.state.status).toBe('open')
       })
 
+      it('resumes a topic with history across cuts: every message once, in order, and no gap', async () => {
+        await fresh()
+        const bob = await open('/ws?name=bob')
+        const got: number[] = []
+        const gaps: Gap[] = []
+        let subscribed = 0
+        bob.subscribe('feeds/resume', {
+          message: (data) => got.push(data.n),
+          subscribed: () => subscribed++,
+          gap: (gap) => gaps.push(gap),
+        })
+        await until(() => subscribed === 1, 'the subscription')
+        const total = 200
+        const publishing = (async () => {
+          for (let n = 1; n <= total; n++) {
+            const response = await fetch(`${app.url}/feed/resume?n=${n}`, { method: 'POST' })
+            expect(response.status).toBe(204)
+            await new Promise((resolve) => setTimeout(resolve, 2))
+          }
+        })()
+        for (const at of [40, 120]) {
+          await until(() => got.length >= at, `message ${at}`)
+          proxy.refuse = true
+          proxy.cut()
+          await new Promise((resolve) => setTimeout(resolve, 150))
+          proxy.refuse = false
+        }
+        await publishing
+        await until(() => got.length >= total && subscribed === 3, 'every message', 20_000)
+        expect(got).toEqual(Array.from({ length: total }, (_, i) => i + 1))
+        expect(gaps).toEqual([])
+        expect(subscribed).toBe(3)
+      })
+
       it('never reconnects after 1008, nor after a close the server marks "do not retry"', async () => {
         await fresh()
         const policy = await open('/close/1008?reason=go%20away')

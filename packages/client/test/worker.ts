@@ -5,7 +5,7 @@
  */
 import { HandshakeObject, toObject } from '@handshake/workers'
 import { Hono } from 'hono'
-import { createChannelsApp } from './app.js'
+import { createChannelsApp, useFeedHistory } from './app.js'
 
 interface Env {
   // biome-ignore lint/suspicious/noExplicitAny: workerd's namespace, untyped here
@@ -15,6 +15,11 @@ interface Env {
 /** The object that holds every socket. */
 export class ChannelsObject extends HandshakeObject<Env> {
   app = createChannelsApp()
+  // biome-ignore lint/suspicious/noExplicitAny: workerd's state and env, untyped here
+  constructor(ctx: any, env: Env) {
+    super(ctx, env)
+    useFeedHistory(this.topics)
+  }
 }
 
 export default new Hono<{ Bindings: Env }>().all('*', (c) =>

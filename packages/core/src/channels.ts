@@ -34,13 +34,16 @@ import {
   frame,
   type IssueFrame,
   issueFrames,
+  MESSAGE_PREFIX,
   messageFrame,
   PONG,
   parseFrame,
+  withPosition,
 } from './channels-protocol.js'
 import { type CloseError, truncateReason } from './close.js'
 import type { Conn } from './conn.js'
 import type { EventController, Message, MessageData } from './contracts.js'
+import type { Delivery, Subscription } from './history.js'
 
 export type { StandardSchemaV1 } from '@standard-schema/spec'
 export {
@@ -380,16 +383,22 @@ export class Channels<
     const { id, topic } = frame
     const match = this.#match(topic)
     if (!match) return this.#fail(conn, id, notFound(topic))
+    let subscription: Subscription
     try {
       if (!(await this.#authorize(conn, match, topic, 'subscribe'))) {
         return this.#fail(conn, id, forbidden('subscribe to', topic))
       }
-      await conn.subscribe(topic)
+      subscription = await conn.subscribe(topic, frame.since ? { since: frame.since } : undefined)
     } catch (err) {
       return this.#fail(conn, id, this.#errorReply(conn, err))
     }
     this.#succeeded(conn)
-    return send(conn, `{"type":"subscribed","id":${id},"topic":${JSON.stringify(topic)}}`)
+    const { position, recovered } = subscription
+    const where = position ? `,"position":${JSON.stringify(position)}` : ''
+    return send(
+      conn,
+      `{"type":"subscribed","id":${id},"topic":${JSON.stringify(topic)}${where},"recovered":${recovered}}`,
+    )
   }
 
   #unsubscribe(conn: Conn<Data>, frame: ClientFrame & { type: 'unsubscribe' }): Promise<void> {
@@ -614,6 +623,27 @@ function send(conn: Conn, text: string): Promise<void> {
 /** Closes a connection that broke the protocol. */
 function refuse(conn: Conn, code: number, reason: string): Promise<void> {
   return conn.close(code, truncateReason(reason)).catch(() => {})
+}
+
+/**
+ * How a hub's topics that keep history frame what their subscribers receive, for channel
+ * clients: give it to `topics.useHistory({ history, frame: channelFrame })`. A channel message
+ * gets its position (`{"type":"message",...,"position":{"epoch","offset"}}`), so that the client
+ * resumes from it after a reconnect; a gap becomes a `gap` frame. Any other data (a raw
+ * controller's, on the same hub) is sent as it is.
+ * @param delivery - a message or a gap, as the topics give it
+ * @returns the data sent to every subscriber of the topic
+ */
+export function channelFrame(delivery: Delivery): MessageData | undefined {
+  if (delivery.type === 'gap') {
+    const { topic, position, reason } = delivery
+    return frame({ type: 'gap', topic, position, reason })
+  }
+  const { data, position } = delivery
+  if (position && typeof data === 'string' && data.startsWith(MESSAGE_PREFIX)) {
+    return withPosition(data, position)
+  }
+  return data
 }
 
 /** What a server's close tells a channel client about reconnecting. */

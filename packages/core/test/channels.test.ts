@@ -2,10 +2,12 @@ import { Hono } from 'hono'
 import * as v from 'valibot'
 import { describe, expect, expectTypeOf, it, vi } from 'vitest'
 import { z } from 'zod'
+import { createHub } from '../src/adapter.js'
 import {
   CHANNEL_PROTOCOL,
   ChannelError,
   Channels,
+  channelFrame,
   closeChannel,
   type MessageOf,
   PING,
@@ -76,7 +78,12 @@ describe('channels', () => {
     const alice = await join(app, 'alice')
     const bob = await join(app, 'bob')
     bob.send(JSON.stringify({ type: 'subscribe', id: 1, topic: 'rooms/lobby' }))
-    expect(await json(bob)).toEqual({ type: 'subscribed', id: 1, topic: 'rooms/lobby' })
+    expect(await json(bob)).toEqual({
+      type: 'subscribed',
+      id: 1,
+      topic: 'rooms/lobby',
+      recovered: true,
+    })
     alice.send(
       JSON.stringify({
         type: 'publish',
@@ -93,7 +100,7 @@ describe('channels', () => {
     })
     await request(app, '/news', { method: 'POST', body: 'not subscribed' })
     bob.send(JSON.stringify({ type: 'subscribe', id: 2, topic: 'news' }))
-    expect(await json(bob)).toEqual({ type: 'subscribed', id: 2, topic: 'news' })
+    expect(await json(bob)).toEqual({ type: 'subscribed', id: 2, topic: 'news', recovered: true })
     await request(app, '/news', { method: 'POST', body: 'Extra!' })
     expect(await json(bob)).toEqual({
       type: 'message',
@@ -259,5 +266,86 @@ describe('channels', () => {
     channels.publish({ publish: spy }, 'elsewhere', { headline: '' })
     // @ts-expect-error: not the topic's message
     channels.publish({ publish: spy }, 'news', { text: '' })
+  })
+
+  it('resumes a topic that keeps history from a position: the missed messages in order, then subscribed; a lost epoch is a gap', async () => {
+    const hub = createHub()
+    hub.topics.useHistory({
+      history: (topic) => (topic.startsWith('feeds/') ? { size: 3, ttl: 60_000 } : undefined),
+      frame: channelFrame,
+    })
+    const channels = new Channels().topic('feeds/:feed', { message: z.object({ n: z.number() }) })
+    const app = makeApp(channels as never)
+    const open = () => connect(app, '/ws', { protocols: [CHANNEL_PROTOCOL], hub })
+    const reader = await open()
+    reader.send(JSON.stringify({ type: 'subscribe', id: 1, topic: 'feeds/a' }))
+    const first = await json(reader)
+    expect(first).toMatchObject({ type: 'subscribed', id: 1, topic: 'feeds/a', recovered: true })
+    const writer = await open()
+    for (let n = 1; n <= 2; n++) {
+      writer.send(JSON.stringify({ type: 'publish', id: n, topic: 'feeds/a', data: { n } }))
+      expect(await json(writer)).toEqual({ type: 'ack', id: n })
+    }
+    const one = await json(reader)
+    const epoch = (one.position as { epoch: string }).epoch
+    expect(one).toEqual({
+      type: 'message',
+      topic: 'feeds/a',
+      data: { n: 1 },
+      position: { epoch, offset: 1 },
+    })
+    expect(await json(reader)).toMatchObject({ data: { n: 2 }, position: { epoch, offset: 2 } })
+    reader.close(1000)
+    for (let n = 3; n <= 4; n++) {
+      writer.send(JSON.stringify({ type: 'publish', id: n, topic: 'feeds/a', data: { n } }))
+      expect(await json(writer)).toEqual({ type: 'ack', id: n })
+    }
+    // Back from offset 2: 3 and 4, then the answer.
+    const back = await open()
+    back.send(
+      JSON.stringify({ type: 'subscribe', id: 1, topic: 'feeds/a', since: { epoch, offset: 2 } }),
+    )
+    expect(await json(back)).toMatchObject({
+      type: 'message',
+      data: { n: 3 },
+      position: { offset: 3 },
+    })
+    expect(await json(back)).toMatchObject({
+      type: 'message',
+      data: { n: 4 },
+      position: { offset: 4 },
+    })
+    expect(await json(back)).toEqual({
+      type: 'subscribed',
+      id: 1,
+      topic: 'feeds/a',
+      position: { epoch, offset: 4 },
+      recovered: true,
+    })
+    // From another epoch: the gap first, then what the history holds, then recovered: false.
+    const lost = await open()
+    lost.send(
+      JSON.stringify({
+        type: 'subscribe',
+        id: 9,
+        topic: 'feeds/a',
+        since: { epoch: 'gone', offset: 7 },
+      }),
+    )
+    expect(await json(lost)).toMatchObject({ type: 'gap', topic: 'feeds/a', reason: 'epoch' })
+    const replayed: unknown[] = []
+    for (;;) {
+      const frame = await json(lost)
+      if (frame.type === 'subscribed') {
+        expect(frame).toMatchObject({ id: 9, recovered: false, position: { epoch, offset: 4 } })
+        break
+      }
+      replayed.push(frame.data)
+    }
+    expect(replayed).toEqual([{ n: 2 }, { n: 3 }, { n: 4 }]) // the history keeps 3
+    // Raw data on the same hub is sent as it is.
+    expect(
+      channelFrame({ type: 'message', topic: 't', data: 'raw', position: { epoch, offset: 1 } }),
+    ).toBe('raw')
   })
 })
