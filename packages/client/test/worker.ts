@@ -14,11 +14,17 @@ interface Env {
 
 /** The object that holds every socket. */
 export class ChannelsObject extends HandshakeObject<Env> {
-  app = createChannelsApp()
+  // How many times the constructor ran, counted in storage: a wake from hibernation runs it again.
+  app = createChannelsApp().get('/constructed', async (c) =>
+    c.json(await this.ctx.storage.get('constructed')),
+  )
   // biome-ignore lint/suspicious/noExplicitAny: workerd's state and env, untyped here
   constructor(ctx: any, env: Env) {
     super(ctx, env)
     useFeedHistory(this.topics)
+    void ctx.blockConcurrencyWhile(async () => {
+      await ctx.storage.put('constructed', ((await ctx.storage.get('constructed')) ?? 0) + 1)
+    })
   }
 }
 
