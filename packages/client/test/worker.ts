@@ -16,11 +16,14 @@ interface Env {
 export class ChannelsObject extends HandshakeObject<Env> {
   // How many times the constructor ran, counted in storage: a wake from hibernation runs it again.
   app = createChannelsApp().get('/constructed', async (c) =>
-    c.json(await this.ctx.storage.get('constructed')),
+    c.json(await this.#storage.get('constructed')),
   )
+  // biome-ignore lint/suspicious/noExplicitAny: workerd's storage, untyped here
+  readonly #storage: any
   // biome-ignore lint/suspicious/noExplicitAny: workerd's state and env, untyped here
   constructor(ctx: any, env: Env) {
     super(ctx, env)
+    this.#storage = ctx.storage
     useFeedHistory(this.topics)
     void ctx.blockConcurrencyWhile(async () => {
       await ctx.storage.put('constructed', ((await ctx.storage.get('constructed')) ?? 0) + 1)
