@@ -510,6 +510,30 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 }
 
+/** An `inspect` as Node, Bun and Deno hand it to a custom inspection. */
+type Inspect = (value: unknown, options: { depth?: number | null }) => string
+
+// What `console.log(conn)` and `util.inspect(conn)` show: the connection's public state, not
+// its symbol-keyed internals (the socket, the hub, the timers). Node, Bun and Deno all look this
+// registered symbol up; it costs the prototype one property, and a connection nothing.
+Object.defineProperty(Conn.prototype, Symbol.for('nodejs.util.inspect.custom'), {
+  value(this: Conn, depth: number, options: { depth?: number | null }, inspect?: Inspect) {
+    if (depth < 0) return '[Conn]'
+    const state = {
+      state: this.state,
+      protocol: this.protocol,
+      url: this.url,
+      topics: this.topics,
+      data: this.data,
+      bufferedAmount: this.bufferedAmount,
+      droppedMessages: this.droppedMessages,
+    }
+    if (!inspect) return state
+    const inner = options.depth == null ? options.depth : options.depth - 1
+    return `Conn ${inspect(state, { ...options, depth: inner })}`
+  },
+})
+
 /**
  * What the adapter forwards a connection's runtime events to: one object with prototype methods
  * per connection, rather than a closure per event, as idle connections are the common case.
