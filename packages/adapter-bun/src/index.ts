@@ -1,20 +1,7 @@
 /**
- * `@handshake/bun`: runs Handshake controllers on `Bun.serve`. The short form:
- *
- * ```ts
- * import { websocket } from '@handshake/bun'
- * import { app } from './app'
- *
- * export default { fetch: app.fetch, websocket }
- * ```
- *
- * {@link serve} is the long one, the same on Node, Bun and Deno:
- * `const server = await serve(app, { port: 3000 })`. Importing the package installs the
- * adapter. Each upgrade calls `server.upgrade()` with data that links the Bun socket to its own
- * `Conn`, so one server hosts any number of controllers on any number of routes, all through
- * the one {@link websocket} handler object. Each Bun server is a hub of its own, whichever form
- * started it: `getHub(c)` and `conn.hub` are its topics and connections, and its topics fan out
- * through its own tree only.
+ * `@handshake/bun`: Handshake on `Bun.serve`, whose short form is
+ * `export default { fetch: app.fetch, websocket }`, and {@link serve}. Each Bun server is a hub
+ * of its own. The README says how each option and each core bound maps onto Bun.
  * @module
  */
 import { CloseCode, type Hub, InternalErrorMessage, type ShutdownOptions } from '@handshake/core'
@@ -25,55 +12,30 @@ import type { Context } from 'hono'
 export type { ShutdownOptions } from '@handshake/core'
 export type { FetchApp as Fetchable } from '@handshake/core/adapter'
 
-/** Options of the `websocket` handler object, the per-server settings of Bun's WebSockets. */
+/** Options of the `websocket` handler object: the per-server settings of Bun's WebSockets. */
 export interface WebSocketOptions {
-  /**
-   * The largest message Bun accepts, in bytes; Bun sets `maxPayloadLength` to it. Bun refuses a
-   * bigger message itself, with close code 1009, before it is buffered in full. Bun applies it
-   * to the whole server, while each upgrader has its own `maxMessageSize`: set this to the
-   * largest `maxMessageSize` of your routes (smaller limits still apply per route, in the core).
-   * @defaultValue 1048576 (1 MiB, the core's default `maxMessageSize`)
-   */
+  /** Bun's `maxPayloadLength`: the largest `maxMessageSize` of the routes. @defaultValue 1 MiB */
   maxMessageSize?: number
-  /**
-   * Seconds a connection may stay silent before Bun closes it (0 to 960; 0 disables it). Bun
-   * pings a quiet client shortly before, unless {@link WebSocketOptions.sendPings} is false.
-   * @defaultValue 120
-   */
+  /** Seconds of silence before Bun closes a connection (0 to 960; 0 never). @defaultValue 120 */
   idleTimeout?: number
-  /** Whether Bun pings quiet clients before {@link WebSocketOptions.idleTimeout}. @defaultValue true */
+  /** Whether Bun pings quiet clients before `idleTimeout`. @defaultValue true */
   sendPings?: boolean
-  /**
-   * permessage-deflate, negotiated with clients that offer it (Bun's own option). Handshake
-   * never asks Bun to compress an outgoing message, so it only affects what clients send.
-   * @defaultValue false
-   */
+  /** permessage-deflate for what clients send (Bun's own option). @defaultValue false */
   perMessageDeflate?: WebSocketHandler<unknown>['perMessageDeflate']
-  /**
-   * Bytes Bun may queue on one connection. Past it Bun drops a send, which Handshake treats as a
-   * broken connection and tears down, and drops published messages and its own pongs. It bounds
-   * what a peer that never reads costs: one that only sends pings makes Bun queue pongs up to
-   * it. It must be above every upgrader's `maxPublishBuffer` (4 MiB by default), where the core
-   * closes a slow subscriber with 1008: a connection on a route whose `maxPublishBuffer` is at
-   * or above it is refused, with a `RangeError` in the log that says which option to change.
-   * `conn.send()` starts waiting for the peer far below it, at the upgrader's
-   * `sendHighWaterMark` (1 MiB by default).
-   * @defaultValue 5242880 (5 MiB: the core's default `maxPublishBuffer`, plus 1 MiB)
-   */
+  /** Bytes Bun may queue on a connection: above every `maxPublishBuffer`. @defaultValue 5 MiB */
   backpressureLimit?: number
 }
 
 /**
- * Options of {@link serve}: Bun's own server options, plus the WebSocket ones (see
- * {@link WebSocketOptions}) and `onListen` (called with the address once it listens; by default
- * it prints it). `hostname` defaults to `'127.0.0.1'` (Bun's own default is every interface), as
- * on Node and Deno: pass `'0.0.0.0'` to listen on every interface.
+ * Options of {@link serve}: Bun's own server options, the {@link WebSocketOptions} and
+ * `onListen`. `hostname` defaults to `'127.0.0.1'`, as on Node and Deno (Bun's own is every
+ * interface).
  */
 export interface ServeOptions
   extends Omit<Serve.HostnamePortServeOptions<HandshakeSocketData>, 'unix'> {
   /** The WebSocket settings of this server. */
   websocket?: WebSocketOptions
-  /** Called once the server listens, with its address (the real port when `port` is 0). */
+  /** Called once the server listens, with its address, instead of printing it. */
   onListen?: (addr: { hostname: string; port: number }) => void
 }
 
@@ -83,21 +45,15 @@ type BunSocket = ServerWebSocket<HandshakeSocketData>
 /** A Bun server started by {@link serve}: its hub, its address and its shutdown. */
 export type HandshakeServer = port.HandshakeServer<BunServer>
 
-const LINK: unique symbol = Symbol.for('handshake.bun.link') as never
-
-/**
- * The `ws.data` of a Handshake socket: what `server.upgrade()` carries from the upgrade to the
- * handlers. Opaque; sockets upgraded by other code carry their own data and are left alone.
- */
+declare const LINK: unique symbol
+/** The `ws.data` of a Handshake socket (opaque); sockets with other data are left alone. */
 export interface HandshakeSocketData {
-  readonly [LINK]: Link
+  readonly [LINK]: true
 }
 
 /**
- * One connection: its state, shared by the upgrade and the handlers, and the core's socket over
- * Bun's, with its part in the server's topic tree. One object per connection, carried as the
- * socket's `data` itself, where a plain socket object with a closure per method, a link and a
- * wrapper for `data` cost every idle connection about 500 bytes.
+ * One connection: the core's socket over Bun's, with its part in the server's topic tree. It is
+ * the socket's `data` itself: one object per connection, with no closure of its own.
  */
 class Link implements port.RuntimeSocket {
   /** Bun's socket, once open. */
@@ -112,19 +68,12 @@ class Link implements port.RuntimeSocket {
   constructor(
     /** The core's upgrade request, until the socket opens. */
     public request: port.UpgradeRequest | undefined,
-    /** The server's topic tree (see {@link treeOf}). */
+    /** The server's topic tree: the server itself. */
     readonly tree: port.TopicTree,
   ) {}
-
-  /** `ws.data` is the link itself: it is its own {@link HandshakeSocketData}. */
-  get [LINK](): Link {
-    return this
-  }
-
   get emitsDrain(): boolean {
     return true
   }
-
   send(data: string | Uint8Array): boolean | undefined {
     const ws = this.ws as BunSocket
     const status = typeof data === 'string' ? ws.sendText(data) : ws.sendBinary(data)
@@ -135,66 +84,54 @@ class Link implements port.RuntimeSocket {
     const size = typeof data === 'string' ? data.length : data.byteLength
     if (size === 0 || this.closed || ws.readyState !== 1) return undefined
     // The end is reported inside send(), so the core rejects this send with it.
-    this.events?.error(
-      new Error('Bun dropped a message: more than backpressureLimit bytes were queued'),
-    )
+    this.events?.error(new Error('Bun dropped a message: over backpressureLimit bytes were queued'))
     ws.terminate()
     return undefined
   }
-
-  // Bun writes the close frame and a FIN, and reports the end before returning: close()
-  // never waits for the peer's answer on Bun (see the runtime table).
+  // Bun writes the close frame and a FIN, and reports the end before returning.
   close(code: number, reason: string): void {
     this.closeSent = true
     this.ws?.close(code, reason)
   }
-
   get bufferedAmount(): number {
     return this.closed ? 0 : (this.ws?.getBufferedAmount() ?? 0)
   }
-
   terminate(): void {
     this.ws?.terminate()
   }
-
   pause(): void {
     this.ws?.pause()
   }
-
   resume(): void {
     if (!this.closed) this.ws?.resume()
   }
-
   ping(): void {
     this.ws?.ping()
   }
-
   // The socket's part in its server's tree: `ws.publish` reaches every subscriber but `ws`.
-
   subscribe(topic: string): void {
     this.ws?.subscribe(topic)
   }
-
   unsubscribe(topic: string): void {
     this.ws?.unsubscribe(topic)
   }
-
   publish(topic: string, data: string | Uint8Array): void {
     this.ws?.publish(topic, data)
   }
 }
 
-/** The hint given whenever the Bun server or its `websocket` handler is missing. */
-const ENTRY_HINT =
-  "`import { websocket } from '@handshake/bun'` and serve with `export default { fetch: app.fetch, websocket }` (or `Bun.serve({ fetch: app.fetch, websocket })`), or start the app with `serve(app)` from '@handshake/bun'"
+/** An entry mistake, named with the way to serve an app on Bun. */
+const entryError = (what: string, cause?: unknown) =>
+  new Error(
+    `${what}: \`import { websocket } from '@handshake/bun'\` and serve with \`export default { fetch: app.fetch, websocket }\` (or \`Bun.serve({ fetch: app.fetch, websocket })\`), or start the app with \`serve(app)\` from '@handshake/bun'.`,
+    { cause },
+  )
 
 /** The Bun server in the Hono env: Bun's fetch gets it, and Hono's helpers `{ server }`. */
 function bunServerOf(env: unknown): BunServer | undefined {
   const isServer = (v: unknown) => typeof (v as { upgrade?: unknown })?.upgrade === 'function'
-  if (!env || typeof env !== 'object') return undefined
-  if (isServer(env)) return env as BunServer
-  const nested = (env as { server?: unknown }).server
-  return isServer(nested) ? (nested as BunServer) : undefined
+  const nested = (env as { server?: unknown } | undefined)?.server
+  return isServer(env) ? (env as BunServer) : isServer(nested) ? (nested as BunServer) : undefined
 }
 
 /** The hub of requests with no Bun server (`app.request()` in a test); each server has its own. */
@@ -210,34 +147,30 @@ export const adapter: port.Adapter = {
   upgrade(c: Context, request: port.UpgradeRequest): Response {
     const server = bunServerOf(c.env)
     if (!server) {
-      throw new Error(
-        `The Bun server is missing from the Hono env (c.env): Bun passes it as the second argument of fetch, so hand it on with \`app.fetch(request, server)\`. ${ENTRY_HINT}.`,
+      throw entryError(
+        'The Bun server is missing from the Hono env (c.env): Bun passes it as the second argument of fetch, so hand it on with `app.fetch(request, server)`',
       )
     }
-    const link = new Link(request, treeOf(server))
+    // The server is its own topic tree: the core publishes once per server, Bun to each socket.
+    const link = new Link(request, server)
     // Bun echoes the client's first offer when no protocol is set; an empty header stops it
     // and is not sent (oven-sh/bun#18243).
     const headers = port.handshakeHeaders(request, request.protocol ?? '')
     let upgraded: boolean
     try {
-      upgraded = server.upgrade(c.req.raw, { data: link, headers })
+      upgraded = server.upgrade(c.req.raw, { data: link as never, headers })
     } catch (err) {
       if (!String(err).includes('websocket')) throw err
-      const message = `Bun.serve was started without a \`websocket\` handler: ${ENTRY_HINT}.`
-      throw new Error(message, { cause: err })
+      throw entryError('Bun.serve was started without a `websocket` handler', err)
     }
-    if (!upgraded) {
-      throw new Error(
-        'Bun refused the upgrade (server.upgrade returned false): the request was already upgraded, or it is not the original request Bun passed to fetch',
-      )
-    }
+    const refused = 'the request was already upgraded, or is not the one Bun passed to fetch'
+    if (!upgraded)
+      throw new Error(`Bun refused the upgrade (server.upgrade returned false): ${refused}`)
     if (link.refused) throw link.refused
     // Bun runs the `open` handler inside server.upgrade(): if ours did not run, the server
     // uses another `websocket` object, and nothing would ever serve this connection.
     if (!link.events) {
-      throw new Error(
-        `The \`websocket\` handler given to Bun.serve is not the one from @handshake/bun: ${ENTRY_HINT}.`,
-      )
+      throw entryError('The `websocket` of Bun.serve is not the one from @handshake/bun')
     }
     // Bun already wrote the real 101; this one is for middleware that looks at the response.
     if (request.protocol === undefined) headers.delete('Sec-WebSocket-Protocol')
@@ -247,39 +180,10 @@ export const adapter: port.Adapter = {
 
 port.installAdapter(adapter)
 
-function linkOf(ws: BunSocket): Link | undefined {
-  const data: unknown = ws.data
-  return data instanceof Link ? data : undefined
-}
+const linkOf = (ws: BunSocket) => (ws.data instanceof Link ? ws.data : undefined)
 
-const trees = new WeakMap<BunServer, port.TopicTree>()
-
-/**
- * The server's own topic tree, one per server: the core publishes once per tree with
- * `server.publish`, and Bun's native code writes to every subscribed socket. uWS drains a
- * socket's published messages before its next `send`, so they stay in order with `conn.send`.
- *
- * Bun sends without asking the core: the core checks each subscriber's buffered amount once per
- * turn of publishing and closes one past `maxPublishBuffer` with 1008, as on every runtime.
- * Bun's own `backpressureLimit` stays the hard stop above it: Bun drops a message only once a
- * socket holds more than that, which is more than `maxPublishBuffer` (the `open` handler
- * refuses a route where it is not), so the subscriber that lost one is closed at the end of
- * the turn. With `slowSubscriber: 'drop'` the core sends itself, since Bun's tree cannot count
- * what it drops.
- */
-function treeOf(server: BunServer): port.TopicTree {
-  let tree = trees.get(server)
-  if (!tree) {
-    tree = { publish: (topic, data) => void server.publish(topic, data) }
-    trees.set(server, tree)
-  }
-  return tree
-}
-
-/**
- * The close code a protocol fault calls for. Bun sends that code to the client itself, but
- * reports every fault to the `close` handler as 1006 with a reason that starts "Received".
- */
+// The close code a protocol fault calls for: Bun sends it to the client, but reports every fault
+// to the `close` handler as 1006 with a reason that starts "Received".
 function faultCode(code: number, reason: string): number | undefined {
   if (code !== 1006 || !reason.startsWith('Received ')) return undefined
   if (/UTF-8|compressed/.test(reason)) return 1007
@@ -288,50 +192,36 @@ function faultCode(code: number, reason: string): number | undefined {
   return 1002
 }
 
-/**
- * The default `backpressureLimit`: above the core's default `maxPublishBuffer` by 1 MiB, and far
- * below Bun's own 16 MiB, which let a peer that pings and never reads hold 16 MiB of pongs.
- */
+// The core's default maxPublishBuffer plus 1 MiB; Bun's own 16 MiB let a peer hold 16 MiB of pongs.
 const DEFAULT_BACKPRESSURE_LIMIT = port.defaultSettings.maxPublishBuffer + 1024 * 1024
 
 /**
- * Makes the `websocket` handler object for `Bun.serve`, with the given per-server settings.
- * Use it instead of {@link websocket} to change them.
- *
- * @example
- * ```ts
- * export default {
- *   fetch: app.fetch,
- *   websocket: createWebSocketHandler({ maxMessageSize: 8 * 1024 * 1024, idleTimeout: 60 }),
- * }
- * ```
+ * Makes the `websocket` handler object for `Bun.serve` with other per-server settings than
+ * {@link websocket}'s: `websocket: createWebSocketHandler({ idleTimeout: 60 })`.
  */
 export function createWebSocketHandler(
   options: WebSocketOptions = {},
 ): WebSocketHandler<HandshakeSocketData> {
-  const maxPayloadLength = options.maxMessageSize ?? port.defaultSettings.maxMessageSize
-  const backpressureLimit = options.backpressureLimit ?? DEFAULT_BACKPRESSURE_LIMIT
-  let warned = false
-  const handler: WebSocketHandler<HandshakeSocketData> = {
-    maxPayloadLength,
-    backpressureLimit,
+  const { maxMessageSize, backpressureLimit, ...bunOptions } = options
+  const limits: port.RuntimeLimits = {
+    names: ["Bun's maxPayloadLength", "Bun's backpressureLimit"],
+    maxMessageSize: maxMessageSize ?? port.defaultSettings.maxMessageSize,
+    sendLimit: backpressureLimit ?? DEFAULT_BACKPRESSURE_LIMIT,
+    raiseMessageLimit: `pass the largest maxMessageSize to createWebSocketHandler({ maxMessageSize }) or serve(app, { websocket: { maxMessageSize } })`,
+    raiseSendLimit: `raise backpressureLimit above it with createWebSocketHandler({ backpressureLimit }) or serve(app, { websocket: { backpressureLimit } })`,
+  }
+  return {
+    ...bunOptions,
+    maxPayloadLength: limits.maxMessageSize,
+    backpressureLimit: limits.sendLimit,
     open(ws) {
       const link = linkOf(ws)
       const request = link?.request
       if (!link || !request) return
       // Bun's default Buffer may be a view of a pooled buffer; a Uint8Array is the message.
       ws.binaryType = 'uint8array'
-      if (!warned && request.maxMessageSize > maxPayloadLength) {
-        warned = true
-        console.warn(
-          `[@handshake/bun] A route allows messages of ${request.maxMessageSize} bytes, but Bun refuses any over ${maxPayloadLength} (maxPayloadLength): pass the largest maxMessageSize to createWebSocketHandler({ maxMessageSize }) or serve(app, { websocket: { maxMessageSize } }).`,
-        )
-      }
-      if (request.maxPublishBuffer >= backpressureLimit) {
-        // Bun would drop published messages before the core saw the subscriber as too slow.
-        link.refused = new RangeError(
-          `A route's maxPublishBuffer (${request.maxPublishBuffer} bytes) is not below Bun's backpressureLimit (${backpressureLimit} bytes), so a slow subscriber would lose messages instead of being closed with 1008: raise backpressureLimit above it with createWebSocketHandler({ backpressureLimit }) or serve(app, { websocket: { backpressureLimit } }), or lower that upgrader's maxPublishBuffer.`,
-        )
+      link.refused = port.checkRuntimeLimits(request, limits)
+      if (link.refused) {
         request.abandon()
         return ws.close(CloseCode.InternalError, InternalErrorMessage)
       }
@@ -340,8 +230,9 @@ export function createWebSocketHandler(
       link.events = request.open(link)
     },
     message(ws, message) {
-      const data = typeof message === 'string' ? message : port.ownBytes(message as Uint8Array)
-      linkOf(ws)?.events?.message(data)
+      // Copied (when it is a view of a pooled buffer) only for a connection that takes it.
+      const events = linkOf(ws)?.events
+      events?.message(typeof message === 'string' ? message : port.ownBytes(message as Uint8Array))
     },
     drain(ws) {
       linkOf(ws)?.events?.drain()
@@ -356,56 +247,36 @@ export function createWebSocketHandler(
       link.closed = true
       const fault = faultCode(code, reason)
       if (fault !== undefined) events?.error(new Error(reason), fault)
-      // Bun gives no sign of the peer's close frame: one came only when the peer closed first,
-      // since after our own close frame Bun reports the end at once, without reading an answer.
-      events?.closed(code, reason, !link.closeSent && fault === undefined && code !== 1006)
+      // A peer's close frame came only if it closed first: after ours Bun reports the end at once.
+      events?.closed(code, reason, !link.closeSent && code !== 1006)
     },
   }
-  if (options.idleTimeout !== undefined) handler.idleTimeout = options.idleTimeout
-  if (options.sendPings !== undefined) handler.sendPings = options.sendPings
-  if (options.perMessageDeflate !== undefined) handler.perMessageDeflate = options.perMessageDeflate
-  return handler
 }
 
 /**
- * The `websocket` handler object to give `Bun.serve`, with the default settings (Bun's, a
- * 1 MiB `maxPayloadLength` and a 5 MiB `backpressureLimit`); {@link createWebSocketHandler}
- * changes them. `export default { fetch: app.fetch, websocket }`.
+ * The `websocket` handler object to give `Bun.serve`, with the default settings;
+ * {@link createWebSocketHandler} changes them. `export default { fetch: app.fetch, websocket }`.
  */
 export const websocket: WebSocketHandler<HandshakeSocketData> = createWebSocketHandler()
 
 /**
- * Shuts a Bun server down gracefully: its hub's `Connections.shutdown`, with "stop listening"
- * being `server.stop()`. New upgrades get 503, every open connection of this server gets one
- * close frame (1001 `Server shutting down` by default), and it resolves once every frame is
- * written. Bun then keeps each TCP connection until its peer answers; at `options.timeout` (10 s
- * by default) the server stops for good, dropping whatever is still open. It rejects with a
- * `RangeError`, before anything is closed, when `code` or `reason` may not be sent. Other
- * servers of the process are not affected. For a server started with `Bun.serve` and the
- * {@link websocket} handler; one started by {@link serve} has it as `server.shutdown()`.
+ * Shuts a server started with `Bun.serve` and the {@link websocket} handler down gracefully, as
+ * `HandshakeServer.shutdown` does (see the README), with "stop listening" being `server.stop()`;
+ * at `options.timeout` it stops for good (`server.stop(true)`). Other servers are not affected.
  */
 export async function shutdown(server: BunServer, options?: ShutdownOptions): Promise<void> {
   const deadline = port.shutdownDeadline(options)
   await port.hubOf(server).connections.shutdown(options, () => server.stop())
-  // Bun reports each end as soon as its close frame and FIN are written, while the peer may not
-  // have read them. Stopping for good now would close sockets holding unread data, and the
-  // kernel would answer with a reset that can destroy the close frame: wait for the deadline.
-  const left = deadline - Date.now()
-  if (left > 0) setTimeout(() => void server.stop(true), left).unref()
-  else await server.stop(true)
+  // Bun ends each connection once its close frame and FIN are written, maybe not yet read:
+  // stopping for good now could reset them and destroy the close frame. Wait for the deadline.
+  await port.atDeadline(deadline, () => server.stop(true))
 }
 
 /**
  * Starts `Bun.serve` with the app and the Handshake `websocket` handler, and resolves to the
- * server: a hub of its own, with its address and a graceful `shutdown()`. The same
- * `serve(app, options)` as on Node and Deno. It listens on 127.0.0.1 unless `hostname` says
- * otherwise, and prints where (`Listening on http://127.0.0.1:3000/`) unless `onListen` is given.
- *
- * @example
- * ```ts
- * const server = await serve(app, { port: 3000, websocket: { idleTimeout: 60 } })
- * process.on('SIGTERM', () => server.shutdown())
- * ```
+ * server: a hub of its own, with its address and a graceful `shutdown()`. It listens on
+ * 127.0.0.1 unless `hostname` says otherwise, and prints where unless `onListen` is given:
+ * `const server = await serve(app, { port: 3000 })`.
  */
 export async function serve(
   app: port.FetchApp,

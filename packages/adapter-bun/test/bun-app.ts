@@ -119,6 +119,20 @@ export function createBunTestApp(): Hono {
       },
     })(c, async () => {})
   })
+  // Sends what Bun's console.log would print for the connection: `Bun.inspect`, which looks up
+  // the same registered symbol.
+  app.get(
+    '/inspect',
+    upgrade({
+      async serve(conn: Conn) {
+        await conn.subscribe('inspected')
+        await conn.send(Bun.inspect(conn))
+        for await (const _ of conn) {
+          // Until the peer closes.
+        }
+      },
+    }),
+  )
   app.get('/buffered/:id', (c) => {
     const conn = held.get(c.req.param('id'))
     return conn

@@ -697,6 +697,16 @@ describe("Bun adapter: topics through Bun's own tree", () => {
     expect(there.messages).toEqual([])
   })
 
+  it('inspects a Conn as its public state in Bun (console.log), not its internals', async () => {
+    const client = await connect(`${server.ws}/bun/inspect`)
+    const shown = await client.next()
+    expect(shown).toMatch(/^Conn \{/)
+    expect(shown).toMatch(/state: 'open'/)
+    expect(shown).toMatch(/'inspected'/)
+    expect(shown).not.toMatch(/Symbol\(|Connections|Topics|socket/)
+    client.socket.close()
+  })
+
   it("leaves Bun's tree alone with slowSubscriber 'drop': the core sends, and counts", async () => {
     const topic = uniqueId('drop')
     const client = await connect(`${server.ws}/topic-drop/${topic}`)

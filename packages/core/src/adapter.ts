@@ -53,9 +53,11 @@ export {
   rawRequest,
   rawUrl,
 } from './raw-upgrade.js'
+export { checkRuntimeLimits, type RuntimeLimits } from './runtime-limits.js'
 export { assertAttachmentFits, MAX_ATTACHMENT_BYTES, serializedSize } from './serialized.js'
 export {
   answerUpgrade,
+  atDeadline,
   type ByteSink,
   deferredUpgrade,
   type FetchApp,

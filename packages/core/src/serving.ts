@@ -471,6 +471,17 @@ export function shutdownDeadline(options: ShutdownOptions | undefined): number {
   return Date.now() + (options?.timeout ?? DEFAULT_SHUTDOWN_TIMEOUT)
 }
 
+/**
+ * Runs `fn` once `deadline` (a `Date.now()` time) has passed: now, awaited, when it has; else on
+ * a timer that does not keep the process alive (where the runtime can `unref` one).
+ */
+export async function atDeadline(deadline: number, fn: () => unknown): Promise<void> {
+  const left = deadline - Date.now()
+  if (left <= 0) return void (await fn())
+  const timer = setTimeout(() => void fn(), left) as { unref?: () => void }
+  timer.unref?.()
+}
+
 const hubs = new WeakMap<object, Hub>()
 
 /** The hub of a runtime's server (one per server, made on first use), for adapters that get
