@@ -42,6 +42,7 @@ import {
 } from './channels-protocol.js'
 import { type CloseError, truncateReason } from './close.js'
 import type { Conn } from './conn.js'
+import { resolved } from './conn-fields.js'
 import type { EventController, Message, MessageData } from './contracts.js'
 import type { Delivery, Subscription } from './history.js'
 
@@ -433,22 +434,54 @@ export class Channels<
     if (id !== undefined) return send(conn, `{"type":"ack","id":${id}}`)
   }
 
+  /**
+   * Validates and runs a request. A schema and a handler that answer synchronously are answered
+   * at once; one that returns a promise runs beside the connection's next frames, up to
+   * `maxConcurrentRequests`.
+   */
   #request(conn: Conn<Data>, frame: ClientFrame & { type: 'request' }): void | Promise<void> {
-    const entry = this.#requests.get(frame.name)
+    const { id, name } = frame
+    const entry = this.#requests.get(name)
     if (!entry) {
-      return this.#fail(conn, frame.id, {
+      return this.#fail(conn, id, {
         code: 'not_found',
-        message: `No request is named ${JSON.stringify(frame.name)}`.slice(0, 200),
+        message: `No request is named ${JSON.stringify(name)}`.slice(0, 200),
       })
     }
+    let output: unknown
+    try {
+      const checked = entry.input['~standard'].validate(frame.input)
+      if (isThenable(checked)) {
+        output = Promise.resolve(checked).then((result) =>
+          result.issues
+            ? new Invalid(result.issues)
+            : entry.handler({ conn, name, input: result.value }),
+        )
+      } else if (checked.issues) {
+        return this.#fail(conn, id, invalid(checked.issues))
+      } else {
+        output = entry.handler({ conn, name, input: checked.value })
+      }
+    } catch (err) {
+      return this.#fail(conn, id, this.#errorReply(conn, err))
+    }
+    if (!isThenable(output)) return this.#respond(conn, id, output)
     const state = this.#state(conn)
     state.running++
-    void this.#answer(conn, entry, frame).finally(() => {
-      state.running--
-      const wake = state.wake
-      state.wake = undefined
-      wake?.()
-    })
+    Promise.resolve(output)
+      .then(
+        (value) =>
+          value instanceof Invalid
+            ? this.#fail(conn, id, invalid(value.issues))
+            : this.#respond(conn, id, value),
+        (err: unknown) => this.#fail(conn, id, this.#errorReply(conn, err)),
+      )
+      .finally(() => {
+        state.running--
+        const wake = state.wake
+        state.wake = undefined
+        wake?.()
+      })
     // At the bound, the connection's next frame waits until a request finishes.
     if (state.running >= this.#maxConcurrent) {
       return new Promise((resolve) => {
@@ -457,20 +490,7 @@ export class Channels<
     }
   }
 
-  async #answer(
-    conn: Conn<Data>,
-    entry: RequestEntry,
-    frame: ClientFrame & { type: 'request' },
-  ): Promise<void> {
-    const { id, name } = frame
-    let output: unknown
-    try {
-      const result = await entry.input['~standard'].validate(frame.input)
-      if (result.issues) return this.#fail(conn, id, invalid(result.issues))
-      output = await entry.handler({ conn, name, input: result.value })
-    } catch (err) {
-      return this.#fail(conn, id, this.#errorReply(conn, err))
-    }
+  #respond(conn: Conn<Data>, id: number, output: unknown): Promise<void> {
     let text: string
     try {
       text = `{"type":"response","id":${id},"output":${JSON.stringify(output) ?? 'null'}}`
@@ -617,7 +637,18 @@ function invalid(issues: ReadonlyArray<StandardSchemaV1.Issue>): ErrorReply {
 
 /** Sends a frame; a connection that closed meanwhile has no one to tell. */
 function send(conn: Conn, text: string): Promise<void> {
-  return conn.send(text).catch(() => {})
+  const sent = conn.send(text)
+  // No back-pressure: the shared settled promise, which the dispatch does not wait on.
+  return sent === resolved ? sent : sent.catch(() => {})
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function'
+}
+
+/** A schema's issues found after an await, told apart from a handler's output. */
+class Invalid {
+  constructor(readonly issues: ReadonlyArray<StandardSchemaV1.Issue>) {}
 }
 
 /** Closes a connection that broke the protocol. */
