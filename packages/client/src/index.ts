@@ -251,6 +251,21 @@ interface Queued {
 const encoder = new TextEncoder()
 
 /**
+ * Calls an app's handler. What it throws is reported as an uncaught error, after the client's
+ * own bookkeeping is done, as an event listener's would be: it never breaks the client.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: any handler
+function call<A extends any[]>(handler: ((...args: A) => void) | undefined, ...args: A): void {
+  try {
+    handler?.(...args)
+  } catch (err) {
+    setTimeout(() => {
+      throw err
+    })
+  }
+}
+
+/**
  * A channel client: one logical connection that outlives the WebSocket connections under it.
  * Made by {@link createClient}; it connects at once.
  * @typeParam C - the server's channel definition (`typeof chat`), for the types
@@ -433,7 +448,14 @@ export class Client<C = unknown> {
 
   #connect(): void {
     clearTimeout(this.#timer)
-    const ws = new this.#options.WebSocket(this.#url, PROTOCOL)
+    let ws: WebSocketLike
+    try {
+      ws = new this.#options.WebSocket(this.#url, PROTOCOL)
+    } catch (err) {
+      // A constructor that refuses (a blocked port, a bad URL): a failed attempt like any other.
+      this.#closed(1006, String((err as Error)?.message ?? err))
+      return
+    }
     this.#ws = ws
     ws.onopen = () => this.#opened()
     ws.onmessage = (event: { data: unknown }) => this.#received(event.data)
@@ -583,7 +605,7 @@ export class Client<C = unknown> {
           return // delivered before: never twice
         }
         if (position) sub.position = position
-        sub.handlers.message(frame.data, position)
+        call(sub.handlers.message, frame.data, position)
         return
       }
       case 'gap': {
@@ -591,7 +613,7 @@ export class Client<C = unknown> {
         if (!sub) return
         sub.gapSeen = true
         sub.position = frame.position as Position
-        sub.handlers.gap?.({
+        call(sub.handlers.gap, {
           topic: sub.topic,
           reason: frame.reason as Gap['reason'],
           position: sub.position,
@@ -607,14 +629,14 @@ export class Client<C = unknown> {
           sub.position = position
         }
         if (!sub.gapSeen && sub.confirmed && (frame.recovered === false || !position)) {
-          sub.handlers.gap?.({
+          call(sub.handlers.gap, {
             topic: sub.topic,
             reason: position ? 'trimmed' : 'no-history',
             position,
           })
         }
         sub.confirmed = true
-        sub.handlers.subscribed?.(sub.position)
+        call(sub.handlers.subscribed, sub.position)
         return
       }
       case 'ack':
@@ -637,7 +659,7 @@ export class Client<C = unknown> {
         const sub = pending.sub
         if (sub && this.#subs.get(sub.topic) === sub) {
           this.#subs.delete(sub.topic)
-          sub.handlers.error?.(error)
+          call(sub.handlers.error, error)
         }
         pending.reject(error)
         return
@@ -710,7 +732,7 @@ export class Client<C = unknown> {
 
   #set(state: ClientState): void {
     this.#state = state
-    for (const listener of this.#listeners) listener(state)
+    for (const listener of this.#listeners) call(listener, state)
   }
 
   // --- the page ---

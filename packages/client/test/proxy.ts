@@ -17,12 +17,22 @@ export interface TcpProxy {
   stall(): void
   /** While true, new connections are reset as they arrive. */
   refuse: boolean
+  /** Milliseconds each chunk waits before it is forwarded, both ways (order kept). */
+  delay: number
   stop(): Promise<void>
 }
 
 /** Starts a proxy on a free port of 127.0.0.1 in front of `target` (`http://127.0.0.1:N`). */
 export async function startProxy(target: string): Promise<TcpProxy> {
   const { hostname, port } = new URL(target)
+  /** Pipes `from` into `to`, each chunk after `proxy.delay` ms; stall() stops it. */
+  const forward = (from: Socket, to: Socket) => {
+    from.on('data', (chunk: Buffer) => {
+      if (from.isPaused()) return
+      if (proxy.delay > 0) setTimeout(() => to.destroyed || to.write(chunk), proxy.delay)
+      else to.write(chunk)
+    })
+  }
   const pairs = new Set<[Socket, Socket]>()
   let accepted = 0
   const server: Server = createServer((client) => {
@@ -34,8 +44,8 @@ export async function startProxy(target: string): Promise<TcpProxy> {
     const upstream = connect(Number(port), hostname)
     const pair: [Socket, Socket] = [client, upstream]
     pairs.add(pair)
-    client.pipe(upstream)
-    upstream.pipe(client)
+    forward(client, upstream)
+    forward(upstream, client)
     const end = () => {
       pairs.delete(pair)
       client.destroy()
@@ -52,6 +62,7 @@ export async function startProxy(target: string): Promise<TcpProxy> {
       return accepted
     },
     refuse: false,
+    delay: 0,
     cut() {
       for (const [client, upstream] of pairs) {
         client.resetAndDestroy()
@@ -61,8 +72,6 @@ export async function startProxy(target: string): Promise<TcpProxy> {
     },
     stall() {
       for (const [client, upstream] of pairs) {
-        client.unpipe(upstream)
-        upstream.unpipe(client)
         client.pause()
         upstream.pause()
       }

@@ -314,3 +314,26 @@ it('never delivers a position twice, resubscribes from the last one, and reports
   expect(got).toEqual([1, 2, 3, 1])
   client.close()
 })
+
+it("reports a handler's throw as an uncaught error, and goes on", () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  const got: unknown[] = []
+  client.subscribe('t', {
+    message(data) {
+      got.push(data)
+      if (data === 1) throw new Error('a bug in the app')
+    },
+  })
+  const [socket] = FakeSocket.made
+  socket!.opened = true
+  socket!.onopen?.({})
+  socket!.onmessage?.({ data: '{"type":"message","topic":"t","data":1}' })
+  socket!.onmessage?.({ data: '{"type":"message","topic":"t","data":2}' })
+  expect(got).toEqual([1, 2])
+  expect(() => vi.advanceTimersByTime(0)).toThrow('a bug in the app')
+  expect(client.state.status).toBe('open')
+  client.close()
+})

@@ -230,6 +230,32 @@ export function clientSuite(target: SuiteTarget): void {
         expect(subscribed).toBe(3)
       })
 
+      it('keeps working through a slow network: requests answered, messages in order, no false heartbeat timeout', async () => {
+        await fresh()
+        proxy.delay = 150
+        const client = await open('/ws?name=slow', {
+          heartbeatInterval: 300,
+          heartbeatTimeout: 1000,
+        })
+        const seen = states(client)
+        const got: number[] = []
+        let subscribed = false
+        client.subscribe('feeds/slow', {
+          message: (data) => got.push(data.n),
+          subscribed: () => (subscribed = true),
+        })
+        await until(() => subscribed, 'the subscription')
+        const started = Date.now()
+        expect(await client.request('add', { a: 3, b: 4 })).toBe(7)
+        expect(Date.now() - started).toBeGreaterThanOrEqual(290)
+        for (let n = 1; n <= 20; n++) await fetch(`${app.url}/feed/slow?n=${n}`, { method: 'POST' })
+        await until(() => got.length === 20, 'the messages')
+        expect(got).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+        // Idle past several heartbeats, each answered in about 300 ms.
+        await new Promise((resolve) => setTimeout(resolve, 1500))
+        expect(seen).toEqual([])
+      })
+
       it('never reconnects after 1008, nor after a close the server marks "do not retry"', async () => {
         await fresh()
         const policy = await open('/close/1008?reason=go%20away')
@@ -285,7 +311,7 @@ export function clientSuite(target: SuiteTarget): void {
 
       it('reconnects when the heartbeat goes unanswered (a stalled connection)', async () => {
         await fresh()
-        const client = await open('/ws', { heartbeatInterval: 150, heartbeatTimeout: 150 })
+        const client = await open('/ws', { heartbeatInterval: 200, heartbeatTimeout: 500 })
         const seen = states(client)
         expect(await client.request('add', { a: 1, b: 1 })).toBe(2)
         // Pings are answered while the connection flows.
@@ -296,7 +322,7 @@ export function clientSuite(target: SuiteTarget): void {
         expect(seen[0]).toMatchObject({
           status: 'reconnecting',
           code: 1006,
-          reason: 'No heartbeat within 300 ms',
+          reason: 'No heartbeat within 700 ms',
         })
         await until(() => client.state.status === 'open', 'the new connection')
         expect(await client.request('add', { a: 2, b: 2 })).toBe(4)
