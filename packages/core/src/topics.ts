@@ -143,11 +143,11 @@ export class Topics extends EventTarget {
                 : listener.handleEvent(event)
             if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
               ;(result as PromiseLike<unknown>).then(undefined, (err: unknown) =>
-                this.#listenerFailed(event.type, err),
+                this.#appFailed(`A '${event.type}' listener of Topics failed`, err),
               )
             }
           } catch (err) {
-            this.#listenerFailed(event.type, err)
+            this.#appFailed(`A '${event.type}' listener of Topics failed`, err)
           }
         }
         wrappers.set(listener, wrapper)
@@ -354,7 +354,7 @@ export class Topics extends EventTarget {
         options = this.#history ? this.#historyOf(topic) : undefined
       } catch (err) {
         // Checked before the subscription changed anything; answered otherwise now.
-        this.#listenerFailed('history', err)
+        this.#appFailed(`useHistory()'s history('${topic}') threw; the topic keeps none`, err)
       }
       entry = {
         members: new Set(),
@@ -524,7 +524,17 @@ export class Topics extends EventTarget {
   #sequencer(topic: string, entry: Topic): Sequencer {
     const host: SequencerHost = {
       fanOut: (sender, data) => this.#fanOut(entry, sender, topic, data),
-      frame: (delivery) => this.#frame(delivery),
+      frame: (delivery) => {
+        try {
+          return this.#frame(delivery)
+        } catch (err) {
+          this.#appFailed(
+            `useHistory()'s frame threw; this delivery of '${topic}' was sent to nobody`,
+            err,
+          )
+          return undefined
+        }
+      },
       read: (since, limit) => this.#read(topic, since, limit),
       gap: (position, reason, lost) =>
         this.dispatchEvent(new GapEvent(topic, position, reason, lost)),
@@ -575,12 +585,13 @@ export class Topics extends EventTarget {
     }
   }
 
-  #listenerFailed(type: string, error: unknown): void {
+  /** An app's function failed: reported to `onError`, else the logger; it breaks nothing else. */
+  #appFailed(what: string, error: unknown): void {
     try {
       if (this.#options.onError) this.#options.onError(error)
       else
         (this.#options.logger ?? console).error(
-          `A '${type}' listener of Topics failed (it breaks nothing else): ${describeError(error)}`,
+          `${what} (it breaks nothing else): ${describeError(error)}`,
           error,
         )
     } catch {

@@ -483,6 +483,27 @@ describe('recovery on subscribe, on one hub', () => {
   })
 })
 
+describe('a frame that throws', () => {
+  it('is reported, and sends nothing for that delivery, to anyone; publish does not throw', async () => {
+    const onError = vi.fn()
+    const hub = createHub({ onError })
+    hub.topics.useHistory({
+      history: () => ({ size: 10, ttl: 60_000 }),
+      frame: (d) => {
+        if (d.type === 'message' && d.data === 'bad') throw new Error('frame failed')
+        return d.type === 'message' ? d.data : undefined
+      },
+    })
+    const peer = await topicApp(hub).join('t')
+    await peer.read()
+    expect(() => hub.topics.publish('t', 'bad')).not.toThrow()
+    hub.topics.publish('t', 'good')
+    expect(await peer.read()).toEqual({ type: 'text', data: 'good' })
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ message: 'frame failed' }))
+    expect(await hub.topics.position('t')).toMatchObject({ offset: 2 })
+  })
+})
+
 describe('GapEvent', () => {
   it('is an Event named gap that carries the topic, position, reason and count', () => {
     const event = new GapEvent('t', { epoch: 'e', offset: 4 }, 'trimmed', 2)
