@@ -192,6 +192,9 @@ export function newEpoch(): string {
   return epoch
 }
 
+/** How often, at most, a publish to the memory store drops the expired histories. */
+const SWEEP_INTERVAL_MS = 1000
+
 /** One topic's history in memory: a ring of at most `size` messages. */
 interface Kept {
   readonly epoch: string
@@ -209,14 +212,14 @@ interface Kept {
 /**
  * The memory store: per topic, a ring of its last `size` messages, its epoch and its latest
  * offset. A topic's history is dropped `ttl` after its last publish, with no timer: an expired
- * history is seen as gone whenever its topic is read or published, and every publish drops
- * the expired histories that were published least recently, so memory follows the live topics.
+ * history is seen as gone whenever its topic is read or published, and a publish at most once a
+ * second drops every expired one, so memory follows the live topics.
  * @internal
  */
 export class MemoryHistory implements HistoryStore {
-  // In the order of their last publish (a publish moves its topic to the end), so that the
-  // expired ones are found at the front.
   readonly #topics = new Map<string, Kept>()
+  // When the next publish looks for expired histories.
+  #nextSweep = 0
   readonly #optionsOf: (topic: string) => HistoryOptions | undefined
 
   /**
@@ -229,17 +232,16 @@ export class MemoryHistory implements HistoryStore {
 
   append(topic: string, data: MessageData, options: HistoryOptions): Position {
     const now = Date.now()
-    this.#sweep(now)
+    if (now >= this.#nextSweep) this.#sweep(now)
     let kept = this.#live(topic, now)
-    if (kept) {
-      this.#topics.delete(topic)
+    if (!kept) {
+      kept = this.#make(options, now)
+      this.#topics.set(topic, kept)
+    } else if (kept.offset === 0) {
       // Read before its first message: it keeps its epoch, and takes the options now.
-      if (kept.offset === 0) {
-        kept.size = options.size
-        kept.ttl = options.ttl
-      }
-    } else kept = this.#make(options, now)
-    this.#topics.set(topic, kept)
+      kept.size = options.size
+      kept.ttl = options.ttl
+    }
     kept.offset++
     kept.expires = now + kept.ttl
     if (kept.ring.length < kept.size) kept.ring.push(data)
@@ -295,11 +297,14 @@ export class MemoryHistory implements HistoryStore {
     return kept
   }
 
-  /** Drops the expired histories at the front, the least recently published. */
+  /** Drops every expired history; the next sweep is a second later at the earliest. */
   #sweep(now: number): void {
-    for (const [topic, kept] of this.#topics) {
-      if (kept.expires > now) return
-      this.#topics.delete(topic)
-    }
+    this.#nextSweep = now + SWEEP_INTERVAL_MS
+    for (const [topic, kept] of this.#topics) if (kept.expires <= now) this.#topics.delete(topic)
+  }
+
+  /** How many topics it holds (expired ones included, until they are dropped). @internal */
+  get size(): number {
+    return this.#topics.size
   }
 }

@@ -22,6 +22,8 @@ export interface SequencerHost {
   fanOut(sender: Subscriber | undefined, data: MessageData): void
   /** The app's frame: what a subscriber is sent for a delivery. */
   frame(delivery: Delivery): MessageData | undefined
+  /** True when there is no frame: a message is sent as its raw data, a gap as nothing. */
+  readonly raw: boolean
   /** Reads the topic's history from wherever the hub keeps it now. */
   read(since: Position | undefined, limit: number): HistoryRead | Promise<HistoryRead>
   /** A live gap: the hub's 'gap' event. */
@@ -108,6 +110,11 @@ export class Sequencer {
   /** A message of this hub's own store (appended here, in order): delivered at once. */
   local(sender: Subscriber | undefined, data: MessageData, position: Position): void {
     this.last = position
+    if (this.#host.raw && !this.recovering?.size) {
+      // No frame and nobody recovering: no delivery to make.
+      this.#host.fanOut(sender, data)
+      return
+    }
     this.#emit(sender, { type: 'message', topic: this.#topic, data, position })
   }
 

@@ -244,7 +244,7 @@ export class Topics extends EventTarget {
         if (!entry) return
         const sender = origin as Subscriber | undefined
         if (position && entry.history) entry.history.remote(data, position, sender)
-        else this.#fanOut(entry, sender, topic, data)
+        else this.#deliverLocal(sender, topic, data)
       },
       down: (error) => {
         if (current()) this.#reportDown(error)
@@ -476,11 +476,20 @@ export class Topics extends EventTarget {
     entry?.history?.local(sender, data, position)
   }
 
+  // The hot path of a topic without history: kept as small as it was, for V8 to inline it.
   #deliverLocal(sender: Subscriber | undefined, topic: string, data: MessageData): void {
     const entry = this.#topics.get(topic)
-    if (entry) this.#fanOut(entry, sender, topic, data)
+    if (!entry) return
+    for (const member of entry.members) if (member !== sender) member[DELIVER](data)
+    if (entry.trees.size === 0) return
+    for (const tree of entry.trees.keys()) {
+      if (sender && sender[TREE] === tree) sender[PUBLISH_NATIVE](topic, data)
+      else tree.publish(topic, data)
+    }
+    this.#checkBacklogs(entry)
   }
 
+  /** A topic with history's delivery, once framed: its sender may be recovering, outside the tree. */
   #fanOut(entry: Topic, sender: Subscriber | undefined, topic: string, data: MessageData): void {
     for (const member of entry.members) if (member !== sender) member[DELIVER](data)
     if (entry.trees.size === 0) return
@@ -522,8 +531,12 @@ export class Topics extends EventTarget {
   }
 
   #sequencer(topic: string, entry: Topic): Sequencer {
+    const topics = this
     const host: SequencerHost = {
       fanOut: (sender, data) => this.#fanOut(entry, sender, topic, data),
+      get raw() {
+        return topics.#frame === rawFrame
+      },
       frame: (delivery) => {
         try {
           return this.#frame(delivery)

@@ -186,6 +186,23 @@ describe('the memory history', () => {
   })
 })
 
+describe('the memory history’s sweep', () => {
+  it('drops every expired history on a publish, at most once a second, with no timer', () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    const store = new MemoryHistory()
+    for (const topic of ['a', 'b', 'c']) store.append(topic, 'x', { size: 5, ttl: 100 })
+    store.append('long', 'x', { size: 5, ttl: 60_000 })
+    expect(store.size).toBe(4)
+    vi.setSystemTime(Date.now() + 500)
+    // Within a second of the first sweep: only the topic published is looked at.
+    store.append('d', 'x', { size: 5, ttl: 100 })
+    expect(store.size).toBe(5)
+    vi.setSystemTime(Date.now() + 600)
+    store.append('e', 'x', { size: 5, ttl: 100 })
+    expect(store.size).toBe(2) // 'long', and 'e' itself
+  })
+})
+
 describe('useHistory', () => {
   it('refuses what is not a history function or a frame function, and a second call', () => {
     const topics = createHub().topics
