@@ -90,10 +90,13 @@ const NO_HISTORY =
  *
  * It fires `'restore'` when the backplane came back after an outage and every topic is
  * subscribed again: `topics.addEventListener('restore', listener)`. Messages published elsewhere
- * during the outage were not delivered here: use it to repair state such as presence lists.
- * (`addEventListener` is not narrowed to `'restore'` in the types: that override would not
- * compile against the Workers runtime's `EventTarget` types.) A listener that throws or rejects
- * breaks nothing: its error goes to `onError`, else the logger, like a backplane's.
+ * during the outage were not delivered here (unless the topic keeps history, see
+ * {@link Topics.useHistory}): use it to repair state such as presence lists. It fires `'gap'`
+ * (a {@link GapEvent}) when messages of a topic that keeps history were lost on the way and
+ * could not be read back. (`addEventListener` is not narrowed to these in the types: that
+ * override would not compile against the Workers runtime's `EventTarget` types.) A listener
+ * that throws or rejects breaks nothing: its error goes to `onError`, else the logger, like a
+ * backplane's.
  *
  * @example
  * ```ts

@@ -450,6 +450,36 @@ describe('recovery on subscribe, across hubs', () => {
     expect(offsets(await readFramed(onB.peer, 6))).toEqual(range(11, 16))
   })
 
+  it('lets go of a subscriber that is ahead of its hub and leaves while it waits', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const onA = await a.join('t')
+    const onB = await b.join('t')
+    bus.cut(b.backplane)
+    for (let i = 1; i <= 3; i++) a.topics.publish('t', `m${i}`)
+    const seen = await readFramed(onA.peer, 3)
+    let answer: unknown
+    const app = new Hono().get(
+      '/',
+      upgrade({
+        async serve(conn) {
+          answer = await conn.subscribe('t', { since: { epoch: seen[2]?.e as string, offset: 3 } })
+          await conn.send('recovered')
+        },
+      }),
+    )
+    const waiting = await connect(app, '/', { hub: b.hub })
+    await vi.waitFor(() => expect(b.topics.subscribers('t')).toBe(2))
+    waiting.cut()
+    await vi.waitFor(() => expect(b.topics.subscribers('t')).toBe(1))
+    // Its subscribe() settles at once, though the hub has not caught up.
+    await vi.waitFor(() => expect(answer).toMatchObject({ recovered: false }))
+    bus.restore(b.backplane)
+    expect(offsets(await readFramed(onB.peer, 3))).toEqual([1, 2, 3])
+    await expect(waiting.read()).rejects.toMatchObject({ code: 1006 })
+  })
+
   it('tells a subscriber whose since is ahead of the history itself of an epoch gap', async () => {
     const bus = memoryBackplane()
     const a = await instance(bus.backplane())

@@ -330,6 +330,28 @@ describe('positions and the frame, on one hub', () => {
     expect(await silent.topics.position('t')).toMatchObject({ offset: 2 })
   })
 
+  it('answers a second subscribe of the same topic with where the connection is, and changes nothing', async () => {
+    const { hub } = hubWithHistory()
+    let again: unknown
+    const peer = await connect(
+      {
+        async serve(conn) {
+          await conn.subscribe('t')
+          conn.hub.topics.publish('t', 'one')
+          again = await conn.subscribe('t', { since: { epoch: 'other', offset: 0 } })
+          await conn.send('done')
+          await conn.read()
+        },
+      },
+      '/',
+      { hub },
+    )
+    expect(await next(peer)).toMatchObject({ o: 1, d: 'one' })
+    expect(await peer.read()).toEqual({ type: 'text', data: 'done' })
+    expect(again).toEqual({ position: await hub.topics.position('t'), recovered: true })
+    expect(hub.topics.subscribers('t')).toBe(1)
+  })
+
   it("does not send a connection's own message back to it", async () => {
     const { hub } = hubWithHistory()
     const { join } = topicApp(hub)
