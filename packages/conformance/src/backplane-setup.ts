@@ -1,14 +1,29 @@
 /**
- * What a runtime entry of the two-instance scenario runs before it serves the conformance app:
- * the server's topics on a Redis backplane, through the client the scenario names. It imports
- * no runtime API, so Node, Bun and Deno run it as is.
+ * What a runtime entry of the two-instance scenarios runs before it serves: the server's topics
+ * on a Redis backplane, through the client the scenario names, and for the history scenarios
+ * (`backplane-history.ts`) the app they drive. It imports no runtime API, so Node, Bun and Deno
+ * run it as is.
  * @module
  */
-import type { Topics } from '@handshake/core'
+import { type Delivery, type EventController, type Topics, upgrade } from '@handshake/core'
 import { redisBackplane } from '@handshake/redis'
+import { Hono } from 'hono'
 
-/** Connects a server's topics to Redis at `url` with an `'ioredis'` or `'node-redis'` client. */
-export async function useRedisBackplane(topics: Topics, url: string, kind: string): Promise<void> {
+/** What the history scenarios keep per topic: every message of a test, for ten minutes. */
+export const HISTORY_OPTIONS = { size: 100_000, ttl: 600_000 } as const
+
+/**
+ * Connects a server's topics to Redis at `url` with an `'ioredis'` or `'node-redis'` client.
+ * With `history`, every topic keeps {@link HISTORY_OPTIONS} of history, framed for the history
+ * scenarios (see {@link createHistoryApp}).
+ */
+export async function useRedisBackplane(
+  topics: Topics,
+  url: string,
+  kind: string,
+  options: { history?: boolean } = {},
+): Promise<void> {
+  if (options.history) topics.useHistory({ history: () => HISTORY_OPTIONS, frame: historyFrame })
   // Each client is imported only when used, so a Deno instance is granted what that one needs.
   if (kind === 'ioredis') {
     const { Redis } = await import('ioredis')
@@ -22,4 +37,58 @@ export async function useRedisBackplane(topics: Topics, url: string, kind: strin
   } else {
     throw new Error(`Unknown Redis client "${kind}": use ioredis or node-redis`)
   }
+}
+
+/** What a history scenario's client is sent: one JSON object per delivery. */
+export type HistoryFrame =
+  | {
+      readonly type: 'message'
+      readonly epoch: string
+      readonly offset: number
+      readonly data: string
+    }
+  | {
+      readonly type: 'gap'
+      readonly epoch: string
+      readonly offset: number
+      readonly reason: string
+    }
+  | {
+      readonly type: 'subscribed'
+      readonly position: { epoch: string; offset: number } | null
+      readonly recovered: boolean
+    }
+
+/** Frames a delivery as a {@link HistoryFrame}. */
+export function historyFrame(delivery: Delivery): string {
+  const { epoch = '', offset = 0 } = delivery.position ?? {}
+  return JSON.stringify(
+    delivery.type === 'message'
+      ? { type: 'message', epoch, offset, data: String(delivery.data) }
+      : { type: 'gap', epoch, offset, reason: delivery.reason },
+  )
+}
+
+/**
+ * The app of the history scenarios: `GET /history/:topic?epoch=E&offset=N` subscribes to the
+ * topic from that position (without them, from now), says `subscribed` with the position and
+ * whether the recovery was complete, and publishes each text message it receives to the topic
+ * (every subscriber but the sender, on every instance).
+ */
+export function createHistoryApp(): Hono {
+  const room: EventController<{ topic: string }> = {
+    async open(conn, c) {
+      const topic = c.req.param('topic') ?? 'lobby'
+      conn.data = { topic }
+      const epoch = c.req.query('epoch')
+      const offset = Number(c.req.query('offset'))
+      const since = epoch ? { epoch, offset } : undefined
+      const { position, recovered } = await conn.subscribe(topic, { since })
+      conn.send(JSON.stringify({ type: 'subscribed', position: position ?? null, recovered }))
+    },
+    message(conn, msg) {
+      conn.publish(conn.data.topic, msg.data)
+    },
+  }
+  return new Hono().get('/history/:topic', upgrade(room))
 }

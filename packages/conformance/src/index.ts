@@ -57,6 +57,11 @@ export {
   backplaneSuite,
 } from './backplane.js'
 export {
+  type BackplaneHistoryTarget,
+  backplaneHistorySuite,
+  type HistoryInstance,
+} from './backplane-history.js'
+export {
   answerControl,
   ChildControl,
   type ControlAnswer,
