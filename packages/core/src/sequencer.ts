@@ -15,6 +15,12 @@ import type { Subscriber } from './topics.js'
 
 /** How many messages one read of a history asks for. */
 export const READ_PAGE = 512
+/**
+ * The most backplane messages held while a gap cannot be filled (the history cannot be read):
+ * past it, what is missing is told as a gap and the held messages are delivered, rather than
+ * holding everything newer for as long as the history fails.
+ */
+export const MAX_HELD = 10_000
 
 /** What a {@link Sequencer} needs of its hub. @internal */
 export interface SequencerHost {
@@ -137,6 +143,10 @@ export class Sequencer {
       }
     }
     this.#pending.push({ data, position, origin, reads: this.#reads })
+    if (this.#pending.length > MAX_HELD) {
+      this.#giveUp()
+      return
+    }
     // Held while the position is unknown or a gap is being filled; otherwise (a read that
     // failed left messages behind) this one tries again.
     if (!this.#filling) {
@@ -160,6 +170,38 @@ export class Sequencer {
       return
     }
     void this.#fill()
+  }
+
+  /**
+   * Too much is held: each jump between the held messages is told as a gap, and they are
+   * delivered in order. A read still on its way then finds nothing newer to deliver.
+   */
+  #giveUp(): void {
+    const held = this.#pending
+    this.#pending = []
+    for (const next of held) {
+      const last = this.last
+      if (last && stale(next.position, last)) continue
+      if (
+        last &&
+        (next.position.epoch !== last.epoch || next.position.offset !== last.offset + 1)
+      ) {
+        const position = { epoch: next.position.epoch, offset: next.position.offset - 1 }
+        const same = position.epoch === last.epoch
+        this.#gap(
+          position,
+          same ? 'trimmed' : 'epoch',
+          same ? position.offset - last.offset : undefined,
+        )
+      }
+      this.last = next.position
+      this.#emit(next.origin as Subscriber | undefined, {
+        type: 'message',
+        topic: this.#topic,
+        data: next.data,
+        position: next.position,
+      })
+    }
   }
 
   /** Delivers the held messages in order, filling from the history where one is missing. */

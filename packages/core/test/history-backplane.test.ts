@@ -14,6 +14,7 @@ import {
   type TopicsHistoryOptions,
   upgrade,
 } from '../src/index.js'
+import { MAX_HELD } from '../src/sequencer.js'
 import { connect, memoryBackplane, type TestPeer, TestTree } from '../src/testing.js'
 
 const quiet = { error: vi.fn() }
@@ -534,6 +535,29 @@ describe('when the history cannot be read or written', () => {
     const got = await readFramed(watcher.peer, 3)
     expect(offsets(got)).toEqual([2, 3, 4])
     expect(b.gaps).toEqual([])
+  })
+
+  it(`tells of a gap, and delivers what it held, rather than hold more than ${MAX_HELD} messages while the history cannot be read`, async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const { backplane, control } = holdingReads(bus.backplane())
+    const b = await instance(backplane)
+    const watcher = await b.join('t')
+    a.topics.publish('t', 'm1')
+    await readFramed(watcher.peer, 1)
+    control.fail = true
+    bus.drop(1)
+    const total = MAX_HELD + 3
+    for (let i = 2; i <= total; i++) a.topics.publish('t', `m${i}`)
+    const first = await readFramed(watcher.peer, 2)
+    expect(first).toEqual([
+      { t: 'g', e: expect.any(String), o: 2, r: 'trimmed' },
+      { t: 'm', e: expect.any(String), o: 3, d: 'm3' },
+    ])
+    const rest = await readFramed(watcher.peer, total - 3)
+    expect(offsets(rest)).toEqual(range(4, total))
+    expect(b.gaps).toHaveLength(1)
+    expect(b.gaps[0]).toMatchObject({ reason: 'trimmed', lost: 1, position: { offset: 2 } })
   })
 
   it('reports a history publish that throws, and does not throw into publish()', async () => {
