@@ -2,7 +2,7 @@
  * The Bun adapter, tested in the real Bun: each `start()` runs `test/server.ts` in a Bun child
  * process (the `bun` devDependency, never a global one) and talks to it over 127.0.0.1.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
@@ -10,7 +10,9 @@ import { createRequire } from 'node:module'
 import net from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { ChildControl, conformanceSuite } from '@handshake/conformance'
+import { expectedBackplaneCloseReport } from '@handshake/conformance/shutdown-backplane'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { SendOutcome } from './bun-app.js'
@@ -718,5 +720,20 @@ describe("Bun adapter: topics through Bun's own tree", () => {
       headers: { 'content-type': 'text/plain' },
     })
     expect(await client.next()).toBe('from the core')
+  })
+})
+
+describe('Bun adapter: serve() with a backplane that fails to close', () => {
+  // It failed before: the first shutdown() rejected with the backplane's error.
+  it('runs the shutdown once, resolves every call, logs the failure, and lets the process end', async () => {
+    const entry = join(packageDir, 'test', 'shutdown-backplane.ts')
+    const { stdout } = await promisify(execFile)(bunBinary(), [entry], {
+      cwd: packageDir,
+      timeout: 20_000,
+    })
+    const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
+    expect(report).toMatchObject(expectedBackplaneCloseReport)
+    expect(report.logged).toHaveLength(1)
+    expect(report.logged[0]).toMatch(/backplane failed to close.*the engine went away/s)
   })
 })

@@ -1,8 +1,13 @@
+import { execFile } from 'node:child_process'
 import { get } from 'node:http'
 import { connect } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { conformanceSuite, Opcode, RawPeer } from '@handshake/conformance'
+import { expectedBackplaneCloseReport } from '@handshake/conformance/shutdown-backplane'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type DenoProcess, startDeno } from './deno-process.js'
+import { type DenoProcess, denoBinary, startDeno } from './deno-process.js'
 
 let counter = 0
 const nextId = (prefix: string) => `${prefix}-${process.pid}-${++counter}`
@@ -361,5 +366,22 @@ describe("@handshake/deno serve(): the shutdown's deadline (issue 18 #22)", () =
     } finally {
       await deno.stop()
     }
+  })
+})
+
+describe('@handshake/deno serve(): a backplane that fails to close', () => {
+  // It failed before: the first shutdown() rejected with the backplane's error.
+  it('runs the shutdown once, resolves every call, logs the failure, and lets the process end', async () => {
+    const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
+    const entry = join(packageDir, 'test', 'shutdown-backplane.ts')
+    const { stdout } = await promisify(execFile)(
+      denoBinary(),
+      ['run', '--no-prompt', '--allow-net=127.0.0.1', entry],
+      { cwd: packageDir, timeout: 20_000, env: { ...process.env, DENO_NO_UPDATE_CHECK: '1' } },
+    )
+    const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
+    expect(report).toMatchObject(expectedBackplaneCloseReport)
+    expect(report.logged).toHaveLength(1)
+    expect(report.logged[0]).toMatch(/backplane failed to close.*the engine went away/s)
   })
 })

@@ -4,6 +4,10 @@ import { type AddressInfo, connect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { encodeFrame, handshakeHeaders, Opcode, RawPeer, rawRequest } from '@handshake/conformance'
+import {
+  expectedBackplaneCloseReport,
+  failingBackplaneShutdown,
+} from '@handshake/conformance/shutdown-backplane'
 import { type CloseError, type Conn, type Controller, upgrade } from '@handshake/core'
 import { getRequestListener } from '@hono/node-server'
 import { type Context, Hono } from 'hono'
@@ -631,6 +635,16 @@ describe('an upgrade request to a route that is not a WebSocket (issue 11 #3)', 
     // The request's socket was destroyed at the deadline, which aborted the app's request.
     expect((await client.closed) - started).toBeLessThan(3000)
     await until(() => seen.stream.aborted, 2000)
+  })
+})
+
+describe('serve() with a backplane that fails to close', () => {
+  // It failed before: the first shutdown() rejected with the backplane's error.
+  it('runs the shutdown once, resolves every call, and logs the failure', async () => {
+    const report = await failingBackplaneShutdown(serve)
+    expect(report).toMatchObject(expectedBackplaneCloseReport)
+    expect(report.logged).toHaveLength(1)
+    expect(report.logged[0]).toMatch(/backplane failed to close.*the engine went away/s)
   })
 })
 

@@ -39,11 +39,18 @@ export interface HandshakeServer<S = unknown> extends Hub {
   /** The runtime's own server, for what Handshake does not cover. */
   readonly server: S
   /**
-   * Shuts down gracefully, once however often it is called, and resolves by `timeout`: new
-   * upgrades get 503, every open connection of this hub gets one close frame (1001
-   * `Server shutting down` by default), the server stops listening, and what is left at the
-   * deadline is torn down. It rejects with a `RangeError`, before anything is closed, when `code`
-   * or `reason` may not be sent. Other hubs are not affected.
+   * Shuts down gracefully and resolves by `timeout`: new upgrades get 503, every open connection
+   * of this hub gets one close frame (1001 `Server shutting down` by default), the server stops
+   * listening, what is left at the deadline is torn down, and the hub's backplane is closed last.
+   * Other hubs are not affected.
+   *
+   * - It runs once: every later or concurrent call returns the first one's promise, whatever
+   *   its options.
+   * - It rejects only with a `RangeError`, before anything is closed, when `code`, `reason` or
+   *   `timeout` is invalid; such a call counts for nothing, and may be made again.
+   * - Otherwise it never rejects: a runtime that fails to stop cleanly, or a backplane that fails
+   *   to close, is logged with `console.error`, and the shutdown still resolves once the rest is
+   *   done (so that a signal handler's `server.shutdown()` never crashes the process).
    */
   shutdown(options?: ShutdownOptions): Promise<void>
 }

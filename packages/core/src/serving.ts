@@ -427,8 +427,8 @@ export function withHub(app: FetchApp, own: Hub): (request: Request, env: object
 
 /**
  * The server that `serve(app, options)` resolves to on every runtime: its hub's topics and
- * connections, its address, and a shutdown that runs once however often it is called (a call
- * that rejected, on invalid options, may be made again) and then closes the hub's backplane. It prints where it listens
+ * connections, its address, and the shutdown that {@link HandshakeServer.shutdown} describes,
+ * which closes the hub's backplane last. It prints where it listens
  * (`Listening on http://127.0.0.1:3000/`) unless `onListen` is given, which is called instead.
  * @param own - the server's hub
  * @param server - the runtime's own server
@@ -449,18 +449,35 @@ export function hubServer<S>(
     console.log(`Listening on http://${host}:${address.port}/`)
   }
   let stopping: Promise<void> | undefined
+  const run = async (options?: ShutdownOptions): Promise<void> => {
+    try {
+      await stop(options)
+    } catch (err) {
+      // Refused before anything was closed (an invalid code, reason or timeout): nothing ran.
+      if (own.connections.accepting) {
+        stopping = undefined
+        throw err
+      }
+      console.error('The server failed to stop cleanly; its connections are closed:', err)
+    }
+    // The hub's backplane goes last: its connections to the engine would keep the process
+    // alive once the last WebSocket has closed.
+    try {
+      await own.topics.closeBackplane()
+    } catch (err) {
+      console.error(
+        "The hub's backplane failed to close; the server has stopped. Close the backplane's own clients (the Redis ones) if they are still open:",
+        err,
+      )
+    }
+  }
   return {
     address,
     server,
     topics: own.topics,
     connections: own.connections,
     shutdown(options) {
-      // The hub's backplane goes last: its connections to the engine would keep the process
-      // alive once the last WebSocket has closed.
-      stopping ??= stop(options).then(() => own.topics.closeBackplane())
-      stopping.catch(() => {
-        stopping = undefined
-      })
+      stopping ??= run(options)
       return stopping
     },
   }

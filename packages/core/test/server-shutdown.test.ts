@@ -3,8 +3,9 @@
  * backplane's connections to its engine would otherwise keep the process alive after the last
  * WebSocket closed. The glue is `hubServer`, shared by Node, Bun and Deno.
  */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { type Backplane, createHub, hubServer } from '../src/adapter.js'
+import type { ShutdownOptions } from '../src/index.js'
 
 function recording(): Backplane & { calls: string[] } {
   const calls: string[] = []
@@ -53,5 +54,55 @@ describe("a server's shutdown and its hub's backplane", () => {
     expect(backplane.calls).toEqual([])
     await server.shutdown()
     expect(backplane.calls).toEqual(['close'])
+  })
+})
+
+describe("a server's shutdown when its backplane fails to close", () => {
+  // It failed before: the first call rejected with the backplane's error, and that rejection
+  // let the next call run the whole stop again.
+  it('runs once, resolves, and logs the failure instead of rejecting', async () => {
+    const hub = createHub()
+    const backplane = recording()
+    backplane.close = async () => {
+      backplane.calls.push('close')
+      throw new Error('engine gone')
+    }
+    await hub.topics.useBackplane(backplane)
+    let stops = 0
+    const stop = async (options?: ShutdownOptions) => {
+      await hub.connections.shutdown(options)
+      stops += 1
+    }
+    const server = hubServer(hub, {}, address, stop, () => {})
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => {})
+    try {
+      await expect(server.shutdown()).resolves.toBeUndefined()
+      await expect(Promise.all([server.shutdown(), server.shutdown()])).resolves.toBeDefined()
+      expect(stops).toBe(1)
+      expect(backplane.calls).toEqual(['close'])
+      expect(logged).toHaveBeenCalledTimes(1)
+      expect(String(logged.mock.calls[0]?.[0])).toMatch(/backplane failed to close/)
+    } finally {
+      logged.mockRestore()
+    }
+  })
+
+  it('resolves when the runtime fails to stop once its connections are closed, and still closes the backplane', async () => {
+    const hub = createHub()
+    const backplane = recording()
+    await hub.topics.useBackplane(backplane)
+    const stop = async (options?: ShutdownOptions) => {
+      await hub.connections.shutdown(options)
+      throw new Error('the listener was already gone')
+    }
+    const server = hubServer(hub, {}, address, stop, () => {})
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => {})
+    try {
+      await expect(server.shutdown()).resolves.toBeUndefined()
+      expect(backplane.calls).toEqual(['close'])
+      expect(String(logged.mock.calls[0]?.[0])).toMatch(/failed to stop cleanly/)
+    } finally {
+      logged.mockRestore()
+    }
   })
 })
