@@ -93,6 +93,9 @@ const MAX_HEARD_PUBLISHERS = 1024
 const MAX_RESYNCS = 3
 /** The most messages one history read asks for. */
 const MAX_READ = 1_000_000
+/** The most topics whose history keys and channel are kept computed. */
+const MAX_NAMED_TOPICS = 512
+const MAX_PUBLISHERS_ARG = String(MAX_HISTORY_PUBLISHERS)
 /** The most of this instance's recent history publishes whose origin is remembered. */
 const MAX_ORIGINS = 10_000
 
@@ -238,6 +241,10 @@ export class RedisBackplane implements Backplane {
   readonly #origins = new Map<number, WeakRef<object>>()
   /** This instance's tag in the ids of the stream entries it appends (see `entryTag`). */
   readonly #instanceTag = newInstanceTag()
+  /** History publishes sent so far, first tries and sends again: each has its own new epoch. */
+  #attempts = 0
+  /** Per topic, its history keys and its channel (see #historyNames). */
+  readonly #names = new Map<string, readonly [string, string, string]>()
 
   /**
    * The history of the topics that keep some, on Redis Streams: see {@link BackplaneHistory}
@@ -659,8 +666,11 @@ export class RedisBackplane implements Backplane {
     outgoing: Outgoing,
     generation: number,
   ): Promise<boolean> {
-    const [meta, stream] = historyKeys(this.#prefix, outgoing.topic)
+    const [meta, stream, channel] = this.#historyNames(outgoing.topic)
     const binary = typeof outgoing.data !== 'string'
+    // Unique to this attempt (never reused, even for the same publish sent again after a
+    // restart that lost the history it had made): this instance's random id and a count.
+    const epoch = this.instanceId + (++this.#attempts).toString(36)
     let reply: unknown
     try {
       reply = await session.connection.call([
@@ -669,17 +679,17 @@ export class RedisBackplane implements Backplane {
         '2',
         meta,
         stream,
-        newEpoch(),
+        epoch,
         String(Math.max(1, Math.floor(outgoing.options.size))),
         String(Math.max(1, Math.ceil(outgoing.options.ttl))),
-        channelOf(this.#prefix, outgoing.topic),
+        channel,
         this.instanceId,
         String(outgoing.sequence),
         outgoing.starts ? '1' : '0',
         binary ? 'b' : 't',
         positionedHead(this.instanceId, binary, outgoing.number),
         outgoing.payload,
-        String(MAX_HISTORY_PUBLISHERS),
+        MAX_PUBLISHERS_ARG,
         session.facts.runId,
         session.facts.durable ? '1' : '0',
         entryTag(this.#instanceTag, outgoing.number),
@@ -773,6 +783,17 @@ export class RedisBackplane implements Backplane {
       // Never throw into the client's parser.
       this.#fault(err)
     }
+  }
+
+  /** A topic's history keys and channel, computed once per topic (the last few hundred). */
+  #historyNames(topic: string): readonly [meta: string, stream: string, channel: string] {
+    let names = this.#names.get(topic)
+    if (!names) {
+      names = [...historyKeys(this.#prefix, topic), channelOf(this.#prefix, topic)]
+      if (this.#names.size >= MAX_NAMED_TOPICS) this.#names.delete(this.#names.keys().next().value!)
+      this.#names.set(topic, names)
+    }
+    return names
   }
 
   /** See {@link BackplaneHistory.read}. */

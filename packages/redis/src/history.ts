@@ -58,15 +58,12 @@ export const EMPTY_HISTORY_TTL = 24 * 60 * 60 * 1000
  */
 export const PUBLISH_SCRIPT = `local meta, stream = KEYS[1], KEYS[2]
 local publisher, number = ARGV[5], tonumber(ARGV[6])
-local epoch = redis.call('HGET', meta, 'e')
-if epoch then
-  local run = redis.call('HGET', meta, 'r')
-  if run and run ~= ARGV[12] then
-    redis.call('DEL', meta)
-    epoch = false
-  end
+local state = redis.call('HMGET', meta, 'e', 'r', publisher)
+local epoch, run, last = state[1], state[2], state[3]
+if epoch and run and run ~= ARGV[12] then
+  redis.call('DEL', meta)
+  epoch, run, last = false, false, false
 end
-local last = epoch and redis.call('HGET', meta, publisher)
 if last then
   last = tonumber(last)
   if number <= last then return 0 end
@@ -80,12 +77,13 @@ if not epoch then
   redis.call('HSET', meta, 'e', epoch)
 end
 if ARGV[13] == '1' then
-  redis.call('HDEL', meta, 'r')
-else
+  if run then redis.call('HDEL', meta, 'r') end
+elseif run ~= ARGV[12] then
   redis.call('HSET', meta, 'r', ARGV[12])
 end
 local offset = string.format('%d', redis.call('HINCRBY', meta, 'o', 1))
-if redis.call('HSET', meta, publisher, ARGV[6]) == 1 and redis.call('HLEN', meta) > tonumber(ARGV[11]) + 3 then
+redis.call('HSET', meta, publisher, ARGV[6])
+if not last and redis.call('HLEN', meta) > tonumber(ARGV[11]) + 3 then
   for _, other in ipairs(redis.call('HRANDFIELD', meta, 5)) do
     if other ~= 'e' and other ~= 'o' and other ~= 'r' and other ~= publisher then
       redis.call('HDEL', meta, other)
