@@ -9,6 +9,7 @@ import { createRequire } from 'node:module'
 import { connect, createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { TOPIC } from '../servers/fanout-app.mjs'
 import { buildClient } from './loadgen.mjs'
 import { sleep, startServer, stopServer } from './proc.mjs'
 import { adapterMissing, benchDir } from './runtimes.mjs'
@@ -57,6 +58,9 @@ const SERVERS = {
   ],
 }
 
+/** How many messages the history row keeps (its stream's length once the run is over). */
+const HISTORY_SIZE = 1000
+
 /** The two-instance servers (Node), each started twice on one Redis. */
 const CLUSTER = [
   {
@@ -68,6 +72,12 @@ const CLUSTER = [
     kind: 'handshake',
     name: 'Handshake + `@handshake/redis`',
     entry: 'servers/node/fanout-handshake.mjs',
+  },
+  {
+    kind: 'handshake-history',
+    name: 'Handshake + `@handshake/redis`, history on (Redis Streams, last 1,000 kept)',
+    entry: 'servers/node/fanout-handshake.mjs',
+    env: { HISTORY: String(HISTORY_SIZE) },
   },
 ]
 
@@ -149,6 +159,31 @@ async function startRedis() {
   throw new Error('redis-server did not start within 5 s')
 }
 
+/**
+ * What the history row left in Redis: the fan-out topic's stream (its last {@link HISTORY_SIZE}
+ * messages) and its hash, by `MEMORY USAGE` (every element counted), per message kept.
+ */
+function redisHistoryMemory(port) {
+  const cli = (...args) =>
+    execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim()
+  try {
+    const stream = `handshake:{h:${TOPIC}}`
+    const kept = Number(cli('XLEN', stream))
+    const streamBytes = Number(cli('MEMORY', 'USAGE', stream, 'SAMPLES', '0'))
+    const hashBytes = Number(cli('MEMORY', 'USAGE', `${stream}:m`, 'SAMPLES', '0'))
+    if (!(kept > 0)) return { error: `the stream ${stream} holds nothing` }
+    return {
+      kept,
+      streamBytes,
+      hashBytes,
+      bytesPerMessage: streamBytes / kept,
+      messageBytes: FANOUT.size,
+    }
+  } catch (err) {
+    return { error: err.message }
+  }
+}
+
 /** Why the two-instance rows cannot run here, or undefined. */
 function clusterMissing() {
   try {
@@ -205,7 +240,7 @@ async function measure(servers, { rt, instances, env, rounds, config, log, label
             command,
             args,
             cwd: benchDir,
-            env: { ...rt.env, ...env },
+            env: { ...rt.env, ...env, ...row.env },
             timeoutMs: 30_000,
           }),
         )
@@ -290,7 +325,7 @@ export async function runFanout(selected, { rounds, warmupMs, durationMs }, log)
           log,
           label: 'cluster',
         })
-        cluster = { rows }
+        cluster = { rows, history: redisHistoryMemory(new URL(redis.url).port) }
       } finally {
         await redis.stop()
       }
@@ -306,8 +341,11 @@ const ms = (us) => (us === undefined ? '–' : `${(us / 1000).toFixed(1)} ms`)
 const ratio = (a, b) =>
   a === undefined || b === undefined || b === 0 ? '–' : `${(a / b).toFixed(2)}×`
 
+/** Whether a row is one of Handshake's (the plain one, or with history). */
+const isHandshake = (row) => row.kind === 'handshake' || row.kind === 'handshake-history'
+
 function fanoutTable(rows) {
-  const peers = rows.filter((r) => r.kind !== 'handshake')
+  const peers = rows.filter((r) => !isHandshake(r))
   const header = [
     'server',
     'deliveries/s',
@@ -363,13 +401,36 @@ export function fanoutRatios(fanout) {
     const hs = rows.find((r) => r.kind === 'handshake')
     if (!hs?.deliveriesPerS) return
     const parts = rows
-      .filter((r) => r.kind !== 'handshake' && r.deliveriesPerS)
+      .filter((r) => !isHandshake(r) && r.deliveriesPerS)
       .map((r) => `${(hs.deliveriesPerS / r.deliveriesPerS).toFixed(2)}× ${r.name}`)
     if (parts.length) out.push(`${where}: ${parts.join(', ')}`)
   }
   for (const rt of fanout?.local ?? []) add(rt.name, rt.rows)
   if (fanout?.cluster) add('two Node instances on one Redis', fanout.cluster.rows)
   return out
+}
+
+/**
+ * What history costs over Redis (issue 20): the history row against the plain backplane's, and
+ * what Redis keeps per message.
+ */
+function historyLines(cluster) {
+  const plain = cluster.rows.find((r) => r.kind === 'handshake')
+  const kept = cluster.rows.find((r) => r.kind === 'handshake-history')
+  if (!plain?.deliveriesPerS || !kept?.deliveriesPerS) return []
+  const lines = [
+    `With history on (one Lua script per message appends it to the topic's Redis stream and publishes it with its position; every instance, the publisher's included, delivers it when it comes back through pub/sub), Handshake makes ${ratio(kept.deliveriesPerS, plain.deliveriesPerS)} the deliveries per second of the plain backplane, at ${ratio(kept.serverUsPerDelivery, plain.serverUsPerDelivery)} its server CPU per delivery (issue 20's target: at most 2×). The server CPU is the two Node instances'; redis-server's is not counted.`,
+  ]
+  const memory = cluster.history
+  if (memory?.bytesPerMessage) {
+    lines.push(
+      '',
+      `Redis memory per message kept: ${Math.round(memory.bytesPerMessage)} bytes for a ${memory.messageBytes}-byte binary message (\`MEMORY USAGE\` of the topic's stream, ${memory.kept.toLocaleString('en-US')} messages: ${memory.streamBytes.toLocaleString('en-US')} bytes; its hash of epoch, offset and publishers: ${memory.hashBytes.toLocaleString('en-US')} bytes). Bytes go one character per byte, so a byte of 0x80 or more takes two in Redis.`,
+    )
+  } else if (memory?.error) {
+    lines.push('', `Redis memory per message kept: not measured (${memory.error}).`)
+  }
+  return lines
 }
 
 /** The fan-out section of BENCHMARKS.md. */
@@ -396,6 +457,8 @@ export function renderFanout(fanout) {
         : fanoutTable(fanout.cluster.rows),
       '',
     )
+    const history = historyLines(fanout.cluster)
+    if (history.length) out.push(...history, '')
   }
   const ratios = fanoutRatios(fanout)
   if (ratios.length) out.push('Handshake against each: ', '', ...ratios.map((r) => `- ${r}`), '')
