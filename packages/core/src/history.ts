@@ -212,8 +212,8 @@ interface Kept {
 /**
  * The memory store: per topic, a ring of its last `size` messages, its epoch and its latest
  * offset. A topic's history is dropped `ttl` after its last publish, with no timer: an expired
- * history is seen as gone whenever its topic is read or published, and a publish at most once a
- * second drops every expired one, so memory follows the live topics.
+ * history is seen as gone whenever its topic is read or published, and a publish or a read at
+ * most once a second drops every expired one, so memory follows the live topics.
  * @internal
  */
 export class MemoryHistory implements HistoryStore {
@@ -254,6 +254,9 @@ export class MemoryHistory implements HistoryStore {
 
   read(topic: string, since: Position | undefined, limit: number): HistoryRead {
     const now = Date.now()
+    // Reads make histories too (a topic subscribed to before its first publish): they sweep as
+    // publishes do, or a hub whose topics are only read would keep every one it ever read.
+    if (now >= this.#nextSweep) this.#sweep(now)
     let kept = this.#live(topic, now)
     if (!kept) {
       // Made now, so that the first message gets the epoch this read reports.

@@ -54,6 +54,8 @@ interface Buffered {
   readonly position: Position
   readonly gap: boolean
   readonly data: MessageData | undefined
+  /** The subscriber's own message: it is not sent back to it, by the buffer or by the read. */
+  readonly own?: boolean
 }
 
 const stale = (position: Position, last: Position) =>
@@ -335,7 +337,14 @@ export class Sequencer {
       gap: delivery.type === 'gap',
       data,
     }
-    for (const [subscriber, buffer] of recovering) if (subscriber !== sender) buffer.push(buffered)
+    for (const [subscriber, buffer] of recovering) {
+      // Its own message is marked, not left out: the read of what it missed may reach it.
+      buffer.push(
+        subscriber === sender
+          ? { position: buffered.position, gap: false, data: undefined, own: true }
+          : buffered,
+      )
+    }
   }
 
   /** The subscriber left (unsubscribed, closed) while it was recovering. */
@@ -391,6 +400,11 @@ export class Sequencer {
       if (!here()) return { position: cursor, recovered: false }
       const upTo = this.last
       skip = buffer.length
+      // What it published before this point has its place in the history read below: it is
+      // not sent back to it (conn.publish() excludes the sender).
+      const own = new Set<number>()
+      for (const item of buffer)
+        if (item.own && item.position.epoch === upTo?.epoch) own.add(item.position.offset)
       // Without a position (the history could not be read), it goes on from the live messages.
       if (!upTo) recovered = false
       else if (cursor.epoch === upTo.epoch && cursor.offset > upTo.offset) {
@@ -428,7 +442,7 @@ export class Sequencer {
           if (message.offset <= cursor.offset || message.offset > upTo.offset) continue
           cursor = { epoch: read.epoch, offset: message.offset }
           // Its own message (published meanwhile, its live copy lost) is not sent back to it.
-          if (message.origin === subscriber) continue
+          if (message.origin === subscriber || own.has(message.offset)) continue
           const data = this.#host.frame({
             type: 'message',
             topic: this.#topic,

@@ -1,0 +1,75 @@
+/**
+ * Recovery edge cases found in review (issue 20): a recovering subscriber's own publish, and the
+ * memory store's growth from reads alone.
+ */
+import { Hono } from 'hono'
+import { describe, expect, it, vi } from 'vitest'
+import { createHub } from '../src/adapter.js'
+import { MemoryHistory } from '../src/history.js'
+import { type Delivery, type Position, upgrade } from '../src/index.js'
+import { connect } from '../src/testing.js'
+
+const quiet = { error: vi.fn() }
+
+const frame = (d: Delivery) =>
+  JSON.stringify(
+    d.type === 'message'
+      ? { t: 'm', o: d.position?.offset, d: d.data }
+      : { t: 'g', o: d.position.offset, r: d.reason },
+  )
+
+describe('a recovering subscriber that publishes at once', () => {
+  it('is not sent its own message back by the recovery (memory store)', async () => {
+    const hub = createHub({ logger: quiet })
+    hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame })
+    for (const data of ['a', 'b']) hub.topics.publish('t', data)
+    const since = (await hub.topics.position('t')) as Position
+    hub.topics.publish('t', 'c')
+    const app = new Hono()
+    app.get(
+      '/',
+      upgrade(
+        {
+          async serve(conn) {
+            // Subscribes from `since` and publishes in the same turn, without awaiting.
+            const subscribed = conn.subscribe('t', { since })
+            conn.publish('t', 'mine')
+            const subscription = await subscribed
+            await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
+            for await (const _ of conn);
+          },
+        },
+        { logger: quiet },
+      ),
+    )
+    const peer = await connect(app, '/', { hub })
+    const got: { t: string; d?: string; o?: number }[] = []
+    for (;;) {
+      const item = JSON.parse((await peer.read()).data as string)
+      if (item.t === 'sub') break
+      got.push(item)
+    }
+    // What it missed (c), never its own message.
+    expect(got.map((item) => item.d)).toEqual(['c'])
+    hub.topics.publish('t', 'd')
+    expect(JSON.parse((await peer.read()).data as string)).toMatchObject({ o: 5, d: 'd' })
+    peer.close()
+  })
+})
+
+describe('the memory history read before any publish', () => {
+  it('drops the expired histories that reads made, without a publish', () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    try {
+      const store = new MemoryHistory(() => ({ size: 5, ttl: 100 }))
+      for (let i = 0; i < 1000; i++) store.read(`room:${i}`, undefined, 0)
+      expect(store.size).toBe(1000)
+      vi.setSystemTime(Date.now() + 2000)
+      // Only reads from here on (subscribers joining rooms nobody publishes to).
+      store.read('room:new', undefined, 0)
+      expect(store.size).toBe(1)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+})
