@@ -187,7 +187,14 @@ export interface ServerFacts {
 export async function serverFacts(
   call: (args: string[]) => Promise<unknown>,
 ): Promise<ServerFacts> {
-  const info = String(await call(['INFO', 'server']))
+  let info: string
+  try {
+    info = String(await call(['INFO', 'server']))
+  } catch (err) {
+    throw new Error(
+      `Redis refused INFO server (${err instanceof Error ? err.message : String(err)}): the history needs its run_id to tell a restarted Redis; grant the backplane's user INFO (+info)`,
+    )
+  }
   const runId = /^run_id:([0-9a-zA-Z]+)/m.exec(info)?.[1]
   if (!runId) throw new Error('Redis did not say its run_id in INFO server')
   let durable = false

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { decode, encode, newInstanceId } from '../src/envelope.js'
+import { bytesToString, decode, encode, newInstanceId, positionedHead } from '../src/envelope.js'
 
 const utf8 = new TextEncoder()
 const fromUtf8 = new TextDecoder()
@@ -82,5 +82,42 @@ describe('the envelope', () => {
     const ids = new Set(Array.from({ length: 1000 }, newInstanceId))
     expect(ids.size).toBe(1000)
     for (const id of ids) expect(id).toMatch(/^[0-9a-f]{16}$/)
+  })
+})
+
+describe('the envelope of a message with a position', () => {
+  const sender = newInstanceId()
+  const receiver = newInstanceId()
+  /** What the publish script sends: the head, then the epoch, the offset and the payload. */
+  const positioned = (data: string | Uint8Array, number: number, epoch: string, offset: number) =>
+    `${positionedHead(sender, typeof data !== 'string', number)}${epoch}:${offset}:${typeof data === 'string' ? data : bytesToString(data)}`
+
+  it('carries text, bytes, the epoch and the offset exactly; the sender knows its own by number', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ unit: 'grapheme' }), fc.uint8Array({ maxLength: 2000 })),
+        fc.nat(2 ** 40),
+        fc.stringMatching(/^[0-9a-z]{16,40}$/),
+        fc.integer({ min: 1, max: 2 ** 50 }),
+        (data, number, epoch, offset) => {
+          const message = throughRedis(positioned(data, number, epoch, offset))
+          expect(decode(receiver, message)).toEqual({ kind: 'positioned', data, epoch, offset })
+          expect(decode(sender, message)).toEqual({ kind: 'own', number, epoch, offset })
+        },
+      ),
+    )
+  })
+
+  it('is foreign when its fields are not what the script writes', () => {
+    for (const message of [
+      `p${sender}`,
+      `p${sender}1:`,
+      `p${sender}1:epoch`,
+      `p${sender}1:ep och:3:x`,
+      `p${sender}1:epoch:x3:x`,
+      `q${sender}1:epoch:3:\u0100`,
+    ]) {
+      expect(decode(receiver, message)).toEqual({ kind: 'foreign' })
+    }
   })
 })
