@@ -105,11 +105,11 @@ export interface ConnectOptions {
  */
 export class TestTree implements TopicTree {
   /** The sockets subscribed to each topic. */
-  readonly subscribed = new Map<string, Set<RuntimeSocket>>()
+  readonly subscribed: Map<string, Set<RuntimeSocket>> = new Map()
   /** How many times the core published through the tree (rather than to each socket). */
   publishes = 0
   /** @internal The sockets' own send, by socket. */
-  readonly sends = new Map<RuntimeSocket, (data: MessageData) => void>()
+  readonly sends: Map<RuntimeSocket, (data: MessageData) => void> = new Map()
 
   publish(topic: string, data: MessageData): void {
     this.publishes++
