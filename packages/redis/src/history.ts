@@ -106,7 +106,12 @@ return {epoch, offset}
  * 5 how long (ms) such an epoch is kept.
  *
  * Answers `{epoch, offset, complete (1 or 0), entries}`. A topic with no history gets one, empty
- * (offset 0), so that its first message, whoever publishes it, is offset 1 of that epoch. A
+ * (offset 0), so that its first message, whoever publishes it, is offset 1 of that epoch. That
+ * epoch is marked with the server's run id (`r`, as a publish marks it on a server that does not
+ * sync every write; the first publish on a server that does clears it): a snapshot taken before
+ * the first publish and reloaded after later ones would otherwise give offsets 1, 2, ... of that
+ * epoch again. On a server that syncs every write and restarted before the first publish, that
+ * publish starts a new epoch (subscribers are told of a gap in which nothing was lost). A
  * position past the latest offset of its epoch (Redis went back to older data) is not complete.
  */
 export const READ_SCRIPT = `local meta, stream = KEYS[1], KEYS[2]
@@ -115,6 +120,9 @@ if not epoch then
   epoch = ARGV[4]
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'e', epoch, 'o', 0)
+  local info = redis.pcall('INFO', 'server')
+  local run = type(info) == 'string' and string.match(info, 'run_id:(%w+)')
+  if run then redis.call('HSET', meta, 'r', run) end
   redis.call('PEXPIRE', meta, ARGV[5])
 end
 local offset = tonumber(redis.call('HGET', meta, 'o') or 0)

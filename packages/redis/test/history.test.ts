@@ -497,6 +497,32 @@ describe.each(CLIENT_KINDS)('history across a Redis restart, with %s', (kind) =>
     expect(read.complete).toBe(false)
   })
 
+  it('a snapshot taken after a read made the epoch, before its first publish: a new epoch after the restart, never an offset given twice', async () => {
+    const { redis: server, one: a } = await startOn('snapshot')
+    const topic = newTopic('read-snapshot')
+    await a.backplane.subscribe(topic)
+    // A first subscriber reads the topic's position: the read makes its epoch, at offset 0.
+    const made = await a.backplane.history.read(topic, undefined, 0)
+    expect(made.offset).toBe(0)
+    expect(await server.command('SAVE')).toBe('OK')
+    for (let i = 1; i <= 10; i++) a.backplane.history.publish(topic, `m${i}`, HISTORY)
+    await until(() => a.on(topic).length === 10, 5000, 'ten')
+    const before = a.on(topic)[9]!.position!
+    expect(before).toEqual({ epoch: made.epoch, offset: 10 })
+    await server.kill()
+    await server.restart()
+    const [meta] = historyKeys('handshake:', topic)
+    // The reloaded snapshot holds offset 0 of the same epoch.
+    expect(await server.command('HGET', meta, 'o')).toBe('0')
+    await until(() => a.ups.length > 0, 10_000, 'the restore')
+    a.backplane.history.publish(topic, 'after', HISTORY)
+    await until(() => a.on(topic).length === 11, 5000, 'the message after')
+    const after = a.on(topic)[10]!.position!
+    // Offset 1 of the same epoch would be a second message at a position subscribers hold.
+    expect(after.epoch).not.toBe(before.epoch)
+    expect(after.offset).toBe(1)
+  })
+
   it('with appendonly yes and appendfsync always: the same epoch after a SIGKILL, and nothing lost or twice', async () => {
     const { redis: server, one: a } = await startOn('aof')
     const topic = newTopic('aof')
