@@ -55,7 +55,10 @@ async function startRedis() {
       return { port, pid: proc.pid, probe, stop: () => proc.kill('SIGKILL') }
     } catch (err) {
       probe.disconnect()
-      if (tries > 100) throw err
+      if (tries > 100) {
+        proc.kill('SIGKILL')
+        throw err
+      }
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
   }
