@@ -292,7 +292,9 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * to this connection, except its own. It resolves once the subscription counts everywhere
    * (the backplane confirmed it); locally it counts at once. It never rejects for a backplane
    * fault: local delivery goes on and the topic is restored when the backplane is back.
-   * Subscribing twice is harmless. A closed connection subscribes to nothing.
+   * Subscribing twice is harmless: the second call (its `since` is not used) resolves with where
+   * the connection is, once a recovery on its way is done. A closed connection subscribes to
+   * nothing.
    *
    * On a topic that keeps history (`topics.useHistory()`), `{ since }` first sends every message
    * after that position, in order, each once, then the ones published meanwhile, then it goes

@@ -58,7 +58,7 @@ export function subscribe(
   if (conn[STATE] === 'closed') return since ? NOTHING_RECOVERED : NOTHING
   const held = conn[TOPICS]
   const topics = conn[HOME].hub.topics
-  if (held?.has(topic)) return topics[HELD](topic)
+  if (held?.has(topic)) return topics[HELD](topic, conn)
   if (held && held.size >= limits.maxTopicsPerConnection) {
     return quiet(
       Promise.reject(

@@ -78,6 +78,8 @@ export class Sequencer {
   // The backplane came back during a fill: read once more before releasing.
   #again = false
   #reads = 0
+  // The recoveries on their way, for a second subscribe of the same subscriber.
+  readonly #recoveries = new Map<Subscriber, Promise<Subscription>>()
   // Recovering subscribers that are ahead of this hub, until it catches up with them.
   #waiting: Map<Subscriber, { position: Position; resolve: () => void }> | undefined
   readonly #topic: string
@@ -379,7 +381,28 @@ export class Sequencer {
    * Recovers a subscriber from `since`: the live deliveries are buffered while the missed
    * messages are read and sent, then the buffered ones that are newer, then it goes live.
    */
-  async recover(subscriber: Subscriber, since: Position): Promise<Subscription> {
+  recover(subscriber: Subscriber, since: Position): Promise<Subscription> {
+    const recovery = this.#recover(subscriber, since)
+    this.#recoveries.set(subscriber, recovery)
+    const done = () => {
+      if (this.#recoveries.get(subscriber) === recovery) this.#recoveries.delete(subscriber)
+    }
+    recovery.then(done, done)
+    return recovery
+  }
+
+  /**
+   * What a subscriber that holds the topic already is answered when it subscribes again: its
+   * recovery's answer while one is on its way (the hub's position would be ahead of what it
+   * was given), else the hub's position once known.
+   */
+  held(subscriber: Subscriber): Promise<Subscription> {
+    const recovery = this.#recoveries.get(subscriber)
+    if (recovery) return recovery
+    return this.ready.then(() => ({ position: this.last, recovered: true }))
+  }
+
+  async #recover(subscriber: Subscriber, since: Position): Promise<Subscription> {
     const buffer: Buffered[] = []
     this.recovering ??= new Map()
     this.recovering.set(subscriber, buffer)

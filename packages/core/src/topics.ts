@@ -383,10 +383,13 @@ export class Topics extends EventTarget {
     return entry.joined
   }
 
-  /** @internal What `conn.subscribe()` answers for a topic the connection holds already. */
-  [HELD](topic: string): Promise<Subscription> {
-    const last = this.#topics.get(topic)?.history?.last
-    return Promise.resolve(last ? { position: last, recovered: true } : NOT_KEPT)
+  /**
+   * @internal What `conn.subscribe()` answers for a topic the connection holds already: where
+   * the connection is, once its recovery (if one is on its way) is done.
+   */
+  [HELD](topic: string, subscriber: Subscriber): Promise<Subscription> {
+    const sequencer = this.#topics.get(topic)?.history
+    return sequencer ? sequencer.held(subscriber) : Promise.resolve(NOT_KEPT)
   }
 
   /** @internal The topic's history options; throws what is wrong with them. */

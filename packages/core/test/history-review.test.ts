@@ -73,3 +73,44 @@ describe('the memory history read before any publish', () => {
     }
   })
 })
+
+describe('a second subscribe while the first one recovers', () => {
+  it('answers where the connection is once its recovery is done, not the hub’s position ahead of it', async () => {
+    const hub = createHub({ logger: quiet })
+    hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame })
+    hub.topics.publish('t', 'a')
+    const since = (await hub.topics.position('t')) as Position
+    for (const data of ['b', 'c', 'd']) hub.topics.publish('t', data)
+    const app = new Hono()
+    app.get(
+      '/',
+      upgrade(
+        {
+          async serve(conn) {
+            void conn.subscribe('t', { since })
+            // An app (a channel's duplicate subscribe frame) asks again at once.
+            const second = await conn.subscribe('t')
+            await conn.send(JSON.stringify({ t: 'sub', ...second }))
+            for await (const _ of conn);
+          },
+        },
+        { logger: quiet },
+      ),
+    )
+    const peer = await connect(app, '/', { hub })
+    const before: number[] = []
+    let answer: { position?: Position }
+    for (;;) {
+      const item = JSON.parse((await peer.read()).data as string)
+      if (item.t === 'sub') {
+        answer = item
+        break
+      }
+      before.push(item.o)
+    }
+    // The position it answers is that of the last message the connection was given.
+    expect(answer.position?.offset).toBe(before.at(-1) ?? since.offset)
+    expect(before).toEqual([2, 3, 4])
+    peer.close()
+  })
+})
