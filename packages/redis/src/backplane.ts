@@ -247,8 +247,8 @@ export class RedisBackplane implements Backplane {
   readonly #names = new Map<string, readonly [string, string, string]>()
 
   /**
-   * The history of the topics that keep some, on Redis Streams: see {@link BackplaneHistory}
-   * and the package's README. Each message is appended to its topic's stream and published to
+   * The history of the topics that keep some, on Redis Streams: see `BackplaneHistory` in
+   * `@handshake/core/adapter`, and the package's README. Each message is appended to its topic's stream and published to
    * every instance by one Lua script, which gives it the next offset of the topic's epoch.
    */
   readonly history: BackplaneHistory
