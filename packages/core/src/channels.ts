@@ -149,9 +149,10 @@ export interface ChannelsOptions<Data> {
    */
   maxConcurrentRequests?: number
   /**
-   * Error replies in a row (invalid input, forbidden, unknown topic or request) before the
+   * Garbage replies in a row (input the schema refused, an unknown topic or request) before the
    * connection is closed with 1008: a peer that keeps sending garbage. A frame that succeeds
-   * resets the count.
+   * resets the count. A refusal (`forbidden`) and a handler's own {@link ChannelError}, which a
+   * well-behaved client can get any number of times, do not count.
    * @defaultValue 10
    */
   maxInvalidFrames?: number
@@ -228,7 +229,7 @@ type ErrorReply = { code: string; message: string; issues?: IssueFrame[]; detail
  * `response`, or any of them an `error` with a code (`invalid` with the schema's issues,
  * `forbidden`, `not_found`, `internal`, or a {@link ChannelError}'s own). Text that is not JSON
  * closes with 1007, JSON that is not a frame with 1008, a binary message with 1003, and
- * `maxInvalidFrames` error replies in a row with 1008.
+ * `maxInvalidFrames` `invalid` or `not_found` replies in a row with 1008.
  *
  * Frames of one connection are handled in order, one at a time, except requests: up to
  * `maxConcurrentRequests` run side by side, and their responses come as they finish.
@@ -383,15 +384,28 @@ export class Channels<
   async #subscribe(conn: Conn<Data>, frame: ClientFrame & { type: 'subscribe' }): Promise<void> {
     const { id, topic } = frame
     const match = this.#match(topic)
-    if (!match) return this.#fail(conn, id, notFound(topic))
+    if (!match) return this.#fail(conn, id, notFound(topic), true)
     let subscription: Subscription
     try {
       if (!(await this.#authorize(conn, match, topic, 'subscribe'))) {
         return this.#fail(conn, id, forbidden('subscribe to', topic))
       }
-      subscription = await conn.subscribe(topic, frame.since ? { since: frame.since } : undefined)
     } catch (err) {
       return this.#fail(conn, id, this.#errorReply(conn, err))
+    }
+    try {
+      subscription = await conn.subscribe(topic, frame.since ? { since: frame.since } : undefined)
+    } catch (err) {
+      // conn.subscribe's refusals of a name or a count are the client's to fix; only theirs.
+      const refused =
+        (err instanceof RangeError || err instanceof TypeError) &&
+        /topic|subscri/i.test(err.message)
+      return this.#fail(
+        conn,
+        id,
+        refused ? { code: 'invalid', message: err.message } : this.#errorReply(conn, err),
+        refused,
+      )
     }
     this.#succeeded(conn)
     const { position, recovered } = subscription
@@ -414,14 +428,14 @@ export class Channels<
   async #publish(conn: Conn<Data>, frame: ClientFrame & { type: 'publish' }): Promise<void> {
     const { id, topic } = frame
     const match = this.#match(topic)
-    if (!match) return this.#fail(conn, id, notFound(topic))
+    if (!match) return this.#fail(conn, id, notFound(topic), true)
     const { definition } = match.entry
     try {
       if (!(await this.#authorize(conn, match, topic, 'publish'))) {
         return this.#fail(conn, id, forbidden('publish on', topic))
       }
       const result = await definition.message['~standard'].validate(frame.data)
-      if (result.issues) return this.#fail(conn, id, invalid(result.issues))
+      if (result.issues) return this.#fail(conn, id, invalid(result.issues), true)
       const data = definition.publish
         ? await definition.publish({ conn, topic, params: match.params, data: result.value })
         : result.value
@@ -443,10 +457,15 @@ export class Channels<
     const { id, name } = frame
     const entry = this.#requests.get(name)
     if (!entry) {
-      return this.#fail(conn, id, {
-        code: 'not_found',
-        message: `No request is named ${JSON.stringify(name)}`.slice(0, 200),
-      })
+      return this.#fail(
+        conn,
+        id,
+        {
+          code: 'not_found',
+          message: `No request is named ${JSON.stringify(name)}`.slice(0, 200),
+        },
+        true,
+      )
     }
     let output: unknown
     try {
@@ -458,7 +477,7 @@ export class Channels<
             : entry.handler({ conn, name, input: result.value }),
         )
       } else if (checked.issues) {
-        return this.#fail(conn, id, invalid(checked.issues))
+        return this.#fail(conn, id, invalid(checked.issues), true)
       } else {
         output = entry.handler({ conn, name, input: checked.value })
       }
@@ -472,7 +491,7 @@ export class Channels<
       .then(
         (value) =>
           value instanceof Invalid
-            ? this.#fail(conn, id, invalid(value.issues))
+            ? this.#fail(conn, id, invalid(value.issues), true)
             : this.#respond(conn, id, value),
         (err: unknown) => this.#fail(conn, id, this.#errorReply(conn, err)),
       )
@@ -548,9 +567,18 @@ export class Channels<
     if (state) state.invalid = 0
   }
 
-  /** An error reply; one the client caused counts toward `maxInvalidFrames`. */
-  #fail(conn: Conn<Data>, id: number | undefined, reply: ErrorReply): Promise<void> {
-    if (reply.code !== 'internal') {
+  /**
+   * An error reply. One for garbage (input the schema refused, an unknown topic or request)
+   * counts toward `maxInvalidFrames`; a refusal or an app's own error, which a well-behaved
+   * client can get any number of times, does not.
+   */
+  #fail(
+    conn: Conn<Data>,
+    id: number | undefined,
+    reply: ErrorReply,
+    garbage = false,
+  ): Promise<void> {
+    if (garbage) {
       const state = this.#state(conn)
       if (++state.invalid >= this.#maxInvalid) {
         return refuse(
@@ -571,10 +599,6 @@ export class Channels<
       return err.details === undefined
         ? { code: err.code, message: err.message }
         : { code: err.code, message: err.message, details: err.details }
-    }
-    // conn.subscribe's refusals of a name or a count: the client's to fix.
-    if (err instanceof RangeError || err instanceof TypeError) {
-      if (/topic|subscribe/i.test(err.message)) return { code: 'invalid', message: err.message }
     }
     try {
       if (this.#options.onError) this.#options.onError(err, conn)

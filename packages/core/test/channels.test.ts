@@ -349,3 +349,85 @@ describe('channels', () => {
     ).toBe('raw')
   })
 })
+
+describe('channels: review', () => {
+  it("reports a handler's TypeError that mentions a topic to onError and answers internal, without its message", async () => {
+    const reported: unknown[] = []
+    const channels = new Channels({ onError: (err) => reported.push(err) })
+      .topic('t', {
+        message: z.unknown(),
+        authorize: () => {
+          // A bug in the app's hook: its message names "subscribers".
+          return (
+            undefined as unknown as { subscribers: { has(x: string): boolean } }
+          ).subscribers.has('x')
+        },
+      })
+      .request('bug', z.unknown(), () => {
+        return (undefined as unknown as { topic: string }).topic
+      })
+    const peer = await connect(makeApp(channels as never), '/ws', { protocols: [CHANNEL_PROTOCOL] })
+    peer.send(JSON.stringify({ type: 'request', id: 1, name: 'bug' }))
+    expect(await json(peer)).toEqual({
+      type: 'error',
+      id: 1,
+      code: 'internal',
+      message: 'Internal server error',
+    })
+    peer.send(JSON.stringify({ type: 'publish', id: 2, topic: 't', data: 1 }))
+    expect(await json(peer)).toEqual({
+      type: 'error',
+      id: 2,
+      code: 'internal',
+      message: 'Internal server error',
+    })
+    expect(reported).toHaveLength(2)
+    expect(reported[0]).toBeInstanceOf(TypeError)
+  })
+
+  it("does not close a client for its app's own error replies or refusals, however many in a row", async () => {
+    const app = makeApp()
+    const peer = await join(app)
+    // maxInvalidFrames is 5: a legit client can get more app errors and refusals in a row.
+    for (let id = 1; id <= 6; id++) {
+      peer.send(JSON.stringify({ type: 'request', id, name: 'conflict' }))
+      expect(await json(peer)).toMatchObject({ id, code: 'conflict' })
+    }
+    for (let id = 7; id <= 12; id++) {
+      peer.send(JSON.stringify({ type: 'subscribe', id, topic: 'rooms/secret' }))
+      expect(await json(peer)).toMatchObject({ id, code: 'forbidden' })
+    }
+    peer.send(PING)
+    expect(await json(peer)).toEqual({ type: 'pong' })
+  })
+
+  it('frames a gap with the position to go on from: the next message is after it', async () => {
+    const hub = createHub()
+    hub.topics.useHistory({ history: () => ({ size: 2, ttl: 60_000 }), frame: channelFrame })
+    const channels = new Channels().topic('f', { message: z.number() })
+    const app = makeApp(channels as never)
+    const open = () => connect(app, '/ws', { protocols: [CHANNEL_PROTOCOL], hub })
+    const writer = await open()
+    for (let n = 1; n <= 5; n++) {
+      writer.send(JSON.stringify({ type: 'publish', id: n, topic: 'f', data: n }))
+      expect(await json(writer)).toEqual({ type: 'ack', id: n })
+    }
+    const reader = await open()
+    reader.send(JSON.stringify({ type: 'subscribe', id: 1, topic: 'f' }))
+    const { position } = (await json(reader)) as { position: { epoch: string } }
+    const back = await open()
+    back.send(
+      JSON.stringify({
+        type: 'subscribe',
+        id: 1,
+        topic: 'f',
+        since: { epoch: position.epoch, offset: 1 },
+      }),
+    )
+    const gap = (await json(back)) as { type: string; position: { offset: number } }
+    const next = (await json(back)) as { type: string; position: { offset: number } }
+    expect(gap.type).toBe('gap')
+    expect(next).toMatchObject({ type: 'message', data: 4 })
+    expect(gap.position.offset).toBeLessThan(next.position.offset)
+  })
+})
