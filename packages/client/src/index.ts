@@ -249,6 +249,8 @@ interface Queued {
 }
 
 const encoder = new TextEncoder()
+/** The longest delay a timer holds (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
+const MAX_DELAY = 2_147_483_647
 
 /**
  * Calls an app's handler. What it throws is reported as an uncaught error, after the client's
@@ -506,7 +508,11 @@ export class Client<C = unknown> {
       return
     }
     const bound = Math.min(maxDelay, minDelay * factor ** (this.#attempt - 1))
-    const delay = Math.max(Math.floor(random() * bound), hint?.retryAfter ?? 0)
+    // A hint that is not a number of ms is ignored; a timer holds at most MAX_DELAY (past it,
+    // timers fire at once: a storm).
+    const after = hint?.retryAfter
+    const least = typeof after === 'number' && after > 0 ? after : 0
+    const delay = Math.min(MAX_DELAY, Math.max(Math.floor(random() * bound) || 0, least))
     this.#set({ status: 'reconnecting', attempt: this.#attempt, delay, code, reason })
     this.#timer = setTimeout(() => this.#connect(), delay)
   }
@@ -549,9 +555,13 @@ export class Client<C = unknown> {
     }
   }
 
-  /** The client is closed for good: everything waiting fails. */
+  /**
+   * The client is closed for good: everything waiting fails. It stops following the page unless
+   * the page closed it (`pageshow` opens it again); `open()` follows it again.
+   */
   #final(code: number, reason: string): void {
     if (this.#state.status === 'closed') return
+    if (!this.#hidden) this.#listen(false)
     clearTimeout(this.#timer)
     this.#set({ status: 'closed', code, reason })
     const error = new ChannelError(
@@ -593,6 +603,7 @@ export class Client<C = unknown> {
     } catch {
       return
     }
+    if (typeof frame !== 'object' || frame === null) return
     const id = frame.id as number
     const pending = this.#pending.get(id)
     switch (frame.type) {
@@ -738,6 +749,7 @@ export class Client<C = unknown> {
   // --- the page ---
 
   readonly #onPageHide = () => {
+    if (this.#state.status === 'closed') return
     this.#hidden = true
     this.#final(1001, 'The page went away')
     this.#drop(1001, 'The page went away')

@@ -337,3 +337,103 @@ it("reports a handler's throw as an uncaught error, and goes on", () => {
   expect(client.state.status).toBe('open')
   client.close()
 })
+
+const open = (socket: FakeSocket) => {
+  socket.opened = true
+  socket.protocol = 'handshake.v1'
+  socket.onopen?.({})
+}
+
+it("reads the server's retryAfter hint as a number of ms a timer can hold: NaN and huge ones bring no storm", () => {
+  for (const [hint, least] of [
+    ['"soon"', 0],
+    ['1e12', 2_147_483_647],
+    ['-5', 0],
+  ] as const) {
+    FakeSocket.made = []
+    const client = createClient('ws://test/ws', {
+      ...OPTIONS,
+      random: () => 0.5,
+      WebSocket: FakeSocket as unknown as WebSocketConstructor,
+    })
+    const socket = FakeSocket.made[0]!
+    open(socket)
+    socket.onmessage?.({ data: `{"type":"close","retryAfter":${hint}}` })
+    socket.ended = true
+    socket.onclose?.({ code: 1013, reason: '' })
+    const state = client.state as { status: string; delay: number }
+    expect(state.status).toBe('reconnecting')
+    expect(Number.isFinite(state.delay), `delay for ${hint}`).toBe(true)
+    expect(state.delay).toBeGreaterThanOrEqual(least)
+    expect(state.delay).toBeLessThanOrEqual(Math.max(least, OPTIONS.minDelay))
+    // No attempt before the delay.
+    vi.advanceTimersByTime(Math.min(state.delay, 10_000) - 1)
+    expect(FakeSocket.made).toHaveLength(state.delay > 0 ? 1 : 2)
+    client.close()
+  }
+})
+
+it('ignores frames that are JSON but not objects', () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  const socket = FakeSocket.made[0]!
+  open(socket)
+  for (const data of ['null', '1', '"x"', '[]']) {
+    expect(() => socket.onmessage?.({ data })).not.toThrow()
+  }
+  expect(client.state.status).toBe('open')
+  client.close()
+})
+
+it('stays closed through a back/forward cache restore once the server said not to come back, and lets go of the page', () => {
+  const page = new EventTarget()
+  const saved = {
+    onpagehide: Object.getOwnPropertyDescriptor(globalThis, 'onpagehide'),
+    add: (globalThis as { addEventListener?: unknown }).addEventListener,
+    remove: (globalThis as { removeEventListener?: unknown }).removeEventListener,
+  }
+  const listening = new Set<string>()
+  Object.assign(globalThis, {
+    onpagehide: null,
+    addEventListener(type: string, listener: EventListener) {
+      listening.add(type)
+      page.addEventListener(type, listener)
+    },
+    removeEventListener(type: string, listener: EventListener) {
+      listening.delete(type)
+      page.removeEventListener(type, listener)
+    },
+  })
+  try {
+    const client = createClient('ws://test/ws', {
+      ...OPTIONS,
+      WebSocket: FakeSocket as unknown as WebSocketConstructor,
+    })
+    const socket = FakeSocket.made[0]!
+    open(socket)
+    socket.ended = true
+    socket.onclose?.({ code: 1008, reason: 'policy' })
+    expect(client.state).toEqual({ status: 'closed', code: 1008, reason: 'policy' })
+    expect([...listening]).toEqual([])
+    const show = Object.assign(new Event('pageshow'), { persisted: true })
+    page.dispatchEvent(Object.assign(new Event('pagehide'), { persisted: true }))
+    page.dispatchEvent(show)
+    expect(client.state).toEqual({ status: 'closed', code: 1008, reason: 'policy' })
+    expect(FakeSocket.made).toHaveLength(1)
+    // open() is the app's to call: it follows the page again.
+    client.open()
+    expect([...listening].sort()).toEqual(['pagehide', 'pageshow'])
+    client.close()
+    expect([...listening]).toEqual([])
+  } finally {
+    const g = globalThis as Record<string, unknown>
+    delete g.onpagehide
+    if (saved.onpagehide) Object.defineProperty(globalThis, 'onpagehide', saved.onpagehide)
+    g.addEventListener = saved.add
+    g.removeEventListener = saved.remove
+    if (saved.add === undefined) delete g.addEventListener
+    if (saved.remove === undefined) delete g.removeEventListener
+  }
+})
