@@ -144,7 +144,8 @@ export interface ChannelsOptions<Data> {
   onError?(error: unknown, conn: Conn<Data>): void
   /**
    * Requests one connection may have running at once. Past it, the connection's next frames
-   * wait (and, past the upgrader's `maxInboundBuffer`, its socket pauses or it closes with 1008).
+   * wait (and, past the upgrader's `maxInboundBuffer`, its socket pauses or it closes with 1008),
+   * pings included, until a request finishes or the connection closes.
    * @defaultValue 16
    */
   maxConcurrentRequests?: number
@@ -501,10 +502,19 @@ export class Channels<
         state.wake = undefined
         wake?.()
       })
-    // At the bound, the connection's next frame waits until a request finishes.
+    // At the bound, the connection's next frame waits until a request finishes, or until the
+    // connection closes: its close hook must not wait for handlers that may never finish.
     if (state.running >= this.#maxConcurrent) {
+      const signal = conn.signal
+      if (signal.aborted) return
       return new Promise((resolve) => {
-        state.wake = resolve
+        const wake = () => {
+          signal.removeEventListener('abort', wake)
+          if (state.wake === wake) state.wake = undefined
+          resolve()
+        }
+        state.wake = wake
+        signal.addEventListener('abort', wake)
       })
     }
   }

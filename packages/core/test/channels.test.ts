@@ -431,3 +431,21 @@ describe('channels: review', () => {
     expect(gap.position.offset).toBeLessThan(next.position.offset)
   })
 })
+
+describe('channels: review, at the concurrency bound', () => {
+  it('runs the close hook of a connection that closes while its requests hang at maxConcurrentRequests', async () => {
+    const closed = vi.fn()
+    const channels = new Channels({ maxConcurrentRequests: 1, close: closed }).request(
+      'hang',
+      z.unknown(),
+      () => new Promise(() => {}),
+    )
+    const peer = await connect(makeApp(channels as never), '/ws', { protocols: [CHANNEL_PROTOCOL] })
+    peer.send(JSON.stringify({ type: 'request', id: 1, name: 'hang' }))
+    peer.send(JSON.stringify({ type: 'request', id: 2, name: 'hang' }))
+    await new Promise((r) => setTimeout(r, 50))
+    peer.close(1000)
+    await peer.closed
+    await vi.waitFor(() => expect(closed).toHaveBeenCalledTimes(1), { timeout: 2000 })
+  })
+})
