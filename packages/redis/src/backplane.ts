@@ -96,7 +96,7 @@ const MAX_READ = 1_000_000
 /** The most topics whose history keys and channel are kept computed. */
 const MAX_NAMED_TOPICS = 512
 const MAX_PUBLISHERS_ARG = String(MAX_HISTORY_PUBLISHERS)
-/** The most of this instance's recent history publishes whose origin is remembered. */
+/** The most of this instance's history publishes whose copy has not come back and whose origin is remembered. */
 const MAX_ORIGINS = 10_000
 
 const settled = Promise.resolve()
@@ -232,11 +232,11 @@ export class RedisBackplane implements Backplane {
   #resyncs = 0
   readonly #readSha: Promise<string> = scriptSha(READ_SCRIPT)
   /**
-   * The origins of this instance's last history publishes, by their number (held weakly: a
-   * closed connection is not kept for this). The copy that comes back through pub/sub after
-   * Redis's answer, and a read of the history that returns them (the core fills a gap, or an
-   * outage, from the history; the stream's entries name their instance and number), carry it,
-   * so that the core still skips the sender.
+   * The origins of this instance's last history publishes whose copy has not come back through
+   * pub/sub yet, by their number (held weakly: a closed connection is not kept for this). That
+   * copy, when it comes after Redis's answer, and a read of the history that returns them (the
+   * core fills a gap, or an outage, from the history; the stream's entries name their instance
+   * and number), carry it, so that the core still skips the sender.
    */
   readonly #origins = new Map<number, WeakRef<object>>()
   /** This instance's tag in the ids of the stream entries it appends (see `entryTag`). */
@@ -925,7 +925,11 @@ export class RedisBackplane implements Backplane {
     const decoded = decode(this.instanceId, message)
     if (decoded.kind === 'own') {
       // This instance's own history publish, with the origin it was given: from the outbox
-      // while Redis's answer is on its way, else from what the answer left.
+      // while Redis's answer is on its way, else from what the answer left. Once its copy is
+      // here, a read no longer needs its origin (the core has it): only the copies still on
+      // their way are remembered, so that other traffic does not push theirs out.
+      const remembered = this.#originOf(decoded.number)
+      this.#origins.delete(decoded.number)
       const outgoing = this.#outbox.get(decoded.number)
       if (outgoing) {
         this.#deliverPositioned(
@@ -940,8 +944,7 @@ export class RedisBackplane implements Backplane {
       // Its data, read as if another instance had sent it.
       const copy = decode('', message)
       if (copy.kind === 'positioned') {
-        const origin = this.#originOf(decoded.number)
-        this.#deliverPositioned(topic, copy.data, decoded.epoch, decoded.offset, origin)
+        this.#deliverPositioned(topic, copy.data, decoded.epoch, decoded.offset, remembered)
       }
       return
     }

@@ -126,6 +126,26 @@ describe.each(CLIENT_KINDS)('history on Redis Streams, with %s', (kind) => {
     expect(a.errors).toEqual([])
   })
 
+  it('an own message whose copy never came back keeps its origin for a read, however many own copies came back since', async () => {
+    const a = await instance()
+    const lost = newTopic('origin-lost')
+    const busy = newTopic('origin-busy')
+    const sender = { connection: 'on A' }
+    // Published on a topic whose copy does not come back here (not subscribed: as when the
+    // subscriber connection is lost), then a lot of own traffic whose copies do come back.
+    a.backplane.history.publish(lost, 'mine', HISTORY, sender)
+    await a.backplane.subscribe(busy)
+    const other = { connection: 'another on A' }
+    // In batches within the pending bound (and its share per topic and connection).
+    for (let batch = 0; batch < 21; batch++) {
+      for (let i = 0; i < 500; i++) a.backplane.history.publish(busy, `x${i}`, HISTORY, other)
+      await until(() => a.backplane.pendingPublishes === 0, 10_000, 'the answers')
+    }
+    await until(() => a.on(busy).length === 10_500, 10_000, 'the copies')
+    const read = await a.backplane.history.read(lost, { epoch: 'none', offset: 0 }, 10)
+    expect(read.messages.map((m) => [m.data, m.origin])).toEqual([['mine', sender]])
+  }, 60_000)
+
   it('reads after a position: what follows it, the latest position, and whether it is complete', async () => {
     const a = await instance()
     const topic = newTopic('read')
