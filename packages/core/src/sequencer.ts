@@ -249,8 +249,17 @@ export class Sequencer {
         this.#host.fault(err)
         return
       }
+      // The held copies' senders: a copy of this hub's own message that came meanwhile carries
+      // it, though the read may not (the backplane forgets it once the copy came).
+      let senders: Map<number, object> | undefined
+      for (const held of this.#pending) {
+        if (held.origin !== undefined && held.position.epoch === read.epoch) {
+          senders ??= new Map()
+          senders.set(held.position.offset, held.origin)
+        }
+      }
       if (read.epoch === last.epoch && read.complete && read.offset >= last.offset) {
-        for (const message of read.messages) this.#fromHistory(read.epoch, message)
+        for (const message of read.messages) this.#fromHistory(read.epoch, message, senders)
       } else {
         // What the history holds no longer starts right after `last`.
         const first = read.messages[0]
@@ -267,7 +276,7 @@ export class Sequencer {
           // offsets to come were given before, to other messages.
           this.#gap({ epoch: read.epoch, offset: read.offset }, 'epoch', undefined)
         }
-        for (const message of read.messages) this.#fromHistory(read.epoch, message)
+        for (const message of read.messages) this.#fromHistory(read.epoch, message, senders)
       }
       const current = this.last as Position
       if (
@@ -307,13 +316,17 @@ export class Sequencer {
     }
   }
 
-  #fromHistory(epoch: string, message: HistoryRead['messages'][number]): void {
+  #fromHistory(
+    epoch: string,
+    message: HistoryRead['messages'][number],
+    senders: Map<number, object> | undefined,
+  ): void {
     const last = this.last as Position
     const position = { epoch, offset: message.offset }
     if (stale(position, last)) return
     this.last = position
     // A message of this hub's own whose live copy never came back: its sender is skipped.
-    this.#emit(message.origin as Subscriber | undefined, {
+    this.#emit((message.origin ?? senders?.get(message.offset)) as Subscriber | undefined, {
       type: 'message',
       topic: this.#topic,
       data: message.data,

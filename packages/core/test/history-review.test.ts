@@ -4,7 +4,7 @@
  */
 import { Hono } from 'hono'
 import { describe, expect, it, vi } from 'vitest'
-import { createHub } from '../src/adapter.js'
+import { type Backplane, type BackplaneSink, createHub, type HistoryRead } from '../src/adapter.js'
 import { MemoryHistory } from '../src/history.js'
 import { type Delivery, type Position, upgrade } from '../src/index.js'
 import { connect } from '../src/testing.js'
@@ -111,6 +111,69 @@ describe('a second subscribe while the first one recovers', () => {
     // The position it answers is that of the last message the connection was given.
     expect(answer.position?.offset).toBe(before.at(-1) ?? since.offset)
     expect(before).toEqual([2, 3, 4])
+    peer.close()
+  })
+})
+
+describe('a gap filled while the own copy of a message is held', () => {
+  it('skips the sender of a message the read gives without its origin but whose held copy has it', async () => {
+    const E = 'e'.repeat(16)
+    let sink: BackplaneSink | undefined
+    let answer: ((read: HistoryRead) => void) | undefined
+    const backplane: Backplane = {
+      start: (s) => {
+        sink = s
+      },
+      subscribe: async () => {},
+      unsubscribe: async () => {},
+      publish: () => {},
+      close: async () => {},
+      history: {
+        publish: () => {},
+        read: (_topic, since) =>
+          since === undefined
+            ? Promise.resolve({ epoch: E, offset: 0, messages: [], complete: true })
+            : new Promise((resolve) => {
+                answer = resolve
+              }),
+      },
+    }
+    const hub = createHub({ logger: quiet })
+    await hub.topics.useBackplane(backplane)
+    hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame })
+    let sender: object | undefined
+    const app = new Hono()
+    app.get(
+      '/',
+      upgrade(
+        {
+          async serve(conn) {
+            sender = conn
+            const subscription = await conn.subscribe('t')
+            await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
+            for await (const _ of conn);
+          },
+        },
+        { logger: quiet },
+      ),
+    )
+    const peer = await connect(app, '/', { hub })
+    expect(JSON.parse((await peer.read()).data as string)).toMatchObject({ t: 'sub' })
+    // Another instance's message 2 comes first: a jump, filled from the history.
+    sink?.message('t', 'theirs', { epoch: E, offset: 2 })
+    // Its own message 1 comes back while the read is on its way: held, with its sender.
+    sink?.message('t', 'mine', { epoch: E, offset: 1 }, sender)
+    // The history gives message 1 without its origin (the backplane no longer needs it).
+    answer?.({
+      epoch: E,
+      offset: 2,
+      messages: [
+        { offset: 1, data: 'mine' },
+        { offset: 2, data: 'theirs' },
+      ],
+      complete: true,
+    })
+    expect(JSON.parse((await peer.read()).data as string)).toMatchObject({ o: 2, d: 'theirs' })
     peer.close()
   })
 })
