@@ -114,7 +114,11 @@ export class Sequencer {
       this.#host.fault(err)
     }
     this.#filling = false
-    if (this.last) this.#release()
+    if (!this.last) return
+    // The backplane came back while the position was read: that read may be from before the
+    // outage, so what was published meanwhile is read before anything newer is delivered.
+    if (this.#again) void this.#fill()
+    else this.#release()
   }
 
   /** A message of this hub's own store (appended here, in order): delivered at once. */

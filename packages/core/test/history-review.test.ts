@@ -177,3 +177,67 @@ describe('a gap filled while the own copy of a message is held', () => {
     peer.close()
   })
 })
+
+describe('the backplane comes back while the first position is read', () => {
+  it('reads what was published during the outage once the position is known', async () => {
+    const E = 'f'.repeat(16)
+    let sink: BackplaneSink | undefined
+    const reads: (Position | undefined)[] = []
+    let first: ((read: HistoryRead) => void) | undefined
+    const backplane: Backplane = {
+      start: (s) => {
+        sink = s
+      },
+      subscribe: async () => {},
+      unsubscribe: async () => {},
+      publish: () => {},
+      close: async () => {},
+      history: {
+        publish: () => {},
+        read: (_topic, since) => {
+          reads.push(since)
+          if (since === undefined) {
+            return new Promise((resolve) => {
+              first = resolve
+            })
+          }
+          return Promise.resolve({
+            epoch: E,
+            offset: 1,
+            messages: [{ offset: 1, data: 'during' }],
+            complete: true,
+          })
+        },
+      },
+    }
+    const hub = createHub({ logger: quiet })
+    await hub.topics.useBackplane(backplane)
+    hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame })
+    const app = new Hono()
+    app.get(
+      '/',
+      upgrade(
+        {
+          async serve(conn) {
+            const subscription = await conn.subscribe('t')
+            await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
+            for await (const _ of conn);
+          },
+        },
+        { logger: quiet },
+      ),
+    )
+    const peer = await connect(app, '/', { hub })
+    await vi.waitFor(() => expect(first).toBeDefined())
+    // An outage ends while the first read is on its way (answered from before the outage).
+    sink?.down(new Error('lost'))
+    sink?.up()
+    first?.({ epoch: E, offset: 0, messages: [], complete: true })
+    // What was published during the outage is read and delivered, with no newer message to
+    // show the jump (before or after the app's answer, which goes its own way).
+    const got = [await peer.read(), await peer.read()].map((m) => JSON.parse(m.data as string))
+    expect(got.filter((item) => item.t === 'm')).toEqual([{ t: 'm', o: 1, d: 'during' }])
+    expect(reads).toEqual([undefined, { epoch: E, offset: 0 }])
+    peer.close()
+  }, 10_000)
+})
