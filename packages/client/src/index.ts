@@ -78,7 +78,7 @@ export class ChannelError extends Error {
 
 interface AnyChannels {
   // biome-ignore lint/suspicious/noExplicitAny: an untyped client takes anything
-  readonly topics: { readonly [pattern: string]: { readonly message: any } }
+  readonly topics: { readonly [pattern: string]: { readonly message: any; readonly input?: any } }
   // biome-ignore lint/suspicious/noExplicitAny: an untyped client takes anything
   readonly requests: { readonly [name: string]: { readonly input: any; readonly output: any } }
 }
@@ -108,6 +108,15 @@ export type TopicName<C> = {
 export type MessageOf<C, Topic extends string> = {
   [P in keyof ChannelsOf<C>['topics'] & string]: Topic extends PatternTemplate<P>
     ? ChannelsOf<C>['topics'][P]['message']
+    : never
+}[keyof ChannelsOf<C>['topics'] & string]
+
+/** What a client publishes on a topic: what the topic's schema accepts (its input). */
+export type PublishOf<C, Topic extends string> = {
+  [P in keyof ChannelsOf<C>['topics'] & string]: Topic extends PatternTemplate<P>
+    ? ChannelsOf<C>['topics'][P] extends { readonly input: infer I }
+      ? I
+      : ChannelsOf<C>['topics'][P]['message']
     : never
 }[keyof ChannelsOf<C>['topics'] & string]
 
@@ -381,10 +390,10 @@ export class Client<C = unknown> {
    * `disconnected`...).
    * @throws ChannelError `queue_full` or `closed`, without `ack`
    */
-  publish<Topic extends TopicName<C>>(topic: Topic, data: MessageOf<C, Topic>): void
+  publish<Topic extends TopicName<C>>(topic: Topic, data: PublishOf<C, Topic>): void
   publish<Topic extends TopicName<C>>(
     topic: Topic,
-    data: MessageOf<C, Topic>,
+    data: PublishOf<C, Topic>,
     options: { ack: true; timeout?: number },
   ): Promise<void>
   publish(

@@ -164,7 +164,10 @@ export interface ChannelsOptions<Data> {
  * request's input and output. `createClient<typeof chat>()` reads them.
  */
 export interface ChannelTypes {
-  readonly topics: { readonly [pattern: string]: { readonly message: unknown } }
+  /** Each pattern's `message` (what subscribers get) and `input` (what a client publishes). */
+  readonly topics: {
+    readonly [pattern: string]: { readonly message: unknown; readonly input?: unknown }
+  }
   readonly requests: {
     readonly [name: string]: { readonly input: unknown; readonly output: unknown }
   }
@@ -277,7 +280,12 @@ export class Channels<
     definition: TopicDefinition<Data, Pattern, S>,
   ): Channels<
     Data,
-    T & { readonly [K in Pattern]: { readonly message: StandardSchemaV1.InferOutput<S> } },
+    T & {
+      readonly [K in Pattern]: {
+        readonly message: StandardSchemaV1.InferOutput<S>
+        readonly input: StandardSchemaV1.InferInput<S>
+      }
+    },
     R
   > {
     const segments = pattern.split('/')
