@@ -7,7 +7,7 @@
 import { DurableObject } from 'cloudflare:workers'
 import type { DurableObjectState } from '@cloudflare/workers-types'
 import type { Connections, Hub, MessageData, ShutdownOptions, Topics } from '@handshake/core'
-import { type HibernatableSocket, Hibernation } from '@handshake/core/adapter'
+import { type HibernatableSocket, Hibernation, StoredHistory } from '@handshake/core/adapter'
 import type { Hono } from 'hono'
 import { adapter } from './index.js'
 import { faultCode, switching, webSocketPair } from './shared.js'
@@ -67,6 +67,9 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     upgrade: adapter.upgrade,
     waitUntil: (promise) => this.ctx.waitUntil(promise),
     faultCode,
+    // A SQLite-backed object's synchronous storage; an object on the older key-value storage
+    // (whose `sql` throws) has none, and keeps its history in memory.
+    history: () => (hasSql(this.ctx) ? new StoredHistory(this.ctx.storage.kv) : undefined),
   })
 
   /**
@@ -137,6 +140,15 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    */
   shutdown(options?: ShutdownOptions): Promise<void> {
     return this.connections.shutdown(options)
+  }
+}
+
+/** True for a SQLite-backed object (`new_sqlite_classes`): its storage has `sql` and `kv`. */
+function hasSql(ctx: DurableObjectState): boolean {
+  try {
+    return ctx.storage.sql.databaseSize >= 0
+  } catch {
+    return false
   }
 }
 

@@ -16,7 +16,7 @@ import '../src/index.js'
 import type { DurableObjectNamespace, DurableObjectState } from '@cloudflare/workers-types'
 import { createConformanceApp } from '@handshake/conformance/app'
 import { getHub, type ShutdownOptions } from '@handshake/core'
-import { createHub, HUB } from '@handshake/core/adapter'
+import { createHub, HISTORY_STORE, HUB, StoredHistory } from '@handshake/core/adapter'
 
 const app = createConformanceApp()
 
@@ -32,7 +32,8 @@ app.post('/control/shutdown', async (c) => {
 
 /**
  * The object: the whole app, with its state as the Hono execution context, and a hub of its own
- * in the app's env, as `HandshakeObject` has (whose event controllers hibernate; these do not).
+ * in the app's env, whose topics keep their history in the object's storage, as
+ * `HandshakeObject` has (whose event controllers hibernate; these do not).
  */
 export class ConformanceObject {
   readonly #env: object
@@ -40,7 +41,9 @@ export class ConformanceObject {
     readonly ctx: DurableObjectState,
     env: object,
   ) {
-    this.#env = Object.create(env, { [HUB]: { value: createHub() } })
+    const hub = createHub()
+    hub.topics[HISTORY_STORE] = new StoredHistory(ctx.storage.kv)
+    this.#env = Object.create(env, { [HUB]: { value: hub } })
   }
 
   fetch(request: Request): Response | Promise<Response> {

@@ -54,6 +54,13 @@ export async function startWorker(
     script?: string
     /** Durable Object bindings: binding name to the class the script exports. */
     durableObjects?: Record<string, string>
+    /** The classes among them on the older key-value storage, not SQLite. */
+    keyValueClasses?: readonly string[]
+    /**
+     * A folder that keeps the objects' storage after `stop()`: a worker started again on it
+     * finds what the objects stored, in objects built anew (an eviction of every object).
+     */
+    persist?: string
   } = {},
 ): Promise<RunningWorker> {
   let output = ''
@@ -66,9 +73,10 @@ export async function startWorker(
     durableObjects: Object.fromEntries(
       Object.entries(options.durableObjects ?? {}).map(([binding, className]) => [
         binding,
-        { className, useSQLite: true },
+        { className, useSQLite: !options.keyValueClasses?.includes(className) },
       ]),
     ),
+    ...(options.persist ? { durableObjectsPersist: options.persist } : {}),
     cf: false,
     telemetry: { enabled: false },
     log: new Log(LogLevel.WARN),

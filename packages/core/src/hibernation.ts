@@ -10,7 +10,9 @@ import type { ExecutionContext, Hono } from 'hono'
 import { answerClose, ReadyState } from './accepted-socket.js'
 import { CloseCode, InternalErrorMessage } from './close.js'
 import { Connections } from './connections.js'
+import type { HistoryStore } from './history.js'
 import { HUB, type Hub } from './hub.js'
+import { HISTORY_STORE } from './internal.js'
 import {
   ADAPTER,
   type Adapter,
@@ -78,6 +80,11 @@ export interface HibernationHost<W> {
   waitUntil(promise: Promise<unknown>): void
   /** The close code of a fault the runtime reported, when it names one. */
   faultCode(error: Error): number | undefined
+  /**
+   * Where the object's topics keep their history (`topics.useHistory()`), so that it outlives the
+   * incarnation: its own storage. Called once per incarnation; undefined keeps it in memory.
+   */
+  history?(): HistoryStore | undefined
 }
 
 /**
@@ -99,6 +106,7 @@ export class Hibernation<W extends HibernatableSocket> {
   /** @param host - the object that holds the sockets */
   constructor(host: HibernationHost<W>) {
     this.#host = host
+    this.#topics[HISTORY_STORE] = host.history?.()
   }
 
   /**

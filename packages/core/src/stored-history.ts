@@ -5,7 +5,13 @@
  * @module
  */
 import type { MessageData } from './contracts.js'
-import type { HistoryOptions, HistoryRead, HistoryStore, Position } from './history.js'
+import {
+  type HistoryOptions,
+  type HistoryRead,
+  type HistoryStore,
+  newEpoch,
+  type Position,
+} from './history.js'
 
 /**
  * A synchronous, ordered key-value storage, as far as {@link StoredHistory} uses it: a SQLite-backed
@@ -38,23 +44,15 @@ interface Meta {
 const DEFAULT_PREFIX = 'handshake:history:'
 /**
  * How long a history that was read but never published to keeps its epoch (the epoch a
- * subscriber was given), when no publish said the topic's `ttl`.
+ * subscriber was given), when no publish said the topic's `ttl`: a day, as in Redis.
  */
-const UNPUBLISHED_TTL = 60 * 60 * 1000
+const UNPUBLISHED_TTL = 24 * 60 * 60 * 1000
 /** How often, at most, an append sweeps the other topics' expired histories from the storage. */
 const SWEEP_INTERVAL = 60 * 1000
 /** Offsets are written in 16 digits (all of `Number.MAX_SAFE_INTEGER`), so that keys sort. */
 const OFFSET_DIGITS = 16
 
 const pad = (offset: number) => String(offset).padStart(OFFSET_DIGITS, '0')
-
-/** A new epoch: 96 random bits, hex. */
-function newEpoch(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12))
-  let epoch = ''
-  for (const byte of bytes) epoch += byte.toString(16).padStart(2, '0')
-  return epoch
-}
 
 /**
  * A {@link HistoryStore} over a synchronous key-value storage ({@link SyncStorage}): each
@@ -69,7 +67,7 @@ function newEpoch(): string {
  *   used (no alarm: a Durable Object has one, and it is the app's); an append also sweeps the
  *   other topics' expired histories from the storage, at most once a minute.
  * - A topic read before its first publish gets its epoch then, kept for its next publish (for
- *   an hour, unless a publish said its `ttl`), so that a subscriber's position stays good.
+ *   a day, unless a publish said its `ttl`), so that a subscriber's position stays good.
  */
 export class StoredHistory implements HistoryStore {
   readonly #storage: SyncStorage
@@ -126,7 +124,8 @@ export class StoredHistory implements HistoryStore {
     if (!since) return { epoch, offset, messages: [], complete: true }
     const sameEpoch = since.epoch === epoch
     const from = sameEpoch ? Math.max(since.offset + 1, meta.first) : meta.first
-    const complete = sameEpoch && since.offset + 1 >= meta.first
+    // A position past the latest is one this history never gave: not a recovery.
+    const complete = sameEpoch && since.offset + 1 >= meta.first && since.offset <= offset
     const messages: { offset: number; data: MessageData }[] = []
     if (from > offset || limit <= 0) return { epoch, offset, messages, complete }
     const entries = this.#storage.list({

@@ -49,7 +49,7 @@ describe('StoredHistory', () => {
     const history = store()
     const first = history.append('room', 'a', options)
     expect(first.offset).toBe(1)
-    expect(first.epoch).toMatch(/^[0-9a-f]{24}$/)
+    expect(first.epoch).toMatch(/^[0-9a-f]{16}$/)
     expect(history.append('room', 'b', options)).toEqual({ epoch: first.epoch, offset: 2 })
     expect(history.append('room', 'c', options)).toEqual({ epoch: first.epoch, offset: 3 })
     expect(history.read('room', undefined, 100)).toEqual({
@@ -75,6 +75,11 @@ describe('StoredHistory', () => {
     expect(history.read('room', { epoch: first.epoch, offset: 3 }, 100)).toMatchObject({
       messages: [],
       complete: true,
+    })
+    // A position this history never gave is not recovered from.
+    expect(history.read('room', { epoch: first.epoch, offset: 4 }, 100)).toMatchObject({
+      messages: [],
+      complete: false,
     })
   })
 
