@@ -118,8 +118,9 @@ export interface SubscribeOptions {
   /**
    * Deliver every message after this position first, in order, each once, before any newer
    * one: the position of the last message the subscriber was given (on an earlier connection).
+   * Undefined (or absent): no recovery, the subscriber starts from the topic's latest position.
    */
-  since?: Position
+  since?: Position | undefined
 }
 
 /** What `conn.subscribe()` resolves to. */
