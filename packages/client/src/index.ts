@@ -401,13 +401,14 @@ export class Client<C = unknown> {
     data: unknown,
     options?: { ack?: boolean; timeout?: number },
   ): void | Promise<void> {
-    const body = `"topic":${JSON.stringify(topic)},"data":${JSON.stringify(data) ?? 'null'}}`
+    const body = () => `"topic":${JSON.stringify(topic)},"data":${JSON.stringify(data) ?? 'null'}}`
     if (!options?.ack) {
-      this.#send(`{"type":"publish",${body}`, undefined)
+      this.#send(`{"type":"publish",${body()}`, undefined)
       return
     }
+    // Built inside the promise: input JSON cannot carry (a BigInt, a cycle) rejects it.
     return this.#call(
-      (id) => `{"type":"publish","id":${id},${body}`,
+      (id) => `{"type":"publish","id":${id},${body()}`,
       options.timeout,
       'Publish',
     ) as Promise<void>
@@ -428,9 +429,9 @@ export class Client<C = unknown> {
     input: ChannelsOf<C>['requests'][Name]['input'],
     options: { timeout?: number } = {},
   ): Promise<ChannelsOf<C>['requests'][Name]['output']> {
-    const rest = `"name":${JSON.stringify(name)},"input":${JSON.stringify(input) ?? 'null'}}`
     return this.#call(
-      (id) => `{"type":"request","id":${id},${rest}`,
+      (id) =>
+        `{"type":"request","id":${id},"name":${JSON.stringify(name)},"input":${JSON.stringify(input) ?? 'null'}}`,
       options.timeout,
       `Request ${name}`,
     )

@@ -437,3 +437,21 @@ it('stays closed through a back/forward cache restore once the server said not t
     if (saved.remove === undefined) delete g.removeEventListener
   }
 })
+
+it('rejects a request or an acknowledged publish whose input JSON cannot carry, instead of throwing', async () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  let request: Promise<unknown> | undefined
+  expect(() => {
+    request = client.request('add', { a: 1n })
+  }).not.toThrow()
+  await expect(request).rejects.toThrow(TypeError)
+  let publish: Promise<unknown> | undefined
+  expect(() => {
+    publish = client.publish('t', 1n, { ack: true })
+  }).not.toThrow()
+  await expect(publish).rejects.toThrow(TypeError)
+  client.close()
+})
