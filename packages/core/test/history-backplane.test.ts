@@ -7,7 +7,6 @@ import { Hono } from 'hono'
 import { describe, expect, it, vi } from 'vitest'
 import { type Backplane, createHub } from '../src/adapter.js'
 import {
-  type Delivery,
   type GapEvent,
   type Hub,
   type Position,
@@ -15,26 +14,12 @@ import {
   upgrade,
 } from '../src/index.js'
 import { MAX_HELD } from '../src/sequencer.js'
-import { connect, memoryBackplane, type TestPeer, TestTree } from '../src/testing.js'
+import { connect, memoryBackplane, TestTree } from '../src/testing.js'
+import { frameAsJson, next, offsets, range, readFramed, untilSubscribed } from './framed.js'
 
 const quiet = { error: vi.fn() }
 
-interface Framed {
-  t: 'm' | 'g' | 'sub'
-  e?: string
-  o?: number
-  d?: string
-  r?: string
-  position?: Position
-  recovered?: boolean
-}
-
-const frame = (d: Delivery) =>
-  JSON.stringify(
-    d.type === 'message'
-      ? { t: 'm', e: d.position?.epoch, o: d.position?.offset, d: d.data }
-      : { t: 'g', e: d.position.epoch, o: d.position.offset, r: d.reason },
-  )
+const frame = frameAsJson
 
 /** An instance: a hub on the bus, with an app that subscribes (from `since`) and publishes. */
 async function instance(
@@ -73,28 +58,6 @@ async function instance(
   return { hub, topics: hub.topics, join, gaps, onError, backplane }
 }
 
-async function next(peer: TestPeer): Promise<Framed> {
-  return JSON.parse((await peer.read()).data as string) as Framed
-}
-
-async function untilSubscribed(peer: TestPeer): Promise<{ before: Framed[]; sub: Framed }> {
-  const before: Framed[] = []
-  for (;;) {
-    const item = await next(peer)
-    if (item.t === 'sub') return { before, sub: item }
-    before.push(item)
-  }
-}
-
-async function readFramed(peer: TestPeer, count: number): Promise<Framed[]> {
-  const out: Framed[] = []
-  for (let i = 0; i < count; i++) out.push(await next(peer))
-  return out
-}
-
-const offsets = (items: Framed[]) => items.map((item) => (item.t === 'g' ? `gap${item.o}` : item.o))
-const range = (from: number, to: number) =>
-  Array.from({ length: to - from + 1 }, (_, i) => from + i)
 const settle = async () => {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0))
 }

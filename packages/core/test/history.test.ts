@@ -7,38 +7,21 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createHub, HISTORY_STORE, type HistoryRead, type HistoryStore } from '../src/adapter.js'
 import { MemoryHistory } from '../src/history.js'
 import {
-  type Delivery,
   GapEvent,
   type Hub,
   type Position,
   type TopicsHistoryOptions,
   upgrade,
 } from '../src/index.js'
-import { connect, type TestPeer, TestTree } from '../src/testing.js'
+import { connect, TestTree } from '../src/testing.js'
+import { frameAsJson, next, offsets, range, readFramed, untilSubscribed } from './framed.js'
 
 const quiet = { error: vi.fn() }
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0))
 
 /** Frames every delivery as JSON, and counts the calls. */
 function jsonFrame() {
-  const frame = vi.fn((d: Delivery) =>
-    JSON.stringify(
-      d.type === 'message'
-        ? { t: 'm', e: d.position?.epoch, o: d.position?.offset, d: d.data }
-        : { t: 'g', e: d.position.epoch, o: d.position.offset, r: d.reason },
-    ),
-  )
-  return frame
-}
-
-interface Framed {
-  t: 'm' | 'g' | 'sub'
-  e?: string
-  o?: number
-  d?: string
-  r?: string
-  position?: Position
-  recovered?: boolean
+  return vi.fn(frameAsJson)
 }
 
 /**
@@ -69,30 +52,6 @@ function topicApp(hub: Hub) {
   }
   return { app, join }
 }
-
-async function next(peer: TestPeer): Promise<Framed> {
-  return JSON.parse((await peer.read()).data as string) as Framed
-}
-
-/** Reads until the `sub` answer, and returns what came before it and the answer. */
-async function untilSubscribed(peer: TestPeer): Promise<{ before: Framed[]; sub: Framed }> {
-  const before: Framed[] = []
-  for (;;) {
-    const item = await next(peer)
-    if (item.t === 'sub') return { before, sub: item }
-    before.push(item)
-  }
-}
-
-async function readFramed(peer: TestPeer, count: number): Promise<Framed[]> {
-  const out: Framed[] = []
-  for (let i = 0; i < count; i++) out.push(await next(peer))
-  return out
-}
-
-const offsets = (items: Framed[]) => items.map((item) => (item.t === 'g' ? `gap${item.o}` : item.o))
-const range = (from: number, to: number) =>
-  Array.from({ length: to - from + 1 }, (_, i) => from + i)
 
 function hubWithHistory(options: Partial<TopicsHistoryOptions> = {}, store?: HistoryStore) {
   const hub = createHub({ logger: quiet })
