@@ -73,5 +73,11 @@ export {
   writeResponse,
 } from './serving.js'
 export { StoredHistory, type SyncStorage } from './stored-history.js'
-export type { Backplane, BackplaneHistory, BackplaneSink, TopicTree } from './topics.js'
+export type {
+  Backplane,
+  BackplaneHistory,
+  BackplanePresence,
+  BackplaneSink,
+  TopicTree,
+} from './topics.js'
 export { chooseSubprotocol, findUpgrader, upgraderOf, validateHandshake } from './upgrade.js'

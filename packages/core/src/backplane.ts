@@ -5,6 +5,7 @@
  */
 import type { MessageData } from './contracts.js'
 import type { HistoryOptions, HistoryRead, Position } from './history.js'
+import type { PresenceMember } from './presence.js'
 import type { Topics } from './topics.js'
 
 /**
@@ -40,6 +41,39 @@ export interface Backplane {
   close(): Promise<void>
   /** Present when the backplane keeps the history of the topics that have some. */
   readonly history?: BackplaneHistory
+  /**
+   * Present when the backplane shares presence between instances. Without it, a hub with this
+   * backplane lists only its own members (and says so: `topics.presence()` documents it).
+   */
+  readonly presence?: BackplanePresence
+}
+
+/**
+ * The presence a {@link Backplane} shares between instances: each instance's members of each
+ * topic, with an expiry the instance keeps refreshing, so that the members of an instance that
+ * died leave every view within a bound the backplane documents.
+ *
+ * The contract:
+ * - {@link BackplanePresence.join} and {@link BackplanePresence.leave} are called for this
+ *   instance's members only; they never throw for an engine fault (they report it with
+ *   {@link BackplaneSink.down}) and keep call order per topic.
+ * - Every diff about members of other instances reaches {@link BackplaneSink.presence} on every
+ *   instance holding the topic: joins and leaves published by those instances, and the leaves
+ *   of an instance found dead (reported once, by whichever instance finds it).
+ * - This instance's own joins and leaves are not given back: the core has applied them.
+ * - After an outage, before {@link BackplaneSink.up}, the backplane asserts again every member
+ *   {@link BackplaneSink.members} lists, so that a read after `up()` includes them.
+ */
+export interface BackplanePresence {
+  /** Adds this instance's member to `topic`, or replaces its metadata. */
+  join(topic: string, member: PresenceMember): void
+  /** Removes this instance's member `id` from `topic`. */
+  leave(topic: string, id: string): void
+  /**
+   * The members of `topic` on every live instance, this one included, each once. Rejects on
+   * an engine fault.
+   */
+  read(topic: string): Promise<PresenceMember[]>
 }
 
 /**
@@ -80,4 +114,11 @@ export interface BackplaneSink {
   up(): void
   /** The topics with at least one local subscriber: the ones to restore after an outage. */
   topics(): string[]
+  /**
+   * Members of `topic` on another instance joined or left (see {@link BackplanePresence}).
+   * Ignored for a topic with no local subscriber.
+   */
+  presence(topic: string, joins: readonly PresenceMember[], leaves: readonly PresenceMember[]): void
+  /** This instance's members of `topic`: the ones to assert again after an outage. */
+  members(topic: string): PresenceMember[]
 }

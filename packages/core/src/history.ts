@@ -3,7 +3,9 @@
  * keeps it in when no backplane does.
  * @module
  */
+
 import type { MessageData } from './contracts.js'
+import type { PresenceMeta } from './presence.js'
 
 /**
  * Where a message sits in its topic's history. Offsets start at 1 in each epoch and grow by
@@ -121,6 +123,13 @@ export interface SubscribeOptions {
    * Undefined (or absent): no recovery, the subscriber starts from the topic's latest position.
    */
   since?: Position | undefined
+  /**
+   * Join the topic's presence with this metadata (JSON, at most 1 KiB as UTF-8 text): the
+   * connection is listed by `topics.presence(topic)` on every instance until it unsubscribes
+   * or closes. Subscribing again while subscribed with other metadata replaces it (a leave and
+   * a join in one `'presence'` event). Undefined (or absent): subscribe without being listed.
+   */
+  presence?: PresenceMeta | undefined
 }
 
 /** What `conn.subscribe()` resolves to. */

@@ -58,6 +58,12 @@ export {
   type TopicsHistoryOptions,
 } from './history.js'
 export { getHub, type Hub } from './hub.js'
+export {
+  MAX_PRESENCE_META_BYTES,
+  PresenceEvent,
+  type PresenceMember,
+  type PresenceMeta,
+} from './presence.js'
 export { UncloneableError } from './serialized.js'
 export { Topics, type TopicsOptions } from './topics.js'
 export { isSameOrigin, UpgradeError, Upgrader, upgrade } from './upgrade.js'

@@ -10,6 +10,7 @@
  */
 import type { Context } from 'hono'
 import type { Hub } from './hub.js'
+import type { PresenceMeta } from './presence.js'
 import type { serializedSize } from './serialized.js'
 import type { TopicTree } from './topics.js'
 
@@ -84,6 +85,14 @@ export interface ConnSnapshot {
   readonly data: unknown
   /** The topics the connection subscribes to. */
   readonly topics: readonly string[]
+  /**
+   * The connection's presence, when it is a member of a topic: its member id (kept across a
+   * hibernation) and its metadata per topic (each topic also in {@link ConnSnapshot.topics}).
+   */
+  readonly presence?: {
+    readonly id: string
+    readonly topics: Readonly<Record<string, PresenceMeta>>
+  }
 }
 
 /** The core's side of a socket: the adapter calls these as the runtime's events arrive. */

@@ -32,11 +32,17 @@ import {
   PUBLISH_NATIVE,
   TREE,
 } from './internal.js'
+import type { PresenceEvent, PresenceMember } from './presence.js'
 import { Sequencer, type SequencerHost } from './sequencer.js'
 import type { Subscriber, TopicTree } from './subscriber.js'
 import { topicNameError } from './topic-name.js'
 
-export type { Backplane, BackplaneHistory, BackplaneSink } from './backplane.js'
+export type {
+  Backplane,
+  BackplaneHistory,
+  BackplanePresence,
+  BackplaneSink,
+} from './backplane.js'
 export type { Subscriber, TopicTree } from './subscriber.js'
 export { topicNameError } from './topic-name.js'
 
@@ -261,6 +267,9 @@ export class Topics extends EventTarget {
         if (wasDown) this.dispatchEvent(new Event('restore'))
       },
       topics: () => this.names(),
+      // Presence (issue 22): to be built.
+      presence: () => {},
+      members: () => [],
     }
     try {
       await backplane.start(sink)
@@ -318,6 +327,20 @@ export class Topics extends EventTarget {
     this.#history = options
     this.#frame = options.frame ?? rawFrame
     for (const [topic, entry, kept] of held) this.#keep(entry, kept, topic)
+  }
+
+  /**
+   * The members of `topic` on every instance (see `conn.subscribe(topic, { presence })`), each
+   * once. With a backplane that shares presence it reads the backplane, else it lists this
+   * hub's own members. It rejects when the backplane's engine fails.
+   *
+   * Joins and leaves arrive as diffs in the `'presence'` event (a {@link PresenceEvent}) for
+   * the topics this hub holds.
+   */
+  async presence(topic: string): Promise<PresenceMember[]> {
+    const refused = topicNameError(topic)
+    if (refused) throw refused
+    throw new Error('presence() is not built yet (issue 22)')
   }
 
   /**

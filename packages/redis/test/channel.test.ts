@@ -57,6 +57,8 @@ function recordingSink(received: [string, MessageData][]): BackplaneSink {
     },
     up: () => {},
     topics: () => [],
+    presence: () => {},
+    members: () => [],
   }
 }
 

@@ -58,6 +58,8 @@ async function start(
     down: (error) => errors.push(error),
     up: () => ups.push(Date.now()),
     topics: () => [],
+    presence: () => {},
+    members: () => [],
   }
   await backplane.start(sink)
   return {
@@ -476,6 +478,8 @@ describe.each(CLIENT_KINDS)('history across a Redis restart, with %s', (kind) =>
       down: (error) => errors.push(error),
       up: () => ups.push(Date.now()),
       topics: () => [],
+      presence: () => {},
+      members: () => [],
     })
     one = {
       backplane,
