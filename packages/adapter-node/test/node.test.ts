@@ -3,7 +3,14 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { type AddressInfo, connect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { encodeFrame, handshakeHeaders, Opcode, RawPeer, rawRequest } from '@handshake/conformance'
+import {
+  encodeFrame,
+  FrameDecoder,
+  handshakeHeaders,
+  Opcode,
+  RawPeer,
+  rawRequest,
+} from '@handshake/conformance'
 import {
   expectedBackplaneCloseReport,
   failingBackplaneShutdown,
@@ -268,6 +275,58 @@ async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
     if (performance.now() > deadline) throw new Error('Timed out waiting for a condition')
     await sleep(10)
   }
+}
+
+/**
+ * Opens a WebSocket whose first frame (`first`) leaves in the same write as the request, so it
+ * reaches the server in the `upgrade` event's head; then sends `last` once the 101 came, and
+ * resolves with the text messages received up to the echo of `last` (each in order, none lost).
+ */
+async function firstFrameInRequest(
+  port: number,
+  path: string,
+  first: string,
+  last: string,
+  echoOf: (text: string) => string,
+): Promise<string[]> {
+  const socket = connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  const head = Object.entries({ Host: `127.0.0.1:${port}`, ...handshakeHeaders() })
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('')
+  const text = (data: string) => encodeFrame({ opcode: Opcode.Text, payload: Buffer.from(data) })
+  socket.write(Buffer.concat([Buffer.from(`GET ${path} HTTP/1.1\r\n${head}\r\n`), text(first)]))
+  const decoder = new FrameDecoder()
+  const messages: string[] = []
+  let buffered = Buffer.alloc(0)
+  let opened = false
+  const done = new Promise<void>((resolve, reject) => {
+    socket.on('close', () => reject(new Error(`closed early; got ${JSON.stringify(messages)}`)))
+    socket.on('data', (chunk: Buffer) => {
+      let bytes: Buffer = chunk
+      if (!opened) {
+        buffered = Buffer.concat([buffered, chunk])
+        const end = buffered.indexOf('\r\n\r\n')
+        if (end < 0) return
+        expect(buffered.subarray(0, 12).toString()).toBe('HTTP/1.1 101')
+        opened = true
+        bytes = buffered.subarray(end + 4)
+        socket.write(text(last))
+      }
+      for (const frame of decoder.push(bytes)) {
+        if (frame.opcode !== Opcode.Text) continue
+        messages.push(Buffer.from(frame.payload).toString())
+        if (messages.at(-1) === echoOf(last)) resolve()
+      }
+    })
+  })
+  try {
+    await done
+  } finally {
+    socket.destroy()
+  }
+  return messages
 }
 
 function httpUrl(port: number): string {
@@ -712,7 +771,11 @@ describe('attach', () => {
     server = createServer(getRequestListener(app.fetch))
     // A foreign `upgrade` listener, registered first, owning one path.
     foreign = new WebSocketServer({ noServer: true })
-    foreign.on('connection', (ws) => ws.on('message', (data) => ws.send(`foreign: ${data}`)))
+    foreign.on('connection', (ws) => {
+      ws.on('message', (data) => ws.send(`foreign: ${data}`))
+      // A frame it cannot read closes the connection (ws sends the close): the test then fails.
+      ws.on('error', () => {})
+    })
     server.on('upgrade', (request, socket, head) => {
       if (request.url !== '/foreign') return
       foreign.handleUpgrade(request, socket, head, (ws) => foreign.emit('connection', ws, request))
@@ -749,6 +812,24 @@ describe('attach', () => {
     client.send('hi')
     expect((await message).data.toString()).toBe('foreign: hi')
     client.close()
+  })
+
+  // It failed before: the head's bytes were put back on the socket as soon as attach() took the
+  // request, and the foreign server put them back too, so it read the first frame twice.
+  it('gives the first frame sent with the request to the other listener exactly once', async () => {
+    const messages = await firstFrameInRequest(
+      port,
+      '/foreign',
+      'first',
+      'last',
+      (m) => `foreign: ${m}`,
+    )
+    expect(messages).toEqual(['foreign: first', 'foreign: last'])
+  })
+
+  it('reads the first frame sent with the request once, on an upgrade it completes', async () => {
+    const messages = await firstFrameInRequest(port, '/ws', 'first', 'last', (m) => m)
+    expect(messages).toEqual(['first', 'last'])
   })
 
   it('still answers a refused upgrade whole next to a foreign listener', async () => {

@@ -143,7 +143,8 @@ export class RawUpgrades {
    * the connection destroyed.
    * @param head - the request's head
    * @param socket - its connection
-   * @param rest - the bytes that came after the head: the client's first frames
+   * @param rest - the bytes that came after the head: the client's first frames, put back on the
+   *   connection only if this server completes the upgrade
    * @param env - the app's `c.env` for the request
    */
   answer(head: RawHead, socket: RawSocket, rest: Uint8Array, env: object): void {
@@ -155,11 +156,10 @@ export class RawUpgrades {
       socket.destroy()
       return
     }
-    if (rest.byteLength > 0) socket.unshift(rest)
     // Until the runtime takes the connection, a reset by the client must not crash the process.
     socket.on('error', ignore)
     this.#answering.add(socket)
-    this.#answer(head, socket, env)
+    this.#answer(head, socket, rest, env)
       .catch((err) => {
         console.error('WebSocket upgrade failed:', err)
         socket.destroy()
@@ -190,7 +190,7 @@ export class RawUpgrades {
     for (const socket of this.#answering) socket.destroy()
   }
 
-  async #answer(head: RawHead, socket: RawSocket, env: object): Promise<void> {
+  async #answer(head: RawHead, socket: RawSocket, rest: Uint8Array, env: object): Promise<void> {
     const method = head.method ?? 'GET'
     const write = (answer: Response) => writeResponse(socket, answer, method, this.reasons)
     let request: Request
@@ -206,6 +206,9 @@ export class RawUpgrades {
       passOn: () => runtime.passOn(),
       complete: (accepted, answer) => {
         const lines = headerLines(answer.headers, OWN_HEADERS)
+        // Only now are the client's first frames ours: another `upgrade` listener that takes
+        // the request gets the same bytes from the runtime and puts them back itself.
+        if (rest.byteLength > 0) socket.unshift(rest)
         if (!runtime.complete(accepted, lines, head, socket)) accepted.abandon()
       },
     })
