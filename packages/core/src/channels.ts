@@ -221,6 +221,8 @@ interface ConnState {
   wake: (() => void) | undefined
 }
 
+type PublishFrame = ClientFrame & { type: 'publish' }
+
 type ErrorReply = { code: string; message: string; issues?: IssueFrame[]; details?: unknown }
 
 /**
@@ -434,27 +436,80 @@ export class Channels<
     return send(conn, `{"type":"ack","id":${frame.id}}`)
   }
 
-  async #publish(conn: Conn<Data>, frame: ClientFrame & { type: 'publish' }): Promise<void> {
+  /**
+   * Authorizes, validates and publishes a client's message. Hooks and a schema that answer
+   * synchronously are run at once, with no promise (the next frame need not wait a turn); the
+   * first that returns a promise hands the rest to {@link Channels.#publishLater}.
+   */
+  #publish(conn: Conn<Data>, frame: PublishFrame): void | Promise<void> {
     const { id, topic } = frame
     const match = this.#match(topic)
     if (!match) return this.#fail(conn, id, notFound(topic), true)
     const { definition } = match.entry
     try {
-      if (!(await this.#authorize(conn, match, topic, 'publish'))) {
-        return this.#fail(conn, id, forbidden('publish on', topic))
+      if (definition.authorize) {
+        const allowed = definition.authorize({
+          conn,
+          topic,
+          params: match.params,
+          action: 'publish',
+        })
+        if (isThenable(allowed)) return this.#publishLater(conn, frame, match, allowed, 'authorize')
+        if (allowed !== true) return this.#fail(conn, id, forbidden('publish on', topic))
       }
-      const result = await definition.message['~standard'].validate(frame.data)
+      const result = definition.message['~standard'].validate(frame.data)
+      if (isThenable(result)) return this.#publishLater(conn, frame, match, result, 'validate')
       if (result.issues) return this.#fail(conn, id, invalid(result.issues), true)
-      const data = definition.publish
-        ? await definition.publish({ conn, topic, params: match.params, data: result.value })
-        : result.value
+      let data: unknown = result.value
+      if (definition.publish) {
+        data = definition.publish({ conn, topic, params: match.params, data })
+        if (isThenable(data)) return this.#publishLater(conn, frame, match, data, 'publish')
+      }
       if (data !== undefined && conn.state === 'open')
         conn.publish(topic, messageFrame(topic, data))
     } catch (err) {
       return this.#fail(conn, id, this.#errorReply(conn, err))
     }
+    return this.#published(conn, id)
+  }
+
+  /** The rest of {@link Channels.#publish}, from the step whose promise `pending` is. */
+  async #publishLater(
+    conn: Conn<Data>,
+    frame: PublishFrame,
+    match: { entry: TopicEntry; params: Record<string, string> },
+    pending: PromiseLike<unknown>,
+    step: 'authorize' | 'validate' | 'publish',
+  ): Promise<void> {
+    const { id, topic } = frame
+    const { definition } = match.entry
+    try {
+      let value = await pending
+      if (step === 'authorize') {
+        if (value !== true) return this.#fail(conn, id, forbidden('publish on', topic))
+        value = await definition.message['~standard'].validate(frame.data)
+        step = 'validate'
+      }
+      if (step === 'validate') {
+        const result = value as StandardSchemaV1.Result<unknown>
+        if (result.issues) return this.#fail(conn, id, invalid(result.issues), true)
+        value = definition.publish
+          ? await definition.publish({ conn, topic, params: match.params, data: result.value })
+          : result.value
+      }
+      if (value !== undefined && conn.state === 'open')
+        conn.publish(topic, messageFrame(topic, value))
+    } catch (err) {
+      return this.#fail(conn, id, this.#errorReply(conn, err))
+    }
+    return this.#published(conn, id)
+  }
+
+  /** A publish went through: the garbage count restarts, and an `id` gets its `ack`. */
+  #published(conn: Conn<Data>, id: number | undefined): Promise<void> | undefined {
     this.#succeeded(conn)
     if (id !== undefined) return send(conn, `{"type":"ack","id":${id}}`)
+    return undefined
   }
 
   /**
