@@ -4,12 +4,15 @@
  *
  * For each runtime it starts the raw server, Hono's helper, crossws and Handshake as separate
  * processes on free ports of 127.0.0.1, and drives them with the C load generator, interleaved
- * (every workload visits every server in turn, round after round, in alternating order), then
- * takes the median of the rounds. Idle memory is measured on a fresh process per round.
+ * (every workload visits every server in turn, round after round, in alternating order: A B C D,
+ * then D C B A), then takes the median of the rounds and their spread (min–max); a ratio of two
+ * servers is taken round by round. Idle memory is measured on a fresh process per round. The
+ * channel protocol's workloads run on the event-controller server's `/channels` route, beside
+ * its own echo in the same rounds.
  *
- * Options: --quick, --runtimes node,bun,deno,workers, --rounds N, --profile / --no-profile,
- * --report-only (render BENCHMARKS.md again from the last results.json), --no-build (skip
- * building the Handshake packages first).
+ * Options: --quick, --runtimes node,bun,deno,workers, --rounds N (5 by default, 1 with --quick),
+ * --idle-rounds N (3 by default), --profile / --no-profile, --report-only (render BENCHMARKS.md
+ * again from the last results.json), --no-build (skip building the Handshake packages first).
  * It is plain JavaScript so that Node 20 runs it with no TypeScript loader.
  */
 import { execFileSync } from 'node:child_process'
@@ -31,7 +34,7 @@ import {
   serverName,
   versionOf,
 } from './lib/runtimes.mjs'
-import { summarize, WORKLOADS } from './lib/stats.mjs'
+import { CHANNEL_WORKLOADS, summarize, WORKLOADS } from './lib/stats.mjs'
 
 // --- options ---
 
@@ -53,13 +56,15 @@ const config = quick
       durationMs: { small: 1000, large: 800, churn: 800, latency: 800, fanout: 1000 },
     }
   : {
-      rounds: 3,
+      // Five rounds, so that each figure has a median and a spread worth the name; shorter
+      // windows than with three, to stay near the same total time.
+      rounds: 5,
       idleRounds: 3,
-      warmupMs: { small: 400, large: 300, churn: 300, latency: 300, fanout: 500 },
-      durationMs: { small: 1500, large: 1000, churn: 1000, latency: 1500, fanout: 2000 },
+      warmupMs: { small: 300, large: 200, churn: 200, latency: 200, fanout: 500 },
+      durationMs: { small: 1000, large: 700, churn: 700, latency: 1000, fanout: 2000 },
     }
 config.rounds = Number(option('rounds') ?? config.rounds)
-config.idleRounds = Math.min(config.idleRounds, config.rounds)
+config.idleRounds = Math.min(Number(option('idle-rounds') ?? config.idleRounds), config.rounds)
 
 const wanted = (option('runtimes') ?? (quick ? 'node' : 'node,bun,deno,workers')).split(',')
 const selected = runtimes().filter((rt) => wanted.includes(rt.id))
@@ -79,6 +84,20 @@ function loadOptions(workload) {
   if (workload === 'large') return { ...base, conns: 8, window: 1, size: 262_144, binary: true }
   // One connection, one message in flight: loadgen's latency mode sets both.
   if (workload === 'latency') return { ...base, size: 32 }
+  const channel = CHANNEL_WORKLOADS[workload]
+  if (channel) {
+    // The events server's channel route, the echo's connections and window, protocol frames.
+    return {
+      'warmup-ms': config.warmupMs.small,
+      'duration-ms': config.durationMs.small,
+      conns: 64,
+      window: 16,
+      path: '/channels',
+      protocol: 'handshake.v1',
+      text: channel.send,
+      'reply-size': Buffer.byteLength(channel.reply),
+    }
+  }
   return { ...base, conns: 16, size: 32 }
 }
 
@@ -107,11 +126,17 @@ async function throughput(rt, rows) {
   }
   for (let round = 0; round < config.rounds; round++) {
     // A B C D, then D C B A: drift on a shared machine hits every server alike.
-    const order = round % 2 === 0 ? KINDS : [...KINDS].reverse()
-    for (const workload of ['small', 'large', 'churn', 'latency']) {
+    const forward = round % 2 === 0
+    const order = forward ? KINDS : [...KINDS].reverse()
+    // The channel workloads sit beside the small echo they are compared with, before it in
+    // one round and after it in the next.
+    const channels = Object.keys(CHANNEL_WORKLOADS)
+    const near = forward ? ['small', ...channels] : [...channels.reverse(), 'small']
+    for (const workload of [...near, 'large', 'churn', 'latency']) {
       for (const kind of order) {
         const server = started[kind]
         if (!server) continue
+        if (CHANNEL_WORKLOADS[workload] && kind !== 'events') continue
         try {
           const mode = workload === 'churn' || workload === 'latency' ? workload : 'echo'
           const result = await runLoad(mode, server.port, server.pids(), loadOptions(workload))
@@ -180,6 +205,9 @@ async function benchRuntime(rt) {
       churn: [],
       latency: [],
       idle: [],
+      ...(kind === 'events'
+        ? Object.fromEntries(Object.keys(CHANNEL_WORKLOADS).map((w) => [w, []]))
+        : {}),
     }
   }
   if (!rt.missing) {
@@ -320,6 +348,7 @@ async function main() {
   info.argv = argv
   info.config = config
   info.workloads = WORKLOADS
+  info.channelWorkloads = CHANNEL_WORKLOADS
   info.date = new Date().toISOString()
 
   write(info, results, profiles, fanout)

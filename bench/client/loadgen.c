@@ -17,6 +17,10 @@
  *   idle   opens N connections, prints a READY line, holds them until stdin has a line or
  *          ends, then closes them all.
  *
+ * --text sends a given text message instead of --size letters (a channel protocol frame, with
+ * --protocol for the subprotocol the upgrade offers); --reply-size is then the length every
+ * answer must have (a response frame), any other counting as bad.
+ *
  * It measures only the window after the warmup, and reports its own CPU time (getrusage), the
  * CPU time of the server processes given with --pids (from /proc/<pid>/stat) and the busy time
  * of the whole machine (from /proc/stat) over that same window, as one JSON line on stdout.
@@ -53,6 +57,9 @@ static int g_concurrency = 256;
 static int g_pids[16];
 static int g_npids;
 static int g_latency; /* the latency workload: echo, one connection, one message */
+static const char *g_text;     /* --text: the message itself (a protocol frame), not --size letters */
+static long g_reply_size = -1; /* --reply-size: the length every answer must have; -1: the message's */
+static const char *g_protocol; /* --protocol: the subprotocol the upgrade offers */
 
 /* --- time and measures --- */
 
@@ -82,8 +89,9 @@ static uint64_t m_msgs, m_bytes, m_done;
 static int g_measuring, g_stopping;
 
 static void build_message_frame(void) {
+  if (g_text) g_size = strlen(g_text);
   uint8_t *payload = malloc(g_size ? g_size : 1);
-  for (size_t i = 0; i < g_size; i++) payload[i] = (uint8_t)('a' + i % 26);
+  for (size_t i = 0; i < g_size; i++) payload[i] = g_text ? (uint8_t)g_text[i] : (uint8_t)('a' + i % 26);
   ws_t tmp = {0};
   ws_frame(&tmp, g_binary ? 2 : 1, payload, g_size);
   g_frame = tmp.wbuf;
@@ -134,7 +142,8 @@ void on_message(ws_t *ws) {
   int opcode = ws->msg_opcode;
   uint64_t len = ws->msg_len;
   if (ws->st != ST_OPEN) return; /* data after our close frame is discarded */
-  if (opcode != (g_binary ? 2 : 1) || len != g_size) g_bad++; /* not an echo of what we sent */
+  /* not an echo of what we sent (or, with --reply-size, not an answer of that length) */
+  if (opcode != (g_binary ? 2 : 1) || len != (g_reply_size >= 0 ? (uint64_t)g_reply_size : g_size)) g_bad++;
   g_msgs++;
   g_bytes += len;
   if (c->ring && c->ring_count > 0) {
@@ -200,7 +209,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: loadgen echo|churn|latency|idle --port N [--host H] [--path P] [--conns N] [--window N]\n"
           "       [--size BYTES] [--binary] [--warmup-ms MS] [--duration-ms MS]\n"
-          "       [--concurrency N] [--pids PID,PID]\n");
+          "       [--concurrency N] [--pids PID,PID] [--text MESSAGE] [--reply-size BYTES]\n"
+          "       [--protocol SUBPROTOCOL]\n");
   exit(2);
 }
 
@@ -243,6 +253,12 @@ static void parse_args(int argc, char **argv) {
       g_duration_ms = atoi(v);
     else if (!strcmp(k, "--concurrency"))
       g_concurrency = atoi(v);
+    else if (!strcmp(k, "--text"))
+      g_text = v;
+    else if (!strcmp(k, "--reply-size"))
+      g_reply_size = atol(v);
+    else if (!strcmp(k, "--protocol"))
+      g_protocol = v;
     else if (!strcmp(k, "--pids"))
       g_npids = parse_ints(v, g_pids, 16);
     else
@@ -292,7 +308,7 @@ int main(int argc, char **argv) {
 
   g_c = calloc((size_t)g_conns, sizeof(conn_t));
   for (int i = 0; i < g_conns; i++) {
-    g_c[i].ws = (ws_t){.fd = -1, .host = g_host, .port = g_port, .path = g_path};
+    g_c[i].ws = (ws_t){.fd = -1, .host = g_host, .port = g_port, .path = g_path, .protocol = g_protocol};
     if (g_mode != MODE_IDLE) g_c[i].ring = calloc((size_t)g_window, sizeof(uint64_t));
   }
 

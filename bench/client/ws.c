@@ -339,11 +339,16 @@ void ws_on_writable(ws_t *ws) {
       on_end(ws, 0);
       return;
     }
-    char req[512];
+    char req[640];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     ws->path, ws->host, ws->port, KEY);
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                     ws->path, ws->host, ws->port, KEY, ws->protocol ? "Sec-WebSocket-Protocol: " : "",
+                     ws->protocol ? ws->protocol : "", ws->protocol ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof req) {
+      on_end(ws, 0);
+      return;
+    }
     ws_append(ws, req, (size_t)n);
     ws->st = WS_HANDSHAKE;
   }

@@ -55,6 +55,7 @@ enum { WS_FREE, WS_CONNECTING, WS_HANDSHAKE, WS_OPEN };
 typedef struct {
   int fd, st;
   const char *host, *path; /* where ws_connect connects, and the path its upgrade asks for */
+  const char *protocol;     /* the subprotocol its upgrade offers, or NULL for none */
   int port;
   int want_out; /* EPOLLOUT registered */
   uint8_t *wbuf;

@@ -1,7 +1,7 @@
 /** BENCHMARKS.md: the summary, the targets, every row with its ratios, the machine, the method. */
 import { fanoutRatios, renderFanout } from './fanout.mjs'
 import { KIND_NAMES, KINDS } from './runtimes.mjs'
-import { LATENCY, WORKLOADS } from './stats.mjs'
+import { CHANNEL_WORKLOADS, LATENCY, median, pairedRatio, range, WORKLOADS } from './stats.mjs'
 
 // --- formatting ---
 
@@ -23,6 +23,63 @@ const signedBytes = (x) =>
   x === undefined
     ? '–'
     : `${x >= 0 ? '+' : '−'}${Math.round(Math.abs(x)).toLocaleString('en-US')} B`
+
+/**
+ * `low–high`, each formatted by `f` (`low to high` when low is negative); '' when there is no
+ * spread (one round).
+ */
+const spreadOf = (r, f) =>
+  r && r[0] !== r[1] ? `${f(r[0])}${r[0] < 0 ? ' to ' : '–'}${f(r[1])}` : ''
+/** A figure with its spread: `282,820 (270,114–290,001)`. */
+const withSpread = (value, r, f) => {
+  const s = spreadOf(r, f)
+  return value === undefined ? '–' : s ? `${f(value)} (${s})` : f(value)
+}
+const x2 = (v) => `${v.toFixed(2)}×`
+const d2 = (v) => v.toFixed(2)
+/** A paired ratio (see pairedRatio) as `0.87× (0.84–0.91)`. */
+const pairedCell = (p) => {
+  if (!p) return '–'
+  const s = spreadOf(p.spread, d2)
+  return s ? `${x2(p.median)} (${s})` : x2(p.median)
+}
+
+/** A server's rounds of one workload, or undefined (an older results.json has none). */
+const roundsOf = (rt, kind, w) => (rt.rows[kind].unavailable ? undefined : rt.rounds?.[kind]?.[w])
+
+/** The round-by-round ratio of two servers' figure `f` in workload `w` (and `w2` for b). */
+function paired(rt, a, b, w, f, w2 = w) {
+  const ra = roundsOf(rt, a, w)
+  const rb = roundsOf(rt, b, w2)
+  return ra && rb ? pairedRatio(ra, rb, f) : undefined
+}
+
+/** The round-by-round difference `a - b` of a figure: its median and spread. */
+function pairedDiff(ra, rb, f) {
+  if (!ra || !rb) return undefined
+  const diffs = []
+  for (let i = 0; i < Math.min(ra.length, rb.length); i++) {
+    if (ra[i]?.error || rb[i]?.error) continue
+    const d = f(ra[i]) - f(rb[i])
+    if (Number.isFinite(d)) diffs.push(d)
+  }
+  if (diffs.length === 0) return undefined
+  return { median: median(diffs, true), spread: range(diffs, true) }
+}
+
+/**
+ * Whether a figure meets its target, counting its spread: met (✅) only when the whole spread
+ * is on the right side of the target, missed (❌) when the whole spread is on the wrong side,
+ * and not met (↔, "the spread crosses the target") otherwise.
+ */
+function verdict(p, target, atLeast = true) {
+  if (!p) return '–'
+  const [lo, hi] = p.spread ?? [p.median, p.median]
+  const good = (v) => (atLeast ? v >= target : v <= target)
+  if (good(lo) && good(hi)) return '✅'
+  if (!good(lo) && !good(hi)) return '❌'
+  return '↔'
+}
 
 /** Whether this run shared the machine: other work took a noticeable share of the CPUs. */
 function otherLoad(results) {
@@ -85,8 +142,11 @@ function throughputTable(rt, workload) {
     if (why) return [row.name, why, ...header.slice(2).map(() => '')]
     const w = row[workload]
     const value = w[metric]
+    const field = { msgsPerS: 'msgs_per_s', mbPerS: 'mb_per_s', connsPerS: 'conns_per_s' }[metric]
     const ratios = KINDS.map((other) => {
       if (other === kind) return '—'
+      const p = paired(rt, kind, other, workload, (r) => r[field])
+      if (p) return pairedCell(p)
       const o = rt.rows[other][workload]
       return o && !rt.rows[other].unavailable ? ratio(value, o[metric]) : '–'
     })
@@ -96,7 +156,7 @@ function throughputTable(rt, workload) {
     const bad = w.badEchoes ? ` ⚠ ${w.badEchoes} wrong echoes` : ''
     return [
       row.name,
-      `${workload === 'large' ? dec(value) : int(value)}${bound}${note}${bad}`,
+      `${withSpread(value, w.spread?.[metric], workload === 'large' ? dec : int)}${bound}${note}${bad}`,
       ...ratios,
       ms(w.rttP50),
       churn ? ms(w.closeP50) : ms(w.rttP99),
@@ -104,7 +164,7 @@ function throughputTable(rt, workload) {
       churn ? ms(w.upgradeP50) : undefined,
       churn ? ms(w.tcpEndP50) : undefined,
       dec(w.clientUsPerUnit, 2),
-      dec(w.serverUsPerUnit, 2),
+      withSpread(w.serverUsPerUnit, w.spread?.serverUsPerUnit, d2),
       dec(w.clientCores, 2),
       dec(w.serverCores, 2),
       dec(w.otherCores, 2),
@@ -153,6 +213,51 @@ function latencyTable(rt) {
   return table(header, rows)
 }
 
+/**
+ * The channel protocol against the raw event-controller echo, on the same server (`events`) in
+ * the same rounds: throughput, the ratio round by round, and the server's CPU per message.
+ */
+function channelTable(rt) {
+  const header = [
+    'workload',
+    'msg/s (min–max)',
+    '÷ event echo',
+    'server CPU µs/msg',
+    'event echo CPU ÷ this',
+    'loadgen CPU µs/msg',
+    'loadgen cores',
+    'server cores',
+    'others cores',
+  ]
+  const events = rt.rows.events
+  const lines = [
+    ['small', 'Event-controller echo (`/`, 32-byte text)'],
+    ...Object.entries(CHANNEL_WORKLOADS).map(([w, c]) => [w, c.title]),
+  ]
+  const rows = lines.map(([w, title]) => {
+    const why = missing(events, w)
+    if (why) return [title, why, ...header.slice(2).map(() => '')]
+    const m = events[w]
+    const base = w === 'small'
+    const bad = m.badEchoes ? ` ⚠ ${m.badEchoes} wrong answers` : ''
+    const bound = m.clientCores + m.serverCores + m.otherCores >= MACHINE_BOUND ? ' †' : ''
+    return [
+      title,
+      `${withSpread(m.msgsPerS, m.spread?.msgsPerS, int)}${bound}${bad}`,
+      base ? '—' : pairedCell(paired(rt, 'events', 'events', w, (r) => r.msgs_per_s, 'small')),
+      withSpread(m.serverUsPerUnit, m.spread?.serverUsPerUnit, d2),
+      base
+        ? '—'
+        : pairedCell(paired(rt, 'events', 'events', 'small', (r) => r.server_cpu_us_per_unit, w)),
+      dec(m.clientUsPerUnit, 2),
+      dec(m.clientCores, 2),
+      dec(m.serverCores, 2),
+      dec(m.otherCores, 2),
+    ]
+  })
+  return table(header, rows)
+}
+
 // What Handshake added to the p50 round trip over raw in round 1 (issue 14): no worse.
 const LATENCY_BUDGET_US = { node: 9, bun: 6 }
 
@@ -196,8 +301,10 @@ function idleTable(rt) {
 }
 
 /**
- * The targets of the issue, for Handshake on one runtime. Ratios within 3% below a peer are
- * shown as "≈" (within this machine's round-to-round noise), not as a pass.
+ * The targets of the issues, for Handshake on one runtime. Each ratio is taken round by round
+ * (the servers ran side by side in each round) and shown as its median and its spread over the
+ * rounds; a target counts as met (✅) only when its whole spread meets it, as missed (❌) when
+ * its whole spread misses it, and as not met (↔) when the spread crosses it.
  */
 function targets(rt) {
   const hs = rt.rows.handshake
@@ -205,51 +312,80 @@ function targets(rt) {
   const mark = (ok) => (ok === undefined ? '–' : ok ? '✅' : '❌')
   if (hs.unavailable) return [`- Handshake is not available on ${rt.name}: ${hs.unavailable}`]
   const get = (kind, w) => (rt.rows[kind].unavailable ? undefined : rt.rows[kind][w])
+  const cpu = (r) => r.server_cpu_us_per_unit
   const small = get('handshake', 'small')
   const rawSmall = get('raw', 'small')
-  if (small?.msgsPerS && rawSmall?.msgsPerS) {
-    const r = small.msgsPerS / rawSmall.msgsPerS
-    out.push(`- ${mark(r >= 0.95)} small-message throughput ${r.toFixed(2)}× raw (target ≥ 0.95×)`)
-    if (small.serverUsPerUnit && rawSmall.serverUsPerUnit) {
-      const c = small.serverUsPerUnit / rawSmall.serverUsPerUnit
+  const smallRatio = paired(rt, 'handshake', 'raw', 'small', (r) => r.msgs_per_s)
+  if (smallRatio) {
+    out.push(
+      `- ${verdict(smallRatio, 0.95)} small-message throughput ${pairedCell(smallRatio)} raw (target ≥ 0.95×)`,
+    )
+    const c = paired(rt, 'raw', 'handshake', 'small', cpu)
+    if (c && small?.serverUsPerUnit && rawSmall?.serverUsPerUnit) {
       out.push(
-        `  - server CPU per message ${c.toFixed(2)}× raw's (${small.serverUsPerUnit.toFixed(2)} against ${rawSmall.serverUsPerUnit.toFixed(2)} µs): the throughput a CPU-bound server could reach is about ${(1 / c).toFixed(2)}× raw, a figure less sensitive to a shared machine`,
+        `  - server CPU per message: raw's ÷ Handshake's ${pairedCell(c)} (${small.serverUsPerUnit.toFixed(2)} against ${rawSmall.serverUsPerUnit.toFixed(2)} µs): the throughput a CPU-bound server could reach, a figure less sensitive to a shared machine`,
       )
     }
   }
   const idle = get('handshake', 'idle')
   const rawIdle = get('raw', 'idle')
   if (idle?.rssPerConn !== undefined && rawIdle?.rssPerConn !== undefined) {
-    const d = idle.rssPerConn - rawIdle.rssPerConn
-    const h = rt.heap ? idle.heapPerConn - rawIdle.heapPerConn : undefined
+    const d = pairedDiff(
+      roundsOf(rt, 'handshake', 'idle'),
+      roundsOf(rt, 'raw', 'idle'),
+      (r) => r.rssPerConn,
+    )
+    const h = rt.heap
+      ? pairedDiff(
+          roundsOf(rt, 'handshake', 'idle'),
+          roundsOf(rt, 'raw', 'idle'),
+          (r) => r.heapPerConn,
+        )
+      : undefined
+    const both = [d, h].filter(Boolean).map((p) => verdict(p, 2048, false))
+    const m = both.includes('❌') ? '❌' : both.includes('↔') ? '↔' : both.length ? '✅' : '–'
     out.push(
-      `- ${mark(d <= 2048 && (h === undefined || h <= 2048))} idle memory over raw: RSS ${signedBytes(d)}` +
-        `${h === undefined ? '' : `, heap ${signedBytes(h)}`} per connection (target ≤ 2 KiB)`,
+      `- ${m} idle memory over raw: RSS ${d ? withSpread(d.median, d.spread, signedBytes) : '–'}` +
+        `${h ? `, heap ${withSpread(h.median, h.spread, signedBytes)}` : ''} per connection (target ≤ 2 KiB)`,
     )
   }
   for (const peer of ['hono', 'crossws']) {
     const parts = []
-    let worst
+    const marks = []
     for (const w of Object.keys(WORKLOADS)) {
-      const a = get('handshake', w)?.[WORKLOADS[w].metric]
-      const b = get(peer, w)?.[WORKLOADS[w].metric]
-      if (a === undefined || b === undefined || b === 0) continue
-      const r = a / b
-      worst = worst === undefined ? r : Math.min(worst, r)
-      parts.push(`${WORKLOADS[w].title.toLowerCase()} ${r.toFixed(2)}×`)
+      const field = { msgsPerS: 'msgs_per_s', mbPerS: 'mb_per_s', connsPerS: 'conns_per_s' }[
+        WORKLOADS[w].metric
+      ]
+      const p = paired(rt, 'handshake', peer, w, (r) => r[field])
+      if (!p) continue
+      marks.push(verdict(p, 1))
+      parts.push(`${WORKLOADS[w].title.toLowerCase()} ${pairedCell(p)}`)
     }
     if (parts.length) {
-      const m = worst >= 1 ? '✅' : worst >= 0.97 ? '≈' : '❌'
+      const m = marks.includes('❌') ? '❌' : marks.includes('↔') ? '↔' : '✅'
       out.push(`- ${m} against ${KIND_NAMES[peer]}: ${parts.join(', ')} (target ≥ 1.00× on each)`)
     }
+  }
+  for (const [w, spec] of Object.entries(CHANNEL_WORKLOADS)) {
+    const p = paired(rt, 'events', 'events', w, (r) => r.msgs_per_s, 'small')
+    if (!p) continue
+    const c = paired(rt, 'events', 'events', 'small', cpu, w)
+    const m = get('events', w)
+    out.push(
+      `- ${verdict(p, 0.7)} ${spec.title.toLowerCase()}: ${pairedCell(p)} the raw event echo's throughput (target ≥ 0.7×); server CPU ${dec(m?.serverUsPerUnit, 2)} µs per message against the echo's ${dec(get('events', 'small')?.serverUsPerUnit, 2)}, ${pairedCell(c)} (${verdict(c, 0.7)} by CPU)`,
+    )
   }
   const latency = get('handshake', 'latency')
   const rawLatency = get('raw', 'latency')
   if (latency?.rttP50 !== undefined && rawLatency?.rttP50 !== undefined) {
-    const over = latency.rttP50 - rawLatency.rttP50
+    const over = pairedDiff(
+      roundsOf(rt, 'handshake', 'latency'),
+      roundsOf(rt, 'raw', 'latency'),
+      (r) => r.rtt_p50_us,
+    ) ?? { median: latency.rttP50 - rawLatency.rttP50 }
     const budget = LATENCY_BUDGET_US[rt.id]
     out.push(
-      `- ${budget === undefined ? '–' : mark(over <= budget)} latency: one message in flight, p50 ${us(latency.rttP50)} against raw's ${us(rawLatency.rttP50)}, ${signedUs(over)}; p99 ${signedUs(latency.rttP99 - rawLatency.rttP99)}` +
+      `- ${budget === undefined ? '–' : verdict(over, budget, false)} latency: one message in flight, p50 ${us(latency.rttP50)} against raw's ${us(rawLatency.rttP50)}, ${withSpread(over.median, over.spread, signedUs)}; p99 ${signedUs(latency.rttP99 - rawLatency.rttP99)}` +
         (budget === undefined
           ? ' (no round-1 figure to hold)'
           : ` (target ≤ +${budget} µs at p50)`),
@@ -266,6 +402,12 @@ function targets(rt) {
   return out
 }
 
+/** Handshake's server CPU per small message ÷ raw's, round by round when the rounds are there. */
+function cpuRatio(rt, hs) {
+  const p = paired(rt, 'handshake', 'raw', 'small', (x) => x.server_cpu_us_per_unit)
+  return p ? pairedCell(p) : ratio(hs.small?.serverUsPerUnit, rt.rows.raw.small?.serverUsPerUnit)
+}
+
 function summaryTable(results) {
   const header = [
     'runtime',
@@ -278,16 +420,30 @@ function summaryTable(results) {
     'idle RSS over raw',
     'latency p50 over raw',
     'close p50 − RTT p50',
+    'channel request ÷ event echo (server CPU µs/msg)',
+    'channel echo ÷ event echo (server CPU µs/msg)',
   ]
   const rows = results.map((rt) => {
     const hs = rt.rows.handshake
     if (hs.unavailable) {
-      return [rt.name, `Handshake not available: ${hs.unavailable}`, '', '', '', '', '', '', '', '']
+      return [
+        rt.name,
+        `Handshake not available: ${hs.unavailable}`,
+        ...header.slice(2).map(() => ''),
+      ]
     }
     const r = (w, peer) => {
       if (rt.rows[peer].unavailable) return '–'
       const metric = WORKLOADS[w].metric
-      return ratio(hs[w]?.[metric], rt.rows[peer][w]?.[metric])
+      const field = { msgsPerS: 'msgs_per_s', mbPerS: 'mb_per_s', connsPerS: 'conns_per_s' }[metric]
+      const p = paired(rt, 'handshake', peer, w, (x) => x[field])
+      return p ? pairedCell(p) : ratio(hs[w]?.[metric], rt.rows[peer][w]?.[metric])
+    }
+    const channel = (w) => {
+      const p = paired(rt, 'events', 'events', w, (x) => x.msgs_per_s, 'small')
+      if (!p) return '–'
+      const events = rt.rows.events
+      return `${pairedCell(p)}; ${dec(events[w]?.serverUsPerUnit, 2)} against ${dec(events.small?.serverUsPerUnit, 2)}`
     }
     const idle = hs.idle && rt.rows.raw.idle && !rt.rows.raw.unavailable
     const churn = hs.churn
@@ -296,9 +452,7 @@ function summaryTable(results) {
       r('small', 'raw'),
       r('small', 'hono'),
       r('small', 'crossws'),
-      rt.rows.raw.unavailable
-        ? '–'
-        : ratio(hs.small?.serverUsPerUnit, rt.rows.raw.small?.serverUsPerUnit),
+      rt.rows.raw.unavailable ? '–' : cpuRatio(rt, hs),
       r('large', 'raw'),
       r('churn', 'raw'),
       idle ? signedBytes(hs.idle.rssPerConn - rt.rows.raw.idle.rssPerConn) : '–',
@@ -310,6 +464,8 @@ function summaryTable(results) {
       churn?.closeP50 !== undefined && churn?.rttP50 !== undefined
         ? ms(churn.closeP50 - churn.rttP50)
         : '–',
+      channel('channelRequest'),
+      channel('channelPublish'),
     ]
   })
   return table(header, rows)
@@ -319,13 +475,14 @@ function loadgenSection(results) {
   let worst
   for (const rt of results)
     for (const kind of KINDS)
-      for (const w of Object.keys(WORKLOADS)) {
+      for (const w of [...Object.keys(WORKLOADS), ...Object.keys(CHANNEL_WORKLOADS)]) {
         const row = rt.rows[kind][w]
         if (row?.clientCores === undefined) continue
         if (!worst || row.clientCores > worst.cores) {
+          const title = (WORKLOADS[w] ?? CHANNEL_WORKLOADS[w]).title
           worst = {
             cores: row.clientCores,
-            where: `${rt.name} ${rt.rows[kind].name}, ${WORKLOADS[w].title.toLowerCase()}`,
+            where: `${rt.name} ${rt.rows[kind].name}, ${title.toLowerCase()}`,
             row,
           }
         }
@@ -426,7 +583,7 @@ export function renderReport({ info, results, profiles, fanout, notes, chart, ch
   const out = [
     '# Benchmarks',
     '',
-    `Written by \`${info.command}\` (bench/run.mjs) on ${info.date.slice(0, 10)}. Every figure is the median of ${info.config.rounds} rounds, run A B C D / D C B A against the same load, with each server in its own process on 127.0.0.1. Compare each runtime only with itself: they ran the same workloads, but workerd runs under Miniflare and the runtimes differ widely.`,
+    `Written by \`${info.command}\` (bench/run.mjs) on ${info.date.slice(0, 10)}. Every figure is the median of ${info.config.rounds} rounds, run A B C D / D C B A against the same load, with each server in its own process on 127.0.0.1; the figures in brackets are their spread, the least and the greatest of the rounds. A ratio of two servers is taken round by round (they ran side by side in each round), and a target counts as met (✅) only when its whole spread meets it: ↔ marks a spread that crosses its target (not met), ❌ one that misses it entirely. Compare each runtime only with itself: they ran the same workloads, but workerd runs under Miniflare and the runtimes differ widely.`,
     '',
   ]
   if (shared) {
@@ -465,6 +622,20 @@ export function renderReport({ info, results, profiles, fanout, notes, chart, ch
       out.push(`### ${WORKLOADS[w].title}: ${WORKLOADS[w].what}`, '', throughputTable(rt, w), '')
     }
     out.push(`### ${LATENCY.title}: ${LATENCY.what}`, '', latencyTable(rt), '')
+    if (Object.keys(CHANNEL_WORKLOADS).some((w) => rt.rows.events?.[w])) {
+      out.push(
+        '### Channel protocol: `handshake.v1` frames against the raw event echo, on the same server',
+        '',
+        `The Handshake (events) server also serves a channel controller on \`/channels\` (\`bench/servers/echo-events-app.mjs\`). Each of its workloads ran beside that server's own small-message echo in the same rounds, with the same 64 connections and 16 frames in flight: ${Object.values(
+          CHANNEL_WORKLOADS,
+        )
+          .map((c) => `${c.title.toLowerCase()}: ${c.what}`)
+          .join('; ')}. The ratios are round by round.`,
+        '',
+        channelTable(rt),
+        '',
+      )
+    }
     out.push(
       `### Idle memory: ${int(rt.idleConns)} open idle connections`,
       '',
