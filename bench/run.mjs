@@ -400,6 +400,9 @@ function reportOnly() {
         name: runtime ? serverName(runtime, kind) : kind,
         unavailable: 'not in the run these results come from',
       }
+      // Rows again from the rounds, so that results from an older runner get their spreads.
+      const rounds = rt.rounds?.[kind]
+      if (rounds && !rt.rows[kind].unavailable) rt.rows[kind] = summarize(rounds)
     }
   }
   write(info, results, profiles ?? [], fanout)
