@@ -82,6 +82,11 @@ export const ENDED_SETTLED: unique symbol = Symbol('endedSettled')
 export const TOPICS: unique symbol = Symbol('topics')
 /** @internal `conn.data`. */
 export const DATA: unique symbol = Symbol('data')
+/**
+ * @internal The connection's presence: its member id (made on its first join, kept for its
+ * life) and its member of each topic it joined with metadata.
+ */
+export const PRESENCE: unique symbol = Symbol('presence')
 
 /** An already-resolved promise: what a send with no back-pressure returns. */
 export const resolved: Promise<void> = Promise.resolve()

@@ -44,6 +44,7 @@ import {
   LIMITS,
   PAUSED,
   PING_WAITERS,
+  PRESENCE,
   READ_ITERATING,
   READ_RESOLVE,
   RESOLVE_ENDED,
@@ -85,6 +86,7 @@ import {
   TREE,
 } from './internal.js'
 import {
+  type ConnPresence,
   enterTree,
   NO_TOPICS,
   publish,
@@ -161,6 +163,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal */ readonly [HOME]: ConnHome;
   /** @internal */ [DATA]: Data | undefined;
   /** @internal */ [TOPICS]: Set<string> | undefined;
+  /** @internal */ [PRESENCE]: ConnPresence | undefined;
   // Event controllers (dispatch.ts).
   /** @internal */ [DISPATCH]: EventDispatch | undefined;
   /** @internal */ [BUSY] = false;
@@ -304,17 +307,27 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
    * subscriber is then sent the framed gap notice first, and what the history still holds.
    * `since` on a topic without history resolves with `recovered: false`.
    *
+   * With `{ presence: meta }` the connection also joins the topic's presence: it is listed by
+   * `topics.presence(topic)` on every instance, with `meta`, until it unsubscribes or closes
+   * (however it closes). Its member id is the same for all its topics and kept for its life,
+   * across a Durable Object's hibernation too. Subscribing again with other metadata replaces
+   * it (one `'presence'` event, with the old member in `leaves` and the new in `joins`); with
+   * equal metadata (equal JSON text), or with none, it changes nothing.
+   *
    * It either takes effect and is stored with the socket (a Durable Object's), or rejects and
    * changes nothing:
    * - with a `TypeError` for a name that is not a non-empty string of well-formed Unicode (a lone
-   *   surrogate, as a `.slice()` through an emoji leaves, is refused), or for a `since` that is
-   *   not a position;
+   *   surrogate, as a `.slice()` through an emoji leaves, is refused), for a `since` that is
+   *   not a position, or for presence metadata that is not JSON (`undefined`, a function, a
+   *   bigint, a `Date`, a `Map`, `NaN`, a cycle);
    * - with a `RangeError` for a name over `maxTopicLength` UTF-8 bytes (256), or when the
    *   connection already holds `maxTopicsPerConnection` topics (128): see {@link UpgradeOptions};
-   *   and with the one `useHistory()`'s `history` answer was wrong for;
+   *   with the one `useHistory()`'s `history` answer was wrong for; and for presence metadata
+   *   over `MAX_PRESENCE_META_BYTES` (1024) bytes of UTF-8 JSON;
    * - with the runtime's error when it refuses to store the new set of topics.
    * @param topic - the topic
-   * @param options - `since`: the position to recover from
+   * @param options - `since`: the position to recover from; `presence`: the metadata to be
+   *   listed with
    */
   subscribe(topic: string, options?: SubscribeOptions): Promise<Subscription> {
     return subscribe(this, topic, options)

@@ -127,7 +127,8 @@ export interface SubscribeOptions {
    * Join the topic's presence with this metadata (JSON, at most 1 KiB as UTF-8 text): the
    * connection is listed by `topics.presence(topic)` on every instance until it unsubscribes
    * or closes. Subscribing again while subscribed with other metadata replaces it (a leave and
-   * a join in one `'presence'` event). Undefined (or absent): subscribe without being listed.
+   * a join in one `'presence'` event). Undefined (or absent): subscribe without being listed (a
+   * connection listed already stays listed: unsubscribe to leave).
    */
   presence?: PresenceMeta | undefined
 }

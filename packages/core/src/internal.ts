@@ -60,6 +60,10 @@ export const PUBLISH_FROM: unique symbol = Symbol('publishFrom')
 export const HISTORY_OF: unique symbol = Symbol('historyOf')
 /** @internal What `conn.subscribe()` answers for a topic the connection holds already. */
 export const HELD: unique symbol = Symbol('held')
+/** @internal A connection's member of a topic it holds joins again, with other metadata. */
+export const REJOIN: unique symbol = Symbol('rejoin')
+/** @internal A held topic's presence view, made (and loaded) on first use: for channels. */
+export const PRESENCE_VIEW: unique symbol = Symbol('presenceView')
 
 // Topics, for the owner of a hub.
 /**

@@ -7,12 +7,38 @@
  * @module
  */
 import type { Conn } from './conn.js'
-import { DATA, HOME, LIMITS, quiet, SOCKET, STATE, TOPICS } from './conn-fields.js'
+import { DATA, HOME, LIMITS, PRESENCE, quiet, SOCKET, STATE, TOPICS } from './conn-fields.js'
 import type { MessageData } from './contracts.js'
 import type { SubscribeOptions, Subscription } from './history.js'
-import { HELD, HISTORY_OF, JOIN, LEAVE, PUBLISH_FROM, TREE } from './internal.js'
+import { HELD, HISTORY_OF, JOIN, LEAVE, PUBLISH_FROM, REJOIN, TREE } from './internal.js'
+import type { ConnSnapshot } from './port.js'
+import { checkPresenceMeta, type PresenceMember } from './presence.js'
 import { store } from './storage.js'
 import { type TopicTree, topicNameError } from './topics.js'
+
+/** A connection's presence: its member id, and its member of each topic it joined. */
+export interface ConnPresence {
+  readonly id: string
+  readonly topics: Map<string, PresenceMember>
+}
+
+/**
+ * What a connection's presence stores: as it is, or with `topic`'s member replaced (`member`)
+ * or removed (`null`).
+ */
+export function presenceSnapshot(
+  conn: Conn,
+  topic?: string,
+  member?: PresenceMember | null,
+): ConnSnapshot['presence'] {
+  const own = conn[PRESENCE]
+  const id = own?.id ?? member?.id
+  if (id === undefined) return undefined
+  const topics: Record<string, PresenceMember['meta']> = {}
+  if (own) for (const [name, joined] of own.topics) if (name !== topic) topics[name] = joined.meta
+  if (topic !== undefined && member) topics[topic] = member.meta
+  return { id, topics }
+}
 
 /** The topics of a connection that holds none: one shared, empty set. */
 export const NO_TOPICS: ReadonlySet<string> = new Set()
@@ -55,10 +81,29 @@ export function subscribe(
     const wrong = sinceError(since)
     if (wrong) return quiet(Promise.reject(wrong))
   }
+  let member: PresenceMember | undefined
+  if (options?.presence !== undefined) {
+    try {
+      const { meta } = checkPresenceMeta(options.presence)
+      // One id per connection, for all its topics, made on its first join.
+      member = { id: conn[PRESENCE]?.id ?? crypto.randomUUID(), meta }
+    } catch (err) {
+      return quiet(Promise.reject(err))
+    }
+  }
   if (conn[STATE] === 'closed') return since ? NOTHING_RECOVERED : NOTHING
   const held = conn[TOPICS]
   const topics = conn[HOME].hub.topics
-  if (held?.has(topic)) return topics[HELD](topic, conn)
+  if (held?.has(topic)) {
+    if (member) {
+      try {
+        joinAgain(conn, topic, member)
+      } catch (err) {
+        return quiet(Promise.reject(err))
+      }
+    }
+    return topics[HELD](topic, conn)
+  }
   if (held && held.size >= limits.maxTopicsPerConnection) {
     return quiet(
       Promise.reject(
@@ -78,15 +123,38 @@ export function subscribe(
   }
   if (conn[SOCKET].persist) {
     try {
-      store(conn, conn[DATA], held ? [...held, topic] : [topic])
+      store(
+        conn,
+        conn[DATA],
+        held ? [...held, topic] : [topic],
+        member ? presenceSnapshot(conn, topic, member) : presenceSnapshot(conn),
+      )
     } catch (err) {
       return quiet(Promise.reject(err))
     }
   }
   conn[TOPICS] ??= new Set()
   conn[TOPICS].add(topic)
+  if (member) remember(conn, topic, member)
   // Topics puts it in the runtime's tree (ENTER_TREE) once it may go live there.
-  return topics[JOIN](topic, conn, since && { epoch: since.epoch, offset: since.offset })
+  return topics[JOIN](topic, conn, since && { epoch: since.epoch, offset: since.offset }, member)
+}
+
+/** Keeps the connection's member of `topic`. */
+function remember(conn: Conn, topic: string, member: PresenceMember): void {
+  conn[PRESENCE] ??= { id: member.id, topics: new Map() }
+  conn[PRESENCE].topics.set(topic, member)
+}
+
+/** A connection holding `topic` subscribes again with metadata: its member joins (again). */
+function joinAgain(conn: Conn, topic: string, member: PresenceMember): void {
+  const current = conn[PRESENCE]?.topics.get(topic)
+  if (current && JSON.stringify(current.meta) === JSON.stringify(member.meta)) return
+  if (conn[SOCKET].persist) {
+    store(conn, conn[DATA], conn[TOPICS], presenceSnapshot(conn, topic, member))
+  }
+  remember(conn, topic, member)
+  conn[HOME].hub.topics[REJOIN](topic, member)
 }
 
 /** Joins the runtime's tree for a topic the connection still holds. */
@@ -103,10 +171,13 @@ export function unsubscribe(conn: Conn, topic: string): void {
       conn,
       conn[DATA],
       [...held].filter((t) => t !== topic),
+      presenceSnapshot(conn, topic, null),
     )
   held.delete(topic)
   if (conn[TREE]) conn[SOCKET].unsubscribe?.(topic)
-  conn[HOME].hub.topics[LEAVE](topic, conn)
+  const member = conn[PRESENCE]?.topics.get(topic)
+  if (member) conn[PRESENCE]?.topics.delete(topic)
+  conn[HOME].hub.topics[LEAVE](topic, conn, member)
 }
 
 /** `conn.publish()`: see its contract there. */
@@ -118,13 +189,28 @@ export function publish(conn: Conn, topic: string, data: MessageData): void {
   conn[HOME].hub.topics[PUBLISH_FROM](conn, topic, data)
 }
 
-/** Joins the topics a hibernation stored, without storing them again. */
-export function rejoin(conn: Conn, topics: readonly string[]): void {
+/**
+ * Joins the topics a hibernation stored, without storing them again, and rebuilds the
+ * connection's members in them: nothing changed, so nothing is reported.
+ */
+export function rejoin(
+  conn: Conn,
+  topics: readonly string[],
+  presence?: ConnSnapshot['presence'],
+): void {
+  if (presence) {
+    const own: ConnPresence = { id: presence.id, topics: new Map() }
+    for (const [topic, meta] of Object.entries(presence.topics)) {
+      own.topics.set(topic, { id: presence.id, meta })
+    }
+    conn[PRESENCE] = own
+  }
   for (const topic of topics) {
     conn[TOPICS] ??= new Set()
     if (conn[TOPICS].has(topic)) continue
     conn[TOPICS].add(topic)
-    void conn[HOME].hub.topics[JOIN](topic, conn)
+    const member = conn[PRESENCE]?.topics.get(topic)
+    void conn[HOME].hub.topics[JOIN](topic, conn, undefined, member, true)
   }
 }
 
@@ -134,7 +220,12 @@ export function leaveAll(conn: Conn): void {
   if (!held) return
   // Forgotten here, so that an unsubscribe() after the end (a cleanup) cannot leave twice.
   conn[TOPICS] = undefined
-  for (const topic of held) conn[HOME].hub.topics[LEAVE](topic, conn)
+  const members = conn[PRESENCE]?.topics
+  for (const topic of held) {
+    const member = members?.get(topic)
+    members?.delete(topic)
+    conn[HOME].hub.topics[LEAVE](topic, conn, member)
+  }
 }
 
 /**

@@ -1,16 +1,24 @@
 /**
  * The test kit's backplane: an in-memory bus shared by several hubs, as one Redis is by several
- * instances, that keeps history and loses messages on demand. Exported by
+ * instances, that keeps history and presence and loses messages on demand. Exported by
  * `@handshake/core/testing`.
  * @module
  */
 import type { MessageData } from './contracts.js'
 import { type HistoryOptions, type HistoryRead, MemoryHistory, type Position } from './history.js'
-import type { Backplane, BackplaneHistory, BackplaneSink } from './topics.js'
+import { type PresenceMember, sameMember } from './presence.js'
+import type { Backplane, BackplaneHistory, BackplanePresence, BackplaneSink } from './topics.js'
 
 /**
- * An in-memory bus with history, shared by hubs: each gets a {@link Backplane} of its own with
- * {@link MemoryBus.backplane}. Its faults are the ones a recovery must survive.
+ * An in-memory bus with history and presence, shared by hubs: each gets a {@link Backplane} of
+ * its own with {@link MemoryBus.backplane}. Its faults are the ones a recovery must survive.
+ *
+ * Presence is kept as Redis keeps it: a set of members per instance (backplane) and topic, and
+ * diffs sent to the other instances holding the topic. Its faults act as Redis's do: a cut
+ * instance's joins and leaves are lost, and it reads nothing, until it is restored, when it
+ * asserts its members again (replacing its set) before it reports `up`; {@link MemoryBus.expire}
+ * drops an instance's members as a reaper does once its deadline passed; {@link MemoryBus.reset}
+ * loses every member without a word, as a store restarted empty.
  *
  * @example
  * ```ts
@@ -39,8 +47,20 @@ export interface MemoryBus {
   cut(backplane: Backplane): void
   /** Gives a cut backplane its subscription back, and reports it (`sink.up`), as Redis does. */
   restore(backplane: Backplane): void
-  /** Loses every topic's history, as a store restarted empty: the next messages start new epochs. */
+  /**
+   * Loses every topic's history and every member, as a store restarted empty: the next messages
+   * start new epochs, and a read lists no member until its instance asserts it again (after a
+   * cut and restore, as a restarted Redis's clients reconnect). No diff is sent.
+   */
   reset(): void
+  /**
+   * The members of `backplane`'s instance are reaped, as another instance does once its
+   * deadline passed (it lost the store for longer than the bound): they are removed and their
+   * leaves sent to every other instance holding their topic. It asserts them again when it is
+   * restored after a cut.
+   * @throws Error when the backplane is not cut: a live instance keeps refreshing its members
+   */
+  expire(backplane: Backplane): void
   /** How many messages were published on the bus, and how many of them {@link MemoryBus.drop} lost. */
   readonly counts: { readonly published: number; readonly dropped: number }
 }
@@ -52,8 +72,19 @@ class BusBackplane implements Backplane {
   cut = false
   closed = false
   readonly history: BackplaneHistory
+  readonly presence: BackplanePresence
 
   constructor(readonly bus: Bus) {
+    this.presence = {
+      join: (topic, member) => bus.join(this, topic, member),
+      leave: (topic, id) => bus.leave(this, topic, id),
+      read: async (topic) => {
+        await undefined
+        if (this.closed) throw new Error('This backplane was closed')
+        if (this.cut) throw new Error('memoryBackplane: the connection was cut')
+        return bus.listed(topic)
+      },
+    }
     this.history = {
       publish: (topic, data, options, origin) => bus.publish(this, topic, data, options, origin),
       read: async (topic, since, limit) => {
@@ -83,6 +114,8 @@ class BusBackplane implements Backplane {
   }
 
   async close(): Promise<void> {
+    // A graceful end: its members leave every view at once.
+    this.bus.reap(this)
     this.closed = true
     this.topics.clear()
     this.bus.members.delete(this)
@@ -92,6 +125,8 @@ class BusBackplane implements Backplane {
 class Bus implements MemoryBus {
   readonly members = new Set<BusBackplane>()
   #store = new MemoryHistory()
+  // Each instance's members of each topic: topic → instance → id → member.
+  #presence = new Map<string, Map<BusBackplane, Map<string, PresenceMember>>>()
   // A member's own history publishes whose copy has not come back to it yet: a read gives it
   // their origin, so that the sender is skipped, as Redis does.
   #own = new Map<string, { from: BusBackplane; origin: object }>()
@@ -124,13 +159,122 @@ class Bus implements MemoryBus {
     if (!member.cut) return
     member.cut = false
     queueMicrotask(() => {
-      if (!member.closed) member.sink?.up()
+      if (member.closed || !member.sink) return
+      this.#assert(member, member.sink)
+      member.sink.up()
     })
   }
 
   reset(): void {
     this.#store = new MemoryHistory()
     this.#own.clear()
+    this.#presence = new Map()
+  }
+
+  expire(backplane: Backplane): void {
+    const member = this.#member(backplane)
+    if (!member.cut) {
+      throw new Error(
+        'expire(backplane) reaps an instance that lost the store for longer than the bound: cut() it first (a live instance keeps its members)',
+      )
+    }
+    this.reap(member)
+  }
+
+  /** Removes an instance's members and sends their leaves. */
+  reap(from: BusBackplane): void {
+    for (const [topic, instances] of this.#presence) {
+      const own = instances.get(from)
+      if (!own) continue
+      instances.delete(from)
+      if (instances.size === 0) this.#presence.delete(topic)
+      if (own.size > 0) this.#diff(from, topic, [], [...own.values()])
+    }
+  }
+
+  /** Every member of `topic`, of every instance, each once. */
+  listed(topic: string): PresenceMember[] {
+    const all = new Map<string, PresenceMember>()
+    for (const own of this.#presence.get(topic)?.values() ?? []) {
+      for (const [id, member] of own) all.set(id, member)
+    }
+    return [...all.values()]
+  }
+
+  join(from: BusBackplane, topic: string, member: PresenceMember): void {
+    // An instance that lost the store loses its writes: it asserts them again on its return.
+    if (from.closed || from.cut) return
+    const own = this.#hash(from, topic)
+    const old = own.get(member.id)
+    if (old && sameMember(old, member)) return
+    own.set(member.id, member)
+    this.#diff(from, topic, [member], old ? [old] : [])
+  }
+
+  leave(from: BusBackplane, topic: string, id: string): void {
+    if (from.closed || from.cut) return
+    const instances = this.#presence.get(topic)
+    const own = instances?.get(from)
+    const old = own?.get(id)
+    if (!old || !own || !instances) return
+    own.delete(id)
+    if (own.size === 0) this.#forget(from, topic)
+    this.#diff(from, topic, [], [old])
+  }
+
+  /** An instance back from a cut replaces its members with the ones its hub lists. */
+  #assert(from: BusBackplane, sink: BackplaneSink): void {
+    for (const topic of sink.topics()) {
+      const listed = sink.members(topic)
+      const own = this.#hash(from, topic)
+      const leaves = [...own.values()].filter((old) => !listed.some((m) => m.id === old.id))
+      const joins = listed.filter((member) => {
+        const old = own.get(member.id)
+        return !old || !sameMember(old, member)
+      })
+      const replaced = joins.flatMap((member) => own.get(member.id) ?? [])
+      own.clear()
+      for (const member of listed) own.set(member.id, member)
+      if (own.size === 0) this.#forget(from, topic)
+      if (joins.length > 0 || leaves.length > 0)
+        this.#diff(from, topic, joins, [...leaves, ...replaced])
+    }
+  }
+
+  #forget(from: BusBackplane, topic: string): void {
+    const instances = this.#presence.get(topic)
+    instances?.delete(from)
+    if (instances?.size === 0) this.#presence.delete(topic)
+  }
+
+  #hash(from: BusBackplane, topic: string): Map<string, PresenceMember> {
+    let instances = this.#presence.get(topic)
+    if (!instances) {
+      instances = new Map()
+      this.#presence.set(topic, instances)
+    }
+    let own = instances.get(from)
+    if (!own) {
+      own = new Map()
+      instances.set(from, own)
+    }
+    return own
+  }
+
+  /** Sends a presence diff to every other instance holding `topic`, later, as over a network. */
+  #diff(
+    from: BusBackplane,
+    topic: string,
+    joins: readonly PresenceMember[],
+    leaves: readonly PresenceMember[],
+  ): void {
+    for (const member of this.members) {
+      if (member === from) continue
+      queueMicrotask(() => {
+        if (member.closed || member.cut || !member.topics.has(topic)) return
+        member.sink?.presence(topic, joins, leaves)
+      })
+    }
   }
 
   get counts() {

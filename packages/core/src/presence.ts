@@ -5,6 +5,7 @@
  * of `Topics` carries joins and leaves as diffs.
  * @module
  */
+import { utf8Length } from './close.js'
 
 /** A JSON value: what a member's metadata may hold. */
 export type PresenceMeta =
@@ -49,4 +50,99 @@ export class PresenceEvent extends Event {
   ) {
     super('presence')
   }
+}
+
+const JSON_ONLY =
+  'presence metadata is JSON: null, booleans, finite numbers, strings, arrays and plain objects'
+
+/** Why `value` (at `path`) would not come back equal from JSON, or undefined when it would. */
+function notJson(
+  value: unknown,
+  path: string,
+  seen: Set<object>,
+  depth: number,
+): string | undefined {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return undefined
+    case 'number':
+      return Number.isFinite(value) ? undefined : `${path} is ${value}, which JSON writes as null`
+    case 'undefined':
+      return `${path} is undefined, which JSON drops`
+    case 'object': {
+      if (value === null) return undefined
+      // Each level takes at least two bytes of text: deeper is over the bound anyway.
+      if (depth > MAX_PRESENCE_META_BYTES) return undefined
+      if (seen.has(value)) return `${path} refers to itself (a cycle)`
+      seen.add(value)
+      try {
+        if (Array.isArray(value)) {
+          for (let i = 0; i < value.length; i++) {
+            if (!(i in value)) return `${path}[${i}] is a hole, which JSON writes as null`
+            const wrong = notJson(value[i], `${path}[${i}]`, seen, depth + 1)
+            if (wrong) return wrong
+          }
+          return undefined
+        }
+        const proto = Object.getPrototypeOf(value)
+        if (proto !== Object.prototype && proto !== null) {
+          const name = (proto as { constructor?: { name?: string } }).constructor?.name || 'class'
+          return `${path} is a ${name}, not a plain object`
+        }
+        if (Object.getOwnPropertySymbols(value).length > 0) {
+          return `${path} has symbol keys, which JSON drops`
+        }
+        for (const key of Object.keys(value)) {
+          const wrong = notJson(
+            (value as Record<string, unknown>)[key],
+            `${path}.${key}`,
+            seen,
+            depth + 1,
+          )
+          if (wrong) return wrong
+        }
+        return undefined
+      } finally {
+        seen.delete(value)
+      }
+    }
+    default:
+      return `${path} is a ${typeof value}, which JSON cannot carry`
+  }
+}
+
+/**
+ * Checks a member's metadata and returns its own copy (parsed back from its JSON text, so that
+ * a later change of the app's object changes no view), and that text.
+ * @throws TypeError when it is not JSON; RangeError when its JSON text is over
+ *   {@link MAX_PRESENCE_META_BYTES} UTF-8 bytes
+ * @internal
+ */
+export function checkPresenceMeta(meta: unknown): { meta: PresenceMeta; text: string } {
+  const wrong = notJson(meta, 'meta', new Set(), 0)
+  if (wrong) {
+    throw new TypeError(
+      `subscribe(topic, { presence }): ${JSON_ONLY}; ${wrong}. Convert it first (a Date to its ISO string, a Map to an object, a bigint to a string)`,
+    )
+  }
+  const text = JSON.stringify(meta)
+  const bytes = utf8Length(text)
+  if (bytes > MAX_PRESENCE_META_BYTES) {
+    throw new RangeError(
+      `subscribe(topic, { presence }): the metadata takes ${bytes} bytes as UTF-8 JSON; the limit is ${MAX_PRESENCE_META_BYTES} (MAX_PRESENCE_META_BYTES): keep ids and a few small fields in it, and the rest in your own store`,
+    )
+  }
+  return { meta: JSON.parse(text) as PresenceMeta, text }
+}
+
+/**
+ * Whether two members show the same: same id and equal metadata (equal JSON text).
+ * @internal
+ */
+export function sameMember(a: PresenceMember, b: PresenceMember): boolean {
+  return (
+    a === b ||
+    (a.id === b.id && (a.meta === b.meta || JSON.stringify(a.meta) === JSON.stringify(b.meta)))
+  )
 }

@@ -9,7 +9,7 @@
 import { describeError } from './close.js'
 import type { Conn } from './conn.js'
 import { DATA, HOME, SOCKET, STATE, TOPICS } from './conn-fields.js'
-import { rejoin } from './membership.js'
+import { presenceSnapshot, rejoin } from './membership.js'
 import type { ConnSnapshot } from './port.js'
 import { serializedSize } from './serialized.js'
 
@@ -34,34 +34,44 @@ export function assignData(conn: Conn, value: unknown): void {
       `conn.data is ${bytes} bytes in workerd's serialization; the limit is ${MAX_CONN_DATA_BYTES} (a Durable Object's attachment budget). Keep ids in conn.data and the rest in storage`,
     )
   }
-  store(conn, value, conn[TOPICS])
+  store(conn, value, conn[TOPICS], presenceSnapshot(conn))
   conn[DATA] = value
 }
 
 /** Stores what a hibernation must bring back; a throw here means nothing was stored. */
-export function store(conn: Conn, data: unknown, topics: Iterable<string> | undefined): void {
+export function store(
+  conn: Conn,
+  data: unknown,
+  topics: Iterable<string> | undefined,
+  presence: ConnSnapshot['presence'],
+): void {
   const socket = conn[SOCKET]
   if (!socket.persist || conn[STATE] === 'closed') return
-  socket.persist({
+  socket.persist(snapshot(conn, data, topics, presence))
+}
+
+function snapshot(
+  conn: Conn,
+  data: unknown,
+  topics: Iterable<string> | undefined,
+  presence: ConnSnapshot['presence'],
+): ConnSnapshot {
+  const base = {
     protocol: conn.protocol,
     url: conn[HOME].url,
     data,
     topics: topics ? [...topics] : [],
-  })
+  }
+  return presence ? { ...base, presence } : base
 }
 
 /** What to store for a connection, to rebuild it after a hibernation. */
 export function snapshotOf(conn: Conn): ConnSnapshot {
-  return {
-    protocol: conn.protocol,
-    url: conn[HOME].url,
-    data: conn[DATA],
-    topics: conn[TOPICS] ? [...conn[TOPICS]] : [],
-  }
+  return snapshot(conn, conn[DATA], conn[TOPICS], presenceSnapshot(conn))
 }
 
 /** Rebuilds the state of a connection after a hibernation, without storing it again. */
 export function restore(conn: Conn, snapshot: ConnSnapshot): void {
   conn[DATA] = snapshot.data
-  rejoin(conn, snapshot.topics)
+  rejoin(conn, snapshot.topics, snapshot.presence)
 }

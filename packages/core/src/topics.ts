@@ -28,11 +28,14 @@ import {
   HISTORY_STORE,
   JOIN,
   LEAVE,
+  PRESENCE_VIEW,
   PUBLISH_FROM,
   PUBLISH_NATIVE,
+  REJOIN,
   TREE,
 } from './internal.js'
-import type { PresenceEvent, PresenceMember } from './presence.js'
+import { PresenceEvent, type PresenceMember, sameMember } from './presence.js'
+import { PresenceView } from './presence-view.js'
 import { Sequencer, type SequencerHost } from './sequencer.js'
 import type { Subscriber, TopicTree } from './subscriber.js'
 import { topicNameError } from './topic-name.js'
@@ -70,6 +73,8 @@ interface Topic {
   history: Sequencer | undefined
   /** How much history it keeps. */
   options: HistoryOptions | undefined
+  /** Its presence, once in use here: a member joined, or its members were asked for. */
+  presence: PresenceView | undefined
 }
 
 const confirmedNow = Promise.resolve()
@@ -97,7 +102,9 @@ const NO_HISTORY =
  * It fires `'restore'` when the backplane came back after an outage and every topic is
  * subscribed again: `topics.addEventListener('restore', listener)`. Messages published elsewhere
  * during the outage were not delivered here (unless the topic keeps history, see
- * {@link Topics.useHistory}): use it to repair state such as presence lists. It fires `'gap'`
+ * {@link Topics.useHistory}): use it to repair state of your own. Presence needs no repair: it
+ * fires `'presence'` (a {@link PresenceEvent}, see {@link Topics.presence}) for every change
+ * of a held topic's members, an outage's included. It fires `'gap'`
  * (a {@link GapEvent}) when messages of a topic that keeps history were lost on the way and
  * could not be read back. (`addEventListener` is not narrowed to these in the types: that
  * override would not compile against the Workers runtime's `EventTarget` types.) A listener
@@ -264,12 +271,19 @@ export class Topics extends EventTarget {
         this.#down = false
         // What was published during the outage is read before anything newer is delivered.
         for (const entry of this.#topics.values()) entry.history?.refill()
+        // Diffs published during the outage were lost: every view is read again, and what
+        // changed meanwhile is reported as one diff per topic.
+        for (const [topic, entry] of this.#topics) if (entry.presence) this.#load(topic, entry)
         if (wasDown) this.dispatchEvent(new Event('restore'))
       },
       topics: () => this.names(),
-      // Presence (issue 22): to be built.
-      presence: () => {},
-      members: () => [],
+      presence: (topic, joins, leaves) => {
+        if (current()) this.#topics.get(topic)?.presence?.remote(joins, leaves)
+      },
+      members: (topic) => {
+        const view = current() ? this.#topics.get(topic)?.presence : undefined
+        return view ? [...view.local.values()] : []
+      },
     }
     try {
       await backplane.start(sink)
@@ -284,6 +298,12 @@ export class Topics extends EventTarget {
       entry.joined = undefined
       // Positions now come from the backplane's history.
       if (entry.history && backplane.history) entry.history = this.#sequencer(topic, entry)
+      // This hub's members are shared from now on, and the others' read.
+      const view = entry.presence
+      if (view && backplane.presence) {
+        for (const member of view.local.values()) this.#share(topic, member)
+        this.#load(topic, entry)
+      }
     }
   }
 
@@ -331,16 +351,36 @@ export class Topics extends EventTarget {
 
   /**
    * The members of `topic` on every instance (see `conn.subscribe(topic, { presence })`), each
-   * once. With a backplane that shares presence it reads the backplane, else it lists this
-   * hub's own members. It rejects when the backplane's engine fails.
+   * once. Without a backplane, or with one that shares no presence (`Backplane.presence`), it
+   * lists this hub's own members only.
    *
-   * Joins and leaves arrive as diffs in the `'presence'` event (a {@link PresenceEvent}) for
-   * the topics this hub holds.
+   * For a topic this hub holds (a local subscriber) it answers from the hub's view of the
+   * topic, made on first use (the first member's join, or this call) and kept while the topic
+   * is held: on first use it is read from the backplane, then kept by the backplane's diffs,
+   * and read again each time the backplane is back from an outage. For a topic not held here it
+   * reads the backplane. It rejects when the backplane's engine fails.
+   *
+   * Every change of a held topic's view is a `'presence'` event (a {@link PresenceEvent}):
+   * this hub's joins and leaves at once, synchronously, the other instances' as their diffs
+   * arrive, and after an outage the difference between the view before and the members read
+   * again. A topic's events start with its view (a member here, or a first call of this
+   * method): to keep a list, listen first, then read it once, then apply the events.
+   * @throws TypeError for a name that is not a non-empty string of well-formed Unicode
    */
   async presence(topic: string): Promise<PresenceMember[]> {
     const refused = topicNameError(topic)
     if (refused) throw refused
-    throw new Error('presence() is not built yet (issue 22)')
+    const entry = this.#topics.get(topic)
+    if (!entry) {
+      const shared = this.#backplane?.presence
+      return shared ? [...(await shared.read(topic))] : []
+    }
+    const view = this[PRESENCE_VIEW](topic, entry)
+    // A load superseded by a newer one (a backplane's return) is followed by that one.
+    for (let tries = 0; !view.loaded && tries < 3; tries++) {
+      await (view.loading ?? this.#load(topic, entry))
+    }
+    return [...view.members.values()]
   }
 
   /**
@@ -365,6 +405,8 @@ export class Topics extends EventTarget {
     this.#backplane = undefined
     // Its outage ends with it: the next backplane's first fault is reported.
     this.#down = false
+    // The other instances' members are out of sight: each view is this hub's own members.
+    for (const entry of this.#topics.values()) entry.presence?.localOnly()
     await backplane?.close()
   }
 
@@ -372,7 +414,13 @@ export class Topics extends EventTarget {
    * @internal A connection joins a topic (from `since`, for one that keeps history); resolves
    * once the backplane confirmed it and, with `since`, once the missed messages were sent.
    */
-  [JOIN](topic: string, subscriber: Subscriber, since?: Position): Promise<Subscription> {
+  [JOIN](
+    topic: string,
+    subscriber: Subscriber,
+    since?: Position,
+    member?: PresenceMember,
+    restoring = false,
+  ): Promise<Subscription> {
     let entry = this.#topics.get(topic)
     if (!entry) {
       let options: HistoryOptions | undefined
@@ -389,11 +437,14 @@ export class Topics extends EventTarget {
         joined: undefined,
         history: undefined,
         options: undefined,
+        presence: undefined,
       }
       this.#topics.set(topic, entry)
       entry.confirmed = this.#backplane ? this.#subscribeRemote(topic) : confirmedNow
       this.#keep(entry, options, topic)
     }
+    // A member is listed from its subscription on, as its messages flow from then on.
+    if (member) this.#join(topic, entry, member, restoring)
     const sequencer = entry.history
     if (sequencer && since) return sequencer.recover(subscriber, since)
     this.#addLive(entry, subscriber, topic)
@@ -415,6 +466,75 @@ export class Topics extends EventTarget {
     return sequencer ? sequencer.held(subscriber) : Promise.resolve(NOT_KEPT)
   }
 
+  /** @internal A connection's member of a topic it holds joins again, with other metadata. */
+  [REJOIN](topic: string, member: PresenceMember): void {
+    const entry = this.#topics.get(topic)
+    if (entry) this.#join(topic, entry, member, false)
+  }
+
+  /**
+   * @internal The presence view of a held topic (made on first use, and loaded from the
+   * backplane then), kept as long as the topic is held: every change of it is a `'presence'`
+   * event, dispatched synchronously, so a reader of `members` plus the later events sees it all.
+   */
+  [PRESENCE_VIEW](topic: string, entry = this.#topics.get(topic)): PresenceView {
+    if (!entry) throw new Error(`The topic '${topic}' is not held here: subscribe to it first`)
+    if (entry.presence) return entry.presence
+    const shared = this.#backplane?.presence
+    const view = new PresenceView(
+      (joins, leaves) => this.dispatchEvent(new PresenceEvent(topic, joins, leaves)),
+      !shared,
+    )
+    entry.presence = view
+    if (shared) this.#load(topic, entry)
+    return view
+  }
+
+  /** A member of this hub joins `topic` (or again, with other metadata). */
+  #join(topic: string, entry: Topic, member: PresenceMember, restoring: boolean): void {
+    const view = this[PRESENCE_VIEW](topic, entry)
+    const current = view.local.get(member.id)
+    if (current && sameMember(current, member)) return
+    // A wake rebuilds what was there: nothing changed, for the app or the backplane.
+    view.joinLocal(member, restoring)
+    if (!restoring) this.#share(topic, member)
+  }
+
+  /** Tells the backplane of this hub's member; a fault is an outage, never the caller's throw. */
+  #share(topic: string, member: PresenceMember): void {
+    const shared = this.#backplane?.presence
+    if (!shared) return
+    try {
+      shared.join(topic, member)
+    } catch (err) {
+      this.#reportDown(err)
+    }
+  }
+
+  /**
+   * (Re)reads the members of a held topic, once the backplane confirmed its subscription (so
+   * that every diff published after the read arrives). A failed read is an outage: the view is
+   * read again when the backplane is back, or when its members are asked for.
+   */
+  #load(topic: string, entry: Topic): Promise<void> {
+    const view = entry.presence as PresenceView
+    const backplane = this.#backplane
+    const shared = backplane?.presence
+    if (!shared) {
+      view.localOnly()
+      return confirmedNow
+    }
+    const loading = view.load(async () => {
+      await entry.confirmed
+      if (this.#backplane !== backplane) throw new Error('The backplane was closed meanwhile')
+      return shared.read(topic)
+    })
+    loading.catch((err: unknown) => {
+      if (this.#backplane === backplane) this.#reportDown(err)
+    })
+    return loading
+  }
+
   /** @internal The topic's history options; throws what is wrong with them. */
   [HISTORY_OF](topic: string): HistoryOptions | undefined {
     return this.#history ? this.#historyOf(topic) : undefined
@@ -432,10 +552,21 @@ export class Topics extends EventTarget {
     }
   }
 
-  /** @internal A connection leaves a topic. */
-  [LEAVE](topic: string, subscriber: Subscriber): void {
+  /** @internal A connection leaves a topic (and its member, when it is one, leaves too). */
+  [LEAVE](topic: string, subscriber: Subscriber, member?: PresenceMember): void {
     const entry = this.#topics.get(topic)
     if (!entry) return
+    if (member && entry.presence?.local.has(member.id)) {
+      entry.presence.leaveLocal(member.id)
+      const shared = this.#backplane?.presence
+      if (shared) {
+        try {
+          shared.leave(topic, member.id)
+        } catch (err) {
+          this.#reportDown(err)
+        }
+      }
+    }
     if (!entry.history?.leave(subscriber)) {
       const tree = subscriber[TREE]
       if (tree) {
