@@ -54,10 +54,12 @@ export function useFeedHistory(topics: Topics): void {
 
 /**
  * The app: `/ws` for channels, `/publish/:room` and `/feed/:feed?n=` to publish from a route,
- * `/close/:code`.
+ * `/subscribers/:room` to count a room's subscribers, `/close/:code`, and an empty page at `/`
+ * for a browser to load the client into.
  */
 export function createChannelsApp(): Hono {
   const app = new Hono()
+  app.get('/', (c) => c.html('<!doctype html><title>client</title>'))
   app.get('/ws', upgrade(channels, options))
   app.get('/close/:code', upgrade(closer, options))
   app.post('/publish/:room', async (c) => {
@@ -65,6 +67,9 @@ export function createChannelsApp(): Hono {
     channels.publish(getHub(c).topics, topic, await c.req.json())
     return c.json({ subscribers: getHub(c).topics.subscribers(topic) })
   })
+  app.get('/subscribers/:room', (c) =>
+    c.json({ subscribers: getHub(c).topics.subscribers(`rooms/${c.req.param('room')}`) }),
+  )
   app.post('/feed/:feed', (c) => {
     channels.publish(getHub(c).topics, `feeds/${c.req.param('feed')}`, {
       n: Number(c.req.query('n')),

@@ -1,6 +1,7 @@
 /**
- * Starts the test app (`server.ts`) on Bun or Deno, from the binaries the adapter packages'
- * devDependencies bring, in a child process stopped with SIGKILL.
+ * Starts the test app (`app.ts`) on each of the four runtimes: Node in this process, Bun and Deno
+ * (`server.ts`) from the binaries the adapter packages' devDependencies bring, in a child process
+ * stopped with SIGKILL, and workerd (`worker.ts`, one Durable Object) through Miniflare.
  * @module
  */
 import { readFileSync } from 'node:fs'
@@ -8,7 +9,16 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startServerProcess } from '@handshake/conformance'
+import { serve } from '@handshake/node'
+import { bundleWorker, startWorker } from '../../adapter-workers/test/miniflare.js'
+import { createChannelsApp, useFeedHistory } from './app.js'
 import type { RunningApp } from './suite.js'
+
+/** A runtime the test app runs on. */
+export type Runtime = 'node' | 'bun' | 'deno' | 'workerd'
+
+/** Every runtime, for `describe.each`. */
+export const RUNTIMES: readonly Runtime[] = ['node', 'bun', 'deno', 'workerd']
 
 const packages = fileURLToPath(new URL('../../', import.meta.url))
 const here = fileURLToPath(new URL('.', import.meta.url))
@@ -28,7 +38,22 @@ function binary(runtime: 'bun' | 'deno'): string {
 }
 
 /** Starts the app on `runtime`. */
-export async function startRuntime(runtime: 'bun' | 'deno'): Promise<RunningApp> {
+export async function startRuntime(runtime: Runtime): Promise<RunningApp> {
+  if (runtime === 'node') {
+    const server = await serve(createChannelsApp(), { port: 0, onListen() {} })
+    useFeedHistory(server.topics)
+    return {
+      url: `http://127.0.0.1:${server.address.port}`,
+      stop: () => server.shutdown({ timeout: 1000 }),
+    }
+  }
+  if (runtime === 'workerd') {
+    const worker = await startWorker({
+      script: await bundleWorker('../../client/test/worker.ts'),
+      durableObjects: { CHANNELS: 'ChannelsObject' },
+    })
+    return { url: worker.url, stop: worker.stop }
+  }
   const args =
     runtime === 'deno'
       ? [

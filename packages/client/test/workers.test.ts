@@ -1,17 +1,11 @@
 import { expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { bundleWorker, startWorker } from '../../adapter-workers/test/miniflare.js'
 import { createClient, type WebSocketConstructor } from '../src/index.js'
 import type { channels } from './app.js'
+import { startRuntime } from './runtimes.js'
 import { clientSuite, until } from './suite.js'
 
-async function start() {
-  const worker = await startWorker({
-    script: await bundleWorker('../../client/test/worker.ts'),
-    durableObjects: { CHANNELS: 'ChannelsObject' },
-  })
-  return { url: worker.url, stop: worker.stop }
-}
+const start = () => startRuntime('workerd')
 
 clientSuite({
   name: 'workerd (a Durable Object)',
