@@ -22,6 +22,13 @@ export const READ_PAGE = 512
  */
 export const MAX_HELD = 10_000
 
+/**
+ * The most live deliveries buffered for one recovering subscriber while what it missed is read:
+ * past it (the history read hangs while the backplane keeps delivering), it is told a gap and
+ * goes live, and its `subscribe()` answers `recovered: false`.
+ */
+export const MAX_RECOVERY_BUFFER = 10_000
+
 /** What a {@link Sequencer} needs of its hub. @internal */
 export interface SequencerHost {
   /** Sends framed data to the topic's live subscribers (not the recovering ones), but `sender`. */
@@ -61,6 +68,38 @@ interface Buffered {
 const stale = (position: Position, last: Position) =>
   position.epoch === last.epoch && position.offset <= last.offset
 
+/** One subscriber's recovery from a position: where it is, and what came live meanwhile. */
+class Recovery {
+  /** The live deliveries made meanwhile, in order. */
+  readonly buffer: Buffered[] = []
+  /** The buffered deliveries before this index are the hub's up to where the history is read. */
+  skip = 0
+  /** Set while it is ahead of its hub: resolves once the hub reached `position`. */
+  ahead: { position: Position; resolve: () => void } | undefined
+  recovered = true
+  /** What `subscribe()` answers; settled once, when it goes live or leaves. */
+  readonly answer: Promise<Subscription>
+  #settle!: (subscription: Subscription) => void
+
+  /**
+   * @param subscriber - who recovers
+   * @param cursor - the position of the last thing it was given (first, where it comes from)
+   */
+  constructor(
+    readonly subscriber: Subscriber,
+    public cursor: Position,
+  ) {
+    this.answer = new Promise((resolve) => {
+      this.#settle = resolve
+    })
+  }
+
+  /** Answers `subscribe()` with where it is now (the first call only). */
+  settle(recovered = this.recovered): void {
+    this.#settle({ position: this.cursor, recovered })
+  }
+}
+
 /**
  * The per-topic state of a topic that keeps history, while it has local subscribers.
  * @internal
@@ -70,8 +109,8 @@ export class Sequencer {
   last: Position | undefined
   /** Settles once {@link Sequencer.last} is known (or could not be read). */
   ready: Promise<void>
-  /** The subscribers recovering from a position, with what was delivered meanwhile. */
-  recovering: Map<Subscriber, Buffered[]> | undefined
+  /** The subscribers recovering from a position, each with what was delivered meanwhile. */
+  recovering: Map<Subscriber, Recovery> | undefined
   // Backplane messages held while `last` is unknown or a gap is being filled.
   #pending: Pending[] = []
   #filling = false
@@ -80,8 +119,6 @@ export class Sequencer {
   #reads = 0
   // The recoveries on their way, for a second subscribe of the same subscriber.
   readonly #recoveries = new Map<Subscriber, Promise<Subscription>>()
-  // Recovering subscribers that are ahead of this hub, until it catches up with them.
-  #waiting: Map<Subscriber, { position: Position; resolve: () => void }> | undefined
   readonly #topic: string
   readonly #host: SequencerHost
 
@@ -350,48 +387,72 @@ export class Sequencer {
     if (data !== undefined) this.#host.fanOut(sender, data)
     const recovering = this.recovering
     if (!recovering || recovering.size === 0) return
-    if (this.#waiting) this.#wake()
-    const buffered: Buffered = {
-      position: delivery.position as Position,
-      gap: delivery.type === 'gap',
-      data,
-    }
-    for (const [subscriber, buffer] of recovering) {
+    const position = delivery.position as Position
+    const buffered: Buffered = { position, gap: delivery.type === 'gap', data }
+    for (const [subscriber, recovery] of recovering) {
+      const ahead = recovery.ahead?.position
+      if (ahead) {
+        this.#wake(recovery)
+        // It has this one already (another hub gave it): nothing to buffer.
+        if (stale(position, ahead)) continue
+      }
       // Its own message is marked, not left out: the read of what it missed may reach it.
-      buffer.push(
-        subscriber === sender
-          ? { position: buffered.position, gap: false, data: undefined, own: true }
-          : buffered,
+      recovery.buffer.push(
+        subscriber === sender ? { position, gap: false, data: undefined, own: true } : buffered,
       )
+      if (recovery.buffer.length > MAX_RECOVERY_BUFFER) this.#overflow(recovery, position)
     }
+  }
+
+  /**
+   * Too much came live while what the subscriber missed is read: it is told that it lost
+   * everything up to `position` and goes live from there; the read, when it answers, is
+   * ignored.
+   */
+  #overflow(recovery: Recovery, position: Position): void {
+    this.recovering?.delete(recovery.subscriber)
+    const reason = position.epoch === recovery.cursor.epoch ? 'trimmed' : 'epoch'
+    this.#gapTo(recovery, position, reason)
+    recovery.buffer.length = 0
+    this.#host.joinLive(recovery.subscriber)
+    recovery.settle()
+  }
+
+  /** Sends one recovering subscriber a gap notice: it is now at `position`. */
+  #gapTo(recovery: Recovery, position: Position, reason: 'trimmed' | 'epoch'): void {
+    recovery.recovered = false
+    recovery.cursor = position
+    const data = this.#host.frame({ type: 'gap', topic: this.#topic, position, reason })
+    if (data !== undefined) recovery.subscriber[DELIVER](data)
   }
 
   /** The subscriber left (unsubscribed, closed) while it was recovering. */
   leave(subscriber: Subscriber): boolean {
-    this.#waiting?.get(subscriber)?.resolve()
-    return this.recovering?.delete(subscriber) ?? false
+    const recovery = this.recovering?.get(subscriber)
+    if (!recovery) return false
+    this.recovering?.delete(subscriber)
+    recovery.settle(false)
+    // The recovery, if it waits for this hub to catch up, ends now and lets the subscriber go.
+    recovery.ahead?.resolve()
+    return true
   }
 
   /** Resolves once this hub has delivered up to `position` (or moved to another epoch). */
-  #reach(subscriber: Subscriber, position: Position): Promise<void> {
+  #reach(recovery: Recovery, position: Position): Promise<void> {
     return new Promise((resolve) => {
-      this.#waiting ??= new Map()
-      this.#waiting.set(subscriber, { position, resolve })
-      this.#wake()
+      recovery.ahead = { position, resolve }
+      this.#wake(recovery)
     })
   }
 
-  #wake(): void {
+  #wake(recovery: Recovery): void {
     const last = this.last
-    const waiting = this.#waiting
-    if (!last || !waiting) return
-    for (const [subscriber, { position, resolve }] of waiting) {
-      if (position.epoch !== last.epoch || position.offset <= last.offset) {
-        waiting.delete(subscriber)
-        resolve()
-      }
+    const ahead = recovery.ahead
+    if (!last || !ahead) return
+    if (ahead.position.epoch !== last.epoch || ahead.position.offset <= last.offset) {
+      recovery.ahead = undefined
+      ahead.resolve()
     }
-    if (waiting.size === 0) this.#waiting = undefined
   }
 
   /**
@@ -399,13 +460,17 @@ export class Sequencer {
    * messages are read and sent, then the buffered ones that are newer, then it goes live.
    */
   recover(subscriber: Subscriber, since: Position): Promise<Subscription> {
-    const recovery = this.#recover(subscriber, since)
-    this.#recoveries.set(subscriber, recovery)
+    const recovery = new Recovery(subscriber, since)
+    this.recovering ??= new Map()
+    this.recovering.set(subscriber, recovery)
+    const answer = recovery.answer
+    this.#recoveries.set(subscriber, answer)
     const done = () => {
-      if (this.#recoveries.get(subscriber) === recovery) this.#recoveries.delete(subscriber)
+      if (this.#recoveries.get(subscriber) === answer) this.#recoveries.delete(subscriber)
     }
-    recovery.then(done, done)
-    return recovery
+    void answer.then(done)
+    void this.#recover(recovery)
+    return answer
   }
 
   /**
@@ -419,97 +484,93 @@ export class Sequencer {
     return this.ready.then(() => ({ position: this.last, recovered: true }))
   }
 
-  async #recover(subscriber: Subscriber, since: Position): Promise<Subscription> {
-    const buffer: Buffered[] = []
-    this.recovering ??= new Map()
-    this.recovering.set(subscriber, buffer)
-    const here = () => this.recovering?.get(subscriber) === buffer
-    let cursor: Position = since
-    let recovered = true
-    // The buffered deliveries before this index are the hub's up to the position the history
-    // is read to: the read sends them.
-    let skip = 0
-    const gapTo = (position: Position, reason: 'trimmed' | 'epoch') => {
-      recovered = false
-      cursor = position
-      const data = this.#host.frame({ type: 'gap', topic: this.#topic, position, reason })
-      if (data !== undefined) subscriber[DELIVER](data)
-    }
+  async #recover(recovery: Recovery): Promise<void> {
+    const { subscriber, buffer } = recovery
+    // False once it went live or left: what it was waiting for is then of no use.
+    const here = () => this.recovering?.get(subscriber) === recovery
     try {
       await this.ready
-      if (!here()) return { position: cursor, recovered: false }
+      if (!here()) return
       const upTo = this.last
-      skip = buffer.length
+      recovery.skip = buffer.length
       // What it published before this point has its place in the history read below: it is
       // not sent back to it (conn.publish() excludes the sender).
       const own = new Set<number>()
       for (const item of buffer)
         if (item.own && item.position.epoch === upTo?.epoch) own.add(item.position.offset)
+      const since = recovery.cursor
       // Without a position (the history could not be read), it goes on from the live messages.
-      if (!upTo) recovered = false
-      else if (cursor.epoch === upTo.epoch && cursor.offset > upTo.offset) {
+      if (!upTo) recovery.recovered = false
+      else if (since.epoch === upTo.epoch && since.offset > upTo.offset) {
         // Ahead of this hub (it was given them by another one that is further on): once the
         // history confirms its position, it waits for this hub to catch up, so that nothing
         // comes twice.
         const latest = await this.#host.read(undefined, 0)
-        if (!here()) return { position: cursor, recovered: false }
-        if (latest.epoch !== cursor.epoch || latest.offset < cursor.offset) gapTo(upTo, 'epoch')
-        else await this.#reach(subscriber, cursor)
-        if (!here()) return { position: cursor, recovered: false }
+        if (!here()) return
+        if (latest.epoch !== since.epoch || latest.offset < since.offset) {
+          this.#gapTo(recovery, upTo, 'epoch')
+        } else await this.#reach(recovery, since)
+        if (!here()) return
       }
-      while (upTo && (cursor.epoch !== upTo.epoch || cursor.offset < upTo.offset)) {
+      while (
+        upTo &&
+        (recovery.cursor.epoch !== upTo.epoch || recovery.cursor.offset < upTo.offset)
+      ) {
+        const cursor = recovery.cursor
         const wanted =
           cursor.epoch === upTo.epoch ? Math.min(READ_PAGE, upTo.offset - cursor.offset) : READ_PAGE
         const read = await this.#host.read(cursor, wanted)
-        if (!here()) return { position: cursor, recovered: false }
+        if (!here()) return
         if (read.epoch !== upTo.epoch) {
           // The history moved on to an epoch this hub has not delivered yet: the hub's own gap
           // notice follows, and this subscriber starts where the hub is.
-          gapTo(upTo, 'epoch')
+          this.#gapTo(recovery, upTo, 'epoch')
           break
         }
         const follows = cursor.epoch === read.epoch && cursor.offset <= read.offset
         if (!read.complete || !follows) {
           const first = read.messages[0]
           const from = first ? first.offset - 1 : read.offset
-          gapTo(
+          this.#gapTo(
+            recovery,
             { epoch: upTo.epoch, offset: Math.min(from, upTo.offset) },
             follows ? 'trimmed' : 'epoch',
           )
         }
-        const before = cursor
+        const before = recovery.cursor
         for (const message of read.messages) {
-          if (message.offset <= cursor.offset || message.offset > upTo.offset) continue
-          cursor = { epoch: read.epoch, offset: message.offset }
+          if (message.offset <= recovery.cursor.offset || message.offset > upTo.offset) continue
+          const position = { epoch: read.epoch, offset: message.offset }
+          recovery.cursor = position
           // Its own message (published meanwhile, its live copy lost) is not sent back to it.
           if (message.origin === subscriber || own.has(message.offset)) continue
           const data = this.#host.frame({
             type: 'message',
             topic: this.#topic,
             data: message.data,
-            position: cursor,
+            position,
           })
           if (data !== undefined) subscriber[DELIVER](data)
         }
-        if (cursor === before && cursor.offset < upTo.offset) {
+        if (recovery.cursor === before && before.offset < upTo.offset) {
           // The history holds less than it said: what is missing is a gap.
-          gapTo(upTo, 'trimmed')
+          this.#gapTo(recovery, upTo, 'trimmed')
         }
       }
     } catch (err) {
       this.#host.fault(err)
-      recovered = false
+      recovery.recovered = false
     }
-    if (!here()) return { position: cursor, recovered: false }
+    if (!here()) return
     this.recovering?.delete(subscriber)
-    for (let index = skip; index < buffer.length; index++) {
+    for (let index = recovery.skip; index < buffer.length; index++) {
       const item = buffer[index] as Buffered
-      if (stale(item.position, cursor)) continue
-      if (item.gap) recovered = false
-      cursor = item.position
+      if (stale(item.position, recovery.cursor)) continue
+      if (item.gap) recovery.recovered = false
+      recovery.cursor = item.position
       if (item.data !== undefined) subscriber[DELIVER](item.data)
     }
     this.#host.joinLive(subscriber)
-    return { position: cursor, recovered }
+    recovery.settle()
   }
 }
