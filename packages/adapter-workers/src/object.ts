@@ -5,7 +5,10 @@
  * @module
  */
 import { DurableObject } from 'cloudflare:workers'
-import type { DurableObjectState } from '@cloudflare/workers-types'
+import type {
+  DurableObjectState,
+  WebSocketRequestResponsePair as WorkersPair,
+} from '@cloudflare/workers-types'
 import type { Connections, Hub, MessageData, ShutdownOptions, Topics } from '@handshake/core'
 import { type HibernatableSocket, Hibernation, StoredHistory } from '@handshake/core/adapter'
 import type { Hono } from 'hono'
@@ -35,7 +38,9 @@ export interface ObjectNamespace {
  * arrives, the platform may drop the object from memory and keep its sockets open, billing no
  * duration. The next event builds the object again, and every connection comes back from its
  * socket's attachment: `conn.data`, its topics, URL and protocol (`open` does not run again; the
- * upgrade request's headers are gone). Nothing of Handshake keeps the object awake. A `serve`
+ * upgrade request's headers are gone). Nothing of Handshake keeps the object awake, and the
+ * channel clients' heartbeats do not wake it: workerd answers them (see
+ * {@link HandshakeObject.heartbeatInterval}). A `serve`
  * controller's socket is accepted as in a plain Worker: the object stays in memory while it runs.
  *
  * The object is a hub of its own: `getHub(c)` in its app's routes, and `conn.hub`. A publish
@@ -70,7 +75,24 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     // A SQLite-backed object's synchronous storage; an object on the older key-value storage
     // (whose `sql` throws) has none, and keeps its history in memory.
     history: () => (hasSql(this.ctx) ? new StoredHistory(this.ctx.storage.kv) : undefined),
+    // workerd answers the channel clients' heartbeat itself, even while the object hibernates,
+    // and remembers when it last did for each socket.
+    autoRespond: (request, response) =>
+      this.ctx.setWebSocketAutoResponse(autoResponse(request, response)),
+    autoResponded: (ws) =>
+      this.ctx.getWebSocketAutoResponseTimestamp(ws as never)?.getTime() ?? undefined,
+    staleAfter: () => STALE_HEARTBEATS * this.heartbeatInterval,
   })
+
+  /**
+   * The channel clients' `heartbeatInterval` (ms; `@handshake/client`'s default, 20 s). A
+   * channel socket that sends nothing, not even a heartbeat, for three times this long is stale:
+   * the next time the object is awake anyway (a message, a request, a use of its topics), its
+   * connection ends as lost (1006; `close` runs, the member leaves its topics' presence) and the
+   * socket gets a close frame (1001). `Infinity` keeps every socket. Set it to what the clients
+   * use: `override heartbeatInterval = 5000`.
+   */
+  heartbeatInterval: number = 20_000
 
   /**
    * Declared so that the public types name `DurableObjectState` from `@cloudflare/workers-types`,
@@ -141,6 +163,21 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
   shutdown(options?: ShutdownOptions): Promise<void> {
     return this.connections.shutdown(options)
   }
+}
+
+/** How many heartbeats a channel socket may miss before it is stale. */
+const STALE_HEARTBEATS = 3
+
+/** workerd's `WebSocketRequestResponsePair`, a global of the runtime. */
+function autoResponse(request: string, response: string): WorkersPair {
+  const Pair = (globalThis as { WebSocketRequestResponsePair?: typeof WorkersPair })
+    .WebSocketRequestResponsePair
+  if (!Pair) {
+    throw new Error(
+      'WebSocketRequestResponsePair is not defined: HandshakeObject runs in workerd (wrangler dev, Miniflare or Cloudflare) only',
+    )
+  }
+  return new Pair(request, response)
 }
 
 /** True for a SQLite-backed object (`new_sqlite_classes`): its storage has `sql` and `kv`. */

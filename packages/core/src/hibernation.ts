@@ -8,6 +8,7 @@
  */
 import type { ExecutionContext, Hono } from 'hono'
 import { answerClose, ReadyState } from './accepted-socket.js'
+import { CHANNEL_PROTOCOL, PING, PONG } from './channels-protocol.js'
 import { CloseCode, InternalErrorMessage } from './close.js'
 import { Connections } from './connections.js'
 import type { HistoryStore } from './history.js'
@@ -48,7 +49,23 @@ interface Attachment extends ConnSnapshot {
    * `mount()` sees its own path): the wake looks the route up with it.
    */
   readonly objectUrl?: string
+  /**
+   * A channel socket's last message (ms since the epoch) as of the last write: it tells a stale
+   * socket apart after a wake, when this incarnation has seen nothing from it yet.
+   */
+  readonly seen?: number
 }
+
+/** What the object knows of a channel socket's liveness in this incarnation. */
+interface Liveness {
+  /** Its last message this incarnation, or what its attachment said at the wake (ms). */
+  seen: number
+  /** The `seen` its attachment holds. */
+  stored: number
+}
+
+/** The most often the object looks for stale sockets, in ms. */
+const SWEEP_INTERVAL_MS = 1000
 
 function isAttachment(value: unknown): value is Attachment {
   return typeof value === 'object' && value !== null && (value as Attachment).handshake === 1
@@ -85,6 +102,22 @@ export interface HibernationHost<W> {
    * incarnation: its own storage. Called once per incarnation; undefined keeps it in memory.
    */
   history?(): HistoryStore | undefined
+  /**
+   * Asks the runtime to answer `request` with `response` itself, byte for byte, on every socket
+   * of the object, without waking it (a Durable Object's `setWebSocketAutoResponse`). Called
+   * when the object accepts or wakes a socket of the channel protocol, whose clients' heartbeat
+   * ({@link PING}) it answers ({@link PONG}); the controller never sees those pings.
+   */
+  autoRespond?(request: string, response: string): void
+  /** When the runtime last answered `ws` by itself (ms since the epoch); undefined if never. */
+  autoResponded?(ws: W): number | undefined
+  /**
+   * How long a channel socket may send nothing, not even a heartbeat, before it is stale (ms):
+   * its connection ends as lost (1006, its member leaves) the next time the object is awake.
+   * Undefined or not finite: never. Sockets of other protocols are never stale: their clients
+   * promise no heartbeat.
+   */
+  staleAfter?(): number | undefined
 }
 
 /**
@@ -99,6 +132,11 @@ export class Hibernation<W extends HibernatableSocket> {
   readonly #upgraders = new Map<string, Upgrader | undefined>()
   readonly #topics = new Topics()
   readonly #connections = new Connections()
+  // The channel sockets of this incarnation, with when each was last heard from.
+  readonly #liveness = new Map<W, Liveness>()
+  #autoResponding = false
+  #swept = 0
+  #waking = false
   #restored = false
   #env: object | undefined
   #executionCtx: ExecutionContext | undefined
@@ -115,12 +153,14 @@ export class Hibernation<W extends HibernatableSocket> {
    */
   get topics(): Topics {
     this.restore()
+    this.#sweep()
     return this.#topics
   }
 
   /** The object's open connections, the ones accepted before the last hibernation included. */
   get connections(): Connections {
     this.restore()
+    this.#sweep()
     return this.#connections
   }
 
@@ -132,7 +172,35 @@ export class Hibernation<W extends HibernatableSocket> {
   restore(): void {
     if (this.#restored || !this.#host.app()) return
     this.#restored = true
-    for (const ws of this.#host.sockets()) if (!this.#sockets.has(ws)) this.#wake(ws)
+    // A woken connection joins its topics through the hub's: no sweep until all are back.
+    this.#waking = true
+    try {
+      for (const ws of this.#host.sockets()) if (!this.#sockets.has(ws)) this.#wake(ws)
+    } finally {
+      this.#waking = false
+    }
+  }
+
+  /**
+   * Ends the connection of every channel socket that is stale (see
+   * {@link HibernationHost.staleAfter}): it gets a close frame (1001), its connection ends as
+   * lost (1006: the app's `close` runs, it leaves its topics and presence) and the socket is
+   * forgotten. Runs by itself when the object is awake anyway (a wake, an event, a request, a
+   * use of its topics), at most once a second; the object sets no timer for it.
+   * @param now - the time to judge by (ms since the epoch)
+   * @returns how many connections it ended
+   */
+  expireStale(now: number = Date.now()): number {
+    const limit = this.#host.staleAfter?.()
+    if (limit === undefined || !Number.isFinite(limit) || this.#liveness.size === 0) return 0
+    let ended = 0
+    for (const [ws, liveness] of [...this.#liveness]) {
+      const last = Math.max(liveness.seen, this.#host.autoResponded?.(ws) ?? 0)
+      if (now - last <= limit) continue
+      ended++
+      this.#expire(ws, `No message or heartbeat within ${limit} ms`)
+    }
+    return ended
   }
 
   /**
@@ -141,6 +209,7 @@ export class Hibernation<W extends HibernatableSocket> {
    */
   fetch(request: Request): Response | Promise<Response> {
     this.restore()
+    this.#sweep()
     const env = Object.create(this.#appEnv(), { [OBJECT_URL]: { value: request.url } })
     const app = this.#host.app() as NonNullable<ReturnType<HibernationHost<W>['app']>>
     return app.fetch(request, env, this.#executionContext())
@@ -148,7 +217,10 @@ export class Hibernation<W extends HibernatableSocket> {
 
   /** A message on a socket. */
   message(ws: W, message: string | ArrayBuffer): void {
-    this.#events(ws)?.message(typeof message === 'string' ? message : new Uint8Array(message))
+    const events = this.#events(ws)
+    this.#heard(ws)
+    this.#sweep()
+    events?.message(typeof message === 'string' ? message : new Uint8Array(message))
   }
 
   /**
@@ -161,7 +233,8 @@ export class Hibernation<W extends HibernatableSocket> {
       answerClose(ws, code, reason)
     }
     this.#events(ws)?.closed(code, reason, wasClean)
-    this.#sockets.delete(ws)
+    this.#forget(ws)
+    this.#sweep()
   }
 
   /** A socket failed: the connection ends as abnormal (1006). */
@@ -170,7 +243,68 @@ export class Hibernation<W extends HibernatableSocket> {
     const err = error instanceof Error ? error : new Error(String(error))
     events?.error(err, this.#host.faultCode(err))
     events?.closed(CloseCode.AbnormalClosure, err.message, false)
+    this.#forget(ws)
+    this.#sweep()
+  }
+
+  /** Looks for stale sockets, unless it did less than a second ago. */
+  #sweep(): void {
+    if (this.#waking || this.#liveness.size === 0) return
+    const now = Date.now()
+    if (now - this.#swept < SWEEP_INTERVAL_MS) return
+    this.#swept = now
+    this.expireStale(now)
+  }
+
+  /**
+   * A channel socket's message: it is alive. Its attachment learns it at most three times per
+   * staleness bound, so that a wake judges it by a time at most a third of the bound old.
+   */
+  #heard(ws: W): void {
+    const liveness = this.#liveness.get(ws)
+    if (!liveness) return
+    const now = Date.now()
+    liveness.seen = now
+    const limit = this.#host.staleAfter?.()
+    if (limit === undefined || !Number.isFinite(limit) || now - liveness.stored < limit / 3) return
+    try {
+      const attachment = ws.deserializeAttachment()
+      if (!isAttachment(attachment)) return
+      ws.serializeAttachment({ ...attachment, seen: now })
+      liveness.stored = now
+    } catch {
+      // Gone or refused: the next write of the connection's state carries the time.
+    }
+  }
+
+  /** A channel socket of this incarnation: answers its heartbeat without waking the object. */
+  #track(ws: W, seen: number, stored: number): void {
+    this.#liveness.set(ws, { seen, stored })
+    if (this.#autoResponding || !this.#host.autoRespond) return
+    this.#autoResponding = true
+    this.#host.autoRespond(PING, PONG)
+  }
+
+  /** Ends a stale socket's connection as lost, and forgets the socket. */
+  #expire(ws: W, reason: string): void {
+    const events = this.#sockets.get(ws)
+    this.#forget(ws)
+    try {
+      ws.serializeAttachment(null)
+    } catch {
+      // Already gone.
+    }
+    try {
+      if (ws.readyState === ReadyState.Open) ws.close(CloseCode.GoingAway, reason)
+    } catch {
+      // Closing or closed meanwhile: the close frame is not ours to send.
+    }
+    events?.closed(CloseCode.AbnormalClosure, reason, false)
+  }
+
+  #forget(ws: W): void {
     this.#sockets.delete(ws)
+    this.#liveness.delete(ws)
   }
 
   /** The core's side of a socket, woken first if the object was rebuilt since it was accepted. */
@@ -220,6 +354,10 @@ export class Hibernation<W extends HibernatableSocket> {
   #accept(request: UpgradeRequest, objectUrl: string | undefined): Response {
     const { socket, response } = this.#host.accept(request)
     const routedAs = objectUrl === request.url ? undefined : objectUrl
+    if (request.protocol === CHANNEL_PROTOCOL) {
+      const now = Date.now()
+      this.#track(socket, now, now)
+    }
     this.#sockets.set(socket, request.open(this.#socket(socket, routedAs)))
     return response
   }
@@ -233,12 +371,18 @@ export class Hibernation<W extends HibernatableSocket> {
     }
     // A socket the app accepted itself: not ours to serve.
     if (!isAttachment(attachment)) return
-    const { handshake: _, objectUrl, ...snapshot } = attachment
+    const { handshake: _, objectUrl, seen, ...snapshot } = attachment
+    if (snapshot.protocol === CHANNEL_PROTOCOL) {
+      // Written before this field existed: judged from the wake on.
+      const at = seen ?? Date.now()
+      this.#track(ws, at, at)
+    }
     try {
       const upgrader = this.#upgraderFor(objectUrl ?? snapshot.url)
       this.#sockets.set(ws, upgrader.wake(this.#socket(ws, objectUrl), snapshot, this.#host.hub))
     } catch (err) {
       console.error('A hibernated WebSocket could not be woken:', err)
+      this.#liveness.delete(ws)
       answerClose(ws, CloseCode.InternalError, InternalErrorMessage)
     }
   }
@@ -280,18 +424,21 @@ export class Hibernation<W extends HibernatableSocket> {
       // reaches it and no wake brings it back (its attachment is cleared). The TCP connection
       // stays until the peer or the platform ends it.
       terminate: () => {
-        this.#sockets.delete(ws)
+        this.#forget(ws)
         try {
           ws.serializeAttachment(null)
         } catch {
           // Already gone: nothing left to forget.
         }
       },
-      persist(snapshot) {
-        const attachment: Attachment =
-          objectUrl === undefined
-            ? { handshake: 1, ...snapshot }
-            : { handshake: 1, objectUrl, ...snapshot }
+      persist: (snapshot) => {
+        const liveness = this.#liveness.get(ws)
+        const attachment: Attachment = {
+          handshake: 1,
+          ...(objectUrl === undefined ? {} : { objectUrl }),
+          ...(liveness ? { seen: liveness.seen } : {}),
+          ...snapshot,
+        }
         // Measured as the runtime measures it (its own serialization, not JSON), so that the
         // documented RangeError comes first; conn.data was measured on assignment.
         assertAttachmentFits(attachment)
@@ -304,6 +451,7 @@ export class Hibernation<W extends HibernatableSocket> {
             `The connection's state could not be stored with the socket (${describe(err)}): keep conn.data and the topics small and plain`,
           )
         }
+        if (liveness) liveness.stored = liveness.seen
       },
     }
   }
