@@ -3,7 +3,8 @@
  * (`handshake.v1`) whose sockets hibernate, and that count every run of their constructor and of
  * their handlers in their own storage, so that a test can tell whether anything woke them.
  *
- * - `GET /:kind/:room/ws?name=`: the channel controller; topic `rooms/:room`.
+ * - `GET /:kind/:room/ws?name=`: the channel controller; topic `rooms/:room`. Each connection is
+ *   also a member of `members/:room` with `{ name }` from its open.
  * - `GET /:kind/:room/stats`: the counts and what the object sees (not counted as a handler run,
  *   though it wakes the object, whose constructor run is counted).
  *
@@ -13,7 +14,7 @@
  */
 import '../src/index.js'
 import type { DurableObjectNamespace, DurableObjectState } from '@cloudflare/workers-types'
-import { upgrade } from '@handshake/core'
+import { type PresenceMember, upgrade } from '@handshake/core'
 import { CHANNEL_PROTOCOL, Channels, type StandardSchemaV1 } from '@handshake/core/channels'
 import { Hono } from 'hono'
 import { HandshakeObject, toObject } from '../src/index.js'
@@ -35,6 +36,8 @@ export interface PresenceStats {
   subscribers: number
   /** Connections whose `close` ran, with the code it was given, in this incarnation. */
   closes: Record<string, number>
+  /** `topics.presence('members/:room')`. */
+  presence: PresenceMember[]
 }
 
 /** Any JSON: the messages are not what these tests look at. */
@@ -45,8 +48,10 @@ const anything: StandardSchemaV1<unknown> = {
 /** One channel controller per incarnation, as a HandshakeObject's field. */
 function roomApp(room: HandshakeObject, closes: Record<string, number>) {
   const chat = new Channels<{ name: string }>({
-    open(conn, c) {
-      conn.data = { name: c.req.query('name') ?? 'anonymous' }
+    async open(conn, c) {
+      const name = c.req.query('name') ?? 'anonymous'
+      conn.data = { name }
+      await conn.subscribe(`members/${c.req.param('room')}`, { presence: { name } })
     },
     close(conn, error) {
       closes[conn.data.name] = error.code
@@ -62,6 +67,7 @@ function roomApp(room: HandshakeObject, closes: Record<string, number>) {
         connections: room.connections.size,
         subscribers: room.topics.subscribers(`rooms/${c.req.param('room')}`),
         closes,
+        presence: await room.topics.presence(`members/${c.req.param('room')}`),
       }
       return c.json(stats)
     })

@@ -147,6 +147,19 @@ async function closeCode(client: RawPeer, ms: number): Promise<number | undefine
   return close?.code
 }
 
+/** The members' names, sorted, and whether every member has an id of its own. */
+function members(stats: PresenceStats): { names: string[]; ids: Map<string, string> } {
+  const ids = new Map<string, string>()
+  for (const member of stats.presence) {
+    ids.set((member.meta as { name: string }).name, member.id)
+  }
+  expect(new Set(stats.presence.map((member) => member.id)).size).toBe(stats.presence.length)
+  return { names: stats.presence.map((m) => (m.meta as { name: string }).name).sort(), ids }
+}
+
+const named = (prefix: string, count: number) =>
+  Array.from({ length: count }, (_, i) => `${prefix}${i}`).sort()
+
 function storageFolder(): string {
   const folder = mkdtempSync(joinPath(tmpdir(), 'handshake-presence-'))
   folders.push(folder)
@@ -163,6 +176,8 @@ describe('idle channel clients of a HandshakeObject', () => {
     await until(worker, path, (s) => s.connections === 201 && s.subscribers === 201)
     beat(clients, 3000)
     const before = await stats(worker, path)
+    const { ids: idsBefore } = members(before)
+    expect(members(before).names).toEqual([...named('m', 200), 'silent'].sort())
     const windowStart = Date.now()
 
     await sleep(60_000)
@@ -182,6 +197,11 @@ describe('idle channel clients of a HandshakeObject', () => {
     expect(after.subscribers).toBe(200)
     expect(after.closes).toEqual({ silent: 1006 })
     expect(await closeCode(silent, 5000)).toBe(1001)
+    // Presence, rebuilt from the sockets' attachments by the wake: exactly the 200, each with
+    // the id it had before the object slept.
+    const { names, ids } = members(after)
+    expect(names).toEqual(named('m', 200))
+    for (const [name, id] of ids) expect(id).toBe(idsBefore.get(name))
     console.log(
       `zero-wake: handled ${before.handled} -> ${after.handled}, constructed ${before.constructed.length} -> ${after.constructed.length} (1 for the stats request), in the 60 s window ${during.length}; pongs per client min ${Math.min(...clients.map(pongs))}`,
     )
@@ -209,12 +229,16 @@ describe('staleness: 3 × the heartbeat without a message or a heartbeat', () =>
     timers.add(publisher)
     // Within the bound (3 s): all three are there.
     await sleep(1500)
-    expect((await stats(worker, path)).subscribers).toBe(3)
-    // Past it, the next request finds the silent one stale.
-    await until(worker, path, (s) => s.subscribers === 2, 6000)
+    const within = await stats(worker, path)
+    expect(within.subscribers).toBe(3)
+    expect(members(within).names).toEqual(['beating', 'sending', 'silent'])
+    // Past it, the next request finds the silent one stale: closed, and not listed.
+    await until(worker, path, (s) => s.presence.length === 2, 6000)
     const detected = Date.now() - joined
     const after = await stats(worker, path)
     expect(after.closes).toEqual({ silent: 1006 })
+    expect(after.subscribers).toBe(2)
+    expect(members(after).names).toEqual(['beating', 'sending'])
     expect(await closeCode(silent, 5000)).toBe(1001)
     expect(beating.connected && sending.connected).toBe(true)
     console.log(
@@ -224,25 +248,30 @@ describe('staleness: 3 × the heartbeat without a message or a heartbeat', () =>
 })
 
 describe('faults', () => {
-  it("a client's TCP connection cut: it leaves", async () => {
+  it("a client's TCP connection cut: its member leaves", async () => {
     const worker = await start()
     const path = '/rooms/cut'
     const [alice, bob] = [await join(worker, path, 'alice'), await join(worker, path, 'bob')]
     await until(worker, path, (s) => s.subscribers === 2)
+    expect(members(await stats(worker, path)).names).toEqual(['alice', 'bob'])
     bob.vanish()
-    const took = await until(worker, path, (s) => s.subscribers === 1)
-    expect((await stats(worker, path)).closes).toEqual({ bob: 1006 })
+    const took = await until(worker, path, (s) => s.presence.length === 1)
+    const after = await stats(worker, path)
+    expect(after.closes).toEqual({ bob: 1006 })
+    expect(after.subscribers).toBe(1)
+    expect(members(after).names).toEqual(['alice'])
     expect(alice.connected).toBe(true)
     console.log(`TCP cut: left after ${took} ms`)
   })
 
-  it('an evicted object (workerd restarted on its storage) has its clients back once they reconnect, each once', async () => {
+  it('an evicted object (workerd restarted on its storage) lists its members again as they reconnect, each once', async () => {
     const folder = storageFolder()
     const path = '/rooms/evicted'
     let worker = await start(folder)
     await joinMany(worker, path, 10)
     await until(worker, path, (s) => s.subscribers === 10)
     const before = await stats(worker, path)
+    expect(members(before).names).toEqual(named('m', 10))
 
     await stop(worker)
     worker = await start(folder)
@@ -253,6 +282,10 @@ describe('faults', () => {
     expect(after.constructed.length).toBe(before.constructed.length + 1)
     expect(after.connections).toBe(10)
     expect(after.subscribers).toBe(10)
+    // Right after the reconnects: each once, as the new connections it now is.
+    const { names, ids } = members(after)
+    expect(names).toEqual(named('m', 10))
+    for (const [name, id] of ids) expect(id).not.toBe(members(before).ids.get(name))
     console.log(`eviction: 10 clients back in ${took} ms`)
   })
 })
