@@ -77,8 +77,16 @@ export class ChannelError extends Error {
 // --- types from the server's definition ---
 
 interface AnyChannels {
-  // biome-ignore lint/suspicious/noExplicitAny: an untyped client takes anything
-  readonly topics: { readonly [pattern: string]: { readonly message: any; readonly input?: any } }
+  readonly topics: {
+    readonly [pattern: string]: {
+      // biome-ignore lint/suspicious/noExplicitAny: an untyped client takes anything
+      readonly message: any
+      // biome-ignore lint/suspicious/noExplicitAny: an untyped client takes anything
+      readonly input?: any
+      // biome-ignore lint/suspicious/noExplicitAny: an untyped client takes anything
+      readonly presence?: any
+    }
+  }
   // biome-ignore lint/suspicious/noExplicitAny: an untyped client takes anything
   readonly requests: { readonly [name: string]: { readonly input: any; readonly output: any } }
 }
@@ -117,6 +125,18 @@ export type PublishOf<C, Topic extends string> = {
     ? ChannelsOf<C>['topics'][P] extends { readonly input: infer I }
       ? I
       : ChannelsOf<C>['topics'][P]['message']
+    : never
+}[keyof ChannelsOf<C>['topics'] & string]
+
+/**
+ * The metadata of a topic's members: what the topic's `presence` hook answers (`never` for a
+ * topic without one).
+ */
+export type PresenceOf<C, Topic extends string> = {
+  [P in keyof ChannelsOf<C>['topics'] & string]: Topic extends PatternTemplate<P>
+    ? ChannelsOf<C>['topics'][P] extends { readonly presence: infer M }
+      ? M
+      : unknown
     : never
 }[keyof ChannelsOf<C>['topics'] & string]
 
@@ -162,7 +182,11 @@ export interface ClientOptions {
   minUptime?: number
   /** How long, in ms, a connection may take to open before it counts as failed. @defaultValue 10000 */
   connectTimeout?: number
-  /** After this many ms with nothing received, the client sends a ping. @defaultValue 20000 */
+  /**
+   * After this many ms with nothing received, or nothing sent, the client sends a ping (so that
+   * an idle client keeps proving it is alive, to a server that lists it as present).
+   * @defaultValue 20000
+   */
   heartbeatInterval?: number
   /** After a ping, this many ms with nothing received drop the connection and reconnect. @defaultValue 10000 */
   heartbeatTimeout?: number
@@ -207,8 +231,16 @@ export interface Gap {
   readonly position: Position | undefined
 }
 
+/** How a topic's members changed: the ones that joined, and the ones that left. */
+export interface PresenceDiff<M> {
+  /** The members that joined, or joined again with other metadata: id and metadata. */
+  readonly joins: ReadonlyArray<{ readonly id: string; readonly meta: M }>
+  /** The members that left, or left with their old metadata. */
+  readonly leaves: ReadonlyArray<{ readonly id: string; readonly meta: M }>
+}
+
 /** What a subscription calls. */
-export interface SubscriptionHandlers<T> {
+export interface SubscriptionHandlers<T, M = unknown> {
   /** A message, with its position when the topic keeps history. Never twice for one position. */
   message(data: T, position: Position | undefined): void
   /** The server confirmed the subscription (again after each reconnect). */
@@ -217,13 +249,27 @@ export interface SubscriptionHandlers<T> {
   gap?(gap: Gap): void
   /** The server refused the subscription (`forbidden`, `not_found`...); it is dropped. */
   error?(error: ChannelError): void
+  /**
+   * The topic's members changed (on a topic with presence): `members` is the list now (also
+   * {@link Subscription.members}), `diff` what changed. After each (re)subscription the server
+   * sends the whole list, which replaces the one kept: `diff` is then the difference.
+   */
+  presence?(members: ReadonlyMap<string, M>, diff: PresenceDiff<M>): void
 }
 
 /** A topic the client holds. */
-export interface Subscription {
+export interface Subscription<M = unknown> {
   readonly topic: string
   /** The position of the last message received, or where the subscription started. */
   readonly position: Position | undefined
+  /**
+   * The topic's members, id to metadata, on a topic whose definition has a `presence` hook:
+   * the server's list, kept by its diffs (empty until the first list arrives, and for a topic
+   * without presence). After a reconnect it is replaced by the server's new list.
+   */
+  readonly members: ReadonlyMap<string, M>
+  /** This client's own member id in the topic, when it is a member. */
+  readonly self: string | undefined
   /** Leaves the topic. */
   unsubscribe(): void
 }
@@ -243,7 +289,10 @@ interface Pending {
 interface Sub {
   readonly topic: string
   // biome-ignore lint/suspicious/noExplicitAny: each topic's own type
-  readonly handlers: SubscriptionHandlers<any>
+  readonly handlers: SubscriptionHandlers<any, any>
+  /** The topic's members, from the presence frames. */
+  readonly members: Map<string, unknown>
+  self: string | undefined
   position: Position | undefined
   /** Confirmed on some connection before: the next confirmation is a resume. */
   confirmed: boolean
@@ -291,6 +340,7 @@ export class Client<C = unknown> {
   #timer: ReturnType<typeof setTimeout> | undefined
   #beat: ReturnType<typeof setTimeout> | undefined
   #last = 0
+  #lastSent = 0
   #pinged = false
   #openedAt = 0
   #hint: { retry?: boolean; retryAfter?: number } | undefined
@@ -360,12 +410,20 @@ export class Client<C = unknown> {
    */
   subscribe<Topic extends TopicName<C>>(
     topic: Topic,
-    handlers: SubscriptionHandlers<MessageOf<C, Topic>>,
-  ): Subscription {
+    handlers: SubscriptionHandlers<MessageOf<C, Topic>, PresenceOf<C, Topic>>,
+  ): Subscription<PresenceOf<C, Topic>> {
     if (this.#subs.has(topic)) {
       throw new TypeError(`Already subscribed to ${topic}: unsubscribe() the other one first`)
     }
-    const sub: Sub = { topic, handlers, position: undefined, confirmed: false, gapSeen: false }
+    const sub: Sub = {
+      topic,
+      handlers,
+      members: new Map(),
+      self: undefined,
+      position: undefined,
+      confirmed: false,
+      gapSeen: false,
+    }
     this.#subs.set(topic, sub)
     if (this.#state.status === 'open') this.#subscribeOn(sub)
     return {
@@ -373,9 +431,15 @@ export class Client<C = unknown> {
       get position() {
         return sub.position
       },
+      members: sub.members as ReadonlyMap<string, PresenceOf<C, Topic>>,
+      get self() {
+        return sub.self
+      },
       unsubscribe: () => {
         if (this.#subs.get(topic) !== sub) return
         this.#subs.delete(topic)
+        sub.members.clear()
+        sub.self = undefined
         if (this.#state.status === 'open') {
           this.#write(`{"type":"unsubscribe","id":${++this.#id},"topic":${JSON.stringify(topic)}}`)
         }
@@ -481,7 +545,7 @@ export class Client<C = unknown> {
 
   #opened(): void {
     clearTimeout(this.#timer)
-    this.#openedAt = this.#last = Date.now()
+    this.#openedAt = this.#last = this.#lastSent = Date.now()
     this.#pinged = false
     this.#set({ status: 'open' })
     this.#heartbeat()
@@ -589,7 +653,9 @@ export class Client<C = unknown> {
 
   #heartbeat(): void {
     const { heartbeatInterval, heartbeatTimeout } = this.#options
-    const idle = Date.now() - this.#last
+    // Silence either way: nothing received (is the server there?), or nothing sent (a server
+    // that lists this client as present must hear from it).
+    const idle = Date.now() - Math.min(this.#last, this.#lastSent)
     if (idle < heartbeatInterval) {
       this.#beat = setTimeout(() => this.#heartbeat(), heartbeatInterval - idle)
     } else if (!this.#pinged) {
@@ -688,9 +754,44 @@ export class Client<C = unknown> {
       case 'ping':
         this.#write(PONG)
         return
+      case 'presence':
+        this.#presence(frame)
+        return
       case 'close':
         this.#hint = frame
     }
+  }
+
+  /** A presence frame: the whole list (`members`), or a diff (`joins`, `leaves`). */
+  #presence(frame: Record<string, unknown>): void {
+    const sub = this.#subs.get(frame.topic as string)
+    if (!sub) return
+    type Member = { readonly id: string; readonly meta: unknown }
+    const members = sub.members
+    let joins: Member[] = []
+    let leaves: Member[] = []
+    if (Array.isArray(frame.members)) {
+      const next = new Map((frame.members as Member[]).map((m) => [m.id, m.meta]))
+      for (const [id, meta] of members) {
+        if (!next.has(id) || JSON.stringify(next.get(id)) !== JSON.stringify(meta)) {
+          leaves.push({ id, meta })
+        }
+      }
+      for (const [id, meta] of next) {
+        if (!members.has(id) || JSON.stringify(members.get(id)) !== JSON.stringify(meta)) {
+          joins.push({ id, meta })
+        }
+      }
+      members.clear()
+      for (const [id, meta] of next) members.set(id, meta)
+      sub.self = typeof frame.self === 'string' ? frame.self : undefined
+    } else {
+      leaves = Array.isArray(frame.leaves) ? (frame.leaves as Member[]) : []
+      joins = Array.isArray(frame.joins) ? (frame.joins as Member[]) : []
+      for (const member of leaves) members.delete(member.id)
+      for (const member of joins) members.set(member.id, member.meta)
+    }
+    call(sub.handlers.presence, members, { joins, leaves })
   }
 
   /** A frame that expects an answer, with its timeout. */
@@ -748,6 +849,7 @@ export class Client<C = unknown> {
   #write(text: string, id?: number): void {
     const pending = id === undefined ? undefined : this.#pending.get(id)
     if (pending) pending.sent = true
+    this.#lastSent = Date.now()
     this.#ws?.send(text)
   }
 

@@ -24,6 +24,12 @@ export const channels = new Channels<{ name: string }>({
   })
   .topic('private/:name', { message: z.unknown(), authorize: () => false })
   .topic('feeds/:feed', { message: z.object({ n: z.number() }) })
+  // Every subscriber is listed with its name, but `watch*`, which only sees the list.
+  .topic('presence/:room', {
+    message: z.unknown(),
+    presence: ({ conn }) =>
+      conn.data.name.startsWith('watch') ? undefined : { name: conn.data.name },
+  })
   .request('add', z.object({ a: z.number(), b: z.number() }), ({ input }) => input.a + input.b)
   .request('sleep', z.number().int().min(0).max(10_000), async ({ input }) => {
     await new Promise((resolve) => setTimeout(resolve, input))
@@ -54,7 +60,8 @@ export function useFeedHistory(topics: Topics): void {
 
 /**
  * The app: `/ws` for channels, `/publish/:room` and `/feed/:feed?n=` to publish from a route,
- * `/subscribers/:room` to count a room's subscribers, `/close/:code`, and an empty page at `/`
+ * `/subscribers/:room` to count a room's subscribers, `/presence/:room` for the members of
+ * `presence/:room`, `/close/:code`, and an empty page at `/`
  * for a browser to load the client into.
  */
 export function createChannelsApp(): Hono {
@@ -69,6 +76,9 @@ export function createChannelsApp(): Hono {
   })
   app.get('/subscribers/:room', (c) =>
     c.json({ subscribers: getHub(c).topics.subscribers(`rooms/${c.req.param('room')}`) }),
+  )
+  app.get('/presence/:room', async (c) =>
+    c.json(await getHub(c).topics.presence(`presence/${c.req.param('room')}`)),
   )
   app.post('/feed/:feed', (c) => {
     channels.publish(getHub(c).topics, `feeds/${c.req.param('feed')}`, {

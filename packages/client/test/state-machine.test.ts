@@ -455,3 +455,97 @@ it('rejects a request or an acknowledged publish whose input JSON cannot carry, 
   await expect(publish).rejects.toThrow(TypeError)
   client.close()
 })
+
+it('pings after heartbeatInterval with nothing sent, even while it keeps receiving (an idle member proves it is alive)', () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  const [socket] = FakeSocket.made
+  socket!.opened = true
+  socket!.onopen?.({})
+  const pings = () => socket!.sent.filter((frame) => frame === '{"type":"ping"}').length
+  // The server talks every 100 ms: nothing is ever silent on the way in.
+  const talk = (ms: number) => {
+    for (let t = 0; t < ms; t += 100) {
+      vi.advanceTimersByTime(100)
+      socket!.onmessage?.({ data: '{"type":"message","topic":"t","data":1}' })
+    }
+  }
+  talk(900)
+  expect(pings()).toBe(0)
+  talk(100)
+  expect(pings()).toBe(1)
+  // A send restarts the wait: the next ping is heartbeatInterval after it.
+  talk(500)
+  client.publish('t', 1)
+  talk(900)
+  expect(pings()).toBe(1)
+  talk(100)
+  expect(pings()).toBe(2)
+  expect(client.state.status).toBe('open')
+  client.close()
+})
+
+it('keeps a topic’s members from the presence frames: the list replaces, diffs apply, the handler gets both', () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  const calls: unknown[] = []
+  const sub = client.subscribe('rooms/a', {
+    message() {},
+    presence: (members, diff) => calls.push([[...members], diff]),
+  })
+  const [socket] = FakeSocket.made
+  socket!.opened = true
+  socket!.onopen?.({})
+  const frame = (value: object) => socket!.onmessage?.({ data: JSON.stringify(value) })
+  frame({ type: 'subscribed', id: 1, topic: 'rooms/a', recovered: true })
+  frame({ type: 'presence', topic: 'rooms/a', members: [{ id: 'a', meta: 1 }], self: 'a' })
+  expect([...sub.members]).toEqual([['a', 1]])
+  expect(sub.self).toBe('a')
+  frame({ type: 'presence', topic: 'rooms/a', joins: [{ id: 'b', meta: 2 }], leaves: [] })
+  frame({
+    type: 'presence',
+    topic: 'rooms/a',
+    joins: [{ id: 'a', meta: 3 }],
+    leaves: [{ id: 'a', meta: 1 }],
+  })
+  expect(sub.members).toEqual(
+    new Map<string, unknown>([
+      ['a', 3],
+      ['b', 2],
+    ]),
+  )
+  // A new list after a reconnect replaces the kept one; the handler gets the difference.
+  frame({
+    type: 'presence',
+    topic: 'rooms/a',
+    members: [
+      { id: 'b', meta: 2 },
+      { id: 'c', meta: 4 },
+    ],
+  })
+  expect([...sub.members]).toEqual([
+    ['b', 2],
+    ['c', 4],
+  ])
+  expect(sub.self).toBeUndefined()
+  expect(calls.at(-1)).toEqual([
+    [
+      ['b', 2],
+      ['c', 4],
+    ],
+    { joins: [{ id: 'c', meta: 4 }], leaves: [{ id: 'a', meta: 3 }] },
+  ])
+  expect(calls).toHaveLength(4)
+  // Another topic's frames, and frames after unsubscribe, change nothing.
+  frame({ type: 'presence', topic: 'rooms/b', members: [{ id: 'x', meta: 0 }] })
+  sub.unsubscribe()
+  expect(sub.members.size).toBe(0)
+  frame({ type: 'presence', topic: 'rooms/a', joins: [{ id: 'd', meta: 5 }], leaves: [] })
+  expect(sub.members.size).toBe(0)
+  expect(calls).toHaveLength(4)
+  client.close()
+})

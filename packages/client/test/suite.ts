@@ -256,6 +256,72 @@ export function clientSuite(target: SuiteTarget): void {
         expect(seen).toEqual([])
       })
 
+      it('keeps the members of a presence topic equal to the server’s across a TCP cut and reconnect', async () => {
+        await fresh()
+        // The observer and carol come through a proxy of their own, which is never cut.
+        const steady = await startProxy(app.url)
+        try {
+          const member = (path: string) =>
+            createClient<typeof channels>(new URL(path, steady.url), { WebSocket: WS })
+          const watcher = member('/ws?name=watcher')
+          clients.push(watcher)
+          const alice = await open('/ws?name=alice')
+          const bob = await open('/ws?name=bob')
+          const room = 'presence/cut' as const
+          const seen: string[] = []
+          const subs = {
+            watcher: watcher.subscribe(room, {
+              message() {},
+              presence: (_, diff) => {
+                for (const m of diff.leaves) seen.push(`-${m.meta.name}`)
+                for (const m of diff.joins) seen.push(`+${m.meta.name}`)
+              },
+            }),
+            alice: alice.subscribe(room, { message() {} }),
+            bob: bob.subscribe(room, { message() {} }),
+          }
+          const names = (sub: { members: ReadonlyMap<string, { name: string }> }) =>
+            [...sub.members.values()]
+              .map((m) => m.name)
+              .sort()
+              .join()
+          const truth = async () => {
+            const response = await fetch(`${app.url}/presence/cut`)
+            const members = (await response.json()) as { id: string; meta: { name: string } }[]
+            return new Map(members.map((m) => [m.id, m.meta]))
+          }
+          const converged = async (expected: string) => {
+            for (const [name, sub] of Object.entries(subs)) {
+              await until(() => names(sub) === expected, `${name}'s list to be ${expected}`)
+            }
+            const server = await truth()
+            for (const sub of Object.values(subs)) expect(sub.members).toEqual(server)
+            return server
+          }
+          const before = await converged('alice,bob')
+          expect(subs.watcher.self).toBeUndefined()
+          expect(before.get(subs.alice.self as string)).toEqual({ name: 'alice' })
+          proxy.refuse = true
+          proxy.cut()
+          // Their connections are gone: the server's list, and the observer's, lose them.
+          await until(() => names(subs.watcher) === '', 'the leaves of the cut members')
+          expect((await truth()).size).toBe(0)
+          const carol = member('/ws?name=carol')
+          clients.push(carol)
+          carol.subscribe(room, { message() {} })
+          await until(() => names(subs.watcher) === 'carol', "carol's join")
+          proxy.refuse = false
+          const after = await converged('alice,bob,carol')
+          // New connections, new ids: the old ones are listed nowhere.
+          expect(after.has(subs.alice.self as string)).toBe(true)
+          expect(before.has(subs.alice.self as string)).toBe(false)
+          expect(seen.filter((s) => s === '+alice')).toHaveLength(2)
+          expect(seen.filter((s) => s === '-alice')).toHaveLength(1)
+        } finally {
+          await steady.stop()
+        }
+      })
+
       it('never reconnects after 1008, nor after a close the server marks "do not retry"', async () => {
         await fresh()
         const policy = await open('/close/1008?reason=go%20away')

@@ -207,7 +207,10 @@ function parseObject(text: string): ClientFrame {
     case 'pong':
       return { type: 'pong' }
     case 'presence':
-      throw new FrameError(1008, 'Presence frames are reserved: not served yet (issue 22)')
+      throw new FrameError(
+        1008,
+        'Presence frames go from the server to the client only: a topic with a presence hook sends them',
+      )
     default:
       throw new FrameError(
         1008,

@@ -27,6 +27,7 @@
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import type { Context } from 'hono'
+import { watchersOf } from './channels-presence.js'
 import {
   CHANNEL_PROTOCOL,
   type ClientFrame,
@@ -45,6 +46,8 @@ import type { Conn } from './conn.js'
 import { resolved } from './conn-fields.js'
 import type { EventController, Message, MessageData } from './contracts.js'
 import type { Delivery, Subscription } from './history.js'
+import { WAKE } from './internal.js'
+import { checkPresenceMeta, type PresenceMeta } from './presence.js'
 
 export type { StandardSchemaV1 } from '@standard-schema/spec'
 export {
@@ -92,7 +95,12 @@ export interface PublishContext<Data, Pattern extends string, Value>
 }
 
 /** One topic of a {@link Channels} definition. */
-export interface TopicDefinition<Data, Pattern extends string, S extends StandardSchemaV1> {
+export interface TopicDefinition<
+  Data,
+  Pattern extends string,
+  S extends StandardSchemaV1,
+  M extends PresenceMeta = PresenceMeta,
+> {
   /**
    * What a message published on the topic must look like. A client's publish that fails it gets
    * an `invalid` error reply with the schema's issues, and reaches nobody. Its output is the type
@@ -116,6 +124,17 @@ export interface TopicDefinition<Data, Pattern extends string, S extends Standar
     | StandardSchemaV1.InferOutput<S>
     | undefined
     | Promise<StandardSchemaV1.InferOutput<S> | undefined>
+  /**
+   * Turns presence on for the topic: each subscriber is sent the topic's members (a `presence`
+   * frame with `members`, and `self`, its own id when it is one, right after `subscribed`),
+   * then every join and leave as a diff (`joins`, `leaves`), on every instance (with a
+   * backplane that shares presence). Called once per subscribe, after `authorize`: its answer
+   * is the subscriber's metadata (JSON, at most 1 KiB: see `conn.subscribe(topic, { presence })`),
+   * or `undefined` for a subscriber that sees the members without being one. Metadata that is
+   * not JSON, or too big, is the server's bug: the client gets an `internal` error, `onError`
+   * the error. Without it, subscribers get no presence frame.
+   */
+  presence?(context: TopicContext<Data, Pattern>): M | undefined | Promise<M | undefined>
 }
 
 /** What a request's handler is given. */
@@ -164,9 +183,16 @@ export interface ChannelsOptions<Data> {
  * request's input and output. `createClient<typeof chat>()` reads them.
  */
 export interface ChannelTypes {
-  /** Each pattern's `message` (what subscribers get) and `input` (what a client publishes). */
+  /**
+   * Each pattern's `message` (what subscribers get), `input` (what a client publishes) and
+   * `presence` (its members' metadata; `never` for a topic without presence).
+   */
   readonly topics: {
-    readonly [pattern: string]: { readonly message: unknown; readonly input?: unknown }
+    readonly [pattern: string]: {
+      readonly message: unknown
+      readonly input?: unknown
+      readonly presence?: unknown
+    }
   }
   readonly requests: {
     readonly [name: string]: { readonly input: unknown; readonly output: unknown }
@@ -205,7 +231,7 @@ interface TopicEntry {
   readonly pattern: string
   readonly segments: string[]
   // biome-ignore lint/suspicious/noExplicitAny: each topic's own types, erased
-  readonly definition: TopicDefinition<any, string, StandardSchemaV1>
+  readonly definition: TopicDefinition<any, string, StandardSchemaV1, any>
 }
 
 interface RequestEntry {
@@ -274,18 +300,19 @@ export class Channels<
    * non-empty segment between `/`). The first pattern that matches a topic wins, in the order
    * they were added.
    * @param pattern - the topic's name, with `:name` parameters
-   * @param definition - its message schema, and who may subscribe and publish
+   * @param definition - its message schema, who may subscribe and publish, and its presence
    * @returns this controller, with the topic in its types
    */
-  topic<Pattern extends string, S extends StandardSchemaV1>(
+  topic<Pattern extends string, S extends StandardSchemaV1, M extends PresenceMeta = never>(
     pattern: Pattern,
-    definition: TopicDefinition<Data, Pattern, S>,
+    definition: TopicDefinition<Data, Pattern, S, M>,
   ): Channels<
     Data,
     T & {
       readonly [K in Pattern]: {
         readonly message: StandardSchemaV1.InferOutput<S>
         readonly input: StandardSchemaV1.InferInput<S>
+        readonly presence: M
       }
     },
     R
@@ -354,7 +381,17 @@ export class Channels<
 
   /** @internal The event controller's `close`: the app's. */
   close(conn: Conn<Data>, error: CloseError): void | Promise<void> {
+    watchersOf(conn.hub.topics).remove(conn)
     return this.#options.close?.(conn, error)
+  }
+
+  /** @internal A hibernation woke `conn`: it gets the presence frames of its topics again. */
+  [WAKE](conn: Conn<Data>): void {
+    for (const topic of conn.topics) {
+      if (this.#match(topic)?.entry.definition.presence) {
+        watchersOf(conn.hub.topics).watch(conn, topic)
+      }
+    }
   }
 
   /** @internal One frame from the client. */
@@ -397,15 +434,26 @@ export class Channels<
     const match = this.#match(topic)
     if (!match) return this.#fail(conn, id, notFound(topic), true)
     let subscription: Subscription
+    const present = match.entry.definition.presence
+    let meta: PresenceMeta | undefined
     try {
       if (!(await this.#authorize(conn, match, topic, 'subscribe'))) {
         return this.#fail(conn, id, forbidden('subscribe to', topic))
       }
+      // The app's metadata is checked here: refused, it is the server's bug, not the client's.
+      meta = present && (await present({ conn, topic, params: match.params }))
+      if (meta !== undefined) meta = checkPresenceMeta(meta).meta
     } catch (err) {
       return this.#fail(conn, id, this.#errorReply(conn, err))
     }
     try {
-      subscription = await conn.subscribe(topic, frame.since ? { since: frame.since } : undefined)
+      const options = meta === undefined ? {} : { presence: meta }
+      subscription = await conn.subscribe(
+        topic,
+        frame.since ? { ...options, since: frame.since } : options,
+      )
+      // The members are read before the state is sent: a first subscriber waits for them.
+      if (present && conn.topics.has(topic)) await conn.hub.topics.presence(topic).catch(() => {})
     } catch (err) {
       // conn.subscribe's refusals of a name or a count are the client's to fix; only theirs.
       const refused =
@@ -421,15 +469,19 @@ export class Channels<
     this.#succeeded(conn)
     const { position, recovered } = subscription
     const where = position ? `,"position":${JSON.stringify(position)}` : ''
-    return send(
+    const subscribed = send(
       conn,
       `{"type":"subscribed","id":${id},"topic":${JSON.stringify(topic)}${where},"recovered":${recovered}}`,
     )
+    // The state, then every diff from here on: in the same turn, so that none falls between.
+    if (!present || !conn.topics.has(topic)) return subscribed
+    return send(conn, watchersOf(conn.hub.topics).add(conn, topic))
   }
 
   #unsubscribe(conn: Conn<Data>, frame: ClientFrame & { type: 'unsubscribe' }): Promise<void> {
     try {
       conn.unsubscribe(frame.topic)
+      watchersOf(conn.hub.topics).remove(conn, frame.topic)
     } catch (err) {
       return this.#fail(conn, frame.id, this.#errorReply(conn, err))
     }

@@ -64,6 +64,12 @@ export const HELD: unique symbol = Symbol('held')
 export const REJOIN: unique symbol = Symbol('rejoin')
 /** @internal A held topic's presence view, made (and loaded) on first use: for channels. */
 export const PRESENCE_VIEW: unique symbol = Symbol('presenceView')
+/**
+ * @internal Called on an event controller, when it has it, with each connection a hibernation
+ * woke (rebuilt, its topics joined again), before any event of the object reaches it: for
+ * channels, which send presence frames to the subscribers they had.
+ */
+export const WAKE: unique symbol = Symbol('wake')
 
 // Topics, for the owner of a hub.
 /**

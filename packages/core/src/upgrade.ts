@@ -28,6 +28,7 @@ import {
   SNAPSHOT,
   STOP_DISPATCH,
   UPGRADING,
+  WAKE,
 } from './internal.js'
 import {
   adapterFor,
@@ -281,6 +282,7 @@ export class Upgrader<E extends Env = any> {
       url: snapshot.url,
     })
     conn[RESTORE](snapshot)
+    ;(controller as { [WAKE]?: (conn: Conn) => void })[WAKE]?.(conn)
     conn[DISPATCH_TO](this.#dispatchFor(controller))
     conn[READY]()
     return conn[EVENTS]

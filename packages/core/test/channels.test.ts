@@ -190,7 +190,7 @@ describe('channels', () => {
       ['[1,2]', 1008, /expected a JSON object/],
       ['{"type":"dance"}', 1008, /unknown type "dance"/],
       ['{"type":"request","id":-1,"name":"add"}', 1008, /"id" must be a positive integer/],
-      ['{"type":"presence"}', 1008, /issue 22/],
+      ['{"type":"presence"}', 1008, /server to the client only/],
       [new Uint8Array([1]), 1003, /Binary/],
     ]
     for (const [data, code, reason] of cases) {
