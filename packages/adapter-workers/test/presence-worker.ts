@@ -3,8 +3,8 @@
  * (`handshake.v1`) whose sockets hibernate, and that count every run of their constructor and of
  * their handlers in their own storage, so that a test can tell whether anything woke them.
  *
- * - `GET /:kind/:room/ws?name=`: the channel controller; topic `rooms/:room`. Each connection is
- *   also a member of `members/:room` with `{ name }` from its open.
+ * - `GET /:kind/:room/ws?name=`: the channel controller; topic `rooms/:room`, with presence: a
+ *   subscriber is a member with `{ name }`.
  * - `GET /:kind/:room/stats`: the counts and what the object sees (not counted as a handler run,
  *   though it wakes the object, whose constructor run is counted).
  *
@@ -36,7 +36,7 @@ export interface PresenceStats {
   subscribers: number
   /** Connections whose `close` ran, with the code it was given, in this incarnation. */
   closes: Record<string, number>
-  /** `topics.presence('members/:room')`. */
+  /** `topics.presence('rooms/:room')`. */
   presence: PresenceMember[]
 }
 
@@ -48,15 +48,13 @@ const anything: StandardSchemaV1<unknown> = {
 /** One channel controller per incarnation, as a HandshakeObject's field. */
 function roomApp(room: HandshakeObject, closes: Record<string, number>) {
   const chat = new Channels<{ name: string }>({
-    async open(conn, c) {
-      const name = c.req.query('name') ?? 'anonymous'
-      conn.data = { name }
-      await conn.subscribe(`members/${c.req.param('room')}`, { presence: { name } })
+    open(conn, c) {
+      conn.data = { name: c.req.query('name') ?? 'anonymous' }
     },
     close(conn, error) {
       closes[conn.data.name] = error.code
     },
-  }).topic('rooms/:room', { message: anything })
+  }).topic('rooms/:room', { message: anything, presence: ({ conn }) => ({ name: conn.data.name }) })
   return new Hono()
     .get('/:kind/:room/ws', upgrade(chat, { subprotocols: [CHANNEL_PROTOCOL] }))
     .get('/:kind/:room/stats', async (c) => {
@@ -67,7 +65,7 @@ function roomApp(room: HandshakeObject, closes: Record<string, number>) {
         connections: room.connections.size,
         subscribers: room.topics.subscribers(`rooms/${c.req.param('room')}`),
         closes,
-        presence: await room.topics.presence(`members/${c.req.param('room')}`),
+        presence: await room.topics.presence(`rooms/${c.req.param('room')}`),
       }
       return c.json(stats)
     })

@@ -157,6 +157,45 @@ function members(stats: PresenceStats): { names: string[]; ids: Map<string, stri
   return { names: stats.presence.map((m) => (m.meta as { name: string }).name).sort(), ids }
 }
 
+interface PresenceFrame {
+  type: 'presence'
+  topic: string
+  members?: PresenceStats['presence']
+  joins?: PresenceStats['presence']
+  leaves?: PresenceStats['presence']
+}
+
+/**
+ * The members a client knows of from its presence frames: the last state frame, then every diff
+ * after it (leaves first: a member whose metadata changed leaves and joins in one diff).
+ */
+function clientView(client: RawPeer): string[] {
+  const view = new Map<string, string>()
+  for (const frame of client.frames) {
+    if (frame.opcode !== Opcode.Text) continue
+    const parsed = JSON.parse(new TextDecoder().decode(frame.payload)) as { type: string }
+    if (parsed.type !== 'presence') continue
+    const { members, joins = [], leaves = [] } = parsed as PresenceFrame
+    if (members) view.clear()
+    for (const member of leaves) view.delete(member.id)
+    for (const member of [...(members ?? []), ...joins]) {
+      view.set(member.id, (member.meta as { name: string }).name)
+    }
+  }
+  return [...view.values()].sort()
+}
+
+/** Waits until every client's own list is `names`. */
+async function clientsSee(clients: readonly RawPeer[], names: string[]): Promise<void> {
+  const deadline = Date.now() + 5000
+  for (const client of clients) {
+    while (JSON.stringify(clientView(client)) !== JSON.stringify(names)) {
+      if (Date.now() > deadline) expect(clientView(client)).toEqual(names)
+      await sleep(20)
+    }
+  }
+}
+
 const named = (prefix: string, count: number) =>
   Array.from({ length: count }, (_, i) => `${prefix}${i}`).sort()
 
@@ -202,6 +241,9 @@ describe('idle channel clients of a HandshakeObject', () => {
     const { names, ids } = members(after)
     expect(names).toEqual(named('m', 200))
     for (const [name, id] of ids) expect(id).toBe(idsBefore.get(name))
+    // And each of the 200 clients' own list, from its frames: the woken object sent the
+    // silent one's leave to every one of them.
+    await clientsSee(clients, named('m', 200))
     console.log(
       `zero-wake: handled ${before.handled} -> ${after.handled}, constructed ${before.constructed.length} -> ${after.constructed.length} (1 for the stats request), in the 60 s window ${during.length}; pongs per client min ${Math.min(...clients.map(pongs))}`,
     )
@@ -239,6 +281,7 @@ describe('staleness: 3 × the heartbeat without a message or a heartbeat', () =>
     expect(after.closes).toEqual({ silent: 1006 })
     expect(after.subscribers).toBe(2)
     expect(members(after).names).toEqual(['beating', 'sending'])
+    await clientsSee([beating, sending], ['beating', 'sending'])
     expect(await closeCode(silent, 5000)).toBe(1001)
     expect(beating.connected && sending.connected).toBe(true)
     console.log(
@@ -260,6 +303,7 @@ describe('faults', () => {
     expect(after.closes).toEqual({ bob: 1006 })
     expect(after.subscribers).toBe(1)
     expect(members(after).names).toEqual(['alice'])
+    await clientsSee([alice], ['alice'])
     expect(alice.connected).toBe(true)
     console.log(`TCP cut: left after ${took} ms`)
   })
@@ -276,7 +320,7 @@ describe('faults', () => {
     await stop(worker)
     worker = await start(folder)
     const reconnected = Date.now()
-    await joinMany(worker, path, 10)
+    const back = await joinMany(worker, path, 10)
     const took = Date.now() - reconnected
     const after = await stats(worker, path)
     expect(after.constructed.length).toBe(before.constructed.length + 1)
@@ -286,6 +330,7 @@ describe('faults', () => {
     const { names, ids } = members(after)
     expect(names).toEqual(named('m', 10))
     for (const [name, id] of ids) expect(id).not.toBe(members(before).ids.get(name))
+    await clientsSee(back, named('m', 10))
     console.log(`eviction: 10 clients back in ${took} ms`)
   })
 })
