@@ -1,49 +1,28 @@
 /**
- * The chat: one Hono app, identical on Node, Bun, Deno and Workers. It serves the page at `/` and
- * the rooms at `/ws/:room?name=...`. Only the entry files (`node.ts`, `bun.ts`, `deno.ts`,
- * `worker.ts`) differ.
+ * The chat: one Hono app, identical on Node, Bun, Deno and Workers (only the entry files
+ * differ). It serves the page at `/`, its script at `/chat.js` (`src/browser.ts`, bundled by
+ * `pnpm build`), and the chat's channels at `/ws?name=...` for `@handshake/client`:
  *
- * A room is a topic (`room:<name>`): the server keeps no list of rooms or members. With a
- * backplane (Redis, when `REDIS_URL` is set in `node.ts`), the rooms span every process.
- *
- * The protocol, all JSON text messages:
- *
- * - client to server: `{"text": "hello"}`, and `{"here": true}` to answer a roll call;
- * - server to the room: `{"type": "join" | "leave" | "here", "name"}`,
- *   `{"type": "message", "name", "text"}` (the sender included), and `{"type": "rollcall"}`.
- *
- * Members come from the room itself, since no process knows them all: a page that sees someone
- * join answers `{"here": true}`, which the room hears as `here`, so the newcomer learns who is
- * there. After a backplane outage the server asks for a roll call, so every page can rebuild
- * its list from the answers.
- *
- * Input the server refuses closes that connection only, with a code and a reason the page shows:
- *
- * | input | close |
- * | --- | --- |
- * | a name (the `name` query parameter) empty or over {@link MAX_NAME_LENGTH} characters, or a room name that is not 1 to {@link MAX_ROOM_LENGTH} letters, digits, `-` or `_` | 1008 Policy Violation |
- * | a text message that is not JSON `{"text": "<1 to MAX_TEXT_LENGTH characters>"}` or `{"here": true}` | 1007 Invalid Frame Payload Data |
- * | a binary message | 1003 Unsupported Data |
- * | a message over {@link MAX_MESSAGE_BYTES} bytes | 1009 Message Too Big (the core's `maxMessageSize`) |
- * | a reader so slow that {@link MAX_BUFFERED_BYTES} pile up for it | 1008 Policy Violation (the core's `maxPublishBuffer`) |
+ * - `rooms/<room>`: the room's messages. A page publishes `{ text }`; the others get
+ *   `{ name, text }`. Each room keeps its last {@link HISTORY_SIZE} messages
+ *   ({@link useRoomHistory}), so a page that reconnects gets what it missed, once, in order.
+ * - `members/<room>`: who is in the room. A page publishes `{ type: 'join' | 'here' | 'leave' }`
+ *   (`here` answers someone's join, so the newcomer learns who is there); the others get it
+ *   with the sender's name. The server says `leave` for a connection that closed, and asks for
+ *   a roll call (`{ type: 'rollcall' }`) after a backplane outage ({@link rollCallAfterOutage}).
+ * - the request `rooms`: the rooms with someone in them on this server, and how many.
  * @module
  */
-import {
-  CloseCode,
-  type CloseError,
-  type Conn,
-  type ErrorHandler,
-  type EventController,
-  isCloseError,
-  type Message,
-  type Topics,
-  upgrade,
-} from '@handshake/core'
-import { type Context, Hono } from 'hono'
+import { type Conn, type Topics, upgrade } from '@handshake/core'
+import { CHANNEL_PROTOCOL, ChannelError, Channels, channelFrame } from '@handshake/core/channels'
+import { Hono } from 'hono'
+import { z } from 'zod'
+import { CHAT_JS } from '../dist/browser.js'
 import { PAGE } from './page.ts'
 
 /** The longest user name, in characters (code points), after trimming spaces. */
 export const MAX_NAME_LENGTH = 32
+const TOO_LONG = `The name is too long: at most ${MAX_NAME_LENGTH} characters`
 /** The longest room name, in characters. */
 export const MAX_ROOM_LENGTH = 32
 /** The longest chat message, in characters. */
@@ -52,142 +31,117 @@ export const MAX_TEXT_LENGTH = 1000
 export const MAX_MESSAGE_BYTES = 8 * 1024
 /** How many unsent bytes a member may hold before it is dropped as too slow. */
 export const MAX_BUFFERED_BYTES = 1024 * 1024
-
-const ROOM_PATTERN = /^[\w-]+$/
-
-/** What the server sends. */
-export type ServerEvent =
-  | { type: 'join' | 'leave' | 'here'; name: string }
-  | { type: 'message'; name: string; text: string }
-  | { type: 'rollcall' }
-
-/** What a client sends. */
-type ClientMessage = { text: string } | { here: true }
-
-/** The topic of a room. */
-export const roomTopic = (room: string) => `room:${room}`
+/** How many messages of each room are kept for the pages that reconnect. */
+export const HISTORY_SIZE = 100
+/** How long, in ms, a room's messages are kept after its last one. */
+export const HISTORY_TTL = 10 * 60_000
 
 /** What each connection remembers: stored with its socket, so it survives a hibernation. */
 export interface Member {
-  room: string
   name: string
+  /** The room whose member list the connection is in. */
+  room?: string
 }
 
-/** Tells the whole room, the member included (`conn.publish` skips the sender). */
-function say(conn: Conn<Member>, event: ServerEvent): void {
-  const data = JSON.stringify(event)
-  conn.publish(roomTopic(conn.data.room), data)
-  void conn.send(data)
+/** Says in the member's room that it left, if it was in one. */
+function leave(conn: Conn<Member>): void {
+  const { name, room } = conn.data ?? {}
+  if (name && room) chat.publish(conn, `members/${room}`, { type: 'leave', name })
 }
 
-/**
- * The chat's controller: an event controller, the same on every runtime. What it knows of a
- * member is in `conn.data` and the room is a topic, so on Workers the room's Durable Object can
- * hibernate between messages and wake with everything.
- */
-export class ChatController implements EventController<Member>, ErrorHandler {
-  async open(conn: Conn<Member>, c: Context): Promise<void> {
-    const room = c.req.param('room') ?? ''
+/** The chat's channels: the same on every runtime, and the page's types. */
+export const chat = new Channels<Member>({
+  open(conn, c) {
     const name = (c.req.query('name') ?? '').trim()
     // Refused after the upgrade rather than with a 400: a browser never shows a failed
     // upgrade's status to the page, but it does show a close code and reason.
-    const refusal = checkName(name) ?? checkRoom(room)
-    if (refusal) {
-      void conn.close(CloseCode.PolicyViolation, refusal)
-      return
-    }
-    conn.data = { room, name }
-    // Once it resolves the room reaches this connection, on every instance.
-    await conn.subscribe(roomTopic(room))
-    say(conn, { type: 'join', name })
-  }
+    if (name === '') void conn.close(1008, 'A name is required: connect to /ws?name=<your name>')
+    else if ([...name].length > MAX_NAME_LENGTH) void conn.close(1008, TOO_LONG)
+    else conn.data = { name }
+  },
+  // However it ended, the member has left its room, and the room hears it.
+  close: leave,
+})
+  .topic('rooms/:room', {
+    message: z.object({
+      text: z.string().trim().min(1).max(MAX_TEXT_LENGTH),
+      name: z.string().optional(),
+    }),
+    authorize: ({ params }) => checkRoom(params.room),
+    publish: ({ conn, data }) => ({ name: conn.data.name, text: data.text }),
+  })
+  .topic('members/:room', {
+    message: z.object({
+      type: z.enum(['join', 'here', 'leave', 'rollcall']),
+      name: z.string().optional(),
+    }),
+    authorize: ({ params }) => checkRoom(params.room),
+    publish: ({ conn, data, params }) => {
+      const { name, room } = conn.data
+      if (data.type === 'rollcall')
+        throw new ChannelError('forbidden', 'Only the server asks for a roll call')
+      if (data.type === 'join' && room !== params.room) {
+        leave(conn)
+        conn.data = { name, room: params.room }
+      } else if (data.type === 'leave' && room === params.room) {
+        conn.data = { name }
+      }
+      return { type: data.type, name }
+    },
+  })
+  .request('rooms', z.object({}), ({ conn }) => listRooms(conn.hub.topics))
 
-  message(conn: Conn<Member>, msg: Message): void {
-    // A refused connection is closing: it never joined.
-    if (!conn.data) return
-    if (msg.type === 'binary') {
-      void conn.close(CloseCode.UnsupportedData, 'Binary messages are not supported')
-      return
-    }
-    const message = parseMessage(msg.data)
-    if (message === undefined) {
-      void conn.close(
-        CloseCode.InvalidFramePayloadData,
-        `Expected JSON {"text": "..."} with 1 to ${MAX_TEXT_LENGTH} characters`,
-      )
-      return
-    }
-    // Publishing never waits on a member: one that cannot keep up is closed with 1008 past
-    // MAX_BUFFERED_BYTES (the upgrader's maxPublishBuffer) and the room goes on.
-    if ('here' in message) say(conn, { type: 'here', name: conn.data.name })
-    else say(conn, { type: 'message', name: conn.data.name, text: message.text })
-  }
-
-  /** However it ended, the member has left the topic, and the room hears it. */
-  close(conn: Conn<Member>, err: CloseError): void {
-    if (!conn.data) return
-    // A vanished peer (1006), a slow one dropped (1008): routine for a chat, one line.
-    if (!isCloseError(err)) console.warn(`${new URL(conn.url).pathname}: ${err.message}`)
-    say(conn, { type: 'leave', name: conn.data.name })
-  }
-
-  /** A handler that failed: logged (the connection closes with 1011). */
-  onError(c: Context, err: unknown): void {
-    console.error(`${c.req.path}:`, err)
-  }
+/** The rooms with at least one member on this server (`topics` of a server or object). */
+export function listRooms(topics: Topics): { room: string; members: number }[] {
+  return topics
+    .names()
+    .filter((topic) => topic.startsWith('members/'))
+    .map((topic) => ({ room: topic.slice('members/'.length), members: topics.subscribers(topic) }))
+    .sort((a, b) => a.room.localeCompare(b.room))
 }
 
 /**
- * After a backplane outage, messages published elsewhere meanwhile (joins, leaves) never
- * arrived here: every room held here asks its members to list themselves again. Call it once
- * for the server's topics (`server.topics`) when they get a backplane.
+ * Keeps each room's last {@link HISTORY_SIZE} messages, for {@link HISTORY_TTL} ms, framed for
+ * the client (`channelFrame`): call it once per hub, at startup (`server.topics`, or a Durable
+ * Object's `this.topics` in its constructor).
  */
-export function rollCallAfterOutage(topics: Topics): void {
-  topics.addEventListener('restore', () => {
-    const rollcall = JSON.stringify({ type: 'rollcall' } satisfies ServerEvent)
-    for (const topic of topics.names()) topics.publish(topic, rollcall)
+export function useRoomHistory(topics: Topics): void {
+  topics.useHistory({
+    history: (topic) =>
+      topic.startsWith('rooms/') ? { size: HISTORY_SIZE, ttl: HISTORY_TTL } : undefined,
+    frame: channelFrame,
   })
 }
 
-function checkName(name: string): string | undefined {
-  if (name === '') return 'A name is required: connect to /ws/<room>?name=<your name>'
-  if ([...name].length > MAX_NAME_LENGTH) {
-    return `The name is too long: at most ${MAX_NAME_LENGTH} characters`
-  }
-  return undefined
-}
-
-function checkRoom(room: string): string | undefined {
-  if (room.length > MAX_ROOM_LENGTH || !ROOM_PATTERN.test(room)) {
-    return `The room name must be 1 to ${MAX_ROOM_LENGTH} letters, digits, - or _`
-  }
-  return undefined
-}
-
 /**
- * The client's message, or undefined when it is neither `{"text": "<1 to 1000 chars>"}` nor
- * `{"here": true}`.
+ * After a backplane outage, joins and leaves published elsewhere meanwhile never arrived here
+ * (the member lists keep no history): every room held here asks its members to answer again.
+ * Call it once for the server's topics when they get a backplane.
  */
-function parseMessage(data: string): ClientMessage | undefined {
-  let value: unknown
-  try {
-    value = JSON.parse(data)
-  } catch {
-    return undefined
-  }
-  if (typeof value !== 'object' || value === null) return undefined
-  if ('here' in value) return value.here === true ? { here: true } : undefined
-  if (!('text' in value)) return undefined
-  const text = typeof value.text === 'string' ? value.text.trim() : ''
-  return text !== '' && [...text].length <= MAX_TEXT_LENGTH ? { text } : undefined
+export function rollCallAfterOutage(topics: Topics): void {
+  topics.addEventListener('restore', () => {
+    for (const { room } of listRooms(topics)) {
+      chat.publish(topics, `members/${room}`, { type: 'rollcall' })
+    }
+  })
 }
 
-/** The app: the page at `/`, the rooms at `/ws/:room`. */
+function checkRoom(room: string): true {
+  if (room.length <= MAX_ROOM_LENGTH && /^[\w-]+$/.test(room)) return true
+  throw new ChannelError(
+    'invalid',
+    `The room name must be 1 to ${MAX_ROOM_LENGTH} letters, digits, - or _`,
+  )
+}
+
+/** The app: the page at `/`, its script at `/chat.js`, the channels at `/ws`. */
 export const app = new Hono()
 app.get('/', (c) => c.html(PAGE))
+app.get('/chat.js', (c) => c.body(CHAT_JS, 200, { 'content-type': 'text/javascript' }))
 app.get(
-  '/ws/:room',
-  upgrade(new ChatController(), {
+  '/ws',
+  upgrade(chat, {
+    subprotocols: [CHANNEL_PROTOCOL],
     maxMessageSize: MAX_MESSAGE_BYTES,
     maxPublishBuffer: MAX_BUFFERED_BYTES,
   }),

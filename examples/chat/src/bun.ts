@@ -4,7 +4,7 @@
  * @module
  */
 import { serve } from '@handshake/bun'
-import { app, MAX_MESSAGE_BYTES } from './app.ts'
+import { app, MAX_MESSAGE_BYTES, useRoomHistory } from './app.ts'
 
 const server = await serve(app, {
   hostname: '127.0.0.1',
@@ -13,6 +13,7 @@ const server = await serve(app, {
   websocket: { maxMessageSize: MAX_MESSAGE_BYTES },
   onListen: ({ port }) => console.log(`Chat running at http://127.0.0.1:${port}/`),
 })
+useRoomHistory(server.topics)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {

@@ -4,7 +4,7 @@
  * @module
  */
 import { serve } from '@handshake/deno'
-import { app } from './app.ts'
+import { app, useRoomHistory } from './app.ts'
 
 // The example's tsconfig has Node's types, not Deno's: this is the little of `Deno` used here.
 declare const Deno: {
@@ -18,6 +18,7 @@ const server = await serve(app, {
   port: Number(Deno.env.get('PORT') ?? 3000),
   onListen: ({ port }) => console.log(`Chat running at http://127.0.0.1:${port}/`),
 })
+useRoomHistory(server.topics)
 
 let stopping = false
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -3,19 +3,21 @@
  * Ctrl+C or SIGTERM, closes every connection with 1001 Going Away before it exits.
  *
  * With `REDIS_URL` set (`REDIS_URL=redis://127.0.0.1:6379 PORT=3001 pnpm start`), the rooms span
- * every process that shares that Redis: run as many as you like, on any ports or machines.
+ * every process that shares that Redis, their history included (kept in Redis): run as many as
+ * you like, on any ports or machines.
  * @module
  */
 import { serve } from '@handshake/node'
 import { redisBackplane } from '@handshake/redis'
 import { Redis } from 'ioredis'
-import { app, rollCallAfterOutage } from './app.ts'
+import { app, rollCallAfterOutage, useRoomHistory } from './app.ts'
 
 const server = await serve(app, {
   hostname: '127.0.0.1',
   port: Number(process.env.PORT ?? 3000),
   onListen() {}, // the line below says more
 })
+useRoomHistory(server.topics)
 const redisUrl = process.env.REDIS_URL
 const redis = redisUrl ? new Redis(redisUrl) : undefined
 if (redis) {

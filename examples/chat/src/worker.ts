@@ -1,39 +1,37 @@
 /**
  * The chat on Cloudflare Workers: `pnpm dev:workers` runs it in workerd through wrangler, and
- * `wrangler deploy` publishes it.
- *
- * A Worker may not touch a WebSocket from another request's handler ("Cannot perform I/O on
- * behalf of a different request"), so a plain Worker cannot broadcast to a room. Each room is
- * therefore one Durable Object, a `HandshakeObject` that runs the same `app`: every socket of a
- * room is accepted by that object, whose topics carry the room. The chat's controller is an
- * event controller, so the object accepts the sockets through the Hibernation API: between
- * messages the platform may drop the room from memory while its members stay connected, and
- * the next message wakes it with each member's `conn.data` and topic. The page is served by the
- * Worker itself.
- *
- * A Worker has no shutdown hook to wire: when the platform ends a connection (a deploy), the page
- * sees the close and reconnects with back-off.
+ * `wrangler deploy` publishes it. A plain Worker cannot broadcast (a WebSocket belongs to its own
+ * request), so every socket goes to one Durable Object that runs the same `app` and holds every
+ * room (the `rooms` request sees them all). It hibernates between messages; a wake brings back
+ * each member's `conn.data` and topics, and the rooms' history from its storage. The page is
+ * served by the Worker itself; when the platform ends a connection, the page reconnects.
  * @module
  */
 import type { DurableObjectNamespace } from '@cloudflare/workers-types'
 import { HandshakeObject, toObject } from '@handshake/workers'
 import { Hono } from 'hono'
-import { app } from './app.ts'
+import { app, useRoomHistory } from './app.ts'
 
 /** The Worker's bindings, as `wrangler.jsonc` declares them. */
 export interface Env {
-  /** One Durable Object per room. */
+  /** The chat's object (one, named `chat`). */
   ROOMS: DurableObjectNamespace
 }
 
-/** A room: a Durable Object that serves the app's `/ws/:room` for that room's sockets. */
+/** The chat: a Durable Object that serves the app's `/ws`, its rooms' history in its storage. */
 export class ChatRoom extends HandshakeObject<Env> {
   app = app
+
+  // The parameters as the package types them (see the Workers README).
+  constructor(...args: ConstructorParameters<typeof HandshakeObject<Env>>) {
+    super(...args)
+    useRoomHistory(this.topics)
+  }
 }
 
-/** The Worker: each room's sockets go to its object, the rest (the page) is served here. */
+/** The Worker: the sockets go to the object, the rest (the page) is served here. */
 const worker = new Hono<{ Bindings: Env }>()
-worker.get('/ws/:room', (c) => toObject(c.env.ROOMS, c.req.param('room'), c.req.raw))
+worker.get('/ws', (c) => toObject(c.env.ROOMS, 'chat', c.req.raw))
 worker.route('/', app)
 
 export default worker

@@ -1,13 +1,15 @@
 /**
  * The chat on every runtime: each entry started by its package script (the example's own tsx,
- * Bun, Deno or wrangler; `--watch` dropped), then `ws` clients check the protocol the README
- * documents: join notices, a message to the whole room, a leave notice, 1007 for bad JSON, and
- * the page at `/`. One runtime at a time, so the file runs one server.
+ * Bun, Deno or wrangler; `--watch` dropped), then `@handshake/client` on Node (with `ws`) checks
+ * what the README documents: the page and its script, join and here notices, a message to the
+ * room, a leave notice, the `rooms` request, an error reply for a refused message, and 1007 for
+ * text that is not JSON. One runtime at a time, so the file runs one server.
  */
 import { fileURLToPath } from 'node:url'
+import { type ChannelError, type Client, createClient } from '@handshake/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
 import {
-  connect,
   type Runtime,
   type Server,
   START_TIMEOUT_MS,
@@ -15,6 +17,7 @@ import {
   startScript,
   within,
 } from '../../echo/test/spawn.ts'
+import type { chat } from '../src/app.ts'
 
 const exampleDir = fileURLToPath(new URL('..', import.meta.url))
 
@@ -25,60 +28,102 @@ const RUNTIMES: Runtime[] = [
   { name: 'workers', script: 'dev:workers' },
 ]
 
+/** Resolves once `check` holds, polling; fails with `what` after 10 s. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
 describe.each(RUNTIMES)('chat on $name', ({ name: runtime, script }) => {
   let server: Server | undefined
-  const roomUrl = (room: string, name: string) =>
-    `${server!.wsUrl}/ws/${room}-${runtime}?name=${encodeURIComponent(name)}`
+  const clients: Client<typeof chat>[] = []
+
+  /** A member in `room`: its client, and what its room and member list received. */
+  async function join(name: string, room: string) {
+    const client = createClient<typeof chat>(`${server!.wsUrl}/ws?name=${name}`, {
+      WebSocket: WebSocket as never,
+    })
+    clients.push(client)
+    const messages: unknown[] = []
+    const notices: unknown[] = []
+    let subscribed = 0
+    client.subscribe(`rooms/${room}`, {
+      message: (data) => messages.push(data),
+      subscribed: () => subscribed++,
+    })
+    client.subscribe(`members/${room}`, {
+      message: (data) => notices.push(data),
+      subscribed: () => subscribed++,
+    })
+    await until(() => subscribed === 2, `${name}'s subscriptions`)
+    await client.publish(`members/${room}`, { type: 'join' }, { ack: true })
+    return { client, messages, notices }
+  }
 
   beforeAll(async () => {
     server = await startScript(exampleDir, script)
   }, START_TIMEOUT_MS + STOP_TIMEOUT_MS)
 
   afterAll(async () => {
+    for (const client of clients) client.close()
     await server?.stop()
   }, STOP_TIMEOUT_MS)
 
-  it('serves the page at /', async () => {
+  it('serves the page at / and its script at /chat.js', async () => {
     const response = await fetch(`${server!.httpUrl}/`)
     expect(response.status).toBe(200)
     expect(response.headers.get('content-type')).toMatch(/^text\/html/)
     expect(await response.text()).toContain('<title>Handshake chat</title>')
+    const script = await fetch(`${server!.httpUrl}/chat.js`)
+    expect(script.headers.get('content-type')).toMatch(/^text\/javascript/)
+    expect(await script.text()).toContain('handshake.v1')
   })
 
-  it('joins two members to one room, broadcasts a message, and tells who left', async () => {
-    const alice = await connect(roomUrl('lobby', 'alice'))
-    expect(await alice.nextJson()).toEqual({ type: 'join', name: 'alice' })
+  it('joins two members to one room, delivers a message, lists the rooms, and tells who left', async () => {
+    const room = `lobby-${runtime}`
+    const alice = await join('alice', room)
+    const bob = await join('bob', room)
+    await until(() => alice.notices.length === 1, "bob's join")
+    expect(alice.notices).toEqual([{ type: 'join', name: 'bob' }])
+    // Alice's page answers, so that bob learns she is there.
+    alice.client.publish(`members/${room}`, { type: 'here' })
+    await until(() => bob.notices.length === 1, "alice's answer")
+    expect(bob.notices).toEqual([{ type: 'here', name: 'alice' }])
 
-    const bob = await connect(roomUrl('lobby', 'bob'))
-    const bobJoined = { type: 'join', name: 'bob' }
-    expect(await alice.nextJson()).toEqual(bobJoined)
-    expect(await bob.nextJson()).toEqual(bobJoined)
-    // Alice answers the roll call, so that bob learns she is there.
-    alice.ws.send(JSON.stringify({ here: true }))
-    expect(await bob.nextJson()).toEqual({ type: 'here', name: 'alice' })
-    expect(await alice.nextJson()).toEqual({ type: 'here', name: 'alice' })
+    await bob.client.publish(`rooms/${room}`, { text: '  hello, alice  ' }, { ack: true })
+    await until(() => alice.messages.length === 1, "bob's message")
+    expect(alice.messages).toEqual([{ name: 'bob', text: 'hello, alice' }])
+    // A publisher does not get its own message back.
+    expect(bob.messages).toEqual([])
 
-    alice.ws.send(JSON.stringify({ text: 'hello, bob' }))
-    // The sender gets its own message too.
-    const hello = { type: 'message', name: 'alice', text: 'hello, bob' }
-    expect(await bob.nextJson()).toEqual(hello)
-    expect(await alice.nextJson()).toEqual(hello)
+    expect(await alice.client.request('rooms', {})).toContainEqual({ room, members: 2 })
 
-    bob.ws.close(1000, 'bye')
-    expect((await within(bob.closed, 10_000, "bob's close")).code).toBe(1000)
-    expect(await alice.nextJson()).toEqual({ type: 'leave', name: 'bob' })
-
-    alice.ws.close(1000)
-    expect((await within(alice.closed, 10_000, "alice's close")).code).toBe(1000)
+    bob.client.close()
+    await until(() => alice.notices.length === 2, "bob's leave")
+    expect(alice.notices[1]).toEqual({ type: 'leave', name: 'bob' })
   })
 
-  it('closes a connection that sends bad JSON with 1007 and the documented reason', async () => {
-    const carol = await connect(roomUrl('strict', 'carol'))
-    expect(await carol.nextJson()).toEqual({ type: 'join', name: 'carol' })
-    carol.ws.send('{"text": unquoted}')
-    expect(await within(carol.closed, 10_000, "carol's close")).toEqual({
-      code: 1007,
-      reason: 'Expected JSON {"text": "..."} with 1 to 1000 characters',
-    })
+  it('answers a refused message with an error reply, and closes text that is not JSON with 1007', async () => {
+    const { client } = await join('carol', `strict-${runtime}`)
+    const refused = await client
+      .publish(`rooms/strict-${runtime}`, { text: '   ' }, { ack: true })
+      .catch((err: ChannelError) => err)
+    expect(refused).toMatchObject({ code: 'invalid' })
+    const badRoom = await client
+      .publish('rooms/no spaces', { text: 'hi' }, { ack: true })
+      .catch((err: ChannelError) => err)
+    expect(badRoom).toMatchObject({ code: 'invalid', message: expect.stringMatching(/room name/) })
+    expect(client.state.status).toBe('open')
+
+    const ws = new WebSocket(`${server!.wsUrl}/ws?name=mallory`, 'handshake.v1')
+    const closed = new Promise<number>((resolve) =>
+      ws.once('close', (code: number) => resolve(code)),
+    )
+    await new Promise((resolve) => ws.once('open', resolve))
+    ws.send('{"type": unquoted}')
+    expect(await within(closed, 10_000, "mallory's close")).toBe(1007)
   })
 })

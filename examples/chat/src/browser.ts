@@ -1,0 +1,139 @@
+/**
+ * The page's script, bundled for the browser by `pnpm build` and served at `/chat.js`.
+ * `@handshake/client` does the connection: it reconnects with backoff (not after the server
+ * refused the input), resumes each room from the last message received, and answers requests.
+ * The types come from the server's `chat`. Messages are shown as text, never as HTML.
+ * @module
+ */
+import { type ClientState, createClient, type Subscription } from '@handshake/client'
+import type { chat } from './app.ts'
+
+const byId = <T = HTMLElement>(id: string) => document.getElementById(id) as T
+const statusEl = byId('status')
+const membersEl = byId('members')
+const logEl = byId('log')
+const [joinForm, sayForm] = [byId<HTMLFormElement>('join'), byId<HTMLFormElement>('say')]
+const field = (form: HTMLFormElement, name: string) =>
+  form.elements.namedItem(name) as HTMLInputElement
+const el = <K extends keyof HTMLElementTagNameMap>(tag: K, props: object = {}) =>
+  Object.assign(document.createElement(tag), props)
+
+const params = new URLSearchParams(location.search)
+const me = params.get('name')?.trim() ?? ''
+let room = ''
+let subscriptions: Subscription[] = []
+// Names, not connections: no process knows every member, so the room tells us.
+let members = new Set<string>()
+// What this page said since it (re)subscribed: a resume gives it back from the history.
+const mine: string[] = []
+
+function log(kind: 'message' | 'notice' | 'system', text: string, who?: string): void {
+  const item = el('li', { className: kind })
+  item.append(...(who === undefined ? [] : [el('b', { textContent: `${who}: ` })]), text)
+  logEl.append(item)
+  logEl.scrollTo(0, logEl.scrollHeight)
+}
+
+function showMembers(names: Set<string>): void {
+  members = names
+  membersEl.textContent = names.size ? `In the room: ${[...names].sort().join(', ')}` : ''
+}
+
+function showState(state: ClientState): void {
+  statusEl.dataset.state = state.status
+  for (const el of sayForm.elements) (el as HTMLInputElement).disabled = state.status !== 'open'
+  statusEl.textContent = state.status === 'open' ? `open: ${room} as ${me}` : state.status
+  if (state.status === 'open') void listRooms()
+  if (state.status !== 'reconnecting' && state.status !== 'closed') return
+  const closed = `${state.code}${state.reason ? `: ${state.reason}` : ''}`
+  log('system', `Disconnected (${closed})`)
+  showMembers(new Set())
+  if (state.status === 'reconnecting') statusEl.textContent += ` in ${state.delay} ms`
+}
+
+/** The `rooms` request: the rooms with someone in them, each a button that enters it. */
+async function listRooms(): Promise<void> {
+  const rooms = await client?.request('rooms', {}).catch(() => undefined)
+  const items = (rooms ?? []).map(({ room: name, members: count }) => {
+    const item = el('li')
+    item.append(el('button', { textContent: `${name} (${count})`, onclick: () => enter(name) }))
+    return item
+  })
+  byId('rooms').replaceChildren(...items)
+}
+
+/** Leaves the current room, if any, and enters `next`: its messages and its member list. */
+function enter(next: string): void {
+  if (!client) return
+  if (room) client.publish(`members/${room}`, { type: 'leave' })
+  for (const subscription of subscriptions) subscription.unsubscribe()
+  room = next
+  field(joinForm, 'room').value = room
+  history.replaceState(null, '', `?${new URLSearchParams({ room, name: me })}`)
+  subscriptions = [
+    client.subscribe(`rooms/${room}`, {
+      message: ({ name, text }) => {
+        const own = name === me ? mine.indexOf(text) : -1
+        if (own === -1) log('message', text, name)
+        else mine.splice(own, 1)
+      },
+      subscribed: () => mine.splice(0),
+      gap: () => log('system', 'Some messages were lost while disconnected'),
+      error: (err) => log('system', err.message),
+    }),
+    client.subscribe(`members/${room}`, {
+      // On every connection: this one starts the list, and the room hears it.
+      subscribed: () => {
+        showMembers(new Set([me]))
+        log('notice', `${me} joined`)
+        client.publish(`members/${room}`, { type: 'join' })
+        void listRooms()
+      },
+      message: ({ type, name = '' }) => {
+        if (type === 'join' || type === 'leave') {
+          log('notice', `${name} ${type === 'join' ? 'joined' : 'left'}`)
+          void listRooms()
+        }
+        // Someone joined, or the server lost track: answer, so that they see us.
+        if (type === 'join' || type === 'rollcall')
+          client.publish(`members/${room}`, { type: 'here' })
+        if (type === 'rollcall') showMembers(new Set([me]))
+        else if (type === 'leave') members.delete(name)
+        else members.add(name)
+        showMembers(members)
+      },
+    }),
+  ]
+}
+
+// One client for the page's name (from `/?room=lobby&name=alice`): another name loads the page.
+const client = me
+  ? createClient<typeof chat>(`/ws?${new URLSearchParams({ name: me })}`, { maxDelay: 10_000 })
+  : undefined
+field(joinForm, 'name').value = me
+field(joinForm, 'room').value = params.get('room')?.trim() || 'lobby'
+client?.onState(showState)
+enter(field(joinForm, 'room').value)
+
+joinForm.onsubmit = (event) => {
+  event.preventDefault()
+  const name = field(joinForm, 'name').value.trim()
+  const next = field(joinForm, 'room').value.trim()
+  if (name === me) enter(next)
+  else location.search = `?${new URLSearchParams({ room: next, name })}`
+}
+
+sayForm.onsubmit = (event) => {
+  event.preventDefault()
+  const text = field(sayForm, 'text').value.trim()
+  field(sayForm, 'text').value = ''
+  if (!text) return
+  // Shown once the server took it: the sender does not get its own message back.
+  client?.publish(`rooms/${room}`, { text }, { ack: true }).then(
+    () => {
+      mine.push(text)
+      log('message', text, me)
+    },
+    (err: Error) => log('system', `Not sent: ${err.message}`),
+  )
+}
