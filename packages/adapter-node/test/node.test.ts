@@ -407,6 +407,19 @@ describe('@handshake/node', () => {
       expect(await closed).toEqual({ code: 1000, reason: 'done' })
     })
 
+    // It failed before: the listener that guards the request against a reset stayed beside
+    // ws's own for the connection's life.
+    it("leaves only ws's error listener on an upgraded connection", async () => {
+      const accepted = once(server.server, 'connection') as Promise<[Socket]>
+      const client = await openWs(`${url}/ws`)
+      const [socket] = await accepted
+      const echoed = nextMessage(client)
+      client.send('listening')
+      await echoed
+      expect(socket.listenerCount('error')).toBe(1)
+      client.close()
+    })
+
     it('gives serve a whole Request, whose signal aborts when the client leaves', async () => {
       const client = new WebSocket(`${url}/request?q=1`, { headers: { 'X-View': 'seen' } })
       const view = JSON.parse((await nextMessage(client)).data.toString())

@@ -27,6 +27,8 @@ export interface RawSocket extends ByteSink {
   unshift(bytes: Uint8Array): void
   /** As {@link ByteSink.on}, and `'error'`: the connection failed. */
   on(event: 'drain' | 'close' | 'end' | 'error', listener: () => void): unknown
+  /** As {@link ByteSink.off}, and `'error'`. */
+  off(event: 'drain' | 'close' | 'end' | 'error', listener: () => void): unknown
 }
 
 /** An upgrade request's head, as the runtime parsed it (Node's `IncomingMessage`). */
@@ -114,8 +116,9 @@ export interface RawUpgradeRuntime {
   shouldHandle?: ((head: RawHead) => boolean) | undefined
   /**
    * Writes the 101 with `headers` (`name: value` lines, beside the handshake's own) and opens
-   * the socket, calling `accepted.open` exactly once. False when the runtime gave up on the
-   * connection (no longer readable and writable): the upgrade is then abandoned.
+   * the socket, calling `accepted.open` exactly once; from then on the runtime listens for the
+   * connection's errors. False when the runtime gave up on the connection (no longer readable
+   * and writable): the upgrade is then abandoned.
    */
   complete(accepted: UpgradeRequest, headers: string[], head: RawHead, socket: RawSocket): boolean
 }
@@ -159,12 +162,18 @@ export class RawUpgrades {
     // Until the runtime takes the connection, a reset by the client must not crash the process.
     socket.on('error', ignore)
     this.#answering.add(socket)
+    // A client that leaves is forgotten at once, though the app may never answer its request.
+    const release = () => this.#answering.delete(socket)
+    socket.once('close', release)
     this.#answer(head, socket, rest, env)
       .catch((err) => {
         console.error('WebSocket upgrade failed:', err)
         socket.destroy()
       })
-      .finally(() => this.#answering.delete(socket))
+      .finally(() => {
+        socket.off('close', release)
+        release()
+      })
   }
 
   /**
@@ -209,7 +218,8 @@ export class RawUpgrades {
         // Only now are the client's first frames ours: another `upgrade` listener that takes
         // the request gets the same bytes from the runtime and puts them back itself.
         if (rest.byteLength > 0) socket.unshift(rest)
-        if (!runtime.complete(accepted, lines, head, socket)) accepted.abandon()
+        if (runtime.complete(accepted, lines, head, socket)) socket.off('error', ignore)
+        else accepted.abandon()
       },
     })
   }
