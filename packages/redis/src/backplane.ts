@@ -6,6 +6,7 @@ import type { HistoryOptions, MessageData, Position } from '@handshake/core'
 import type {
   Backplane,
   BackplaneHistory,
+  BackplanePresence,
   BackplaneSink,
   HistoryRead,
 } from '@handshake/core/adapter'
@@ -35,6 +36,7 @@ import {
   scriptSha,
   serverFacts,
 } from './history.js'
+import { RedisPresence } from './presence.js'
 
 /** Options of {@link redisBackplane}. */
 export interface RedisBackplaneOptions {
@@ -75,6 +77,13 @@ export interface RedisBackplaneOptions {
    * @defaultValue 1000
    */
   maxReconnectDelay?: number
+  /**
+   * The presence heartbeat (ms): every interval, this instance moves its deadline on for each
+   * topic where it has members (3 intervals ahead) and reaps the instances whose deadline passed.
+   * The members of an instance that died leave every other instance's view within 4 intervals.
+   * @defaultValue 5000
+   */
+  presenceInterval?: number
 }
 
 /** The defaults of {@link RedisBackplaneOptions}. */
@@ -82,6 +91,9 @@ export const DEFAULT_PREFIX = 'handshake:'
 const DEFAULT_MAX_PENDING_PUBLISHES = 10_000
 const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
 const DEFAULT_MAX_RECONNECT_DELAY = 1000
+const DEFAULT_PRESENCE_INTERVAL = 5000
+/** How long close() waits for Redis to take this instance's members out. */
+const CLOSE_PRESENCE_WAIT = 1000
 const FIRST_RECONNECT_DELAY = 50
 /** The most topics this instance keeps a publish count for; past it, every count starts over. */
 const MAX_COUNTED_TOPICS = 65_536
@@ -253,6 +265,14 @@ export class RedisBackplane implements Backplane {
    */
   readonly history: BackplaneHistory
 
+  /**
+   * Presence shared between instances: see `BackplanePresence` in `@handshake/core/adapter`, and
+   * the package's README. Per topic, a hash per instance (member id → metadata) and an index of
+   * the instances with their deadlines, changed by one Lua script that publishes the diff.
+   */
+  readonly presence: BackplanePresence
+  readonly #presence: RedisPresence
+
   /** @param options - see {@link RedisBackplaneOptions} */
   constructor(options: RedisBackplaneOptions) {
     this.#driver = driverFor(options.client)
@@ -262,6 +282,18 @@ export class RedisBackplane implements Backplane {
     this.#maxReconnectDelay = positive(options.maxReconnectDelay, DEFAULT_MAX_RECONNECT_DELAY)
     // The read script's SHA-1 is computed once; a rejection here would be unhandled otherwise.
     this.#readSha.catch(() => {})
+    this.#presence = new RedisPresence(
+      {
+        instanceId: this.instanceId,
+        prefix: this.#prefix,
+        command: (args) => this.#driver.command(args),
+        sink: () => this.#sink,
+        fault: (error) => this.#fault(error),
+        closed: () => this.#closed,
+      },
+      positive(options.presenceInterval, DEFAULT_PRESENCE_INTERVAL),
+    )
+    this.presence = this.#presence
     this.history = {
       publish: (topic, data, historyOptions, origin) =>
         this.#historyPublish(topic, data, historyOptions, origin),
@@ -354,6 +386,7 @@ export class RedisBackplane implements Backplane {
     // Counts are kept for wanted topics only (see #receive): whatever the session's state, an
     // outage included, nothing is kept for a topic no local connection holds.
     this.#heard.delete(topic)
+    this.#presence.release(topic)
     if (this.#closed) return settled
     return this.#converge(topic).catch((err) => {
       // Closing the backplane ends the unsubscriptions in flight too, with the connection that
@@ -491,6 +524,9 @@ export class RedisBackplane implements Backplane {
    * restoring. The app's client stays open.
    */
   async close(): Promise<void> {
+    if (this.#closed) return
+    // This instance's members leave the others' views now, rather than at its deadline.
+    const leaving = this.#presence.close(CLOSE_PRESENCE_WAIT)
     this.#closed = true
     this.#wanted.clear()
     this.#heard.clear()
@@ -510,6 +546,7 @@ export class RedisBackplane implements Backplane {
     this.#outbox.clear()
     this.#origins.clear()
     this.#historySequences.clear()
+    await leaving
   }
 
   // --- history ---
@@ -922,6 +959,7 @@ export class RedisBackplane implements Backplane {
     // A topic no local connection holds (its UNSUBSCRIBE is on its way) has nobody to deliver
     // to, and keeps no count: one left during an outage would otherwise keep its count forever.
     if (!this.#wanted.has(topic)) return
+    if (this.#presence.receive(topic, message)) return
     const decoded = decode(this.instanceId, message)
     if (decoded.kind === 'own') {
       // This instance's own history publish, with the origin it was given: from the outbox
@@ -1025,6 +1063,8 @@ export class RedisBackplane implements Backplane {
           this.#resyncs = 0
           await this.#openHistory()
         }
+        // This instance's members, as the Topics has them, in Redis again before up().
+        await this.#presence.reassert()
         await this.#driver.ping()
       } catch {
         continue
