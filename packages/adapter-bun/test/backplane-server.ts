@@ -3,18 +3,31 @@
  * Redis backplane, with `serve(app)` (whose hub is at hand before the first request), on
  * 127.0.0.1 and a port the OS picks, printed as `{"listening": port}`. Arguments: the Redis URL,
  * the client (`ioredis` or `node-redis`), and `history` for the history app with history on (the
- * history scenarios).
+ * history scenarios), or `presence` for the presence app with a short heartbeat (the presence
+ * scenarios).
  */
 import { createConformanceApp } from '@handshake/conformance/app'
-import { createHistoryApp, useRedisBackplane } from '@handshake/conformance/backplane-setup'
+import {
+  createHistoryApp,
+  createPresenceApp,
+  useRedisBackplane,
+} from '@handshake/conformance/backplane-setup'
 import { serve } from '../src/index.js'
 
 const [redisUrl = '', client = '', mode = ''] = process.argv.slice(2)
 const history = mode === 'history'
-const server = await serve(history ? createHistoryApp() : createConformanceApp(), {
-  hostname: '127.0.0.1',
-  port: 0,
-  onListen() {},
-})
-await useRedisBackplane(server.topics, redisUrl, client, { history })
+const presence = mode === 'presence'
+const server = await serve(
+  history
+    ? createHistoryApp()
+    : presence
+      ? createPresenceApp(() => server.topics)
+      : createConformanceApp(),
+  {
+    hostname: '127.0.0.1',
+    port: 0,
+    onListen() {},
+  },
+)
+await useRedisBackplane(server.topics, redisUrl, client, { history, presence })
 console.log(JSON.stringify({ listening: server.address.port }))

@@ -9,6 +9,12 @@ import { type Delivery, type EventController, type Topics, upgrade } from '@hand
 import { redisBackplane } from '@handshake/redis'
 import { Hono } from 'hono'
 
+/**
+ * The presence heartbeat of the presence scenarios (`backplane-presence.ts`), in ms: short, so
+ * that a dead instance's members leave within a second (4 heartbeats).
+ */
+export const PRESENCE_TEST_INTERVAL = 250
+
 /** What the history scenarios keep per topic: every message of a test, for ten minutes. */
 export const HISTORY_OPTIONS = { size: 100_000, ttl: 600_000 } as const
 
@@ -21,19 +27,20 @@ export async function useRedisBackplane(
   topics: Topics,
   url: string,
   kind: string,
-  options: { history?: boolean } = {},
+  options: { history?: boolean; presence?: boolean } = {},
 ): Promise<void> {
+  const shared = options.presence ? { presenceInterval: PRESENCE_TEST_INTERVAL } : {}
   if (options.history) topics.useHistory({ history: () => HISTORY_OPTIONS, frame: historyFrame })
   // Each client is imported only when used, so a Deno instance is granted what that one needs.
   if (kind === 'ioredis') {
     const { Redis } = await import('ioredis')
     const client = new Redis(url)
     client.on('error', (err) => console.error(`ioredis: ${err}`))
-    await topics.useBackplane(redisBackplane({ client }))
+    await topics.useBackplane(redisBackplane({ client, ...shared }))
   } else if (kind === 'node-redis') {
     const { createClient } = await import('redis')
     const client = createClient({ url }).on('error', (err) => console.error(`node-redis: ${err}`))
-    await topics.useBackplane(redisBackplane({ client: await client.connect() }))
+    await topics.useBackplane(redisBackplane({ client: await client.connect(), ...shared }))
   } else {
     throw new Error(`Unknown Redis client "${kind}": use ioredis or node-redis`)
   }
@@ -91,4 +98,25 @@ export function createHistoryApp(): Hono {
     },
   }
   return new Hono().get('/history/:topic', upgrade(room))
+}
+
+/**
+ * The app of the presence scenarios: `GET /presence/:topic?name=N` subscribes to the topic as a
+ * member with the metadata `{ name: N }` (without `name`, as an observer that is not listed) and
+ * says `{"type":"subscribed"}`; `GET /members/:topic` answers `topics.presence(topic)` as JSON.
+ * @param topics - the server's topics (asked at each request, as the server is made after the app)
+ */
+export function createPresenceApp(topics: () => Topics): Hono {
+  const room: EventController = {
+    async open(conn, c) {
+      const topic = c.req.param('topic') ?? 'lobby'
+      const name = c.req.query('name')
+      await conn.subscribe(topic, name === undefined ? {} : { presence: { name } })
+      conn.send(JSON.stringify({ type: 'subscribed' }))
+    },
+    message() {},
+  }
+  return new Hono()
+    .get('/presence/:topic', upgrade(room))
+    .get('/members/:topic', async (c) => c.json(await topics().presence(c.req.param('topic'))))
 }

@@ -62,6 +62,11 @@ export {
   type HistoryInstance,
 } from './backplane-history.js'
 export {
+  type BackplanePresenceTarget,
+  backplanePresenceSuite,
+  type PresenceInstance,
+} from './backplane-presence.js'
+export {
   answerControl,
   ChildControl,
   type ControlAnswer,
