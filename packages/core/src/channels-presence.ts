@@ -27,9 +27,10 @@ class Watchers {
   /** `conn` gets `topic`'s diffs from now on; returns the state frame to send it now. */
   add(conn: Conn, topic: string): string {
     this.watch(conn, topic)
-    const members = [...this.#topics[PRESENCE_VIEW](topic).members.values()]
-    const self = conn[PRESENCE]?.topics.get(topic)?.id
-    return stateFrame(topic, members, self)
+    const view = this.#topics[PRESENCE_VIEW](topic)
+    const id = conn[PRESENCE]
+    const self = id !== undefined && view.local.has(id) ? id : undefined
+    return stateFrame(topic, [...view.members.values()], self)
   }
 
   /** `conn` gets `topic`'s diffs from now on (a woken connection: its client has the state). */

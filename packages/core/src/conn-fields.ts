@@ -83,8 +83,9 @@ export const TOPICS: unique symbol = Symbol('topics')
 /** @internal `conn.data`. */
 export const DATA: unique symbol = Symbol('data')
 /**
- * @internal The connection's presence: its member id (made on its first join, kept for its
- * life) and its member of each topic it joined with metadata.
+ * @internal The connection's member id, made on its first join of a topic's presence and kept
+ * for its life. Its members themselves are in the hub's views (`Topics`), not here: one string
+ * per connection.
  */
 export const PRESENCE: unique symbol = Symbol('presence')
 

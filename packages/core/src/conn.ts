@@ -86,7 +86,6 @@ import {
   TREE,
 } from './internal.js'
 import {
-  type ConnPresence,
   enterTree,
   NO_TOPICS,
   publish,
@@ -163,7 +162,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal */ readonly [HOME]: ConnHome;
   /** @internal */ [DATA]: Data | undefined;
   /** @internal */ [TOPICS]: Set<string> | undefined;
-  /** @internal */ [PRESENCE]: ConnPresence | undefined;
+  /** @internal */ [PRESENCE]: string | undefined;
   // Event controllers (dispatch.ts).
   /** @internal */ [DISPATCH]: EventDispatch | undefined;
   /** @internal */ [BUSY] = false;

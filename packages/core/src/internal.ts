@@ -62,6 +62,8 @@ export const HISTORY_OF: unique symbol = Symbol('historyOf')
 export const HELD: unique symbol = Symbol('held')
 /** @internal A connection's member of a topic it holds joins again, with other metadata. */
 export const REJOIN: unique symbol = Symbol('rejoin')
+/** @internal This hub's member `id` of `topic`, if it is one. */
+export const MEMBER_OF: unique symbol = Symbol('memberOf')
 /** @internal A held topic's presence view, made (and loaded) on first use: for channels. */
 export const PRESENCE_VIEW: unique symbol = Symbol('presenceView')
 /**

@@ -10,34 +10,39 @@ import type { Conn } from './conn.js'
 import { DATA, HOME, LIMITS, PRESENCE, quiet, SOCKET, STATE, TOPICS } from './conn-fields.js'
 import type { MessageData } from './contracts.js'
 import type { SubscribeOptions, Subscription } from './history.js'
-import { HELD, HISTORY_OF, JOIN, LEAVE, PUBLISH_FROM, REJOIN, TREE } from './internal.js'
+import { HELD, HISTORY_OF, JOIN, LEAVE, MEMBER_OF, PUBLISH_FROM, REJOIN, TREE } from './internal.js'
 import type { ConnSnapshot } from './port.js'
 import { checkPresenceMeta, type PresenceMember } from './presence.js'
 import { store } from './storage.js'
 import { type TopicTree, topicNameError } from './topics.js'
 
-/** A connection's presence: its member id, and its member of each topic it joined. */
-export interface ConnPresence {
-  readonly id: string
-  readonly topics: Map<string, PresenceMember>
-}
-
 /**
- * What a connection's presence stores: as it is, or with `topic`'s member replaced (`member`)
- * or removed (`null`).
+ * What a connection's presence stores: its id and its metadata per topic, as they are, or with
+ * `topic`'s member replaced (`member`) or removed (`null`). Its members are the hub's.
  */
 export function presenceSnapshot(
   conn: Conn,
   topic?: string,
   member?: PresenceMember | null,
 ): ConnSnapshot['presence'] {
-  const own = conn[PRESENCE]
-  const id = own?.id ?? member?.id
+  const id = conn[PRESENCE] ?? member?.id
   if (id === undefined) return undefined
   const topics: Record<string, PresenceMember['meta']> = {}
-  if (own) for (const [name, joined] of own.topics) if (name !== topic) topics[name] = joined.meta
+  const hub = conn[HOME].hub.topics
+  for (const name of conn[TOPICS] ?? NO_TOPICS) {
+    const joined = name === topic ? undefined : hub[MEMBER_OF](name, id)
+    if (joined) topics[name] = joined.meta
+  }
   if (topic !== undefined && member) topics[topic] = member.meta
   return { id, topics }
+}
+
+/**
+ * A new member id: random, and one flat string (Node's `randomUUID()` answers a rope of a dozen
+ * pieces, which would take some 400 bytes per connection for as long as it lives).
+ */
+function newMemberId(): string {
+  return JSON.parse(JSON.stringify(crypto.randomUUID())) as string
 }
 
 /** The topics of a connection that holds none: one shared, empty set. */
@@ -86,7 +91,7 @@ export function subscribe(
     try {
       const { meta } = checkPresenceMeta(options.presence)
       // One id per connection, for all its topics, made on its first join.
-      member = { id: conn[PRESENCE]?.id ?? crypto.randomUUID(), meta }
+      member = { id: conn[PRESENCE] ?? newMemberId(), meta }
     } catch (err) {
       return quiet(Promise.reject(err))
     }
@@ -135,26 +140,21 @@ export function subscribe(
   }
   conn[TOPICS] ??= new Set()
   conn[TOPICS].add(topic)
-  if (member) remember(conn, topic, member)
+  if (member) conn[PRESENCE] ??= member.id
   // Topics puts it in the runtime's tree (ENTER_TREE) once it may go live there.
   return topics[JOIN](topic, conn, since && { epoch: since.epoch, offset: since.offset }, member)
 }
 
-/** Keeps the connection's member of `topic`. */
-function remember(conn: Conn, topic: string, member: PresenceMember): void {
-  conn[PRESENCE] ??= { id: member.id, topics: new Map() }
-  conn[PRESENCE].topics.set(topic, member)
-}
-
 /** A connection holding `topic` subscribes again with metadata: its member joins (again). */
 function joinAgain(conn: Conn, topic: string, member: PresenceMember): void {
-  const current = conn[PRESENCE]?.topics.get(topic)
+  const topics = conn[HOME].hub.topics
+  const current = topics[MEMBER_OF](topic, member.id)
   if (current && JSON.stringify(current.meta) === JSON.stringify(member.meta)) return
   if (conn[SOCKET].persist) {
     store(conn, conn[DATA], conn[TOPICS], presenceSnapshot(conn, topic, member))
   }
-  remember(conn, topic, member)
-  conn[HOME].hub.topics[REJOIN](topic, member)
+  conn[PRESENCE] ??= member.id
+  topics[REJOIN](topic, member)
 }
 
 /** Joins the runtime's tree for a topic the connection still holds. */
@@ -175,9 +175,7 @@ export function unsubscribe(conn: Conn, topic: string): void {
     )
   held.delete(topic)
   if (conn[TREE]) conn[SOCKET].unsubscribe?.(topic)
-  const member = conn[PRESENCE]?.topics.get(topic)
-  if (member) conn[PRESENCE]?.topics.delete(topic)
-  conn[HOME].hub.topics[LEAVE](topic, conn, member)
+  conn[HOME].hub.topics[LEAVE](topic, conn, conn[PRESENCE])
 }
 
 /** `conn.publish()`: see its contract there. */
@@ -198,18 +196,15 @@ export function rejoin(
   topics: readonly string[],
   presence?: ConnSnapshot['presence'],
 ): void {
-  if (presence) {
-    const own: ConnPresence = { id: presence.id, topics: new Map() }
-    for (const [topic, meta] of Object.entries(presence.topics)) {
-      own.topics.set(topic, { id: presence.id, meta })
-    }
-    conn[PRESENCE] = own
-  }
+  if (presence) conn[PRESENCE] = presence.id
   for (const topic of topics) {
     conn[TOPICS] ??= new Set()
     if (conn[TOPICS].has(topic)) continue
     conn[TOPICS].add(topic)
-    const member = conn[PRESENCE]?.topics.get(topic)
+    const member =
+      presence && Object.hasOwn(presence.topics, topic)
+        ? { id: presence.id, meta: presence.topics[topic] as PresenceMember['meta'] }
+        : undefined
     void conn[HOME].hub.topics[JOIN](topic, conn, undefined, member, true)
   }
 }
@@ -220,12 +215,7 @@ export function leaveAll(conn: Conn): void {
   if (!held) return
   // Forgotten here, so that an unsubscribe() after the end (a cleanup) cannot leave twice.
   conn[TOPICS] = undefined
-  const members = conn[PRESENCE]?.topics
-  for (const topic of held) {
-    const member = members?.get(topic)
-    members?.delete(topic)
-    conn[HOME].hub.topics[LEAVE](topic, conn, member)
-  }
+  for (const topic of held) conn[HOME].hub.topics[LEAVE](topic, conn, conn[PRESENCE])
 }
 
 /**

@@ -34,7 +34,7 @@ export function assignData(conn: Conn, value: unknown): void {
       `conn.data is ${bytes} bytes in workerd's serialization; the limit is ${MAX_CONN_DATA_BYTES} (a Durable Object's attachment budget). Keep ids in conn.data and the rest in storage`,
     )
   }
-  store(conn, value, conn[TOPICS], presenceSnapshot(conn))
+  if (conn[SOCKET].persist) store(conn, value, conn[TOPICS], presenceSnapshot(conn))
   conn[DATA] = value
 }
 

@@ -28,6 +28,7 @@ import {
   HISTORY_STORE,
   JOIN,
   LEAVE,
+  MEMBER_OF,
   PRESENCE_VIEW,
   PUBLISH_FROM,
   PUBLISH_NATIVE,
@@ -466,6 +467,11 @@ export class Topics extends EventTarget {
     return sequencer ? sequencer.held(subscriber) : Promise.resolve(NOT_KEPT)
   }
 
+  /** @internal This hub's member `id` of `topic`, if it is one. */
+  [MEMBER_OF](topic: string, id: string): PresenceMember | undefined {
+    return this.#topics.get(topic)?.presence?.local.get(id)
+  }
+
   /** @internal A connection's member of a topic it holds joins again, with other metadata. */
   [REJOIN](topic: string, member: PresenceMember): void {
     const entry = this.#topics.get(topic)
@@ -552,16 +558,19 @@ export class Topics extends EventTarget {
     }
   }
 
-  /** @internal A connection leaves a topic (and its member, when it is one, leaves too). */
-  [LEAVE](topic: string, subscriber: Subscriber, member?: PresenceMember): void {
+  /**
+   * @internal A connection leaves a topic; with its member id (`id`), its member leaves too,
+   * when it is one.
+   */
+  [LEAVE](topic: string, subscriber: Subscriber, id?: string): void {
     const entry = this.#topics.get(topic)
     if (!entry) return
-    if (member && entry.presence?.local.has(member.id)) {
-      entry.presence.leaveLocal(member.id)
+    if (id !== undefined && entry.presence?.local.has(id)) {
+      entry.presence.leaveLocal(id)
       const shared = this.#backplane?.presence
       if (shared) {
         try {
-          shared.leave(topic, member.id)
+          shared.leave(topic, id)
         } catch (err) {
           this.#reportDown(err)
         }
