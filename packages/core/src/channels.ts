@@ -282,6 +282,8 @@ export class Channels<
   declare readonly '~channels'?: { readonly topics: T; readonly requests: R }
 
   readonly #topics: TopicEntry[] = []
+  /** The patterns without parameters that no earlier pattern matches: their own first match. */
+  readonly #exact = new Map<string, TopicEntry>()
   readonly #requests = new Map<string, RequestEntry>()
   readonly #options: ChannelsOptions<Data>
   readonly #maxConcurrent: number
@@ -321,7 +323,12 @@ export class Channels<
     if (segments.some((segment) => segment === '' || segment === ':')) {
       throw new TypeError(`Topic pattern "${pattern}" has an empty segment: write "rooms/:room"`)
     }
-    this.#topics.push({ pattern, segments, definition })
+    const entry = { pattern, segments, definition }
+    // A pattern without parameters is found by name, unless an earlier one matches it first.
+    if (!segments.some((segment) => segment.startsWith(':')) && !this.#match(pattern)) {
+      this.#exact.set(pattern, entry)
+    }
+    this.#topics.push(entry)
     return this as never
   }
 
@@ -648,6 +655,8 @@ export class Channels<
   // --- helpers ---
 
   #match(topic: string): { entry: TopicEntry; params: Record<string, string> } | undefined {
+    const exact = this.#exact.get(topic)
+    if (exact) return { entry: exact, params: {} }
     const segments = topic.split('/')
     next: for (const entry of this.#topics) {
       if (entry.segments.length !== segments.length) continue

@@ -173,3 +173,38 @@ describe('channels: publishing with hooks that answer at once or later', () => {
     })
   }
 })
+
+describe('channels: finding a topic by name', () => {
+  it('gives a topic name to the first pattern that matches it, in the order they were defined', async () => {
+    const seen: string[] = []
+    const topic = (pattern: string) =>
+      [
+        pattern,
+        {
+          message: text(false),
+          authorize: ({ params }: { params: Record<string, string> }) => {
+            seen.push(`${pattern} ${JSON.stringify(params)}`)
+            return true
+          },
+        },
+      ] as const
+    const channels = new Channels()
+      .topic(...topic('rooms/:room'))
+      .topic(...topic('rooms/lobby'))
+      .topic(...topic('news'))
+      .topic(...topic(':any'))
+      .topic(...topic('news'))
+    const app = new Hono().get('/', upgrade(channels, { subprotocols: [CHANNEL_PROTOCOL] }))
+    const peer = await connect(app, '/', { protocols: [CHANNEL_PROTOCOL] })
+    for (const [id, name] of ['rooms/lobby', 'news', 'weather', 'rooms/x'].entries()) {
+      peer.send(`{"type":"publish","id":${id + 1},"topic":"${name}","data":"hi"}`)
+      expect(await json(peer)).toEqual({ type: 'ack', id: id + 1 })
+    }
+    expect(seen).toEqual([
+      'rooms/:room {"room":"lobby"}',
+      'news {}',
+      ':any {"any":"weather"}',
+      'rooms/:room {"room":"x"}',
+    ])
+  })
+})
