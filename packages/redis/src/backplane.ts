@@ -290,6 +290,7 @@ export class RedisBackplane implements Backplane {
         sink: () => this.#sink,
         fault: (error) => this.#fault(error),
         closed: () => this.#closed,
+        held: (topic) => this.#wanted.has(topic),
       },
       positive(options.presenceInterval, DEFAULT_PRESENCE_INTERVAL),
     )

@@ -140,6 +140,8 @@ export interface PresenceHost {
   fault(error: unknown): void
   /** Whether the backplane is closed. */
   closed(): boolean
+  /** Whether a local connection holds the topic (the backplane subscribes to it). */
+  held(topic: string): boolean
 }
 
 /** One topic's presence on this instance. */
@@ -207,9 +209,18 @@ export class RedisPresence implements BackplanePresence {
    */
   async read(topic: string): Promise<PresenceMember[]> {
     const state = this.#state(topic)
-    state.used = true
-    this.#beating()
-    const reply = await this.#call(state, ['r'])
+    // A held topic is beaten from now on, so that its dead instances are reaped; a topic read
+    // without being held (`topics.presence()` of a topic nobody here holds) is not.
+    if (this.#host.held(topic)) {
+      state.used = true
+      this.#beating()
+    }
+    let reply: unknown
+    try {
+      reply = await this.#call(state, ['r'])
+    } finally {
+      this.#forget(state)
+    }
     if (!Array.isArray(reply)) throw new Error(`Unexpected answer from Redis: ${String(reply)}`)
     const members = new Map<string, PresenceMember>()
     for (let i = 1; i < reply.length; i++) {
@@ -295,7 +306,8 @@ export class RedisPresence implements BackplanePresence {
     this.#timer = undefined
     const leaving: Promise<unknown>[] = []
     for (const state of this.#topics.values()) {
-      if (state.count === 0) continue
+      // A call on its way goes first (one connection, in order): its joins are taken out too.
+      if (state.count === 0 && !state.running && state.changes.length === 0) continue
       leaving.push(
         this.#eval(state, ['a']).catch(() => {
           // Redis is away: the others reap this instance's members after its deadline.

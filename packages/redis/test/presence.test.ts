@@ -507,6 +507,21 @@ describe.each(CLIENT_KINDS)('presence on Redis, with %s', (kind) => {
     expect(calls).toBeLessThanOrEqual(12)
   })
 
+  it('a read of a topic not held here (nor joined) costs that read only, no heartbeat after it', async () => {
+    const a = await instance()
+    const b = await instance()
+    const topic = newTopic('unheld')
+    a.join(topic, 'a1')
+    await until(async () => (await stored(topic)).size === 1, 5000, 'the join')
+    expect(ids(await b.backplane.presence.read(topic))).toEqual(['a1'])
+    // A's heartbeat goes on; B sends nothing more for the topic.
+    const calls = await callsOf(async () => {
+      await sleep(INTERVAL * 10)
+    })
+    expect(calls).toBeGreaterThanOrEqual(5)
+    expect(calls).toBeLessThanOrEqual(12)
+  })
+
   it('a member metadata of every JSON kind goes through unchanged', async () => {
     const a = await instance()
     const b = await instance()
@@ -590,6 +605,13 @@ describe.each(CLIENT_KINDS)('presence with a Redis user of the least rights, wit
     }
   })
 })
+
+/** How many EVALSHA and EVAL Redis ran during `run`. */
+async function callsOf(run: () => Promise<void>): Promise<number> {
+  const before = await commandCount()
+  await run()
+  return (await commandCount()) - before
+}
 
 /** How many EVALSHA and EVAL Redis ran so far (INFO commandstats). */
 async function commandCount(): Promise<number> {
