@@ -202,7 +202,11 @@ const DEFAULT_BACKPRESSURE_LIMIT = port.defaultSettings.maxPublishBuffer + 1024 
 export function createWebSocketHandler(
   options: WebSocketOptions = {},
 ): WebSocketHandler<HandshakeSocketData> {
-  const { maxMessageSize, backpressureLimit, ...bunOptions } = options
+  const { maxMessageSize, backpressureLimit, idleTimeout, sendPings, perMessageDeflate } = options
+  // Only these reach Bun: another of its options from an untyped caller (`publishToSelf`,
+  // `closeOnBackpressureLimit`) would undo what the core relies on.
+  const named = Object.entries({ idleTimeout, sendPings, perMessageDeflate })
+  const bunOptions = Object.fromEntries(named.filter(([, value]) => value !== undefined))
   const limits: port.RuntimeLimits = {
     names: ["Bun's maxPayloadLength", "Bun's backpressureLimit"],
     maxMessageSize: maxMessageSize ?? port.defaultSettings.maxMessageSize,

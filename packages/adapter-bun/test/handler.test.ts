@@ -20,3 +20,34 @@ it('copies no binary message that no connection takes (it failed before: the byt
   websocket.message?.(foreign as never, message as never)
   expect(reads).toBe(0)
 })
+
+// It failed before: every key of the options was spread into Bun's handler, so a JS caller's
+// untyped `publishToSelf` or `closeOnBackpressureLimit` reached Bun and changed what the core
+// relies on (a publisher not getting its own message, a slow subscriber's bound).
+it("gives Bun only the documented options, and none of Bun's others", async () => {
+  const { createWebSocketHandler } = await import('../src/index.js')
+  const options = {
+    idleTimeout: 30,
+    sendPings: false,
+    perMessageDeflate: true,
+    maxMessageSize: 4096,
+    backpressureLimit: 8 * 1024 * 1024,
+    publishToSelf: true,
+    closeOnBackpressureLimit: true,
+  }
+  const handler = createWebSocketHandler(options as never) as unknown as Record<string, unknown>
+  expect(handler).toMatchObject({
+    idleTimeout: 30,
+    sendPings: false,
+    perMessageDeflate: true,
+    maxPayloadLength: 4096,
+    backpressureLimit: 8 * 1024 * 1024,
+  })
+  for (const key of ['publishToSelf', 'closeOnBackpressureLimit', 'maxMessageSize']) {
+    expect(key in handler).toBe(false)
+  }
+  // Options left out are left to Bun's defaults, not set to undefined.
+  const plain = createWebSocketHandler({}) as unknown as Record<string, unknown>
+  for (const key of ['idleTimeout', 'sendPings', 'perMessageDeflate'])
+    expect(key in plain).toBe(false)
+})
