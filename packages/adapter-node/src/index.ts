@@ -84,12 +84,19 @@ export type FetchCallback = (request: Request, env: UpgradeBindings) => unknown
 
 // --- the socket ---
 
-// ws marks the errors of a protocol fault with the close code they call for, under a private
-// symbol (`kStatusCode` in ws/lib/constants.js); a network error has none.
-const closeCodeOf = (error: Error): number | undefined =>
-  (error as unknown as Record<symbol, number>)[
-    Object.getOwnPropertySymbols(error).find((s) => s.description === 'status-code') as symbol
-  ]
+// ws marks a protocol fault's error with the close code it calls for, under a private symbol
+// (`kStatusCode` in ws/lib/constants.js), and names the fault by a public `WS_ERR_*` code, read
+// should a release rename the symbol (ws/lib/receiver.js: 1002 but for these). A network error
+// has neither.
+const WS_ERR: Record<string, number> = { INVALID_UTF8: 1007, TOO_MANY_BUFFERED_PARTS: 1008 }
+for (const name of ['MESSAGE', 'DATA_PAYLOAD']) WS_ERR[`UNSUPPORTED_${name}_LENGTH`] = 1009
+function closeCodeOf(error: Error & { code?: unknown }): number | undefined {
+  const key = Object.getOwnPropertySymbols(error).find((s) => s.description === 'status-code')
+  const marked = key && (error as unknown as Record<symbol, unknown>)[key]
+  if (typeof marked === 'number') return marked
+  const name = typeof error.code === 'string' ? /^WS_ERR_(\w+)$/.exec(error.code)?.[1] : undefined
+  return name ? (WS_ERR[name] ?? 1002) : undefined
+}
 
 // The network socket's drain finds its WebSocket here: a closure per connection would cost
 // every idle one about 100 bytes.
@@ -185,42 +192,49 @@ export const adapter: port.Adapter = {
   ),
 }
 
-// The 101 being written: ws writes it inside handleUpgrade, which reads the message size limit
-// and asks for the subprotocol and the headers synchronously on the way.
-let writing: { protocol: string | false; headers: string[] } | undefined
-const chosenProtocol = () => writing?.protocol ?? false
-const addHeaders = (headers: string[]) => void headers.push(...(writing?.headers ?? []))
+// What each accepted request's 101 carries, which ws asks for by the request as it writes it:
+// kept per request, not in shared state, so that no order of upgrades can mix two answers up.
+const answers = new WeakMap<IncomingMessage, { protocol: string | false; headers: string[] }>()
+const chosenProtocol = (_: Set<string>, request: IncomingMessage) =>
+  answers.get(request)?.protocol ?? false
+const addHeaders = (headers: string[], request: IncomingMessage) =>
+  void headers.push(...(answers.get(request)?.headers ?? []))
 const EMPTY = Buffer.alloc(0)
 
 /** Answers the `upgrade` events of `server` into the hub `own`: what attach() and serve() share. */
 function attachTo(server: Server, fetch: FetchCallback, options: WebSocketOptions, own: Hub) {
-  const wss = new WebSocketServer({
+  const settings = {
     noServer: true,
     clientTracking: false,
     perMessageDeflate: options.perMessageDeflate ?? false,
     // The core chose the subprotocol; ws would otherwise take the client's first.
     handleProtocols: chosenProtocol,
     WebSocket: WsSocket as unknown as typeof WebSocket,
-  }).on('headers', addHeaders)
+  }
+  // One ws server per message size limit (each route has its own; ws reads it from its options
+  // as it takes the socket, and refuses a bigger message as it arrives).
+  const servers = new Map<number, WebSocketServer>()
+  const serverFor = (maxPayload: number) => {
+    const wss = servers.get(maxPayload) ?? new WebSocketServer({ ...settings, maxPayload })
+    if (!servers.has(maxPayload)) servers.set(maxPayload, wss.on('headers', addHeaders))
+    return wss
+  }
   const upgrades = new port.RawUpgrades(
     {
       fetch: fetch as port.RawUpgradeRuntime['fetch'],
       passOn: () => server.listenerCount('upgrade') > 1,
       shouldHandle: options.shouldHandle as port.RawUpgradeRuntime['shouldHandle'],
-      complete(accepted, headers, incoming, socket) {
-        writing = { protocol: accepted.protocol ?? false, headers }
-        // Each route has its own limit; ws refuses a bigger message as it arrives.
-        wss.options.maxPayload = accepted.maxMessageSize
+      complete(accepted, headers, head, socket) {
+        const [incoming, raw] = [head as IncomingMessage, socket as Duplex]
+        answers.set(incoming, { protocol: accepted.protocol ?? false, headers })
         let opened = false
-        try {
-          wss.handleUpgrade(incoming as IncomingMessage, socket as Duplex, EMPTY, (ws) => {
-            opened = true
-            ;(ws as unknown as WsSocket).open(socket as Duplex, accepted)
-          })
-        } finally {
-          writing = undefined
-        }
-        // ws completes at once, or gives up on a socket no longer readable and writable.
+        // ws completes at once (it has no verifyClient), or gives up on a socket no longer
+        // readable and writable.
+        serverFor(accepted.maxMessageSize).handleUpgrade(incoming, raw, EMPTY, (ws) => {
+          opened = true
+          answers.delete(incoming)
+          ;(ws as unknown as WsSocket).open(raw, accepted)
+        })
         return opened
       },
     },

@@ -542,6 +542,34 @@ describe('@handshake/node', () => {
       expect((await closed).code).toBe(1009)
     })
 
+    // A guard, not a regression test: each upgrade's limit, subprotocol and headers are its own
+    // (ws asks for them by request, from a ws server per limit), however the upgrades interleave.
+    it('keeps each route its own limit, subprotocol and headers when upgrades interleave', async () => {
+      const routes = ['/small', '/ws', '/headers', '/small', '/headers', '/ws']
+      const clients = await Promise.all(
+        routes.map(async (path) => {
+          const client = new WebSocket(`${url}${path}`, path === '/headers' ? ['v1'] : [])
+          const upgraded = once(client, 'upgrade') as Promise<[IncomingMessage]>
+          await once(client, 'open')
+          const [response] = await upgraded
+          return { path, client, response }
+        }),
+      )
+      for (const { path, client, response } of clients) {
+        expect(client.protocol).toBe(path === '/headers' ? 'v1' : '')
+        expect(response.headers['x-upgrade']).toBe(
+          path === '/headers' ? 'from-controller' : undefined,
+        )
+        const answer = Promise.race([
+          nextMessage(client).then(() => 1000),
+          closeOf(client).then((c) => c.code),
+        ])
+        client.send(Buffer.alloc(2048))
+        expect(await answer).toBe(path === '/small' ? 1009 : 1000)
+        client.terminate()
+      }
+    })
+
     it('survives protocol faults: 1007 for invalid UTF-8, 1002 for an unmasked frame', async () => {
       const bystander = await openWs(`${url}/ws`)
       for (const [frame, code] of [
@@ -558,6 +586,31 @@ describe('@handshake/node', () => {
       bystander.send('still here')
       expect((await echoed).data.toString()).toBe('still here')
       bystander.close()
+    })
+
+    // It failed before: the code was read only from ws's private symbol, so a fault that came
+    // without it (a ws release that renames it) closed with no code of its own.
+    it("takes a fault's close code from ws's WS_ERR_* error code when ws gives no other", async () => {
+      for (const [code, expected] of [
+        ['WS_ERR_INVALID_UTF8', 1007],
+        ['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 1009],
+        ['WS_ERR_TOO_MANY_BUFFERED_PARTS', 1008],
+        ['WS_ERR_INVALID_OPCODE', 1002],
+      ] as const) {
+        const accepted = once(server.server, 'connection') as Promise<[Socket]>
+        const client = await openWs(`${url}/ws`)
+        const [socket] = await accepted
+        const key = Object.getOwnPropertySymbols(socket).find(
+          (symbol) => symbol.description === 'handshake.node.socket',
+        ) as symbol
+        const ws = (socket as unknown as Record<symbol, WebSocket>)[key] as WebSocket
+        const conns = new Set(server.connections)
+        ws.emit('error', Object.assign(new RangeError('Invalid WebSocket frame'), { code }))
+        // The connection starts closing with the fault's code (ws, not this test, would send it).
+        const faulted = [...conns].filter((conn) => conn.signal.aborted)
+        expect(faulted.map((conn) => (conn.signal.reason as CloseError).code)).toEqual([expected])
+        client.terminate()
+      }
     })
 
     it('tears the socket down with terminate() when the peer never answers the close', async () => {
