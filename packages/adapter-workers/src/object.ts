@@ -89,7 +89,7 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
    * channel socket that sends nothing, not even a heartbeat, for three times this long is stale:
    * the next time the object is awake anyway (a message, a request, a use of its topics), its
    * connection ends as lost (1006; `close` runs, the member leaves its topics' presence) and the
-   * socket gets a close frame (1001). `Infinity` keeps every socket. Set it to what the clients
+   * socket gets a close frame (1001). `Infinity` (or 0) keeps every socket. Set it to what the clients
    * use: `override heartbeatInterval = 5000`.
    */
   heartbeatInterval: number = 20_000

@@ -64,6 +64,10 @@ interface Liveness {
   stored: number
 }
 
+/** A staleness bound that applies: a finite number of ms over 0. */
+const isBound = (limit: number | undefined): limit is number =>
+  limit !== undefined && limit > 0 && Number.isFinite(limit)
+
 /** The most often the object looks for stale sockets, in ms. */
 const SWEEP_INTERVAL_MS = 1000
 
@@ -114,7 +118,7 @@ export interface HibernationHost<W> {
   /**
    * How long a channel socket may send nothing, not even a heartbeat, before it is stale (ms):
    * its connection ends as lost (1006, its member leaves) the next time the object is awake.
-   * Undefined or not finite: never. Sockets of other protocols are never stale: their clients
+   * Undefined, 0 or less, NaN or Infinity: never. Sockets of other protocols are never stale: their clients
    * promise no heartbeat.
    */
   staleAfter?(): number | undefined
@@ -192,7 +196,7 @@ export class Hibernation<W extends HibernatableSocket> {
    */
   expireStale(now: number = Date.now()): number {
     const limit = this.#host.staleAfter?.()
-    if (limit === undefined || !Number.isFinite(limit) || this.#liveness.size === 0) return 0
+    if (!isBound(limit) || this.#liveness.size === 0) return 0
     let ended = 0
     for (const [ws, liveness] of [...this.#liveness]) {
       const last = Math.max(liveness.seen, this.#host.autoResponded?.(ws) ?? 0)
@@ -266,7 +270,7 @@ export class Hibernation<W extends HibernatableSocket> {
     const now = Date.now()
     liveness.seen = now
     const limit = this.#host.staleAfter?.()
-    if (limit === undefined || !Number.isFinite(limit) || now - liveness.stored < limit / 3) return
+    if (!isBound(limit) || now - liveness.stored < limit / 3) return
     try {
       const attachment = ws.deserializeAttachment()
       if (!isAttachment(attachment)) return

@@ -41,7 +41,7 @@ const anything: StandardSchemaV1<unknown> = {
 }
 
 /** An object: its sockets outlive each incarnation (`wake()` makes the next one). */
-function object() {
+function object(staleAfter: number = STALE_AFTER) {
   const sockets: FakeSocket[] = []
   const closes: Record<string, number> = {}
   const autoResponses: [string, string][] = []
@@ -95,7 +95,7 @@ function object() {
       faultCode: () => undefined,
       autoRespond: (request, response) => autoResponses.push([request, response]),
       autoResponded: (ws) => ws.autoResponded,
-      staleAfter: () => STALE_AFTER,
+      staleAfter: () => staleAfter,
     }
     const hibernation: Hibernation<FakeSocket> = new Hibernation(host)
     return hibernation
@@ -208,6 +208,18 @@ describe('the hibernation port: stale channel sockets', () => {
     expect(a.closedWith).toBeUndefined()
     expect(room.current.connections.size).toBe(0)
     expect(a.closedWith?.code).toBe(1001)
+  })
+
+  it('keeps every socket with a bound of Infinity, 0 or NaN', async () => {
+    const time = clock()
+    for (const bound of [Number.POSITIVE_INFINITY, 0, Number.NaN]) {
+      const room = object(bound)
+      const silent = await room.join('/channel', 'silent')
+      time.advance(3_600_000)
+      room.wake()
+      expect(await room.members()).toEqual(['silent'])
+      expect(silent.closedWith).toBeUndefined()
+    }
   })
 
   it('judges a woken socket by the last message its attachment holds, not by the wake', async () => {
