@@ -410,7 +410,9 @@ export class Upgrader<E extends Env = any> {
   /**
    * Runs `serve`, then closes the connection by what it did, and settles `events.ended`. A
    * chain on serve's promise, not an `async` function awaiting it: an idle connection then
-   * keeps no suspended frame of the upgrader's.
+   * keeps no suspended frame of the upgrader's. The chain keeps the context only for `onError`,
+   * the one hook that reads it after `serve` started: without `onError`, the context (Hono's
+   * `Context`, the upgrade request, the 101's response) lives only as long as `serve` keeps it.
    */
   #serve(controller: ControllerWithHooks<E>, conn: Conn, c: Context<E>): void {
     let served: Promise<unknown>
@@ -419,12 +421,12 @@ export class Upgrader<E extends Env = any> {
     } catch (err) {
       served = Promise.reject(err)
     }
-    served
-      .then(
-        () => conn.closeNormal(),
-        (err: unknown) => this.#failed(conn, () => c, err),
-      )
-      .then(() => conn[SETTLE_ENDED]())
+    // Made by a module function, so that this frame's closures do not capture `c` themselves.
+    const context = controller.onError ? contextOf(c) : undefined
+    served.then(
+      () => settleAfter(conn, conn.closeNormal()),
+      (err: unknown) => settleAfter(conn, this.#failed(conn, context, err)),
+    )
   }
 
   /** Runs `open`; messages wait until it settles. */
@@ -501,13 +503,13 @@ export class Upgrader<E extends Env = any> {
    * close error of a close this side started itself (a shutdown's 1012, the app's 4000) is no
    * failure of the controller's: nothing is reported.
    */
-  async #failed(conn: Conn, context: () => Context<E>, err: unknown): Promise<void> {
+  async #failed(conn: Conn, context: (() => Context<E>) | undefined, err: unknown): Promise<void> {
     try {
       if (isCloseError(err) || (conn[CLOSED_HERE] && closeErrorIn(err) !== undefined)) {
         await conn.closeNormal()
         return
       }
-      await this.#report(context, err)
+      await this.#report(context ?? (() => detachedContext<E>(conn.url)), err)
       await conn.closeWithError(err)
     } catch (unexpected) {
       // Nothing here may reject: the close still goes out.
@@ -560,6 +562,16 @@ export class Upgrader<E extends Env = any> {
       // A broken logger must not stop the close.
     }
   }
+}
+
+/** A getter of `c` made outside the upgrader's frames, so that it is all that holds `c`. */
+function contextOf<E extends Env>(c: Context<E>): () => Context<E> {
+  return () => c
+}
+
+/** Settles `events.ended` once the close that ends `serve` is done (it never rejects). */
+function settleAfter(conn: Conn, closing: Promise<void>): void {
+  closing.then(() => conn[SETTLE_ENDED]())
 }
 
 /**

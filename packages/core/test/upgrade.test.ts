@@ -1,4 +1,6 @@
-import { Hono } from 'hono'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { type Context, Hono } from 'hono'
 import { mount } from 'hono/mount'
 import { secureHeaders } from 'hono/secure-headers'
 import { describe, expect, it, vi } from 'vitest'
@@ -240,5 +242,72 @@ describe('findUpgrader(): the route of a woken socket, however Hono composed it 
     const app = new Hono().get('/plain', (c) => c.text('plain'))
     expect(findUpgrader(app, 'http://localhost/plain')).toBeUndefined()
     expect(findUpgrader(app, 'http://localhost/missing')).toBeUndefined()
+  })
+})
+
+// Live memory needs a collection first.
+setFlagsFromString('--expose-gc')
+const collect = runInNewContext('gc') as () => void
+const turn = () => new Promise((resolve) => setTimeout(resolve, 0))
+
+describe('what an idle serve connection keeps of its upgrade (issue 23)', () => {
+  const app = (controller: ControllerWithHooks, seen: (c: Context) => void) => {
+    const hono = new Hono()
+    hono.use(async (c, next) => {
+      seen(c)
+      await next()
+    })
+    return hono.get('/', upgrade(controller))
+  }
+
+  // It failed before: the chain on serve's promise kept `c` (Hono's Context, the request, the
+  // 101's response) for the connection's life, for an onError the controller does not have.
+  it('lets the context go when serve does not keep it and there is no onError', async () => {
+    let context: WeakRef<Context> | undefined
+    const controller: Controller = {
+      async serve(conn) {
+        for await (const msg of conn) await conn.send(msg.data)
+      },
+    }
+    const peer = await connect(
+      app(controller, (c) => {
+        context = new WeakRef(c)
+      }),
+    )
+    peer.send('a')
+    expect((await peer.read()).data).toBe('a')
+    for (let i = 0; i < 3 && context?.deref(); i++) {
+      await turn()
+      collect()
+    }
+    expect(context?.deref()).toBeUndefined()
+    peer.close(1000)
+    await peer.closed
+  })
+
+  it('keeps it for onError, which gets the upgrade context itself', async () => {
+    let upgradeContext: Context | undefined
+    const got: [Context, string | undefined][] = []
+    const controller: ControllerWithHooks = {
+      async serve(conn) {
+        await conn.read()
+        throw new Error('boom')
+      },
+      onError(c) {
+        got.push([c, c.req.header('x-name')])
+      },
+    }
+    const peer = await connect(
+      app(controller, (c) => {
+        upgradeContext = c
+      }),
+      '/',
+      { headers: { 'x-name': 'ada' } },
+    )
+    await turn()
+    collect()
+    peer.send('a')
+    expect((await peer.closed).code).toBe(1011)
+    expect(got).toEqual([[upgradeContext, 'ada']])
   })
 })
