@@ -6,14 +6,14 @@
  * - `rooms/<room>`: the room's messages. A page publishes `{ text }`; the others get
  *   `{ name, text }`. Each room keeps its last {@link HISTORY_SIZE} messages
  *   ({@link useRoomHistory}), so a page that reconnects gets what it missed, once, in order.
- * - `members/<room>`: who is in the room. A page publishes `{ type: 'join' | 'here' | 'leave' }`
- *   (`here` answers someone's join, so the newcomer learns who is there); the others get it
- *   with the sender's name. The server says `leave` for a connection that closed, and asks for
- *   a roll call (`{ type: 'rollcall' }`) after a backplane outage ({@link rollCallAfterOutage}).
+ *   Its members are its subscribers, each listed with its name (the topic's `presence`): a page
+ *   gets the list when it subscribes, then who joins and leaves, from every process that shares
+ *   the rooms (through Redis on Node) and across a Durable Object's hibernation on Workers. A
+ *   member leaves when it unsubscribes or its connection ends, however it ends.
  * - the request `rooms`: the rooms with someone in them on this server, and how many.
  * @module
  */
-import { type Conn, type Topics, upgrade } from '@handshake/core'
+import { type Topics, upgrade } from '@handshake/core'
 import { CHANNEL_PROTOCOL, ChannelError, Channels, channelFrame } from '@handshake/core/channels'
 import { Hono } from 'hono'
 import { z } from 'zod'
@@ -39,14 +39,6 @@ export const HISTORY_TTL = 10 * 60_000
 /** What each connection remembers: stored with its socket, so it survives a hibernation. */
 export interface Member {
   name: string
-  /** The room whose member list the connection is in. */
-  room?: string
-}
-
-/** Says in the member's room that it left, if it was in one. */
-function leave(conn: Conn<Member>): void {
-  const { name, room } = conn.data ?? {}
-  if (name && room) chat.publish(conn, `members/${room}`, { type: 'leave', name })
 }
 
 /** The chat's channels: the same on every runtime, and the page's types. */
@@ -59,8 +51,6 @@ export const chat = new Channels<Member>({
     else if ([...name].length > MAX_NAME_LENGTH) void conn.close(1008, TOO_LONG)
     else conn.data = { name }
   },
-  // However it ended, the member has left its room, and the room hears it.
-  close: leave,
 })
   .topic('rooms/:room', {
     message: z.object({
@@ -69,25 +59,7 @@ export const chat = new Channels<Member>({
     }),
     authorize: ({ params }) => checkRoom(params.room),
     publish: ({ conn, data }) => ({ name: conn.data.name, text: data.text }),
-  })
-  .topic('members/:room', {
-    message: z.object({
-      type: z.enum(['join', 'here', 'leave', 'rollcall']),
-      name: z.string().optional(),
-    }),
-    authorize: ({ params }) => checkRoom(params.room),
-    publish: ({ conn, data, params }) => {
-      const { name, room } = conn.data
-      if (data.type === 'rollcall')
-        throw new ChannelError('forbidden', 'Only the server asks for a roll call')
-      if (data.type === 'join' && room !== params.room) {
-        leave(conn)
-        conn.data = { name, room: params.room }
-      } else if (data.type === 'leave' && room === params.room) {
-        conn.data = { name }
-      }
-      return { type: data.type, name }
-    },
+    presence: ({ conn }) => ({ name: conn.data.name }),
   })
   .request('rooms', z.object({}), ({ conn }) => listRooms(conn.hub.topics))
 
@@ -95,8 +67,8 @@ export const chat = new Channels<Member>({
 export function listRooms(topics: Topics): { room: string; members: number }[] {
   return topics
     .names()
-    .filter((topic) => topic.startsWith('members/'))
-    .map((topic) => ({ room: topic.slice('members/'.length), members: topics.subscribers(topic) }))
+    .filter((topic) => topic.startsWith('rooms/'))
+    .map((topic) => ({ room: topic.slice('rooms/'.length), members: topics.subscribers(topic) }))
     .sort((a, b) => a.room.localeCompare(b.room))
 }
 
@@ -110,19 +82,6 @@ export function useRoomHistory(topics: Topics): void {
     history: (topic) =>
       topic.startsWith('rooms/') ? { size: HISTORY_SIZE, ttl: HISTORY_TTL } : undefined,
     frame: channelFrame,
-  })
-}
-
-/**
- * After a backplane outage, joins and leaves published elsewhere meanwhile never arrived here
- * (the member lists keep no history): every room held here asks its members to answer again.
- * Call it once for the server's topics when they get a backplane.
- */
-export function rollCallAfterOutage(topics: Topics): void {
-  topics.addEventListener('restore', () => {
-    for (const { room } of listRooms(topics)) {
-      chat.publish(topics, `members/${room}`, { type: 'rollcall' })
-    }
   })
 }
 

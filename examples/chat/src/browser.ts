@@ -21,9 +21,7 @@ const el = <K extends keyof HTMLElementTagNameMap>(tag: K, props: object = {}) =
 const params = new URLSearchParams(location.search)
 const me = params.get('name')?.trim() ?? ''
 let room = ''
-let subscriptions: Subscription[] = []
-// Names, not connections: no process knows every member, so the room tells us.
-let members = new Set<string>()
+let subscription: Subscription | undefined
 // What this page said since it (re)subscribed: a resume gives it back from the history.
 const mine: string[] = []
 
@@ -34,8 +32,9 @@ function log(kind: 'message' | 'notice' | 'system', text: string, who?: string):
   logEl.scrollTo(0, logEl.scrollHeight)
 }
 
-function showMembers(names: Set<string>): void {
-  members = names
+/** The room's members, by name (a name in two tabs once), from the topic's presence. */
+function showMembers(members: ReadonlyMap<string, { name: string }>): void {
+  const names = new Set([...members.values()].map((member) => member.name))
   membersEl.textContent = names.size ? `In the room: ${[...names].sort().join(', ')}` : ''
 }
 
@@ -47,7 +46,7 @@ function showState(state: ClientState): void {
   if (state.status !== 'reconnecting' && state.status !== 'closed') return
   const closed = `${state.code}${state.reason ? `: ${state.reason}` : ''}`
   log('system', `Disconnected (${closed})`)
-  showMembers(new Set())
+  showMembers(new Map())
   if (state.status === 'reconnecting') statusEl.textContent += ` in ${state.delay} ms`
 }
 
@@ -62,48 +61,46 @@ async function listRooms(): Promise<void> {
   byId('rooms').replaceChildren(...items)
 }
 
-/** Leaves the current room, if any, and enters `next`: its messages and its member list. */
+/**
+ * Leaves the current room, if any (the others see it leave), and enters `next`: its messages
+ * and its members. Subscribing makes this page a member: the server sends the list, then who
+ * joins and leaves.
+ */
 function enter(next: string): void {
   if (!client) return
-  if (room) client.publish(`members/${room}`, { type: 'leave' })
-  for (const subscription of subscriptions) subscription.unsubscribe()
+  subscription?.unsubscribe()
   room = next
   field(joinForm, 'room').value = room
   history.replaceState(null, '', `?${new URLSearchParams({ room, name: me })}`)
-  subscriptions = [
-    client.subscribe(`rooms/${room}`, {
-      message: ({ name, text }) => {
-        const own = name === me ? mine.indexOf(text) : -1
-        if (own === -1) log('message', text, name)
-        else mine.splice(own, 1)
-      },
-      subscribed: () => mine.splice(0),
-      gap: () => log('system', 'Some messages were lost while disconnected'),
-      error: (err) => log('system', err.message),
-    }),
-    client.subscribe(`members/${room}`, {
-      // On every connection: this one starts the list, and the room hears it.
-      subscribed: () => {
-        showMembers(new Set([me]))
-        log('notice', `${me} joined`)
-        client.publish(`members/${room}`, { type: 'join' })
-        void listRooms()
-      },
-      message: ({ type, name = '' }) => {
-        if (type === 'join' || type === 'leave') {
-          log('notice', `${name} ${type === 'join' ? 'joined' : 'left'}`)
-          void listRooms()
-        }
-        // Someone joined, or the server lost track: answer, so that they see us.
-        if (type === 'join' || type === 'rollcall')
-          client.publish(`members/${room}`, { type: 'here' })
-        if (type === 'rollcall') showMembers(new Set([me]))
-        else if (type === 'leave') members.delete(name)
-        else members.add(name)
-        showMembers(members)
-      },
-    }),
-  ]
+  let listed = false
+  let self: string | undefined
+  subscription = client.subscribe(`rooms/${room}`, {
+    message: ({ name, text }) => {
+      const own = name === me ? mine.indexOf(text) : -1
+      if (own === -1) log('message', text, name)
+      else mine.splice(own, 1)
+    },
+    subscribed: () => mine.splice(0),
+    gap: () => log('system', 'Some messages were lost while disconnected'),
+    error: (err) => log('system', err.message),
+    presence: (members, { joins, leaves }) => {
+      showMembers(members)
+      void listRooms()
+      // A new list comes with each connection's subscription, with this page's new id in it.
+      const before = self
+      self = subscription?.self
+      if (self !== before) log('notice', `${me} joined`)
+      // The first list: the ones here already are no news. After a reconnect, the new list
+      // says who came and went meanwhile.
+      if (!listed) {
+        listed = true
+        return
+      }
+      const others = (member: { id: string }) => member.id !== self && member.id !== before
+      for (const { meta } of leaves.filter(others)) log('notice', `${meta.name} left`)
+      for (const { meta } of joins.filter(others)) log('notice', `${meta.name} joined`)
+    },
+  })
 }
 
 // One client for the page's name (from `/?room=lobby&name=alice`): another name loads the page.

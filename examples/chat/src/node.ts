@@ -10,7 +10,7 @@
 import { serve } from '@handshake/node'
 import { redisBackplane } from '@handshake/redis'
 import { Redis } from 'ioredis'
-import { app, rollCallAfterOutage, useRoomHistory } from './app.ts'
+import { app, useRoomHistory } from './app.ts'
 
 const server = await serve(app, {
   hostname: '127.0.0.1',
@@ -20,10 +20,7 @@ const server = await serve(app, {
 useRoomHistory(server.topics)
 const redisUrl = process.env.REDIS_URL
 const redis = redisUrl ? new Redis(redisUrl) : undefined
-if (redis) {
-  rollCallAfterOutage(server.topics)
-  await server.topics.useBackplane(redisBackplane({ client: redis }))
-}
+if (redis) await server.topics.useBackplane(redisBackplane({ client: redis }))
 console.log(
   `Chat running at http://127.0.0.1:${server.address.port}/${redis ? ` (rooms shared through ${redisUrl})` : ''}`,
 )

@@ -84,6 +84,8 @@ async function openChat(url: string, name: string, errors: string[], room = 'e2e
   page.on('pageerror', (err) => errors.push(`${name}: ${err.message}`))
   await page.goto(`${url}?room=${room}&name=${name}`)
   await page.locator('#status[data-state="open"]').waitFor()
+  // In the room once its member list, from the server, has it.
+  await expect.poll(() => page.locator('#members').textContent(), SLOW).toContain(name)
   return page
 }
 
@@ -216,7 +218,7 @@ it('two pages on two instances chat in one room through Redis, see each other le
 
   await expect.poll(() => aliceLog.textContent(), SLOW).toContain('bob joined')
   await expect.poll(() => alice.locator('#members').textContent(), SLOW).toContain('alice, bob')
-  // Bob joined after alice, on the other instance: her page's answer told him she is there.
+  // Bob joined after alice, on the other instance: his first list has her.
   await expect
     .poll(() => bob.locator('#members').textContent(), SLOW)
     .toBe('In the room: alice, bob')

@@ -1,10 +1,12 @@
 /**
  * The chat's channels against the in-memory test kit (`@handshake/core/testing`), frame by frame
- * as the README's protocol says: the member lists, messages, history, the `rooms` request, every
- * refusal, the slow member, and a room that hibernates.
+ * as the README's protocol says: the member lists (presence), messages, history, the `rooms`
+ * request, every refusal, the slow member, two servers on one backplane, and a room that
+ * hibernates.
  */
+import { createHub } from '@handshake/core/adapter'
 import { CHANNEL_PROTOCOL } from '@handshake/core/channels'
-import { connect, hibernatable, hub, type TestPeer } from '@handshake/core/testing'
+import { connect, hibernatable, hub, memoryBackplane, type TestPeer } from '@handshake/core/testing'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   app,
@@ -13,14 +15,12 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_NAME_LENGTH,
   MAX_TEXT_LENGTH,
-  rollCallAfterOutage,
   useRoomHistory,
 } from '../src/app.ts'
 
 // The rooms are topics of the kit's hub, shared by the tests (as a server's are).
 const { topics } = hub
 useRoomHistory(topics)
-rollCallAfterOutage(topics)
 
 const peers: TestPeer[] = []
 let rooms = 0
@@ -50,24 +50,41 @@ async function next(peer: TestPeer): Promise<Frame> {
 /** What a member receives on a topic: `{ type: 'message', topic, data }`. */
 const message = (topic: string, data: unknown) => ({ type: 'message', topic, data })
 
-async function open(name: string): Promise<TestPeer> {
+/** A presence diff of a room: the names that joined and left. */
+const presence = (room: string, joins: string[], leaves: string[] = []) => ({
+  type: 'presence',
+  topic: `rooms/${room}`,
+  joins: joins.map((name) => ({ id: expect.any(String), meta: { name } })),
+  leaves: leaves.map((name) => ({ id: expect.any(String), meta: { name } })),
+})
+
+async function open(name: string, options: { hub?: typeof hub } = {}): Promise<TestPeer> {
   const peer = await connect(app, `/ws?name=${encodeURIComponent(name)}`, {
     protocols: [CHANNEL_PROTOCOL],
+    ...options,
   })
   peers.push(peer)
   return peer
 }
 
-/** Opens a connection that subscribes to the room and its members, and says it joined. */
+/**
+ * Opens a connection that enters the room (subscribes: it is a member from then on), and
+ * returns it with the room's member list, by name, as the server sent it.
+ */
+async function enter(room: string, name: string, options: { hub?: typeof hub } = {}) {
+  const peer = await open(name, options)
+  const topic = `rooms/${room}`
+  const id = send(peer, { type: 'subscribe', topic })
+  expect(await next(peer)).toMatchObject({ type: 'subscribed', id, topic })
+  const list = await next(peer)
+  expect(list).toMatchObject({ type: 'presence', topic, self: expect.any(String) })
+  const names = (list.members as { meta: { name: string } }[]).map((m) => m.meta.name).sort()
+  return { peer, names, self: list.self as string }
+}
+
+/** Opens a connection that enters the room. */
 async function join(room: string, name: string): Promise<TestPeer> {
-  const peer = await open(name)
-  for (const topic of [`rooms/${room}`, `members/${room}`]) {
-    const id = send(peer, { type: 'subscribe', topic })
-    expect(await next(peer)).toMatchObject({ type: 'subscribed', id, topic })
-  }
-  const id = send(peer, { type: 'publish', topic: `members/${room}`, data: { type: 'join' } })
-  expect(await next(peer)).toEqual({ type: 'ack', id })
-  return peer
+  return (await enter(room, name)).peer
 }
 
 afterEach(async () => {
@@ -78,38 +95,60 @@ afterEach(async () => {
 })
 
 describe('chat rooms', () => {
-  it('tells the room who joins, who is there, then who leaves', async () => {
+  it('tells a member who is there, then who joins and who leaves', async () => {
     const room = freshRoom()
-    const members = `members/${room}`
-    const alice = await join(room, 'alice')
-    const bob = await join(room, 'bob')
-    expect(await next(alice)).toEqual(message(members, { type: 'join', name: 'bob' }))
-    // Alice's page answers the join, so that bob learns she is there.
-    send(alice, { type: 'publish', topic: members, data: { type: 'here' } })
-    await next(alice)
-    expect(await next(bob)).toEqual(message(members, { type: 'here', name: 'alice' }))
-
-    bob.close(1001, 'tab closed')
-    expect(await bob.closed).toMatchObject({ code: 1001, wasClean: true })
-    expect(await next(alice)).toEqual(message(members, { type: 'leave', name: 'bob' }))
-    expect(topics.subscribers(members)).toBe(1)
+    const { peer: alice, names } = await enter(room, 'alice')
+    expect(names).toEqual(['alice'])
+    const bob = await enter(room, 'bob')
+    expect(bob.names).toEqual(['alice', 'bob'])
+    expect(await next(alice)).toEqual(presence(room, ['bob']))
+    bob.peer.close(1001, 'tab closed')
+    expect(await bob.peer.closed).toMatchObject({ code: 1001, wasClean: true })
+    expect(await next(alice)).toEqual(presence(room, [], ['bob']))
+    expect(topics.subscribers(`rooms/${room}`)).toBe(1)
   })
 
-  it('says a member left its room when it joins another', async () => {
+  it('a member that goes to another room leaves this one', async () => {
     const room = freshRoom()
     const alice = await join(room, 'alice')
     const bob = await join(room, 'bob')
     await next(alice)
-    const other = freshRoom()
-    send(bob, { type: 'publish', topic: `members/${other}`, data: { type: 'join' } })
-    expect(await next(alice)).toEqual(message(`members/${room}`, { type: 'leave', name: 'bob' }))
+    // What the page does: it unsubscribes from the room it leaves, and enters the other.
+    send(bob, { type: 'unsubscribe', topic: `rooms/${room}` })
+    await enter(freshRoom(), 'bob')
+    expect(await next(alice)).toEqual(presence(room, [], ['bob']))
   })
 
-  it('asks every room for a roll call when the backplane is back after an outage', async () => {
+  it('keeps the lists of two servers on one backplane right across an outage, with no roll call', async () => {
+    const bus = memoryBackplane()
+    const [one, two] = [createHub(), createHub()]
+    const [first, second] = [bus.backplane(), bus.backplane()]
+    await one.topics.useBackplane(first)
+    await two.topics.useBackplane(second)
     const room = freshRoom()
-    const alice = await join(room, 'alice')
-    topics.dispatchEvent(new Event('restore'))
-    expect(await next(alice)).toEqual(message(`members/${room}`, { type: 'rollcall' }))
+    const alice = await enter(room, 'alice', { hub: one })
+    const bob = await enter(room, 'bob', { hub: two })
+    expect(bob.names).toEqual(['alice', 'bob'])
+    expect(await next(alice.peer)).toEqual(presence(room, ['bob']))
+    // The first server loses the backplane; meanwhile carol comes and bob goes on the second.
+    bus.cut(first)
+    const carol = await enter(room, 'carol', { hub: two })
+    expect(carol.names).toEqual(['alice', 'bob', 'carol'])
+    bob.peer.close(1000)
+    await bob.peer.closed
+    bus.restore(first)
+    // Alice's list, kept from the diffs, catches up once the backplane is back.
+    const list = new Map([
+      [alice.self, 'alice'],
+      [bob.self, 'bob'],
+    ])
+    while ([...list.values()].sort().join() !== 'alice,carol') {
+      const diff = await next(alice.peer)
+      expect(diff).toMatchObject({ type: 'presence', topic: `rooms/${room}` })
+      for (const { id } of diff.leaves) expect(list.delete(id)).toBe(true)
+      for (const { id, meta } of diff.joins) list.set(id, meta.name)
+    }
+    expect(list.get(carol.self)).toBe('carol')
   })
 
   it('sends a message to the rest of the room, with the sender name, and to no other room', async () => {
@@ -188,7 +227,7 @@ describe('chat rooms', () => {
     const seen: Frame[] = []
     for (let i = 0; i <= count; i++) seen.push(await next(alice))
     expect(seen.filter((frame) => frame.type === 'ack')).toHaveLength(count)
-    expect(seen).toContainEqual(message(`members/${room}`, { type: 'leave', name: 'slow' }))
+    expect(seen).toContainEqual(presence(room, [], ['slow']))
     slow.startReading()
     expect(await slow.closed).toMatchObject({
       code: 1008,
@@ -202,8 +241,6 @@ describe('input validation', () => {
     ['an empty text', 'rooms', { text: '   ' }, 'invalid'],
     ['a text that is not a string', 'rooms', { text: 42 }, 'invalid'],
     ['a text over 1000 characters', 'rooms', { text: 'é'.repeat(MAX_TEXT_LENGTH + 1) }, 'invalid'],
-    ['a notice of an unknown type', 'members', { type: 'shout' }, 'invalid'],
-    ['a roll call from a member', 'members', { type: 'rollcall' }, 'forbidden'],
   ])('answers %s with an error reply, and the member stays', async (_, kind, data, code) => {
     const room = freshRoom()
     const alice = await join(room, 'alice')
@@ -235,9 +272,7 @@ describe('input validation', () => {
     await next(alice)
     mallory.send('{not json')
     expect(await mallory.closed).toMatchObject({ code: 1007, wasClean: true })
-    expect(await next(alice)).toEqual(
-      message(`members/${room}`, { type: 'leave', name: 'mallory' }),
-    )
+    expect(await next(alice)).toEqual(presence(room, [], ['mallory']))
     expect(alice.terminated).toBe(false)
   })
 
@@ -267,7 +302,7 @@ describe('input validation', () => {
     const room = freshRoom()
     const alice = await join(room, 'alice')
     await join(room, '😀'.repeat(MAX_NAME_LENGTH))
-    expect(await next(alice)).toMatchObject({ data: { type: 'join' } })
+    expect(await next(alice)).toEqual(presence(room, ['😀'.repeat(MAX_NAME_LENGTH)]))
   })
 
   it.each([
@@ -305,22 +340,19 @@ describe('a hub that hibernates (a Durable Object on Workers)', () => {
         protocols: [CHANNEL_PROTOCOL],
       })
       peers.push(peer)
-      for (const topic of ['rooms/lobby', 'members/lobby']) {
-        send(peer, { type: 'subscribe', topic })
-        await next(peer)
-      }
-      send(peer, { type: 'publish', topic: 'members/lobby', data: { type: 'join' } })
+      send(peer, { type: 'subscribe', topic: 'rooms/lobby' })
+      await next(peer)
       await next(peer)
       return peer
     }
     const alice = await enter('alice')
     const bob = await enter('bob')
-    expect(await next(alice)).toEqual(message('members/lobby', { type: 'join', name: 'bob' }))
+    expect(await next(alice)).toEqual({ ...presence('lobby', ['bob']), topic: 'rooms/lobby' })
     send(bob, { type: 'publish', topic: 'rooms/lobby', data: { text: 'still there?' } })
     expect(await next(alice)).toEqual(message('rooms/lobby', { name: 'bob', text: 'still there?' }))
     bob.close(1000)
-    expect(await next(alice)).toEqual(message('members/lobby', { type: 'leave', name: 'bob' }))
+    expect(await next(alice)).toEqual(presence('lobby', [], ['bob']))
     // One eviction before each of bob's frames and before his close.
-    expect(object.evictions).toBeGreaterThanOrEqual(5)
+    expect(object.evictions).toBeGreaterThanOrEqual(3)
   })
 })

@@ -1,9 +1,9 @@
 /**
  * The chat on every runtime: each entry started by its package script (the example's own tsx,
  * Bun, Deno or wrangler; `--watch` dropped), then `@handshake/client` on Node (with `ws`) checks
- * what the README documents: the page and its script, join and here notices, a message to the
- * room, a leave notice, the `rooms` request, an error reply for a refused message, and 1007 for
- * text that is not JSON. One runtime at a time, so the file runs one server.
+ * what the README documents: the page and its script, the member list (presence) with its joins
+ * and leaves, a message to the room, the `rooms` request, an error reply for a refused message,
+ * and 1007 for text that is not JSON. One runtime at a time, so the file runs one server.
  */
 import { fileURLToPath } from 'node:url'
 import { type ChannelError, type Client, createClient } from '@handshake/client'
@@ -41,26 +41,29 @@ describe.each(RUNTIMES)('chat on $name', ({ name: runtime, script }) => {
   let server: Server | undefined
   const clients: Client<typeof chat>[] = []
 
-  /** A member in `room`: its client, and what its room and member list received. */
+  /**
+   * A member in `room`: its client, what the room sent it, and its member list (names, from
+   * the room's presence) with the joins and leaves after the first list.
+   */
   async function join(name: string, room: string) {
     const client = createClient<typeof chat>(`${server!.wsUrl}/ws?name=${name}`, {
       WebSocket: WebSocket as never,
     })
     clients.push(client)
     const messages: unknown[] = []
-    const notices: unknown[] = []
-    let subscribed = 0
-    client.subscribe(`rooms/${room}`, {
+    const notices: string[] = []
+    let lists = 0
+    const subscription = client.subscribe(`rooms/${room}`, {
       message: (data) => messages.push(data),
-      subscribed: () => subscribed++,
+      presence: (_, { joins, leaves }) => {
+        if (lists++ === 0) return
+        for (const m of leaves) notices.push(`-${m.meta.name}`)
+        for (const m of joins) notices.push(`+${m.meta.name}`)
+      },
     })
-    client.subscribe(`members/${room}`, {
-      message: (data) => notices.push(data),
-      subscribed: () => subscribed++,
-    })
-    await until(() => subscribed === 2, `${name}'s subscriptions`)
-    await client.publish(`members/${room}`, { type: 'join' }, { ack: true })
-    return { client, messages, notices }
+    await until(() => lists === 1, `${name}'s member list`)
+    const names = () => [...subscription.members.values()].map((m) => m.name).sort()
+    return { client, messages, notices, names }
   }
 
   beforeAll(async () => {
@@ -85,13 +88,12 @@ describe.each(RUNTIMES)('chat on $name', ({ name: runtime, script }) => {
   it('joins two members to one room, delivers a message, lists the rooms, and tells who left', async () => {
     const room = `lobby-${runtime}`
     const alice = await join('alice', room)
+    expect(alice.names()).toEqual(['alice'])
     const bob = await join('bob', room)
+    // Bob's first list has alice: nobody has to answer his join.
+    expect(bob.names()).toEqual(['alice', 'bob'])
     await until(() => alice.notices.length === 1, "bob's join")
-    expect(alice.notices).toEqual([{ type: 'join', name: 'bob' }])
-    // Alice's page answers, so that bob learns she is there.
-    alice.client.publish(`members/${room}`, { type: 'here' })
-    await until(() => bob.notices.length === 1, "alice's answer")
-    expect(bob.notices).toEqual([{ type: 'here', name: 'alice' }])
+    expect(alice.notices).toEqual(['+bob'])
 
     await bob.client.publish(`rooms/${room}`, { text: '  hello, alice  ' }, { ack: true })
     await until(() => alice.messages.length === 1, "bob's message")
@@ -103,7 +105,8 @@ describe.each(RUNTIMES)('chat on $name', ({ name: runtime, script }) => {
 
     bob.client.close()
     await until(() => alice.notices.length === 2, "bob's leave")
-    expect(alice.notices[1]).toEqual({ type: 'leave', name: 'bob' })
+    expect(alice.notices[1]).toEqual('-bob')
+    expect(alice.names()).toEqual(['alice'])
   })
 
   it('answers a refused message with an error reply, and closes text that is not JSON with 1007', async () => {
