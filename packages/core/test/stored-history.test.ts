@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { StoredHistory, type SyncStorage } from '../src/adapter.js'
+import { MemoryHistory } from '../src/history.js'
 
 /** An ordered, synchronous key-value storage that stores clones, like `ctx.storage.kv`. */
 class FakeStorage implements SyncStorage {
@@ -139,6 +140,20 @@ describe('StoredHistory', () => {
       messages: [{ offset: 1, data: 'a' }],
       complete: true,
     })
+  })
+
+  // As the memory store: a position past the latest was not given by this history (it lost
+  // its latest writes), so the read cannot say it holds everything after it.
+  it('reads a position ahead of its latest as incomplete, as the memory store does', () => {
+    const { store } = setup()
+    const history = store()
+    const { epoch } = history.append('room', 'a', options)
+    history.append('room', 'b', options)
+    const read = history.read('room', { epoch, offset: 5 }, 100)
+    expect(read).toMatchObject({ epoch, offset: 2, complete: false })
+    const memory = new MemoryHistory(() => options)
+    const at = memory.append('room', 'a', options)
+    expect(memory.read('room', { epoch: at.epoch, offset: 5 }, 100).complete).toBe(false)
   })
 
   it('reads a position of another epoch from the oldest kept, incomplete', () => {
