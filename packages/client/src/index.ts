@@ -309,6 +309,8 @@ interface Queued {
 const encoder = new TextEncoder()
 /** The longest delay a timer holds (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
 const MAX_DELAY = 2_147_483_647
+/** A timer of `ms`, at most {@link MAX_DELAY}: an app's `Infinity` is then a wait, not a storm. */
+const timer = (ms: number, run: () => void) => setTimeout(run, Math.min(MAX_DELAY, ms))
 
 /**
  * Calls an app's handler. What it throws is reported as an uncaught error, after the client's
@@ -537,9 +539,8 @@ export class Client<C = unknown> {
     ws.onmessage = (event: { data: unknown }) => this.#received(event.data)
     ws.onclose = (event: { code: number; reason: string }) => this.#closed(event.code, event.reason)
     ws.onerror = () => {}
-    this.#timer = setTimeout(
-      () => this.#lost(`No connection within ${this.#options.connectTimeout} ms`),
-      this.#options.connectTimeout,
+    this.#timer = timer(this.#options.connectTimeout, () =>
+      this.#lost(`No connection within ${this.#options.connectTimeout} ms`),
     )
   }
 
@@ -547,13 +548,16 @@ export class Client<C = unknown> {
     clearTimeout(this.#timer)
     this.#openedAt = this.#last = this.#lastSent = Date.now()
     this.#pinged = false
-    this.#set({ status: 'open' })
+    // Open before the listeners hear it: the subscriptions and what waited go out first, once,
+    // so that a listener that subscribes or sends comes after them, not before or twice.
+    this.#state = { status: 'open' }
     this.#heartbeat()
     for (const sub of this.#subs.values()) this.#subscribeOn(sub)
     const queue = this.#queue
     this.#queue = []
     this.#queuedBytes = 0
     for (const item of queue) this.#write(item.text, item.id)
+    this.#set(this.#state)
   }
 
   #subscribeOn(sub: Sub): void {
@@ -588,7 +592,7 @@ export class Client<C = unknown> {
     const least = typeof after === 'number' && after > 0 ? after : 0
     const delay = Math.min(MAX_DELAY, Math.max(Math.floor(random() * bound) || 0, least))
     this.#set({ status: 'reconnecting', attempt: this.#attempt, delay, code, reason })
-    this.#timer = setTimeout(() => this.#connect(), delay)
+    this.#timer = timer(delay, () => this.#connect())
   }
 
   /** Gives up on a socket that says nothing: closes it without waiting, and moves on as 1006. */
@@ -657,11 +661,11 @@ export class Client<C = unknown> {
     // that lists this client as present must hear from it).
     const idle = Date.now() - Math.min(this.#last, this.#lastSent)
     if (idle < heartbeatInterval) {
-      this.#beat = setTimeout(() => this.#heartbeat(), heartbeatInterval - idle)
+      this.#beat = timer(heartbeatInterval - idle, () => this.#heartbeat())
     } else if (!this.#pinged) {
       this.#pinged = true
       this.#write(PING)
-      this.#beat = setTimeout(() => this.#heartbeat(), heartbeatTimeout)
+      this.#beat = timer(heartbeatTimeout, () => this.#heartbeat())
     } else {
       this.#lost(`No heartbeat within ${heartbeatInterval + heartbeatTimeout} ms`)
     }
@@ -800,11 +804,11 @@ export class Client<C = unknown> {
       const id = ++this.#id
       const ms = timeout ?? this.#options.requestTimeout
       const pending: Pending = { resolve, reject, sent: false }
-      pending.timer = setTimeout(() => {
+      pending.timer = timer(ms, () => {
         this.#pending.delete(id)
         this.#unqueue(id)
         reject(new ChannelError('timeout', `${what} had no answer within ${ms} ms`))
-      }, ms)
+      })
       this.#pending.set(id, pending)
       try {
         this.#send(text(id), id)
