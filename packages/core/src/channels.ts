@@ -524,8 +524,8 @@ export class Channels<
         data = definition.publish({ conn, topic, params: match.params, data })
         if (isThenable(data)) return this.#publishLater(conn, frame, match, data, 'publish')
       }
-      if (data !== undefined && conn.state === 'open')
-        conn.publish(topic, messageFrame(topic, data))
+      const refused = data === undefined ? undefined : publishFrom(conn, topic, data)
+      if (refused) return this.#fail(conn, id, refused, true)
     } catch (err) {
       return this.#fail(conn, id, this.#errorReply(conn, err))
     }
@@ -556,8 +556,8 @@ export class Channels<
           ? await definition.publish({ conn, topic, params: match.params, data: result.value })
           : result.value
       }
-      if (value !== undefined && conn.state === 'open')
-        conn.publish(topic, messageFrame(topic, value))
+      const refused = value === undefined ? undefined : publishFrom(conn, topic, value)
+      if (refused) return this.#fail(conn, id, refused, true)
     } catch (err) {
       return this.#fail(conn, id, this.#errorReply(conn, err))
     }
@@ -791,6 +791,25 @@ function invalid(issues: ReadonlyArray<StandardSchemaV1.Issue>): ErrorReply {
     message: 'The input does not match the schema',
     issues: issueFrames(issues),
   }
+}
+
+/**
+ * Publishes a client's message from its connection, if still open. A topic name the core
+ * refuses (over `maxTopicLength`, a lone surrogate) is the client's to fix, as in a subscribe:
+ * it is answered as `invalid`, not thrown as the server's bug.
+ */
+function publishFrom(conn: Conn, topic: string, data: unknown): ErrorReply | undefined {
+  if (conn.state !== 'open') return undefined
+  const text = messageFrame(topic, data)
+  try {
+    conn.publish(topic, text)
+  } catch (err) {
+    if ((err instanceof RangeError || err instanceof TypeError) && /topic/i.test(err.message)) {
+      return { code: 'invalid', message: err.message }
+    }
+    throw err
+  }
+  return undefined
 }
 
 /** Sends a frame; a connection that closed meanwhile has no one to tell. */
