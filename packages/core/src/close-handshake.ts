@@ -12,7 +12,7 @@
  * @internal
  * @module
  */
-import { CloseCode, type CloseError, closeErrorOf, isNormalClose } from './close.js'
+import { CloseCode, CloseEnd, type CloseError, isNormalClose } from './close.js'
 import type { Conn, ConnState } from './conn.js'
 import {
   ABORT,
@@ -54,7 +54,7 @@ export function closeConn(conn: Conn, code: number, reason: string): Promise<voi
 
 function startClosing(conn: Conn, code: number, reason: string): void {
   conn[STATE] = 'closing'
-  const closing = closeErrorOf(code, reason, false)
+  const closing = new CloseEnd(code, reason, false)
   abortWith(conn, closing)
   // Sends waiting for a drain will never be written in full: fail them now.
   rejectWaiters(conn, closing)
@@ -80,7 +80,7 @@ export function tearDown(conn: Conn, reason: string): void {
   if (conn[STATE] === 'closed') return
   // A runtime may report the end inside terminate() (the test kit does): it ends with this
   // reason all the same, as where the end comes later.
-  conn[FAULT] ??= closeErrorOf(CloseCode.AbnormalClosure, reason, false)
+  conn[FAULT] ??= new CloseEnd(CloseCode.AbnormalClosure, reason, false)
   try {
     conn[SOCKET].terminate?.()
   } catch {
@@ -88,19 +88,19 @@ export function tearDown(conn: Conn, reason: string): void {
   }
   // terminate() may have reported the end already, synchronously.
   if ((conn[STATE] as ConnState) === 'closed') return
-  finish(conn, closeErrorOf(CloseCode.AbnormalClosure, reason, false))
+  finish(conn, new CloseEnd(CloseCode.AbnormalClosure, reason, false))
 }
 
 /** Closes the connection because of a fault seen here (1008, 1009). */
 export function fail(conn: Conn, code: number, reason: string): void {
-  conn[FAULT] ??= closeErrorOf(code, reason, false)
+  conn[FAULT] ??= new CloseEnd(code, reason, false)
   void conn.close(code, reason)
 }
 
 /** The runtime reports an error: the connection closes with it. */
 export function onError(conn: Conn, error: Error, code?: number): void {
   if (conn[STATE] === 'closed') return
-  conn[FAULT] ??= closeErrorOf(code ?? CloseCode.AbnormalClosure, error.message, false)
+  conn[FAULT] ??= new CloseEnd(code ?? CloseCode.AbnormalClosure, error.message, false)
   if (conn[STATE] === 'open') {
     // The runtime closes on its own after a fault; the timer covers a runtime that does not.
     startClosing(conn, conn[FAULT].code, conn[FAULT].reason)
@@ -115,20 +115,20 @@ export function onClosed(conn: Conn, code: number, reason: string, wasClean?: bo
   finish(
     conn,
     fault
-      ? closeErrorOf(fault.code, fault.reason, false)
-      : closeErrorOf(code, reason, wasClean ?? code !== CloseCode.AbnormalClosure),
+      ? new CloseEnd(fault.code, fault.reason, false)
+      : new CloseEnd(code, reason, wasClean ?? code !== CloseCode.AbnormalClosure),
   )
 }
 
-function finish(conn: Conn, error: CloseError): void {
+function finish(conn: Conn, end: CloseEnd): void {
   if (conn[STATE] === 'closed') return
   conn[STATE] = 'closed'
-  conn[CLOSE_ERROR] = error
+  conn[CLOSE_ERROR] = end
   // Most connections never armed one; on some runtimes clearing is a call into native code.
   if (conn[CLOSE_TIMER] !== undefined) clearTimeout(conn[CLOSE_TIMER])
-  abortWith(conn, error)
-  endRead(conn, error)
-  rejectWaiters(conn, error)
+  abortWith(conn, end)
+  endRead(conn, end)
+  rejectWaiters(conn, end)
   const connections = conn[HOME].hub.connections
   connections[DELETE](conn)
   if (conn[ENDED_SETTLED]) connections[ENDED](conn)
@@ -142,15 +142,15 @@ function finish(conn: Conn, error: CloseError): void {
  * this side started itself with `close()` (a shutdown's 1012, the app's own 4000), which is
  * not the controller's failure.
  */
-export function endsQuietly(conn: Conn, error: CloseError): boolean {
-  return conn[CLOSED_HERE] || isNormalClose(error)
+export function endsQuietly(conn: Conn, end: CloseEnd): boolean {
+  return conn[CLOSED_HERE] || isNormalClose(end)
 }
 
 /** Aborts the signal once, with the first reason: the close that started the end. */
-function abortWith(conn: Conn, reason: CloseError): void {
+function abortWith(conn: Conn, reason: CloseEnd): void {
   if (conn[ABORT_REASON]) return
   conn[ABORT_REASON] = reason
-  conn[ABORT]?.abort(reason)
+  conn[ABORT]?.abort(reason.error)
 }
 
 /** Resolves once the connection is closed, whoever closed it. */
@@ -166,5 +166,5 @@ export function whenClosed(conn: Conn): Promise<void> {
 
 /** What a send or a ping rejects with once the connection is closing or closed. */
 export function endError(conn: Conn): CloseError {
-  return conn[CLOSE_ERROR] ?? (conn[ABORT_REASON] as CloseError)
+  return (conn[CLOSE_ERROR] ?? (conn[ABORT_REASON] as CloseEnd)).error
 }

@@ -92,6 +92,30 @@ export function closeErrorOf(code: number, reason: string, wasClean: boolean): C
   }
 }
 
+/**
+ * How a connection ended, or started closing: its code, reason and cleanness, made into a
+ * {@link CloseError} only when something sees it (a pending `read()`, a rejected send, the
+ * signal's reason, an event controller's `close`), and then always the same one. A peer's normal
+ * close ends a `for await` with `done` and needs no error object; building one on every close
+ * was a cost of each connection's churn (Deno, which ignores `Error.stackTraceLimit`, pays
+ * a stack trace for it).
+ * @internal
+ */
+export class CloseEnd {
+  #error: CloseError | undefined
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    readonly wasClean: boolean,
+  ) {}
+
+  /** The error, made on first use. */
+  get error(): CloseError {
+    this.#error ??= closeErrorOf(this.code, this.reason, this.wasClean)
+    return this.#error
+  }
+}
+
 /** How deep {@link isCloseError} follows `cause`: enough for any real wrapping, safe on cycles. */
 const MAX_CAUSE_DEPTH = 8
 
@@ -141,7 +165,7 @@ function isNormalCode(code: number): boolean {
 }
 
 /** Whether a close error ends an iteration quietly (1000, 1001, 1005). @internal */
-export function isNormalClose(error: CloseError): boolean {
+export function isNormalClose(error: { readonly code: number }): boolean {
   return isNormalCode(error.code)
 }
 

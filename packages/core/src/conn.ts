@@ -14,6 +14,7 @@
 import {
   assertSendableClose,
   CloseCode,
+  type CloseEnd,
   type CloseError,
   describeError,
   InternalErrorMessage,
@@ -173,7 +174,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal */ [ENDED_SETTLED] = false;
   // Made on first use: most connections never ask for a signal or wait for the close.
   /** @internal */ [ABORT]: AbortController | undefined;
-  /** @internal */ [ABORT_REASON]: CloseError | undefined;
+  /** @internal */ [ABORT_REASON]: CloseEnd | undefined;
   /** @internal */ [CLOSE_TIMEOUT]: number;
   /** @internal */ [STATE]: ConnState = 'open';
   /**
@@ -191,8 +192,8 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal */ [READ_ITERATING] = false;
   // The end (close-handshake.ts): the fault that ends the connection, the final error, and
   // who waits for it.
-  /** @internal */ [FAULT]: CloseError | undefined;
-  /** @internal */ [CLOSE_ERROR]: CloseError | undefined;
+  /** @internal */ [FAULT]: CloseEnd | undefined;
+  /** @internal */ [CLOSE_ERROR]: CloseEnd | undefined;
   /** @internal */ [CLOSE_TIMER]: ReturnType<typeof setTimeout> | undefined;
   /** @internal */ [WHEN_CLOSED]: Promise<void> | undefined;
   /** @internal */ [SETTLE_CLOSED]: (() => void) | undefined;
@@ -230,7 +231,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   get signal(): AbortSignal {
     if (!this[ABORT]) {
       this[ABORT] = new AbortController()
-      if (this[ABORT_REASON]) this[ABORT].abort(this[ABORT_REASON])
+      if (this[ABORT_REASON]) this[ABORT].abort(this[ABORT_REASON].error)
     }
     return this[ABORT].signal
   }

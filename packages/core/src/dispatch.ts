@@ -6,7 +6,7 @@
  * @internal
  * @module
  */
-import type { CloseError } from './close.js'
+import type { CloseEnd } from './close.js'
 import type { Conn } from './conn.js'
 import {
   BUSY,
@@ -35,7 +35,7 @@ export interface EventDispatch {
   /** A handler threw or rejected. */
   fail(conn: Conn, error: unknown): void
   /** The connection closed and no handler is running: called once. */
-  closed(conn: Conn, error: CloseError): void
+  closed(conn: Conn, end: CloseEnd): void
 }
 
 /**
@@ -132,7 +132,7 @@ function drainEvents(conn: Conn): void {
     if (conn[CLOSE_OWED]) {
       conn[CLOSE_OWED] = false
       const dispatch = conn[DISPATCH] as EventDispatch
-      dispatch.closed(conn, conn[CLOSE_ERROR] as CloseError)
+      dispatch.closed(conn, conn[CLOSE_ERROR] as CloseEnd)
     }
     return
   }

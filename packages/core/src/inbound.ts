@@ -7,7 +7,7 @@
  * @internal
  * @module
  */
-import { CloseCode, type CloseError, utf8Length } from './close.js'
+import { CloseCode, type CloseEnd, utf8Length } from './close.js'
 import { endsQuietly, fail } from './close-handshake.js'
 import type { Conn } from './conn.js'
 import {
@@ -131,11 +131,13 @@ export function readOnToClose(conn: Conn): void {
 }
 
 /** The connection closed: the pending read ends, quietly for an iterator where it may. */
-export function endRead(conn: Conn, error: CloseError): void {
+export function endRead(conn: Conn, end: CloseEnd): void {
   const resolve = conn[READ_RESOLVE]
   conn[READ_RESOLVE] = undefined
   if (resolve)
-    resolve(conn[READ_ITERATING] && endsQuietly(conn, error) ? DONE : quiet(Promise.reject(error)))
+    resolve(
+      conn[READ_ITERATING] && endsQuietly(conn, end) ? DONE : quiet(Promise.reject(end.error)),
+    )
 }
 
 /** A read, resolving with the message, or with the iterator result when `iterating`. */
@@ -158,9 +160,9 @@ export function pull(conn: Conn, iterating: boolean): Promise<Message | Iterator
   }
   const message = shift(conn)
   if (message) return Promise.resolve(iterating ? { done: false, value: message } : message)
-  const error = conn[CLOSE_ERROR]
-  if (error)
-    return iterating && endsQuietly(conn, error) ? Promise.resolve(DONE) : Promise.reject(error)
+  const end = conn[CLOSE_ERROR]
+  if (end)
+    return iterating && endsQuietly(conn, end) ? Promise.resolve(DONE) : Promise.reject(end.error)
   return new Promise((resolve) => {
     conn[READ_RESOLVE] = resolve
     conn[READ_ITERATING] = iterating

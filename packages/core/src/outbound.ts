@@ -7,7 +7,7 @@
  * @internal
  * @module
  */
-import { CloseCode, type CloseError, describeError } from './close.js'
+import { CloseCode, type CloseEnd, describeError } from './close.js'
 import { endError, fail, onError } from './close-handshake.js'
 import type { Conn } from './conn.js'
 import {
@@ -111,12 +111,13 @@ export function onPong(conn: Conn): void {
 }
 
 /** The connection is closing or closed: sends and pings waiting reject with `error`. */
-export function rejectWaiters(conn: Conn, error: CloseError): void {
+export function rejectWaiters(conn: Conn, end: CloseEnd): void {
   if (!conn[DRAIN_WAITERS] && !conn[PING_WAITERS]) return
   if (conn[DRAIN_POLL] !== undefined) clearTimeout(conn[DRAIN_POLL])
   conn[DRAIN_POLL] = undefined
   const waiters = [...(conn[DRAIN_WAITERS] ?? []), ...(conn[PING_WAITERS] ?? [])]
   conn[DRAIN_WAITERS] = conn[PING_WAITERS] = undefined
+  const error = end.error
   for (const waiter of waiters) waiter.reject(error)
 }
 

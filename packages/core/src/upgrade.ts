@@ -4,7 +4,7 @@
  * @module
  */
 import { Context, type Env, type Hono, type MiddlewareHandler } from 'hono'
-import { CloseCode, type CloseError, closeErrorIn, describeError, isCloseError } from './close.js'
+import { CloseCode, type CloseEnd, closeErrorIn, describeError, isCloseError } from './close.js'
 import { Conn, type ConnHome } from './conn.js'
 import {
   type AnyController,
@@ -475,7 +475,7 @@ export class Upgrader<E extends Env = any> {
     return this.#eventDispatch
   }
 
-  #closed(controller: EventControllerWithHooks, conn: Conn, error: CloseError): void {
+  #closed(controller: EventControllerWithHooks, conn: Conn, end: CloseEnd): void {
     if (!controller.close) {
       conn[SETTLE_ENDED]()
       return
@@ -483,7 +483,7 @@ export class Upgrader<E extends Env = any> {
     const report = (err: unknown) => this.#report(() => detachedContext<E>(conn.url), err)
     let result: unknown
     try {
-      result = controller.close(conn, error)
+      result = controller.close(conn, end.error)
     } catch (err) {
       void report(err).then(() => conn[SETTLE_ENDED]())
       return
