@@ -22,8 +22,12 @@ const params = new URLSearchParams(location.search)
 const me = params.get('name')?.trim() ?? ''
 let room = ''
 let subscription: Subscription | undefined
-// What this page said since it (re)subscribed: a resume gives it back from the history.
+// What this page said (its last HISTORY_SIZE messages): a resume gives them back from the
+// history, before the room's `subscribed`, and those shown already are skipped then. A live
+// message is never skipped: another tab may have the same name and say the same words.
 const mine: string[] = []
+const HISTORY_SIZE = 100
+let resuming = false
 
 function log(kind: 'message' | 'notice' | 'system', text: string, who?: string): void {
   const item = el('li', { className: kind })
@@ -44,6 +48,7 @@ function showState(state: ClientState): void {
   statusEl.textContent = state.status === 'open' ? `open: ${room} as ${me}` : state.status
   if (state.status === 'open') void listRooms()
   if (state.status !== 'reconnecting' && state.status !== 'closed') return
+  resuming = true
   const closed = `${state.code}${state.reason ? `: ${state.reason}` : ''}`
   log('system', `Disconnected (${closed})`)
   showMembers(new Map())
@@ -76,11 +81,14 @@ function enter(next: string): void {
   let self: string | undefined
   subscription = client.subscribe(`rooms/${room}`, {
     message: ({ name, text }) => {
-      const own = name === me ? mine.indexOf(text) : -1
+      const own = resuming && name === me ? mine.indexOf(text) : -1
       if (own === -1) log('message', text, name)
       else mine.splice(own, 1)
     },
-    subscribed: () => mine.splice(0),
+    subscribed: () => {
+      resuming = false
+      mine.splice(0)
+    },
     gap: () => log('system', 'Some messages were lost while disconnected'),
     error: (err) => log('system', err.message),
     presence: (members, { joins, leaves }) => {
@@ -128,7 +136,7 @@ sayForm.onsubmit = (event) => {
   // Shown once the server took it: the sender does not get its own message back.
   client?.publish(`rooms/${room}`, { text }, { ack: true }).then(
     () => {
-      mine.push(text)
+      if (mine.push(text) > HISTORY_SIZE) mine.shift()
       log('message', text, me)
     },
     (err: Error) => log('system', `Not sent: ${err.message}`),

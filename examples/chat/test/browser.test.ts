@@ -203,6 +203,31 @@ describe.each(RUNTIMES)('the chat in Chromium on $name', ({ script }) => {
   })
 })
 
+it('shows every message of another tab with the same name, even one that says what this tab said', {
+  timeout: 60_000,
+}, async () => {
+  const server = await startScript(exampleDir, 'start')
+  try {
+    const errors: string[] = []
+    const first = await openChat(`${server.httpUrl}/`, 'dana', errors, 'twins')
+    const second = await openChat(`${server.httpUrl}/`, 'dana', errors, 'twins')
+    await say(first, 'same words')
+    await expect
+      .poll(() => second.locator('#log').textContent(), SLOW)
+      .toContain('dana: same words')
+    await say(second, 'same words')
+    await say(second, 'and more')
+    await expect.poll(() => first.locator('#log').textContent(), SLOW).toContain('dana: and more')
+    // Its own line, then the other tab's two: a live message is never taken for its own.
+    const lines = await first.locator('#log li.message').allTextContents()
+    expect(lines).toEqual(['dana: same words', 'dana: same words', 'dana: and more'])
+    expect(errors).toEqual([])
+    await Promise.all([first, second].map((page) => page.context().close()))
+  } finally {
+    await server.stop()
+  }
+})
+
 it('two pages on two instances chat in one room through Redis, see each other leave, and survive a restart', {
   timeout: 120_000,
 }, async () => {
