@@ -158,7 +158,10 @@ interface TopicState {
   count: number | undefined
   /** Whether the topic's presence is in use here (read, or a member joined): it is beaten. */
   used: boolean
-  /** When the last call was sent (Date.now()). */
+  /**
+   * When the last call was sent (`performance.now()`: a monotonic clock, so that a wall clock
+   * set back does not stop the heartbeat until it catches up).
+   */
   sent: number
   /**
    * Whether Redis refused the last call for good (a permission, a key of another type): reported,
@@ -340,7 +343,7 @@ export class RedisPresence implements BackplanePresence {
         // A new instance id: Redis holds nothing of it.
         count: 0,
         used: false,
-        sent: 0,
+        sent: Number.NEGATIVE_INFINITY,
         refused: false,
         running: undefined,
       }
@@ -425,7 +428,7 @@ export class RedisPresence implements BackplanePresence {
 
   /** Runs the script for a topic (loaded again when Redis lost it); rejects on a fault. */
   async #call(state: TopicState, args: string[]): Promise<unknown> {
-    state.sent = Date.now()
+    state.sent = performance.now()
     return this.#eval(state, args)
   }
 
@@ -476,7 +479,7 @@ export class RedisPresence implements BackplanePresence {
    * moves this instance's deadline on (when it has members) and reaps the dead instances.
    */
   #beat(): void {
-    const stale = Date.now() - this.#interval / 2
+    const stale = performance.now() - this.#interval / 2
     for (const state of this.#topics.values()) {
       if (state.running || state.sent > stale || state.refused) continue
       if (state.count === 0 && !state.used) continue

@@ -8,7 +8,7 @@
 import net from 'node:net'
 import type { PresenceMember, PresenceMeta } from '@handshake/core'
 import type { BackplaneSink } from '@handshake/core/adapter'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 // The suite's redis-server, imported from its source: @handshake/conformance depends on this package.
 import { type RedisServer, startRedis } from '../../conformance/src/redis-server.js'
 import { type RedisBackplane, type RedisBackplaneOptions, redisBackplane } from '../src/index.js'
@@ -477,6 +477,28 @@ describe.each(CLIENT_KINDS)('presence on Redis, with %s', (kind) => {
       [['a1', 'a2'], []],
     ])
     expect(a.errors).toEqual([])
+  })
+
+  it('the wall clock stepped back an hour: the heartbeat goes on, and the members stay listed', async () => {
+    const a = await instance()
+    const b = await instance()
+    const topic = newTopic('clock')
+    const view = await b.watch(topic)
+    a.join(topic, 'a1')
+    await until(() => view.ids().length === 1, 5000, 'the join')
+    // An NTP step or a VM's resume sets the wall clock back; Redis's clock, which the
+    // deadlines use, goes on.
+    const wall = Date.now.bind(Date)
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => wall() - 3_600_000)
+    try {
+      await sleep(2 * BOUND)
+      // A read reaps the instances past their deadline: A's heartbeat kept it alive.
+      expect(ids(await b.backplane.presence.read(topic))).toEqual(['a1'])
+      expect(view.ids()).toEqual(['a1'])
+    } finally {
+      clock.mockRestore()
+    }
+    expect([...a.errors, ...b.errors]).toEqual([])
   })
 
   it("an observer with no member reaps too, and a closed instance's members leave at once", async () => {
