@@ -43,7 +43,9 @@ const MAX_WAITING = 4 * MAX_BATCH
  *   the instance was reaped, or its hash expired: the script changes nothing and answers `{-1}`,
  *   and the backplane replaces its members wholesale), then triples `j`/`l`, member id, meta.
  * - `a` (assert): pairs member id, meta: this instance's members, replacing its hash.
- * - `r` (read): answers `{0, hash, hash, ...}`, the flat hashes of the other live instances.
+ * - `r` (read): answers `{0, hash, hash, ...}`, the flat hashes of the other live instances;
+ *   with 6 a token, it publishes the read's mark, `m` + this instance + `!` + the token, after
+ *   every diff the read includes (see {@link RedisPresence.read}).
  *
  * `o` and `a` answer `{count}`, the members Redis now holds for this instance. Each diff is
  * published as `m` + the instance whose members changed + `{"j":[members],"l":[members]}`.
@@ -76,6 +78,7 @@ if mode == 'r' then
   for _, live in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     if live ~= me then out[#out + 1] = redis.call('HGETALL', index .. ':' .. live) end
   end
+  if ARGV[6] then redis.call('PUBLISH', channel, 'm' .. me .. '!' .. ARGV[6]) end
   return out
 end
 local present = redis.call('ZSCORE', index, me)
@@ -184,6 +187,8 @@ export class RedisPresence implements BackplanePresence {
   readonly #topics = new Map<string, TopicState>()
   readonly #sha: Promise<string> = scriptSha(PRESENCE_SCRIPT)
   #timer: ReturnType<typeof setInterval> | undefined
+  /** The reads waiting for their mark on the topic's channel: token → what ends the wait. */
+  readonly #marks = new Map<string, () => void>()
 
   /**
    * @param host - the backplane
@@ -209,19 +214,46 @@ export class RedisPresence implements BackplanePresence {
   /**
    * See {@link BackplanePresence.read}: the other instances' members as Redis has them (the
    * dead ones reaped first), and this instance's own as the Topics has them.
+   *
+   * For a held topic it answers once the read's mark came back on the topic's channel (or
+   * after {@link DEADLINE_INTERVALS} intervals without it): the answer travels on the app's
+   * connection and the diffs on the subscriber's, so without the wait a diff that the read
+   * already includes could arrive after it and take the view back (a member that left
+   * listed again until its leave arrives once more). With it, every diff that arrives later
+   * is newer than the read.
    */
   async read(topic: string): Promise<PresenceMember[]> {
     const state = this.#state(topic)
     // A held topic is beaten from now on, so that its dead instances are reaped; a topic read
     // without being held (`topics.presence()` of a topic nobody here holds) is not.
-    if (this.#host.held(topic)) {
+    const held = this.#host.held(topic)
+    if (held) {
       state.used = true
       this.#beating()
     }
     let reply: unknown
+    let marked: Promise<void> | undefined
+    let token: string | undefined
+    if (held) {
+      token = crypto.randomUUID()
+      const key = token
+      marked = new Promise<void>((resolve) => {
+        const timer = setTimeout(done, DEADLINE_INTERVALS * this.#interval)
+        function done() {
+          clearTimeout(timer)
+          resolve()
+        }
+        this.#marks.set(key, () => {
+          this.#marks.delete(key)
+          done()
+        })
+      })
+    }
     try {
-      reply = await this.#call(state, ['r'])
+      reply = await this.#call(state, token ? ['r', token] : ['r'])
+      await marked
     } finally {
+      if (token) this.#marks.get(token)?.()
       this.#forget(state)
     }
     if (!Array.isArray(reply)) throw new Error(`Unexpected answer from Redis: ${String(reply)}`)
@@ -247,8 +279,13 @@ export class RedisPresence implements BackplanePresence {
     if (message.charCodeAt(0) !== DIFF_CODE) return false
     const owner = message.slice(1, 1 + INSTANCE_ID_LENGTH)
     // This instance's own changes, or its own members reaped while it was away (it asserts
-    // them again: see the script's `o` mode).
-    if (owner === this.#host.instanceId) return true
+    // them again: see the script's `o` mode), or a read's mark.
+    if (owner === this.#host.instanceId) {
+      if (message.charAt(1 + INSTANCE_ID_LENGTH) === '!') {
+        this.#marks.get(message.slice(2 + INSTANCE_ID_LENGTH))?.()
+      }
+      return true
+    }
     const diff = parseDiff(message.slice(1 + INSTANCE_ID_LENGTH))
     if (!diff) return true
     try {
@@ -307,6 +344,7 @@ export class RedisPresence implements BackplanePresence {
   async close(waitMs: number): Promise<void> {
     clearInterval(this.#timer)
     this.#timer = undefined
+    for (const end of [...this.#marks.values()]) end()
     const leaving: Promise<unknown>[] = []
     for (const state of this.#topics.values()) {
       // A call on its way goes first (one connection, in order): its joins are taken out too.

@@ -56,6 +56,8 @@ interface Diff {
  */
 class View {
   readonly members = new Map<string, PresenceMeta>()
+  /** The ids listed after each change made while no read was on its way, and after each read. */
+  readonly settled: string[][] = []
   #changes: Diff[] | undefined
   #generation = 0
 
@@ -70,6 +72,7 @@ class View {
     this.#changes?.push(diff)
     for (const member of diff.leaves) this.members.delete(member.id)
     for (const member of diff.joins) this.members.set(member.id, member.meta)
+    if (!this.#changes) this.settled.push(this.ids())
   }
 
   async load(): Promise<void> {
@@ -81,9 +84,12 @@ class View {
     expect(new Set(read.map((member) => member.id)).size).toBe(read.length)
     this.members.clear()
     for (const member of read) this.members.set(member.id, member.meta)
-    const changes = this.#changes
+    for (const diff of this.#changes) {
+      for (const member of diff.leaves) this.members.delete(member.id)
+      for (const member of diff.joins) this.members.set(member.id, member.meta)
+    }
     this.#changes = undefined
-    for (const diff of changes) this.apply(diff)
+    this.settled.push(this.ids())
   }
 
   /** The members listed: the view's, and this instance's own as they are. */
@@ -225,6 +231,61 @@ async function proxyTo(port: number) {
       for (const socket of sockets) socket.resetAndDestroy()
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
+/**
+ * A TCP proxy to Redis that can hold back what Redis sends on subscriber connections (those
+ * whose client sent a SUBSCRIBE): a slow subscriber connection, while commands go on.
+ */
+async function laggingProxyTo(port: number) {
+  const subscribers = new Set<{ held: Buffer[] | undefined; client: net.Socket }>()
+  let holding = false
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1')
+    const link = { held: undefined as Buffer[] | undefined, client }
+    let subscriber = false
+    client.on('data', (chunk: Buffer) => {
+      if (!subscriber && /subscribe/i.test(chunk.toString('latin1'))) {
+        subscriber = true
+        subscribers.add(link)
+      }
+      upstream.write(chunk)
+    })
+    upstream.on('data', (chunk: Buffer) => {
+      if (subscriber && holding) (link.held ??= []).push(chunk)
+      else client.write(chunk)
+    })
+    const end = () => {
+      client.destroy()
+      upstream.destroy()
+      subscribers.delete(link)
+    }
+    client.on('error', end).on('close', end)
+    upstream.on('error', end).on('close', end)
+  })
+  server.listen(0, '127.0.0.1')
+  await new Promise((resolve) => server.once('listening', resolve))
+  const address = server.address() as net.AddressInfo
+  return {
+    url: `redis://127.0.0.1:${address.port}`,
+    /** Holds back what Redis sends on subscriber connections from now on. */
+    hold() {
+      holding = true
+    },
+    /** Sends what was held, in order, and lets everything through again. */
+    release() {
+      holding = false
+      for (const link of subscribers) {
+        for (const chunk of link.held ?? []) link.client.write(chunk)
+        link.held = undefined
+      }
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const link of subscribers) link.client.destroy()
+        server.close(() => resolve())
+      }),
   }
 }
 
@@ -428,6 +489,46 @@ describe.each(CLIENT_KINDS)('presence on Redis, with %s', (kind) => {
     await until(() => b.ups.length > 0, 10_000, "B's up()")
     await until(() => viewB.ids().join() === 'a2', 5000, 'the view to converge')
     expect(await stored(topic)).toEqual(new Map([[a.backplane.instanceId, ['a2']]]))
+  })
+
+  it('a read that overtakes diffs still on their way (a slow subscriber connection): the older diffs never take the view back', async () => {
+    const proxy = await laggingProxyTo(redis.port)
+    try {
+      const a = await instance({}, proxy.url)
+      const b = await instance()
+      const topic = newTopic('overtaken')
+      b.join(topic, 'x', 1)
+      await until(async () => (await stored(topic)).size === 1, 5000, 'the join')
+      const view = await a.watch(topic)
+      expect(view.ids()).toEqual(['x'])
+      // A's subscriber connection lags: B's member leaves, joins again and leaves, and A
+      // reads the topic again (as after an outage) while those diffs are still on their way.
+      proxy.hold()
+      const members = async () => (await stored(topic)).get(b.backplane.instanceId) ?? []
+      b.leave(topic, 'x')
+      await until(async () => (await members()).length === 0, 5000, 'the leave')
+      b.join(topic, 'x', 2)
+      await until(async () => (await members()).length === 1, 5000, 'the join again')
+      b.leave(topic, 'x')
+      await until(async () => (await members()).length === 0, 5000, 'the last leave')
+      const before = view.settled.length
+      const loading = view.load()
+      await sleep(300)
+      proxy.release()
+      await loading
+      await until(() => a.diffs.length >= 3, 5000, "B's three diffs at A")
+      await sleep(100)
+      // Once it read that x had left, the view never listed x again.
+      const after = view.settled.slice(before)
+      expect(after.length).toBeGreaterThan(0)
+      expect(after.filter((listed) => listed.includes('x'))).toEqual([])
+      expect(view.ids()).toEqual([])
+      expect([...a.errors, ...b.errors]).toEqual([])
+    } finally {
+      // A's connections go through the proxy: A first.
+      await Promise.all(started.splice(0).map((one) => one.stop()))
+      await proxy.close()
+    }
   })
 
   it('scripts flushed (SCRIPT FLUSH): calls still reach Redis, in order', async () => {
