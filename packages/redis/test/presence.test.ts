@@ -253,8 +253,9 @@ async function laggingProxyTo(port: number) {
       upstream.write(chunk)
     })
     upstream.on('data', (chunk: Buffer) => {
-      if (subscriber && holding) (link.held ??= []).push(chunk)
-      else client.write(chunk)
+      if (!subscriber || !holding) client.write(chunk)
+      else if (link.held) link.held.push(chunk)
+      else link.held = [chunk]
     })
     const end = () => {
       client.destroy()
