@@ -171,10 +171,12 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal */ [DISPATCH_STOPPED] = false;
   /** @internal */ [WHEN_ENDED]: Promise<void> | undefined;
   /** @internal */ [RESOLVE_ENDED]: (() => void) | undefined;
-  /** @internal */ [ENDED_SETTLED] = false;
-  // Made on first use: most connections never ask for a signal or wait for the close.
-  /** @internal */ [ABORT]: AbortController | undefined;
-  /** @internal */ [ABORT_REASON]: CloseEnd | undefined;
+  /** @internal */ [ENDED_SETTLED] = false
+  // Made on first use: most connections never ask for a signal or wait for the close. The
+  // fields of the end and of rare paths are declared only (`declare`): no slot is made for them
+  // until they are set, so an open connection does not carry ten empty fields.
+  /** @internal */ declare [ABORT]: AbortController | undefined
+  /** @internal */ declare [ABORT_REASON]: CloseEnd | undefined;
   /** @internal */ [CLOSE_TIMEOUT]: number;
   /** @internal */ [STATE]: ConnState = 'open';
   /**
@@ -189,20 +191,20 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal */ [INBOX_BYTES] = 0;
   /** @internal */ [PAUSED] = false;
   /** @internal */ [READ_RESOLVE]: ReadResolve | undefined;
-  /** @internal */ [READ_ITERATING] = false;
+  /** @internal */ [READ_ITERATING] = false
   // The end (close-handshake.ts): the fault that ends the connection, the final error, and
   // who waits for it.
-  /** @internal */ [FAULT]: CloseEnd | undefined;
-  /** @internal */ [CLOSE_ERROR]: CloseEnd | undefined;
-  /** @internal */ [CLOSE_TIMER]: ReturnType<typeof setTimeout> | undefined;
-  /** @internal */ [WHEN_CLOSED]: Promise<void> | undefined;
-  /** @internal */ [SETTLE_CLOSED]: (() => void) | undefined;
+  /** @internal */ declare [FAULT]: CloseEnd | undefined
+  /** @internal */ declare [CLOSE_ERROR]: CloseEnd | undefined
+  /** @internal */ declare [CLOSE_TIMER]: ReturnType<typeof setTimeout> | undefined
+  /** @internal */ declare [WHEN_CLOSED]: Promise<void> | undefined
+  /** @internal */ declare [SETTLE_CLOSED]: (() => void) | undefined
   // Outbound (outbound.ts): sends waiting for the runtime to drain, and pings waiting for a
   // pong; made on first use, since most connections never wait.
-  /** @internal */ [DRAIN_WAITERS]: Waiter<void>[] | undefined;
-  /** @internal */ [DRAIN_POLL]: ReturnType<typeof setTimeout> | undefined;
-  /** @internal */ [DRAIN_POLL_DELAY] = DRAIN_POLL_MIN_MS;
-  /** @internal */ [PING_WAITERS]: Waiter<void>[] | undefined
+  /** @internal */ declare [DRAIN_WAITERS]: Waiter<void>[] | undefined
+  /** @internal */ declare [DRAIN_POLL]: ReturnType<typeof setTimeout> | undefined;
+  /** @internal */ [DRAIN_POLL_DELAY] = DRAIN_POLL_MIN_MS
+  /** @internal */ declare [PING_WAITERS]: Waiter<void>[] | undefined
 
   /** @internal The handlers the adapter forwards the runtime's events to. */
   readonly [EVENTS]: SocketEvents
