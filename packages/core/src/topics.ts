@@ -487,10 +487,13 @@ export class Topics extends EventTarget {
     if (!entry) throw new Error(`The topic '${topic}' is not held here: subscribe to it first`)
     if (entry.presence) return entry.presence
     const shared = this.#backplane?.presence
-    const view = new PresenceView(
-      (joins, leaves) => this.dispatchEvent(new PresenceEvent(topic, joins, leaves)),
-      !shared,
-    )
+    const view: PresenceView = new PresenceView((joins, leaves) => {
+      // A view dropped with its topic (the last subscriber left while its read was on its way)
+      // reports nothing more: the topic is not held, and its next view starts afresh.
+      if (this.#topics.get(topic)?.presence === view) {
+        this.dispatchEvent(new PresenceEvent(topic, joins, leaves))
+      }
+    }, !shared)
     entry.presence = view
     if (shared) this.#load(topic, entry)
     return view

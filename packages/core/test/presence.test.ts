@@ -321,6 +321,58 @@ describe('presence across hubs on the memory backplane', () => {
     expect(await names(c)).toEqual(['alicia'])
   })
 
+  it('a topic left while its first read is on its way fires no event once it is not held, and nothing twice when held again', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    // B's reads take a while (Redis far away).
+    const slow = bus.backplane()
+    const shared = slow.presence as NonNullable<Backplane['presence']>
+    const read = shared.read.bind(shared)
+    shared.read = async (topic) => {
+      const members = await read(topic)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      return members
+    }
+    const b = await instance(slow)
+    await a.join({ name: 'alice' })
+    await settle()
+    const unheld: string[] = []
+    b.topics.addEventListener('presence', (event) => {
+      const { topic, joins, leaves } = event as PresenceEvent
+      if (!b.topics.names().includes(topic)) {
+        unheld.push(JSON.stringify([joins.map((m) => m.meta), leaves.map((m) => m.meta)]))
+      }
+    })
+    for (let round = 0; round < 5; round++) {
+      // Bob joins, which starts the view's first read, and leaves before it is back.
+      const bob = await b.join({ name: 'bob' })
+      bob.send('leave')
+      expect((await bob.read()).data).toBe('ok')
+      await new Promise((resolve) => setTimeout(resolve, 40))
+      bob.close(1000)
+      await bob.closed
+    }
+    expect(b.topics.names()).toEqual([])
+    expect(unheld).toEqual([])
+    // A list kept from the events (read once, then applied) equals the truth when held again.
+    const kept = new Map<string, unknown>()
+    b.topics.addEventListener('presence', (event) => {
+      const { joins, leaves } = event as PresenceEvent
+      for (const m of leaves) expect(kept.delete(m.id)).toBe(true)
+      for (const m of joins) {
+        expect(kept.has(m.id)).toBe(false)
+        kept.set(m.id, m.meta)
+      }
+    })
+    const carol = await b.join({ name: 'carol' })
+    await new Promise((resolve) => setTimeout(resolve, 40))
+    expect([...kept.values()]).toEqual(
+      expect.arrayContaining([{ name: 'carol' }, { name: 'alice' }]),
+    )
+    expect(kept.size).toBe(2)
+    carol.close(1000)
+  })
+
   it('converges after a cut: what was missed during it arrives as one diff when the backplane is back', async () => {
     const bus = memoryBackplane()
     const a = await instance(bus.backplane())
