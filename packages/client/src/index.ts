@@ -298,6 +298,11 @@ interface Sub {
   confirmed: boolean
   /** A gap frame came during the current subscribe. */
   gapSeen: boolean
+  /**
+   * The current subscribe's member list came: diffs apply from then on. One that comes before
+   * it belongs to a subscription given up (its diffs still on their way) and is ignored.
+   */
+  listed: boolean
 }
 
 interface Queued {
@@ -425,6 +430,7 @@ export class Client<C = unknown> {
       position: undefined,
       confirmed: false,
       gapSeen: false,
+      listed: false,
     }
     this.#subs.set(topic, sub)
     if (this.#state.status === 'open') this.#subscribeOn(sub)
@@ -563,6 +569,7 @@ export class Client<C = unknown> {
   #subscribeOn(sub: Sub): void {
     const id = ++this.#id
     sub.gapSeen = false
+    sub.listed = false
     this.#pending.set(id, { resolve() {}, reject() {}, sent: false, sub })
     const since = sub.position ? `,"since":${JSON.stringify(sub.position)}` : ''
     this.#write(`{"type":"subscribe","id":${id},"topic":${JSON.stringify(sub.topic)}${since}}`, id)
@@ -789,7 +796,10 @@ export class Client<C = unknown> {
       members.clear()
       for (const [id, meta] of next) members.set(id, meta)
       sub.self = typeof frame.self === 'string' ? frame.self : undefined
+      sub.listed = true
     } else {
+      // A diff before this subscription's list: the server sent it for one given up.
+      if (!sub.listed) return
       leaves = Array.isArray(frame.leaves) ? (frame.leaves as Member[]) : []
       joins = Array.isArray(frame.joins) ? (frame.joins as Member[]) : []
       for (const member of leaves) members.delete(member.id)

@@ -549,3 +549,42 @@ it('keeps a topic’s members from the presence frames: the list replaces, diffs
   expect(calls).toHaveLength(4)
   client.close()
 })
+
+it('a diff of a subscription given up, arriving after the topic was subscribed again, changes nothing before the new list', () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  const [socket] = FakeSocket.made.slice(-1)
+  socket!.opened = true
+  socket!.onopen?.({})
+  const frame = (value: object) => socket!.onmessage?.({ data: JSON.stringify(value) })
+  const first = client.subscribe('rooms/a', { message() {} })
+  frame({ type: 'subscribed', id: 1, topic: 'rooms/a', recovered: true })
+  frame({ type: 'presence', topic: 'rooms/a', members: [{ id: 'a', meta: 1 }] })
+  expect(first.members.size).toBe(1)
+  // Given up and taken again in one go: the server's diffs of the first subscription, sent
+  // before it read the unsubscribe, are still on their way.
+  first.unsubscribe()
+  const calls: unknown[] = []
+  const again = client.subscribe('rooms/a', {
+    message() {},
+    presence: (members, diff) => calls.push([[...members], diff]),
+  })
+  frame({ type: 'presence', topic: 'rooms/a', joins: [{ id: 'old', meta: 0 }], leaves: [] })
+  frame({ type: 'presence', topic: 'rooms/a', joins: [], leaves: [{ id: 'a', meta: 1 }] })
+  expect(again.members.size).toBe(0)
+  expect(calls).toEqual([])
+  frame({ type: 'ack', id: 2 })
+  frame({ type: 'subscribed', id: 3, topic: 'rooms/a', recovered: true })
+  frame({ type: 'presence', topic: 'rooms/a', members: [{ id: 'b', meta: 2 }] })
+  expect([...again.members]).toEqual([['b', 2]])
+  expect(calls).toEqual([[[['b', 2]], { joins: [{ id: 'b', meta: 2 }], leaves: [] }]])
+  // Diffs after the list apply.
+  frame({ type: 'presence', topic: 'rooms/a', joins: [{ id: 'c', meta: 3 }], leaves: [] })
+  expect([...again.members]).toEqual([
+    ['b', 2],
+    ['c', 3],
+  ])
+  client.close()
+})
