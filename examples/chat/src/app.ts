@@ -57,7 +57,10 @@ export const chat = new Channels<Member>({
       text: z.string().trim().min(1).max(MAX_TEXT_LENGTH),
       name: z.string().optional(),
     }),
-    authorize: ({ params }) => checkRoom(params.room),
+    // Only its members speak in a room (so every sender is in its member list), and a room
+    // comes to be, with its history, by someone entering it, never by a publish alone.
+    authorize: ({ conn, topic, params, action }) =>
+      checkRoom(params.room) && (action === 'subscribe' || conn.topics.has(topic)),
     publish: ({ conn, data }) => ({ name: conn.data.name, text: data.text }),
     presence: ({ conn }) => ({ name: conn.data.name }),
   })

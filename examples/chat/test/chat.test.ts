@@ -254,6 +254,29 @@ describe('input validation', () => {
     expect(await next(alice)).toEqual({ type: 'ack', id: ok })
   })
 
+  it('refuses a message from a connection that is not in the room: no one outside the member list speaks', async () => {
+    const room = freshRoom()
+    const alice = await join(room, 'alice')
+    const mallory = await open('mallory')
+    const id = send(mallory, { type: 'publish', topic: `rooms/${room}`, data: { text: 'boo' } })
+    expect(await next(mallory)).toMatchObject({ type: 'error', id, code: 'forbidden' })
+    // Nor does a room come to be, with its history, from a publish alone.
+    const elsewhere = freshRoom()
+    const other = send(mallory, {
+      type: 'publish',
+      topic: `rooms/${elsewhere}`,
+      data: { text: 'x' },
+    })
+    expect(await next(mallory)).toMatchObject({ type: 'error', id: other, code: 'forbidden' })
+    const bob = await join(room, 'bob')
+    await next(alice)
+    send(bob, { type: 'publish', topic: `rooms/${room}`, data: { text: 'only me' } })
+    // Bob's message is the first alice gets: mallory's never reached the room.
+    expect(await next(alice)).toMatchObject(
+      message(`rooms/${room}`, { name: 'bob', text: 'only me' }),
+    )
+  })
+
   it('answers a bad room name with an error reply that says what a room name is', async () => {
     const alice = await open('alice')
     const id = send(alice, { type: 'subscribe', topic: 'rooms/no spaces' })
