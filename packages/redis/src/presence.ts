@@ -29,6 +29,12 @@ const DIFF_CODE = DIFF_KIND.charCodeAt(0)
 export const DEADLINE_INTERVALS = 3
 /** How many intervals the keys outlive the last call: well past the deadline, for a reaper. */
 const KEEP_INTERVALS = 6
+/**
+ * The most members of dead instances one call reaps (their leaves published in pieces of at
+ * most this many): a bigger dead hash is reaped by the calls that follow at once, each a short
+ * script, rather than by one that blocks Redis (100,000 members in one script: 1.5 s).
+ */
+const REAP_BUDGET = 1000
 /** The most changes one call carries; more wait for the next call. */
 const MAX_BATCH = 1000
 /** Past this many changes waiting, they are dropped for one wholesale replacement. */
@@ -43,11 +49,15 @@ const MAX_WAITING = 4 * MAX_BATCH
  *   the instance was reaped, or its hash expired: the script changes nothing and answers `{-1}`,
  *   and the backplane replaces its members wholesale), then triples `j`/`l`, member id, meta.
  * - `a` (assert): pairs member id, meta: this instance's members, replacing its hash.
- * - `r` (read): answers `{0, hash, hash, ...}`, the flat hashes of the other live instances;
+ * - `r` (read): answers the flat hashes of the other live instances (deadline not passed);
  *   with 6 a token, it publishes the read's mark, `m` + this instance + `!` + the token, after
  *   every diff the read includes (see {@link RedisPresence.read}).
  *
- * `o` and `a` answer `{count}`, the members Redis now holds for this instance. Each diff is
+ * Each call first reaps the instances past their deadline, at most {@link REAP_BUDGET} members
+ * of theirs (taken with HRANDFIELD and deleted, an instance's index entry removed once its hash
+ * is empty); `more` is 1 when some are left, and the backplane calls again at once.
+ * `o` and `a` answer `{count, more}`, `count` the members Redis now holds for this instance
+ * (`{-1, more}` on a mismatch); `r` answers `{more, hash, hash, ...}`. Each diff is
  * published as `m` + the instance whose members changed + `{"j":[members],"l":[members]}`.
  */
 export const PRESENCE_SCRIPT = `local index, own, me, channel = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
@@ -60,22 +70,30 @@ end
 local function publish(owner, joins, leaves)
   redis.call('PUBLISH', channel, 'm' .. owner .. '{"j":[' .. table.concat(joins, ',') .. '],"l":[' .. table.concat(leaves, ',') .. ']}')
 end
-for _, dead in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. now, 'LIMIT', 0, 100)) do
+local budget, more = ${REAP_BUDGET}, 0
+local deads = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. now, 'LIMIT', 0, 100)
+if #deads == 100 then more = 1 end
+for _, dead in ipairs(deads) do
   if dead ~= me then
-    local key = index .. ':' .. dead
-    local fields = redis.call('HGETALL', key)
-    redis.call('DEL', key)
-    redis.call('ZREM', index, dead)
-    if #fields > 0 then
-      local leaves = {}
-      for i = 1, #fields, 2 do leaves[#leaves + 1] = member(fields[i], fields[i + 1]) end
-      publish(dead, {}, leaves)
+    if budget <= 0 then
+      more = 1
+      break
     end
+    local key = index .. ':' .. dead
+    local fields = redis.call('HRANDFIELD', key, budget, 'WITHVALUES')
+    local leaves = {}
+    for i = 1, #fields, 2 do
+      leaves[#leaves + 1] = member(fields[i], fields[i + 1])
+      redis.call('HDEL', key, fields[i])
+    end
+    budget = budget - #leaves
+    if redis.call('HLEN', key) == 0 then redis.call('ZREM', index, dead) else more = 1 end
+    if #leaves > 0 then publish(dead, {}, leaves) end
   end
 end
 if mode == 'r' then
-  local out = {0}
-  for _, live in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+  local out = {more}
+  for _, live in ipairs(redis.call('ZRANGEBYSCORE', index, now, '+inf')) do
     if live ~= me then out[#out + 1] = redis.call('HGETALL', index .. ':' .. live) end
   end
   if ARGV[6] then redis.call('PUBLISH', channel, 'm' .. me .. '!' .. ARGV[6]) end
@@ -91,7 +109,7 @@ local function touch(id, old)
 end
 if mode == 'o' then
   local count = redis.call('HLEN', own)
-  if tonumber(ARGV[6]) ~= count or (count > 0 and not present) then return {-1} end
+  if tonumber(ARGV[6]) ~= count or (count > 0 and not present) then return {-1, more} end
   for i = 7, #ARGV, 3 do
     local id = ARGV[i + 1]
     touch(id, redis.call('HGET', own, id))
@@ -123,7 +141,7 @@ elseif present then
   redis.call('ZREM', index, me)
 end
 if #joins > 0 or #leaves > 0 then publish(me, joins, leaves) end
-return {count}
+return {count, more}
 `
 
 /** The index key of a topic's presence; an instance's hash is this key + `:` + its id. */
@@ -173,6 +191,8 @@ interface TopicState {
   refused: boolean
   /** The calls on their way, one after another: settles when none is left. */
   running: Promise<void> | undefined
+  /** The last call left members of dead instances to reap: another follows at once. */
+  reap: boolean
 }
 
 /**
@@ -257,6 +277,8 @@ export class RedisPresence implements BackplanePresence {
       this.#forget(state)
     }
     if (!Array.isArray(reply)) throw new Error(`Unexpected answer from Redis: ${String(reply)}`)
+    this.#reaped(state, reply[0])
+    this.#reapMore(state)
     const members = new Map<string, PresenceMember>()
     for (let i = 1; i < reply.length; i++) {
       const fields = reply[i]
@@ -384,6 +406,7 @@ export class RedisPresence implements BackplanePresence {
         sent: Number.NEGATIVE_INFINITY,
         refused: false,
         running: undefined,
+        reap: false,
       }
       this.#topics.set(topic, state)
     }
@@ -416,6 +439,7 @@ export class RedisPresence implements BackplanePresence {
     state.running ??= this.#drain(state).finally(() => {
       state.running = undefined
       this.#forget(state)
+      this.#reapMore(state)
     })
     return state.running
   }
@@ -453,6 +477,7 @@ export class RedisPresence implements BackplanePresence {
         return
       }
       const count = Array.isArray(reply) ? Number(reply[0]) : Number.NaN
+      if (Array.isArray(reply)) this.#reaped(state, reply[1])
       if (count >= 0) state.count = count
       else {
         // This instance was reaped (it was away past its deadline), or its hash expired: its
@@ -519,15 +544,40 @@ export class RedisPresence implements BackplanePresence {
   #beat(): void {
     const stale = performance.now() - this.#interval / 2
     for (const state of this.#topics.values()) {
-      if (state.running || state.sent > stale || state.refused) continue
+      if (state.sent > stale) continue
       if (state.count === 0 && !state.used) continue
-      state.running = this.#beatOnce(state).finally(() => {
-        state.running = undefined
-        this.#forget(state)
-        // Changes made while the beat was on its way.
-        if (state.assert || state.changes.length > 0) this.#kick(state)
-      })
+      this.#beatTopic(state)
     }
+  }
+
+  /** One heartbeat call for a topic, unless a call is on its way or Redis refused for good. */
+  #beatTopic(state: TopicState): void {
+    if (state.running || state.refused || this.#host.closed()) return
+    state.running = this.#beatOnce(state).finally(() => {
+      state.running = undefined
+      this.#forget(state)
+      // Changes made while the beat was on its way.
+      if (state.assert || state.changes.length > 0) this.#kick(state)
+      else this.#reapMore(state)
+    })
+  }
+
+  /** Notes whether a call left members of dead instances to reap (its `more`). */
+  #reaped(state: TopicState, more: unknown): void {
+    if (Number(more) === 1) state.reap = true
+  }
+
+  /**
+   * A call left members of dead instances to reap: another call follows, a turn later (the
+   * calls on their way first), so that a big dead hash goes in short scripts, one after another.
+   */
+  #reapMore(state: TopicState): void {
+    if (!state.reap || this.#host.closed()) return
+    state.reap = false
+    setTimeout(() => {
+      // A topic forgotten meanwhile is reaped by its next call.
+      if (this.#topics.get(state.topic) === state) this.#beatTopic(state)
+    }, 0)
   }
 
   async #beatOnce(state: TopicState): Promise<void> {
@@ -538,6 +588,7 @@ export class RedisPresence implements BackplanePresence {
     try {
       const reply = await this.#call(state, ['o', String(state.count)])
       const count = Array.isArray(reply) ? Number(reply[0]) : Number.NaN
+      if (Array.isArray(reply)) this.#reaped(state, reply[1])
       if (count < 0 || Number.isNaN(count)) {
         state.count = undefined
         state.assert = true
@@ -556,7 +607,7 @@ export class RedisPresence implements BackplanePresence {
 
 /** The commands the presence script runs, besides EVALSHA and EVAL themselves. */
 export const PRESENCE_COMMANDS =
-  'TIME ZRANGEBYSCORE ZRANGE ZSCORE ZADD ZREM HGETALL HGET HSET HDEL HLEN DEL PEXPIRE PTTL PUBLISH'
+  'TIME ZRANGEBYSCORE ZSCORE ZADD ZREM HRANDFIELD HGETALL HGET HSET HDEL HLEN DEL PEXPIRE PTTL PUBLISH'
 
 /** Whether Redis refused for good (see `isPermanent`), the refusal told by {@link refusal} too. */
 function permanent(error: unknown): boolean {

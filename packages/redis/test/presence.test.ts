@@ -618,6 +618,32 @@ describe.each(CLIENT_KINDS)('presence on Redis, with %s', (kind) => {
     expect(await stored(topic)).toEqual(new Map())
   })
 
+  it('a dead instance with many members is reaped in pieces, none blocking Redis for long, all within the bound', async () => {
+    const b = await instance()
+    const topic = newTopic('big-dead')
+    const view = await b.watch(topic)
+    // An instance that died with 5,000 members, its deadline passed.
+    const index = presenceIndex('handshake:', topic)
+    const dead = 'deaddeaddeaddead'
+    const fields: string[] = []
+    for (let i = 0; i < 5000; i++) fields.push(`m${i}`, JSON.stringify({ name: `member ${i}` }))
+    await redis.command('HSET', `${index}:${dead}`, ...fields)
+    await redis.command('ZADD', index, '1', dead)
+    const reaped = Date.now()
+    await until(
+      () => b.diffs.reduce((n, diff) => n + diff.leaves.length, 0) === 5000,
+      5000,
+      'every leave',
+    )
+    // Every leave once, in pieces of at most 1,000 (each piece one short script).
+    expect(Math.max(...b.diffs.map((diff) => diff.leaves.length))).toBeLessThanOrEqual(1000)
+    expect(new Set(b.diffs.flatMap((diff) => diff.leaves.map((m) => m.id))).size).toBe(5000)
+    expect(Date.now() - reaped).toBeLessThan(BOUND + SLACK)
+    expect(view.ids()).toEqual([])
+    expect(await stored(topic)).toEqual(new Map())
+    expect(b.errors).toEqual([])
+  })
+
   it('the heartbeat is one call per topic per interval, whatever its member count', async () => {
     const a = await instance()
     const topic = newTopic('quiet')
@@ -666,10 +692,10 @@ const PRESENCE_COMMANDS = [
   'eval',
   'time',
   'zrangebyscore',
-  'zrange',
   'zscore',
   'zadd',
   'zrem',
+  'hrandfield',
   'hgetall',
   'hget',
   'hset',
