@@ -532,6 +532,7 @@ export class Client<C = unknown> {
 
   #connect(): void {
     clearTimeout(this.#timer)
+    this.#hint = undefined // a close hint is about the connection it came on only
     let ws: WebSocketLike
     try {
       ws = new this.#options.WebSocket(this.#url, PROTOCOL)

@@ -97,3 +97,23 @@ it('holds a timeout longer than a timer can (Infinity, 30 days) instead of firin
   expect(outcomes).toEqual(['default: answered'])
   client.close()
 })
+
+it("forgets a server's close hint with the connection it came on: it never applies to the next one", () => {
+  const client = createClient('ws://test/ws', { WebSocket, minDelay: 100 })
+  const [first] = FakeSocket.made
+  first!.onopen?.({})
+  // The server says not to come back, but the app closes first, then opens again.
+  first!.onmessage?.({ data: '{"type":"close","retry":false}' })
+  client.close()
+  client.open()
+  // The next attempt fails before it opens, and the one after drops once open: the old hint
+  // says nothing about either.
+  FakeSocket.made[1]!.onclose?.({ code: 1006, reason: '' })
+  expect(client.state).toMatchObject({ status: 'reconnecting', code: 1006, attempt: 1 })
+  vi.advanceTimersByTime(100)
+  const third = FakeSocket.made[2]!
+  third.onopen?.({})
+  third.onclose?.({ code: 1006, reason: '' })
+  expect(client.state).toMatchObject({ status: 'reconnecting', code: 1006 })
+  client.close()
+})
