@@ -758,6 +758,9 @@ export class Client<C = unknown> {
         const sub = pending.sub
         if (sub && this.#subs.get(sub.topic) === sub) {
           this.#subs.delete(sub.topic)
+          // Ended, as by unsubscribe(): it lists nobody (a refusal on a reconnect, say).
+          sub.members.clear()
+          sub.self = undefined
           call(sub.handlers.error, error)
         }
         pending.reject(error)

@@ -588,3 +588,33 @@ it('a diff of a subscription given up, arriving after the topic was subscribed a
   ])
   client.close()
 })
+
+it('a subscription refused on a reconnect lists no member any more', () => {
+  const client = createClient('ws://test/ws', {
+    ...OPTIONS,
+    WebSocket: FakeSocket as unknown as WebSocketConstructor,
+  })
+  const errors: unknown[] = []
+  const sub = client.subscribe('rooms/a', { message() {}, error: (err) => errors.push(err) })
+  const first = FakeSocket.made.at(-1)!
+  first.opened = true
+  first.onopen?.({})
+  const frame = (socket: FakeSocket, value: object) =>
+    socket.onmessage?.({ data: JSON.stringify(value) })
+  frame(first, { type: 'subscribed', id: 1, topic: 'rooms/a', recovered: true })
+  frame(first, { type: 'presence', topic: 'rooms/a', members: [{ id: 'a', meta: 1 }], self: 'a' })
+  expect(sub.members.size).toBe(1)
+  first.ended = true
+  first.onclose?.({ code: 1006, reason: '' })
+  vi.advanceTimersByTime(OPTIONS.maxDelay)
+  const second = FakeSocket.made.at(-1)!
+  expect(second).not.toBe(first)
+  second.opened = true
+  second.onopen?.({})
+  // The server no longer lets this client in: the subscription ends.
+  frame(second, { type: 'error', id: 2, code: 'forbidden', message: 'no' })
+  expect(errors).toHaveLength(1)
+  expect(sub.members.size).toBe(0)
+  expect(sub.self).toBeUndefined()
+  client.close()
+})
