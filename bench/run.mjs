@@ -15,7 +15,7 @@
  * again from the last results.json), --no-build (skip building the Handshake packages first).
  * It is plain JavaScript so that Node 20 runs it with no TypeScript loader.
  */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -342,6 +342,8 @@ async function main() {
     }
   }
 
+  const features = flag('no-features') ? undefined : runFeatures()
+
   info.machine.loadAfter = os.loadavg()
   info.seconds = (Date.now() - t0) / 1000
   info.command = quick ? 'pnpm bench:quick' : 'pnpm bench'
@@ -351,11 +353,96 @@ async function main() {
   info.channelWorkloads = CHANNEL_WORKLOADS
   info.date = new Date().toISOString()
 
-  write(info, results, profiles, fanout)
+  write(info, results, profiles, fanout, features)
+}
+
+/**
+ * What the round-3 features cost, priced in the same run: each is a script of bench/micro/ run
+ * in its own Node process (its header says what it measures and how), its output kept as
+ * printed. The quick run gives the Redis scripts a shorter window. `--no-features` leaves
+ * them out; `--features-only` runs them alone and writes the report again with the rest of
+ * the last results.json.
+ */
+function runFeatures() {
+  const window = quick ? '10' : '30'
+  const scripts = [
+    {
+      name: 'presence: memory per member, a join and a leave reaching 1,000 subscribers',
+      file: 'presence.mjs',
+      node: ['--expose-gc'],
+    },
+    {
+      name: 'presence on Redis: commands and memory per member',
+      file: 'redis-presence.mjs',
+      env: { WINDOW_S: window },
+    },
+    {
+      name: 'history on Redis Streams: CPU and Redis per message against the plain backplane',
+      file: 'redis-history.mjs',
+    },
+    {
+      name: "the channel protocol, client and server in one process (so the client's cost is in it): a request and its response against a raw event echo",
+      file: 'channels-request.mjs',
+    },
+  ]
+  return scripts.map(({ name, file, node = [], env = {} }) => {
+    const command = `node ${node.join(' ')} bench/micro/${file}`.replace(/ +/g, ' ')
+    log(`feature: ${name} (${command})`)
+    const started = Date.now()
+    const load = os.loadavg()[0]
+    const run = spawnSync(process.execPath, [...node, join(benchDir, 'micro', file)], {
+      cwd: rootDir,
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      timeout: 10 * 60_000,
+    })
+    const output = `${run.stdout ?? ''}`.trimEnd()
+    const failed =
+      run.status !== 0
+        ? `exit ${run.status ?? run.signal}: ${`${run.stderr ?? ''}`.trim().split('\n').slice(-3).join(' / ')}`
+        : undefined
+    if (failed) log(`feature ${file} failed: ${failed}`)
+    return {
+      name,
+      command: Object.keys(env).length
+        ? `${Object.entries(env)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')} ${command}`
+        : command,
+      seconds: (Date.now() - started) / 1000,
+      date: new Date(started).toISOString().slice(0, 16).replace('T', ' '),
+      load,
+      output,
+      failed,
+    }
+  })
+}
+
+/** The features' section of the report. */
+function renderFeatures(features) {
+  if (!features?.length) return ''
+  const parts = [
+    '',
+    '## What the new features cost',
+    '',
+    'Each script runs in its own Node process after the workloads above, in the same run; its output is kept as printed. Reproduce one with the command under its name (after `pnpm build`).',
+    '',
+  ]
+  for (const f of features) {
+    parts.push(
+      `### ${f.name}`,
+      '',
+      `\`${f.command}\` (${f.seconds.toFixed(0)} s, ${f.date ?? '?'} UTC, load average ${f.load?.toFixed(1) ?? '?'} at its start)`,
+      '',
+    )
+    if (f.failed) parts.push(`Failed: ${f.failed}`, '')
+    if (f.output) parts.push('```text', f.output, '```', '')
+  }
+  return parts.join('\n')
 }
 
 /** Writes results.json, the chart and BENCHMARKS.md (bench/results/quick/ for the quick run). */
-function write(info, results, profiles, fanout) {
+function write(info, results, profiles, fanout, features) {
   const outDir = join(benchDir, 'results', quick ? 'quick' : '')
   mkdirSync(outDir, { recursive: true })
   let notes = ''
@@ -370,7 +457,7 @@ function write(info, results, profiles, fanout) {
   writeFileSync(chartPath, renderChart(results))
   writeFileSync(
     join(outDir, 'results.json'),
-    scrub(`${JSON.stringify({ info, results, profiles, fanout }, null, 2)}\n`),
+    scrub(`${JSON.stringify({ info, results, profiles, fanout, features }, null, 2)}\n`),
   )
   const report = renderReport({
     info,
@@ -382,7 +469,7 @@ function write(info, results, profiles, fanout) {
     chartFromReport: quick ? 'chart.svg' : 'bench/results/chart.svg',
   })
   const reportPath = quick ? join(outDir, 'BENCHMARKS.md') : join(rootDir, 'BENCHMARKS.md')
-  writeFileSync(reportPath, scrub(report))
+  writeFileSync(reportPath, scrub(report + renderFeatures(features)))
   log(`wrote ${reportPath} and ${chartPath}`)
   process.stdout.write(renderReport.summaryText(results))
 }
@@ -390,7 +477,7 @@ function write(info, results, profiles, fanout) {
 /** `--report-only`: renders the report again from the last results.json (after editing notes.md). */
 function reportOnly() {
   const path = join(benchDir, 'results', quick ? 'quick' : '', 'results.json')
-  const { info, results, profiles, fanout } = JSON.parse(readFileSync(path, 'utf8'))
+  const { info, results, profiles, fanout, features } = JSON.parse(readFileSync(path, 'utf8'))
   // Results from before a server kind existed: its rows say so instead of breaking the report.
   const all = runtimes()
   for (const rt of results) {
@@ -405,7 +492,15 @@ function reportOnly() {
       if (rounds && !rt.rows[kind].unavailable) rt.rows[kind] = summarize(rounds)
     }
   }
-  write(info, results, profiles ?? [], fanout)
+  write(info, results, profiles ?? [], fanout, features)
+}
+
+/** `--features-only`: prices the features again, with the other figures of the last results.json. */
+function featuresOnly() {
+  const path = join(benchDir, 'results', quick ? 'quick' : '', 'results.json')
+  const { info, results, profiles, fanout } = JSON.parse(readFileSync(path, 'utf8'))
+  buildPackages()
+  write(info, results, profiles ?? [], fanout, runFeatures())
 }
 
 /**
@@ -414,7 +509,7 @@ function reportOnly() {
  */
 async function fanoutOnly() {
   const path = join(benchDir, 'results', quick ? 'quick' : '', 'results.json')
-  const { info, results, profiles } = JSON.parse(readFileSync(path, 'utf8'))
+  const { info, results, profiles, features } = JSON.parse(readFileSync(path, 'utf8'))
   buildPackages()
   const fanout = await runFanout(
     selected,
@@ -425,10 +520,11 @@ async function fanoutOnly() {
     },
     log,
   )
-  write(info, results, profiles ?? [], fanout)
+  write(info, results, profiles ?? [], fanout, features)
 }
 
 if (flag('report-only')) reportOnly()
+else if (flag('features-only')) featuresOnly()
 else
   (flag('fanout-only') ? fanoutOnly() : main()).catch((err) => {
     console.error(err)
