@@ -62,9 +62,9 @@ function changes(
 /** A held topic's presence: see the module. */
 export class PresenceView {
   /** Every member of the topic the view knows of, this hub's included. */
-  readonly members = new Map<string, PresenceMember>()
+  readonly members: Map<string, PresenceMember> = new Map()
   /** This hub's own members of the topic. */
-  readonly local = new Map<string, PresenceMember>()
+  readonly local: Map<string, PresenceMember> = new Map()
   /** True once the view holds what a read returned (or it needs none). */
   loaded: boolean
   /** The read on its way, if one is: settles once it is applied (rejects when it failed). */

@@ -483,7 +483,7 @@ export class Topics extends EventTarget {
    * backplane then), kept as long as the topic is held: every change of it is a `'presence'`
    * event, dispatched synchronously, so a reader of `members` plus the later events sees it all.
    */
-  [PRESENCE_VIEW](topic: string, entry = this.#topics.get(topic)): PresenceView {
+  [PRESENCE_VIEW](topic: string, entry: Topic | undefined = this.#topics.get(topic)): PresenceView {
     if (!entry) throw new Error(`The topic '${topic}' is not held here: subscribe to it first`)
     if (entry.presence) return entry.presence
     const shared = this.#backplane?.presence
