@@ -393,6 +393,26 @@ interface Started {
 
 const children = new Set<ChildProcess>()
 
+/** Sends `signal` to the child's whole process group (the runner and what it started). */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid === undefined) throw new Error('not started')
+    process.kill(-child.pid, signal)
+  } catch {
+    child.kill(signal) // never started, or the group is gone already
+  }
+}
+
+/**
+ * Ctrl-C, as the READMEs mean it: SIGINT to the whole foreground process group, so that the
+ * server gets it itself. Sent to tsx alone, the signal is relayed, and tsx SIGKILLs a child that
+ * does not acknowledge it within 30 ms, which a loaded machine can miss: the clients then see
+ * 1006, though the server would have closed them with 1001.
+ */
+function interrupt(child: ChildProcess): void {
+  signalGroup(child, 'SIGINT')
+}
+
 /** Starts `command args` in `cwd` with PORT set, and waits until the port accepts. */
 async function start(command: string, args: string[], cwd: string): Promise<Started> {
   const port = await freePort()
@@ -400,6 +420,9 @@ async function start(command: string, args: string[], cwd: string): Promise<Star
     cwd,
     env: userEnvironment({ PORT: String(port), DENO_NO_UPDATE_CHECK: '1' }),
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, which a signal can reach whole, as Ctrl-C in a terminal reaches
+    // the foreground group: see interrupt().
+    detached: true,
   })
   children.add(child)
   let output = ''
@@ -493,7 +516,7 @@ async function echoThenInterrupt(
   expect(await client.next()).toEqual({ data: 'hello', binary: false })
   client.send(new Uint8Array([1, 2, 3]))
   expect(await client.next()).toEqual({ data: new Uint8Array([1, 2, 3]), binary: true })
-  server.child.kill('SIGINT')
+  interrupt(server.child)
   const closed = await client.closed
   expect(closed.code, server.output()).toBe(expected.code)
   if (expected.reason !== undefined) expect(closed.reason).toBe(expected.reason)
@@ -569,7 +592,7 @@ beforeAll(async () => {
 }, 600_000)
 
 afterAll(async () => {
-  for (const child of children) child.kill('SIGKILL')
+  for (const child of children) signalGroup(child, 'SIGKILL')
   if (project) rmSync(dirname(project), { recursive: true, force: true })
 })
 
