@@ -85,18 +85,10 @@ export type FetchCallback = (request: Request, env: UpgradeBindings) => unknown
 // --- the socket ---
 
 // ws marks a protocol fault's error with the close code it calls for, under a private symbol
-// (`kStatusCode` in ws/lib/constants.js), and names the fault by a public `WS_ERR_*` code, read
-// should a release rename the symbol (ws/lib/receiver.js: 1002 but for these). A network error
-// has neither.
+// (`kStatusCode` in ws/lib/constants.js). Should a release rename it, the public `WS_ERR_*` code
+// names the fault: 1002 but for these (ws/lib/receiver.js). A network error has neither.
 const WS_ERR: Record<string, number> = { INVALID_UTF8: 1007, TOO_MANY_BUFFERED_PARTS: 1008 }
 for (const name of ['MESSAGE', 'DATA_PAYLOAD']) WS_ERR[`UNSUPPORTED_${name}_LENGTH`] = 1009
-function closeCodeOf(error: Error & { code?: unknown }): number | undefined {
-  const key = Object.getOwnPropertySymbols(error).find((s) => s.description === 'status-code')
-  const marked = key && (error as unknown as Record<symbol, unknown>)[key]
-  if (typeof marked === 'number') return marked
-  const name = typeof error.code === 'string' ? /^WS_ERR_(\w+)$/.exec(error.code)?.[1] : undefined
-  return name ? (WS_ERR[name] ?? 1002) : undefined
-}
 
 // The network socket's drain finds its WebSocket here: a closure per connection would cost
 // every idle one about 100 bytes.
@@ -165,8 +157,12 @@ function onMessage(this: WsSocket, data: Buffer, isBinary: boolean): void {
 function onPong(this: WsSocket): void {
   this.events?.pong()
 }
-function onError(this: WsSocket, error: Error): void {
-  this.events?.error(error, closeCodeOf(error))
+function onError(this: WsSocket, error: Error & { code?: unknown }): void {
+  const key = Object.getOwnPropertySymbols(error).find((s) => s.description === 'status-code')
+  const marked = key && (error as unknown as Record<symbol, unknown>)[key]
+  const name = typeof error.code === 'string' ? /^WS_ERR_(\w+)$/.exec(error.code)?.[1] : undefined
+  const named = name ? (WS_ERR[name] ?? 1002) : undefined
+  this.events?.error(error, typeof marked === 'number' ? marked : named)
 }
 function onDrain(this: { [SOCKET]?: WsSocket }): void {
   this[SOCKET]?.events?.drain()
