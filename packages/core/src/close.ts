@@ -76,9 +76,9 @@ export class CloseError extends Error {
 }
 
 /**
- * A {@link CloseError} without a stack trace. The connection makes these in event handlers,
- * where the stack says nothing, and capturing one was the largest single cost of a short-lived
- * connection. Where the engine has no `Error.stackTraceLimit`, this is a plain construction.
+ * A {@link CloseError} without a stack trace. The connection makes these from a {@link CloseEnd}
+ * when something first reads its end (the stack would name that reader, not the close), and
+ * capturing one was the largest single cost of a short-lived connection. Where the engine has no `Error.stackTraceLimit`, this is a plain construction.
  * @internal
  */
 export function closeErrorOf(code: number, reason: string, wasClean: boolean): CloseError {

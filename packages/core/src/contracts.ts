@@ -47,6 +47,11 @@ export interface Controller<E extends Env = any> {
  * Called for every error `serve` throws or rejects with, except normal closes
  * ({@link isCloseError}). Without it, the error is logged with its stack at the error level.
  * An error thrown here is logged, and the connection is still closed with 1011.
+ *
+ * `c` is the upgrade's own context (headers, middleware variables, `env`), kept for the
+ * connection's life only when the controller has `onError` as `serve` starts. One added to the
+ * controller after that gets, for that connection, a context rebuilt from `conn.url`, whose
+ * `c.req.header()` throws (as an event controller's after `open`).
  */
 // biome-ignore lint/suspicious/noExplicitAny: see Controller
 export interface ErrorHandler<E extends Env = any> {

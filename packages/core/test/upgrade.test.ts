@@ -310,4 +310,69 @@ describe('what an idle serve connection keeps of its upgrade (issue 23)', () => 
     expect((await peer.closed).code).toBe(1011)
     expect(got).toEqual([[upgradeContext, 'ada']])
   })
+
+  // The README's rule: the context is kept for `onError` as the controller has it when `serve`
+  // starts. Nothing in the test holds `c` here, so only the upgrader can keep it alive.
+  it("gives onError the upgrade's headers and middleware variables after a collection", async () => {
+    const got: [string | undefined, unknown][] = []
+    const controller: ControllerWithHooks = {
+      async serve(conn) {
+        await conn.read()
+        throw new Error('boom')
+      },
+      onError(c) {
+        got.push([c.req.header('x-name'), c.get('user' as never)])
+      },
+    }
+    const peer = await connect(hono().get('/', upgrade(controller)), '/', {
+      headers: { 'x-name': 'ada' },
+    })
+    for (let i = 0; i < 3; i++) {
+      await turn()
+      collect()
+    }
+    peer.send('a')
+    expect((await peer.closed).code).toBe(1011)
+    expect(got).toEqual([['ada', 'ada']])
+  })
+
+  // Documented, deliberate (issue 23): an onError the controller gains once serve has started
+  // was not there to keep the context for, so it gets the one rebuilt from conn.url, as an event
+  // controller's onError after open.
+  it('gives an onError added after serve started the context rebuilt from the URL', async () => {
+    let started: () => void = () => {}
+    const running = new Promise<void>((resolve) => {
+      started = resolve
+    })
+    const got: unknown[] = []
+    const controller: ControllerWithHooks = {
+      async serve(conn) {
+        started()
+        await conn.read()
+        throw new Error('boom')
+      },
+    }
+    const peer = await connect(hono().get('/ws', upgrade(controller)), '/ws?room=1', {
+      headers: { 'x-name': 'ada' },
+    })
+    await running
+    controller.onError = (c) => {
+      got.push(c.req.url, c.req.query('room'), c.get('user' as never))
+      got.push(() => c.req.header('x-name'))
+    }
+    peer.send('a')
+    expect((await peer.closed).code).toBe(1011)
+    expect(got.slice(0, 3)).toEqual(['http://localhost/ws?room=1', '1', undefined])
+    expect(got[3]).toThrow(/headers are gone/)
+  })
 })
+
+/** An app whose middleware sets a variable, as an app's auth would. */
+const hono = () => {
+  const app = new Hono()
+  app.use(async (c, next) => {
+    c.set('user' as never, 'ada' as never)
+    await next()
+  })
+  return app
+}
