@@ -5,15 +5,12 @@
  * @module
  */
 import { DurableObject } from 'cloudflare:workers'
-import type {
-  DurableObjectState,
-  WebSocketRequestResponsePair as WorkersPair,
-} from '@cloudflare/workers-types'
+import type { DurableObjectState, WebSocketRequestResponsePair } from '@cloudflare/workers-types'
 import type { Connections, Hub, MessageData, ShutdownOptions, Topics } from '@handshake/core'
 import { type HibernatableSocket, Hibernation, StoredHistory } from '@handshake/core/adapter'
 import type { Hono } from 'hono'
 import { adapter } from './index.js'
-import { faultCode, switching, webSocketPair } from './shared.js'
+import { faultCode, switching, webSocketPair, workerdGlobal } from './shared.js'
 
 /**
  * What {@link toObject} needs of a Durable Object namespace binding (`env.ROOMS`). Loose on
@@ -77,11 +74,15 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
     history: () => (hasSql(this.ctx) ? new StoredHistory(this.ctx.storage.kv) : undefined),
     // workerd answers the channel clients' heartbeat itself, even while the object hibernates,
     // and remembers when it last did for each socket.
-    autoRespond: (request, response) =>
-      this.ctx.setWebSocketAutoResponse(autoResponse(request, response)),
+    autoRespond: (request, response) => {
+      const Pair = workerdGlobal<typeof WebSocketRequestResponsePair>(
+        'WebSocketRequestResponsePair',
+      )
+      this.ctx.setWebSocketAutoResponse(new Pair(request, response))
+    },
     autoResponded: (ws) =>
       this.ctx.getWebSocketAutoResponseTimestamp(ws as never)?.getTime() ?? undefined,
-    staleAfter: () => STALE_HEARTBEATS * this.heartbeatInterval,
+    heartbeatInterval: () => this.heartbeatInterval,
   })
 
   /**
@@ -163,21 +164,6 @@ export abstract class HandshakeObject<Env = unknown> extends DurableObject<Env> 
   shutdown(options?: ShutdownOptions): Promise<void> {
     return this.connections.shutdown(options)
   }
-}
-
-/** How many heartbeats a channel socket may miss before it is stale. */
-const STALE_HEARTBEATS = 3
-
-/** workerd's `WebSocketRequestResponsePair`, a global of the runtime. */
-function autoResponse(request: string, response: string): WorkersPair {
-  const Pair = (globalThis as { WebSocketRequestResponsePair?: typeof WorkersPair })
-    .WebSocketRequestResponsePair
-  if (!Pair) {
-    throw new Error(
-      'WebSocketRequestResponsePair is not defined: HandshakeObject runs in workerd (wrangler dev, Miniflare or Cloudflare) only',
-    )
-  }
-  return new Pair(request, response)
 }
 
 /** True for a SQLite-backed object (`new_sqlite_classes`): its storage has `sql` and `kv`. */

@@ -1,6 +1,6 @@
 /**
- * What the plain Worker's adapter and the Durable Object share: workerd's `WebSocketPair`, the
- * 101 that hands the client its end, and how workerd names a fault's code. Internal.
+ * What the plain Worker's adapter and the Durable Object share: workerd's globals, the 101 that
+ * hands the client its end, and how workerd names a fault's code. Internal.
  * @module
  */
 import type { WebSocketPair as WorkersWebSocketPair } from '@cloudflare/workers-types'
@@ -11,16 +11,18 @@ type Pair = InstanceType<typeof WorkersWebSocketPair>
 /** How workerd names the close code of a protocol error: "protocolError.statusCode = 1002". */
 const PROTOCOL_ERROR_CODE = /protocolError\.statusCode = (\d{4})/
 
-/** A new `WebSocketPair`: `[client, server]`. A clear error outside workerd. */
-export function webSocketPair(): Pair {
-  const Pair = (globalThis as { WebSocketPair?: typeof WorkersWebSocketPair }).WebSocketPair
-  if (!Pair) {
-    throw new Error(
-      'WebSocketPair is not defined: @handshake/workers runs on Cloudflare Workers (workerd, wrangler dev or Miniflare) only',
-    )
-  }
-  return new Pair()
+/** A class that only workerd defines as a global: a clear error outside workerd. */
+export function workerdGlobal<T>(name: 'WebSocketPair' | 'WebSocketRequestResponsePair'): T {
+  const found = (globalThis as Record<string, unknown>)[name]
+  if (found) return found as T
+  throw new Error(
+    `${name} is not defined: @handshake/workers runs on Cloudflare Workers (workerd, wrangler dev or Miniflare) only`,
+  )
 }
+
+/** A new `WebSocketPair`: `[client, server]`. */
+export const webSocketPair = (): Pair =>
+  new (workerdGlobal<typeof WorkersWebSocketPair>('WebSocketPair'))()
 
 /**
  * The 101 that hands the client its end: the core's headers, and `Sec-WebSocket-Extensions:

@@ -68,6 +68,9 @@ interface Liveness {
 const isBound = (limit: number | undefined): limit is number =>
   limit !== undefined && limit > 0 && Number.isFinite(limit)
 
+/** How many heartbeats a channel socket may miss before it is stale. */
+const STALE_HEARTBEATS = 3
+
 /** The most often the object looks for stale sockets, in ms. */
 const SWEEP_INTERVAL_MS = 1000
 
@@ -116,12 +119,13 @@ export interface HibernationHost<W> {
   /** When the runtime last answered `ws` by itself (ms since the epoch); undefined if never. */
   autoResponded?(ws: W): number | undefined
   /**
-   * How long a channel socket may send nothing, not even a heartbeat, before it is stale (ms):
-   * its connection ends as lost (1006, its member leaves) the next time the object is awake.
-   * Undefined, 0 or less, NaN or Infinity: never. Sockets of other protocols are never stale: their clients
-   * promise no heartbeat.
+   * The channel clients' heartbeat interval (ms). A channel socket that sends nothing, not even
+   * a heartbeat, for three of them is stale: its connection ends as lost
+   * (1006, its member leaves) the next time the object is awake. Undefined, 0 or less, NaN or
+   * Infinity: never. Sockets of other protocols are never stale: their clients promise no
+   * heartbeat.
    */
-  staleAfter?(): number | undefined
+  heartbeatInterval?(): number | undefined
 }
 
 /**
@@ -187,7 +191,7 @@ export class Hibernation<W extends HibernatableSocket> {
 
   /**
    * Ends the connection of every channel socket that is stale (see
-   * {@link HibernationHost.staleAfter}): it gets a close frame (1001), its connection ends as
+   * {@link HibernationHost.heartbeatInterval}): it gets a close frame (1001), its connection ends as
    * lost (1006: the app's `close` runs, it leaves its topics and presence) and the socket is
    * forgotten. Runs by itself when the object is awake anyway (a wake, an event, a request, a
    * use of its topics), at most once a second; the object sets no timer for it.
@@ -195,7 +199,7 @@ export class Hibernation<W extends HibernatableSocket> {
    * @returns how many connections it ended
    */
   expireStale(now: number = Date.now()): number {
-    const limit = this.#host.staleAfter?.()
+    const limit = this.#staleAfter()
     if (!isBound(limit) || this.#liveness.size === 0) return 0
     let ended = 0
     for (const [ws, liveness] of [...this.#liveness]) {
@@ -251,6 +255,12 @@ export class Hibernation<W extends HibernatableSocket> {
     this.#sweep()
   }
 
+  /** How long a channel socket may send nothing before it is stale (ms), if it ever is. */
+  #staleAfter(): number | undefined {
+    const interval = this.#host.heartbeatInterval?.()
+    return interval === undefined ? undefined : STALE_HEARTBEATS * interval
+  }
+
   /** Looks for stale sockets, unless it did less than a second ago. */
   #sweep(): void {
     if (this.#waking || this.#liveness.size === 0) return
@@ -269,7 +279,7 @@ export class Hibernation<W extends HibernatableSocket> {
     if (!liveness) return
     const now = Date.now()
     liveness.seen = now
-    const limit = this.#host.staleAfter?.()
+    const limit = this.#staleAfter()
     if (!isBound(limit) || now - liveness.stored < limit / 3) return
     try {
       const attachment = ws.deserializeAttachment()

@@ -95,7 +95,8 @@ function object(staleAfter: number = STALE_AFTER) {
       faultCode: () => undefined,
       autoRespond: (request, response) => autoResponses.push([request, response]),
       autoResponded: (ws) => ws.autoResponded,
-      staleAfter: () => staleAfter,
+      // The port's staleness bound is three heartbeats.
+      heartbeatInterval: () => staleAfter / 3,
     }
     const hibernation: Hibernation<FakeSocket> = new Hibernation(host)
     return hibernation
