@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { assertSendableClose, utf8Length } from '../src/close.js'
 import { CloseError, isCloseError, MAX_CLOSE_REASON_BYTES, truncateReason } from '../src/index.js'
+import { connect } from '../src/testing.js'
 
 describe('isCloseError', () => {
   it.each([1000, 1001, 1005])('is true for %i', (code) => {
@@ -41,5 +42,106 @@ describe('truncateReason', () => {
   it('never splits a surrogate pair', () => {
     const cut = truncateReason(`a${'😀'.repeat(40)}`) // 4 bytes each
     expect(cut).toBe(`a${'😀'.repeat(30)}`)
+  })
+})
+
+// Issue 23 made the CloseError of a connection's end only when something reads it (9c2370e).
+// What every reader sees must stay what it was: one error per end, the same object wherever it
+// is read, with the end's code, reason and cleanness.
+describe("a connection's end error, made when first read", () => {
+  const settled = (promise: Promise<unknown>) =>
+    promise.then(
+      () => 'resolved',
+      (err: unknown) => err,
+    )
+
+  it('is one CloseError for the pending read, later reads, sends and the signal', async () => {
+    const seen: unknown[] = []
+    let done: () => void = () => {}
+    const finished = new Promise<void>((resolve) => {
+      done = resolve
+    })
+    const peer = await connect({
+      async serve(conn) {
+        const signal = conn.signal
+        seen.push(await settled(conn.read()))
+        seen.push(signal.reason, await settled(conn.read()), await settled(conn.send('late')))
+        done()
+      },
+    })
+    peer.close(4001, 'bye')
+    await finished
+    const [read] = seen
+    expect(read).toBeInstanceOf(CloseError)
+    expect(read).toMatchObject({ code: 4001, reason: 'bye', wasClean: true })
+    for (const other of seen) expect(other).toBe(read)
+  })
+
+  it('gives a signal first asked for after the end that same error', async () => {
+    const seen: unknown[] = []
+    let done: () => void = () => {}
+    const finished = new Promise<void>((resolve) => {
+      done = resolve
+    })
+    const peer = await connect({
+      async serve(conn) {
+        const read = await settled(conn.read())
+        seen.push(read, conn.signal.aborted, conn.signal.reason)
+        done()
+      },
+    })
+    peer.vanish()
+    await finished
+    expect(seen[0]).toMatchObject({ code: 1006, wasClean: false })
+    expect(seen[1]).toBe(true)
+    expect(seen[2]).toBe(seen[0])
+  })
+
+  it("rejects a send while closing with the signal's reason: this side's code, not clean", async () => {
+    const seen: unknown[] = []
+    let done: () => void = () => {}
+    const finished = new Promise<void>((resolve) => {
+      done = resolve
+    })
+    await connect({
+      async serve(conn) {
+        const closing = conn.close(4000, 'going')
+        seen.push(conn.state, conn.signal.reason, await settled(conn.send('x')))
+        await closing
+        seen.push(conn.signal.reason)
+        done()
+      },
+    })
+    await finished
+    expect(seen[0]).toBe('closing')
+    expect(seen[1]).toBeInstanceOf(CloseError)
+    expect(seen[1]).toMatchObject({ code: 4000, reason: 'going', wasClean: false })
+    expect(seen[2]).toBe(seen[1])
+    // The signal keeps the reason it aborted with: the close that started the end.
+    expect(seen[3]).toBe(seen[1])
+  })
+
+  it("hands an event controller's close the error its signal aborted with", async () => {
+    const seen: unknown[] = []
+    let done: () => void = () => {}
+    const finished = new Promise<void>((resolve) => {
+      done = resolve
+    })
+    const peer = await connect({
+      open(conn) {
+        seen.push(conn.signal)
+      },
+      message() {},
+      close(_conn, err) {
+        seen.push(err)
+        done()
+      },
+    })
+    peer.close(1001, 'away')
+    await finished
+    const [signal, err] = seen as [AbortSignal, CloseError]
+    expect(err).toBeInstanceOf(CloseError)
+    expect(err).toMatchObject({ code: 1001, reason: 'away', wasClean: true })
+    expect(signal.reason).toBe(err)
   })
 })
