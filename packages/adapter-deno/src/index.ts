@@ -31,18 +31,11 @@ export interface DenoHttpServer {
 type Handler = (request: Request, info: { remoteAddr: DenoAddr }) => Response | Promise<Response>
 /** The part of the `Deno` namespace this package uses; declared here so no Deno types are needed. */
 interface DenoNamespace {
-  upgradeWebSocket(
-    request: Request,
-    options?: { idleTimeout?: number },
-  ): {
-    socket: WebSocket
-    response: Response
-  }
-  serve(
-    options: { port?: number; hostname?: string; signal?: AbortSignal; onListen?: () => void },
-    handler: Handler,
-  ): DenoHttpServer
+  upgradeWebSocket(request: Request, options?: { idleTimeout?: number }): Upgraded
+  serve(options: ServeInit, handler: Handler): DenoHttpServer
 }
+type Upgraded = { socket: WebSocket; response: Response }
+type ServeInit = { port?: number; hostname?: string; signal?: AbortSignal; onListen?: () => void }
 
 /** Options of {@link serve}. */
 export interface ServeOptions {
@@ -109,33 +102,31 @@ function denoAdapter(idleTimeout?: number): port.Adapter {
     name: 'deno',
     hub: () => hub,
     upgrade(c: Context, request: port.UpgradeRequest): Response {
-      const raw = c.req.raw
       // Deno releases the request once upgraded: its headers then throw "Request closed". Keep
       // what `serve` may read of it (crossws snapshots it too, h3js/crossws adapters/deno.ts).
-      const detached = new DetachedRequest(raw) as unknown as Request
+      const detached = new DetachedRequest(c.req.raw) as unknown as Request
+      const listener = new DenoSocket(request, c.req.raw)
       // The subprotocol is not passed to Deno: it splits the offer on ", " exactly, so a list
       // sent as "a,b" (the ws client does) makes upgradeWebSocket throw "Protocol 'b' not in
       // the request's protocol list" (Deno 2.9.6). The core chose it; the header carries it.
-      const { socket, response } = deno().upgradeWebSocket(raw, { idleTimeout })
+      const lent = new Proxy({}, listener) as Request
+      const { socket, response } = deno().upgradeWebSocket(lent, { idleTimeout })
       c.req.raw = detached
       // Headers added to the upgrade response reach the client since Deno 2 with Deno.serve
       // (denoland/deno#19277). The core refuses the handshake's own headers in upgradeHeaders.
       port.handshakeHeaders(request, request.protocol, response.headers)
       // Deno's default is 'blob' per the WHATWG spec; the core wants the bytes at once.
       socket.binaryType = 'arraybuffer'
-      const listener = new DenoSocket(socket, request)
-      for (const type of ['open', 'message', 'error', 'close']) {
-        socket.addEventListener(type, listener)
-      }
+      listener.socket = socket
+      for (const t of ['open', 'message', 'error', 'close']) socket.addEventListener(t, listener)
       return response
     },
   }
 }
 
 /**
- * The request `serve` sees once Deno has closed the original, read before the upgrade: a copy
- * made at once costs about 13 µs per upgrade on Deno 2.9 (WebIDL conversions of the headers),
- * and a `Request` and `Headers` kept for the connection's life.
+ * The request `serve` sees once Deno has closed the original, read before the upgrade: a view,
+ * where a `Request` copy costs about 13 µs per upgrade on Deno 2.9 (WebIDL conversions).
  */
 class DetachedRequest extends port.RequestView {
   readonly #method: string
@@ -158,6 +149,9 @@ class DetachedRequest extends port.RequestView {
 /**
  * The core's socket over a Deno `WebSocket`, and the listener of its events: one object per
  * connection, where handler properties (`onmessage`...) would make a wrapper closure each.
+ * Also the handler of the proxy lent to `Deno.upgradeWebSocket` as the request: Deno's idle
+ * timeout keeps that for the socket's life; the original (its signal, the header caches the
+ * copy built: 2.8 KB a connection on Deno 2.9.6) goes at the socket's first event.
  * No terminate: Deno cannot destroy one upgraded connection (at the close timeout the core ends
  * the Conn with 1006; the TCP connection stays until the peer or the server ends it). No pause
  * or resume: Deno cannot stop reading one socket. No ping: Deno pings on its own (idleTimeout).
@@ -166,12 +160,20 @@ class DenoSocket implements port.RuntimeSocket {
   #events: port.SocketEvents | undefined
   /** The close frame this side sent, once it has. */
   #sent: { code: number; reason: string } | undefined
+  socket!: WebSocket
 
   constructor(
-    readonly socket: WebSocket,
     /** The upgrade, until the socket opens or ends. */
     public request: port.UpgradeRequest | undefined,
+    /** The request lent to Deno, until the first event. */
+    public lent: Request | undefined,
   ) {}
+
+  /** The proxy's trap: reads of the lent request. */
+  get(_target: object, key: PropertyKey): unknown {
+    if (!this.lent) throw new Error('@handshake/deno: the upgrade request was read after open')
+    return Reflect.get(this.lent, key)
+  }
 
   // Deno has no drain event: the core polls bufferedAmount with a backing-off timer.
   get emitsDrain(): boolean {
@@ -195,6 +197,7 @@ class DenoSocket implements port.RuntimeSocket {
   handleEvent(event: Event): void {
     const request = this.request
     this.request = undefined
+    this.lent = undefined
     if (event.type === 'message') {
       const data = (event as MessageEvent<string | ArrayBuffer>).data
       this.#events?.message(typeof data === 'string' ? data : new Uint8Array(data))
@@ -212,11 +215,10 @@ class DenoSocket implements port.RuntimeSocket {
       // Deno reports code 0 for a connection that ended without a close frame: 1006. A second
       // close event (after an idle timeout) is harmless: the core takes the first.
       const { code, reason, wasClean } = event as CloseEvent
-      const sent = this.#sent
       // After our close frame, Deno (fastwebsockets) drops the TCP connection when the peer
       // sends data instead of its answer, and reports code 0. RFC 6455 lets the peer finish
       // sending first: the close was ours, so it ends with our code, not clean (Deno 2.9.6).
-      if (code === 0 && sent) this.#events?.closed(sent.code, sent.reason, false)
+      if (code === 0 && this.#sent) this.#events?.closed(this.#sent.code, this.#sent.reason, false)
       else this.#events?.closed(code === 0 ? CloseCode.AbnormalClosure : code, reason, wasClean)
     }
   }
@@ -254,9 +256,8 @@ export async function serve(
     onListen = resolve
   })
   const { hostname = '127.0.0.1', port: at = 8000 } = options
-  // Hono's env on Deno is the handler info (hono/deno's getConnInfo reads remoteAddr from it);
-  // this server's hub and adapter ride on top of it. remoteAddr is read now: Deno releases it
-  // with the request once upgraded.
+  // Hono's env on Deno is the handler info (hono/deno's getConnInfo reads remoteAddr from it),
+  // with this server's hub and adapter; remoteAddr is read now, before Deno releases it.
   const handler: Handler = (request, info) => {
     const env = Object.create(info, {
       remoteAddr: { value: info.remoteAddr, enumerable: true },

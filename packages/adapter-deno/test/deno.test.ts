@@ -369,6 +369,26 @@ describe("@handshake/deno serve(): the shutdown's deadline (issue 18 #22)", () =
   })
 })
 
+describe('@handshake/deno: the upgrade request once open', () => {
+  // It failed before: Deno's idle-timeout listener kept the request for the socket's life.
+  it('is released by Deno, while c.req still reads its headers', async () => {
+    const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
+    const { stdout } = await promisify(execFile)(
+      denoBinary(),
+      [
+        'run',
+        '--no-prompt',
+        '--allow-net=127.0.0.1',
+        '--v8-flags=--expose-gc',
+        join(packageDir, 'test', 'released-request.ts'),
+      ],
+      { cwd: packageDir, timeout: 20_000, env: { ...process.env, DENO_NO_UPDATE_CHECK: '1' } },
+    )
+    const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
+    expect(report).toEqual({ header: 'kept', released: true })
+  })
+})
+
 describe('@handshake/deno serve(): a backplane that fails to close', () => {
   // It failed before: the first shutdown() rejected with the backplane's error.
   it('runs the shutdown once, resolves every call, logs the failure, and lets the process end', async () => {
