@@ -11,6 +11,12 @@ import type { Adapter, UpgradeRequest } from './port.js'
 // --- the 101 ---
 
 /**
+ * @internal The headers of every upgrade whose controller has no `upgradeHeaders`: one empty
+ * `Headers`, shared, which the 101's builders skip without reading it.
+ */
+export const NO_UPGRADE_HEADERS: Headers = new Headers()
+
+/**
  * The headers of the 101 for an upgrade: the controller's `upgradeHeaders`, and the chosen
  * subprotocol in `Sec-WebSocket-Protocol`.
  * @param request - the core's upgrade request
@@ -22,10 +28,13 @@ export function handshakeHeaders(
   protocol: string | undefined = request.protocol,
   into: Headers = new Headers(),
 ): Headers {
-  // forEach: an iterator costs a WebIDL iterator object per upgrade, even over no headers.
-  request.headers.forEach((value, name) => {
-    into.append(name, value)
-  })
+  // forEach: an iterator costs a WebIDL iterator object per upgrade, even over no headers. The
+  // shared empty headers of an upgrade without upgradeHeaders are not walked at all.
+  if (request.headers !== NO_UPGRADE_HEADERS) {
+    request.headers.forEach((value, name) => {
+      into.append(name, value)
+    })
+  }
   if (protocol !== undefined) into.set('Sec-WebSocket-Protocol', protocol)
   return into
 }
@@ -94,6 +103,25 @@ export abstract class RequestView {
     return this.#url
   }
 
+  /**
+   * One header of a view, as `view.headers.get(name)` answers it (repeated values joined with
+   * `, `, each trimmed of HTTP whitespace), read from the runtime's list without making the
+   * `Headers` unless they were made already (they may have been changed since).
+   * @param name - the header's name, in lower case
+   */
+  static header(view: RequestView, name: string): string | null {
+    if (view.#headers) return view.#headers.get(name)
+    const list = view.headerList()
+    let value: string | null = null
+    for (let i = 0; i + 1 < list.length; i += 2) {
+      const key = list[i] as string
+      if (key.length !== name.length || key.toLowerCase() !== name) continue
+      const item = trimHttpWhitespace(list[i + 1] as string)
+      value = value === null ? item : `${value}, ${item}`
+    }
+    return value
+  }
+
   /** The request's headers, made on first use. */
   get headers(): Headers {
     if (!this.#headers) {
@@ -106,6 +134,29 @@ export abstract class RequestView {
     }
     return this.#headers
   }
+}
+
+/**
+ * One header of a request, as `request.headers.get(name)` answers it: for a {@link RequestView},
+ * without making its `Headers` (the handshake's checks read five headers, and making the
+ * `Headers` costs more than the rest of the request).
+ * @param name - the header's name, in lower case
+ */
+export function headerOf(request: Request, name: string): string | null {
+  return (request as unknown) instanceof RequestView
+    ? RequestView.header(request as unknown as RequestView, name)
+    : request.headers.get(name)
+}
+
+// HTTP whitespace (tab, line feed, carriage return, space), which `Headers` strips from values.
+const HTTP_WHITESPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g
+function trimHttpWhitespace(value: string): string {
+  const last = value.length - 1
+  if (last < 0) return value
+  const edge = (code: number) => code === 0x20 || code === 0x09 || code === 0x0a || code === 0x0d
+  return edge(value.charCodeAt(0)) || edge(value.charCodeAt(last))
+    ? value.replace(HTTP_WHITESPACE, '')
+    : value
 }
 
 const OWN = new Set<PropertyKey>(['constructor', 'url', 'method', 'headers'])

@@ -37,6 +37,7 @@ import {
   type RuntimeSocket,
   type SocketEvents,
 } from './port.js'
+import { headerOf, NO_UPGRADE_HEADERS } from './serving.js'
 
 /** An upgrade that cannot go on, with the HTTP status that answers it. */
 export class UpgradeError extends Error {
@@ -83,9 +84,6 @@ const nextTurn: (fn: () => void) => void = (() => {
     : (fn) => void setTimeout(fn, 0)
 })()
 
-// Shared by every upgrade without upgradeHeaders; adapters only read `request.headers`.
-const NO_HEADERS = new Headers()
-
 // RFC 6455 §4.1: the key is 16 random bytes, base64-encoded: 22 characters and '=='.
 const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/
 
@@ -96,35 +94,45 @@ function hasToken(header: string | null, token: string): boolean {
   return header.split(',').some((part) => part.trim().toLowerCase() === token)
 }
 
+/** Refuses `upgradeHeaders` that would set a header of the handshake's own. */
+function assertNoHandshakeHeaders(headers: Headers): void {
+  for (const name of HANDSHAKE_HEADERS) {
+    if (headers.has(name)) {
+      throw new Error(
+        `upgradeHeaders() returned ${name}, which the handshake sets itself: list the server's subprotocols in the \`subprotocols\` option, and leave the handshake's headers to Handshake`,
+      )
+    }
+  }
+}
+
 /**
  * Checks a request against the opening handshake of RFC 6455 §4.2.1.
  * @returns the {@link UpgradeError} to answer with, or undefined when the request is valid
  */
 export function validateHandshake(request: Request): UpgradeError | undefined {
-  const headers = request.headers
   if (request.method !== 'GET') {
     return new UpgradeError(400, `WebSocket upgrades use GET, not ${request.method}`)
   }
-  if (!hasToken(headers.get('upgrade'), 'websocket')) {
+  if (!hasToken(headerOf(request, 'upgrade'), 'websocket')) {
     return new UpgradeError(
       400,
       'Expected a WebSocket upgrade: the Upgrade header must be "websocket"',
     )
   }
-  if (!hasToken(headers.get('connection'), 'upgrade')) {
+  if (!hasToken(headerOf(request, 'connection'), 'upgrade')) {
     return new UpgradeError(
       400,
       'Expected a WebSocket upgrade: the Connection header must include "Upgrade"',
     )
   }
-  const version = headers.get('sec-websocket-version')
+  const version = headerOf(request, 'sec-websocket-version')
   if (version === null) {
     return new UpgradeError(400, 'Missing Sec-WebSocket-Version header: send version 13')
   }
   if (version.trim() !== '13') {
     return new UpgradeError(426, `Unsupported WebSocket version "${version}": only 13 is supported`)
   }
-  if (!KEY_PATTERN.test(headers.get('sec-websocket-key')?.trim() ?? '')) {
+  if (!KEY_PATTERN.test(headerOf(request, 'sec-websocket-key')?.trim() ?? '')) {
     return new UpgradeError(
       400,
       'Invalid Sec-WebSocket-Key: it must be 16 random bytes, base64-encoded',
@@ -138,7 +146,7 @@ export function validateHandshake(request: Request): UpgradeError | undefined {
  * a browser page); one with an `Origin` passes only when its host equals the `Host` header.
  */
 export function isSameOrigin(request: Request): boolean {
-  const origin = request.headers.get('origin')
+  const origin = headerOf(request, 'origin')
   if (origin === null) return true
   let originUrl: URL
   try {
@@ -146,7 +154,7 @@ export function isSameOrigin(request: Request): boolean {
   } catch {
     return false
   }
-  const host = request.headers.get('host') ?? new URL(request.url).host
+  const host = headerOf(request, 'host') ?? new URL(request.url).host
   // Read the Host header with the origin's scheme, so that a default port written out
   // (`Host: example.com:80` for `http://example.com`) compares equal, as URL drops it.
   let hostUrl: URL
@@ -321,16 +329,10 @@ export class Upgrader<E extends Env = any> {
       upgrading = hub.connections[UPGRADING]()
       const headers = controller.upgradeHeaders
         ? new Headers(await controller.upgradeHeaders(c))
-        : NO_HEADERS
-      for (const name of HANDSHAKE_HEADERS) {
-        if (headers.has(name)) {
-          throw new Error(
-            `upgradeHeaders() returned ${name}, which the handshake sets itself: list the server's subprotocols in the \`subprotocols\` option, and leave the handshake's headers to Handshake`,
-          )
-        }
-      }
+        : NO_UPGRADE_HEADERS
+      if (headers !== NO_UPGRADE_HEADERS) assertNoHandshakeHeaders(headers)
       const protocol = chooseSubprotocol(
-        c.req.header('sec-websocket-protocol') ?? null,
+        headerOf(c.req.raw, 'sec-websocket-protocol'),
         this.settings.subprotocols,
       )
       // The controller starts once the handler has returned, never inside it: some runtimes

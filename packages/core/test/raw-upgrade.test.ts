@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { Hono } from 'hono'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   ADAPTER,
   type Adapter,
@@ -14,8 +14,12 @@ import {
   type RawSocket,
   type RawUpgradeRuntime,
   RawUpgrades,
+  RequestView,
+  rawRequest,
+  validateHandshake,
 } from '../src/adapter.js'
-import { upgrade } from '../src/index.js'
+import { isSameOrigin, upgrade } from '../src/index.js'
+import { headerOf } from '../src/serving.js'
 
 /** A connection that records what is done to it. */
 class FakeSocket extends EventEmitter {
@@ -107,5 +111,62 @@ describe('a completed upgrade', () => {
     await new Promise((resolve) => setTimeout(resolve, 10))
     expect(noListeners(socket)).toEqual({ error: 0, close: 0, end: 0 })
     expect(socket.unshifted).toEqual([first])
+  })
+})
+
+describe("a raw request's headers (issue 23, churn)", () => {
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+
+  const rawHeaders = ['Host', 'example.test', 'X-Two', ' a ', 'x-two', 'b\t', 'Empty', '']
+  const head = (headers: string[]): RawHead => ({
+    url: '/',
+    rawHeaders: headers,
+    socket: new FakeSocket() as unknown as RawSocket,
+  })
+
+  it('reads each header as Headers.get would, repeated ones joined', () => {
+    const view = rawRequest(head(rawHeaders))
+    const made = new Headers()
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      made.append(rawHeaders[i] as string, rawHeaders[i + 1] as string)
+    }
+    for (const name of ['host', 'x-two', 'empty', 'absent']) {
+      expect(headerOf(view, name), name).toBe(made.get(name))
+    }
+    expect(headerOf(view, 'x-two')).toBe('a, b')
+  })
+
+  it('reads the Headers once they are made, changes included', () => {
+    const view = rawRequest(head(rawHeaders))
+    view.headers.set('x-two', 'c')
+    expect(headerOf(view, 'x-two')).toBe('c')
+  })
+
+  it('are not made by the handshake checks, nor by a whole upgrade', async () => {
+    const made = vi.spyOn(RequestView.prototype, 'headers', 'get')
+    const socket = new FakeSocket()
+    const view = rawRequest(headOf(socket))
+    expect(validateHandshake(view)).toBeUndefined()
+    expect(isSameOrigin(view)).toBe(true)
+    expect(made).not.toHaveBeenCalled()
+
+    let completed = false
+    const hub = createHub()
+    const adapter: Adapter = { name: 'fake', hub: () => hub, upgrade: deferredUpgrade('no') }
+    const app = new Hono().get('/', upgrade({ serve: async () => {} }))
+    const upgrades = new RawUpgrades({
+      fetch: (request, env) => app.fetch(request, Object.assign(env, { [ADAPTER]: adapter })),
+      passOn: () => false,
+      complete: (accepted) => {
+        completed = true
+        accepted.abandon()
+        return true
+      },
+    })
+    upgrades.answer(headOf(socket), socket as unknown as RawSocket, new Uint8Array(), {})
+    await expect.poll(() => completed).toBe(true)
+    expect(made).not.toHaveBeenCalled()
   })
 })
