@@ -469,23 +469,15 @@ export class RedisPresence implements BackplanePresence {
         reply = await this.#call(state, args)
       } catch (err) {
         // Redis may or may not have run it: the members are replaced wholesale once it is back.
-        state.count = undefined
-        state.assert = true
-        state.changes = []
-        state.refused = permanent(err)
-        this.#host.fault(err)
+        this.#reassert(state, err)
         return
       }
       const count = Array.isArray(reply) ? Number(reply[0]) : Number.NaN
       if (Array.isArray(reply)) this.#reaped(state, reply[1])
+      // No count: this instance was reaped (it was away past its deadline), or its hash
+      // expired; its members join again, whole.
       if (count >= 0) state.count = count
-      else {
-        // This instance was reaped (it was away past its deadline), or its hash expired: its
-        // members join again, whole.
-        state.count = undefined
-        state.assert = true
-        state.changes = []
-      }
+      else this.#reassert(state)
     }
   }
 
@@ -590,18 +582,27 @@ export class RedisPresence implements BackplanePresence {
       const count = Array.isArray(reply) ? Number(reply[0]) : Number.NaN
       if (Array.isArray(reply)) this.#reaped(state, reply[1])
       if (count < 0 || Number.isNaN(count)) {
-        state.count = undefined
-        state.assert = true
-        state.changes = []
+        this.#reassert(state)
         await this.#drain(state)
       }
     } catch (err) {
-      state.count = undefined
-      state.assert = true
-      state.changes = []
-      state.refused = permanent(err)
-      this.#host.fault(err)
+      this.#reassert(state, err)
     }
+  }
+
+  /**
+   * Forgets what Redis holds of this instance's members of the topic (a call failed, or the
+   * instance was reaped, or its hash expired): the next call asserts them again, whole, and
+   * drops the changes waiting. With `err`, the call failed: the fault is reported, and one that
+   * Redis refused for good stops the topic's heartbeat calls.
+   */
+  #reassert(state: TopicState, err?: unknown): void {
+    state.count = undefined
+    state.assert = true
+    state.changes = []
+    if (err === undefined) return
+    state.refused = permanent(err)
+    this.#host.fault(err)
   }
 }
 
