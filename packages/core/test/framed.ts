@@ -1,9 +1,17 @@
 /**
  * The JSON framing the history tests give `useHistory({ frame })`, and how a test peer reads
- * it back: shared by the tests of one hub and of several hubs on a backplane.
+ * it back: shared by the tests of one hub and of several hubs on a backplane. Also the stub
+ * backplane of the recovery tests, whose sink the test drives and whose history it answers.
  */
-import type { Delivery, Position } from '../src/index.js'
-import type { TestPeer } from '../src/testing.js'
+import { Hono } from 'hono'
+import {
+  type Backplane,
+  type BackplaneHistory,
+  type BackplaneSink,
+  createHub,
+} from '../src/adapter.js'
+import { type Conn, type Delivery, type Hub, type Position, upgrade } from '../src/index.js'
+import { connect, type TestPeer } from '../src/testing.js'
 
 /** What a test peer reads: a message, a gap notice, or the app's answer to its subscribe. */
 export interface Framed {
@@ -53,3 +61,70 @@ export const offsets = (items: Framed[]): (number | string | undefined)[] =>
 /** The integers from `from` to `to`, both included. */
 export const range = (from: number, to: number): number[] =>
   Array.from({ length: to - from + 1 }, (_, i) => from + i)
+
+/** Frames a delivery as JSON without its epoch: `{ t: 'm', o, d }` or `{ t: 'g', o, r }`. */
+export const frameOffsets = (d: Delivery): string =>
+  JSON.stringify(
+    d.type === 'message'
+      ? { t: 'm', o: d.position?.offset, d: d.data }
+      : { t: 'g', o: d.position.offset, r: d.reason },
+  )
+
+const silent = { error: () => {} }
+
+/**
+ * A backplane whose pub/sub does nothing by itself: the test delivers through its sink, which
+ * `sink()` returns once the hub started it. `read` answers the history's reads.
+ */
+export function stubBackplane(read: BackplaneHistory['read']): {
+  backplane: Backplane
+  sink(): BackplaneSink
+} {
+  let started: BackplaneSink | undefined
+  const backplane: Backplane = {
+    start: (sink) => {
+      started = sink
+    },
+    subscribe: async () => {},
+    unsubscribe: async () => {},
+    publish: () => {},
+    close: async () => {},
+    history: { publish: () => {}, read },
+  }
+  return { backplane, sink: () => started as BackplaneSink }
+}
+
+/** A hub on `backplane` whose topics keep history, framed by {@link frameOffsets}. */
+export async function historyHub(backplane: Backplane): Promise<Hub> {
+  const hub = createHub({ logger: silent })
+  await hub.topics.useBackplane(backplane)
+  hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame: frameOffsets })
+  return hub
+}
+
+/**
+ * A peer of `hub` whose connection subscribes to `t` (from `since` when given), sends
+ * `{ t: 'sub', ...subscription }`, and reads on. `opened` sees the connection first.
+ */
+export function subscriber(
+  hub: Hub,
+  since?: Position,
+  opened?: (conn: Conn) => void,
+): Promise<TestPeer> {
+  const app = new Hono()
+  app.get(
+    '/',
+    upgrade(
+      {
+        async serve(conn) {
+          opened?.(conn)
+          const subscription = await (since ? conn.subscribe('t', { since }) : conn.subscribe('t'))
+          await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
+          for await (const _ of conn);
+        },
+      },
+      { logger: silent },
+    ),
+  )
+  return connect(app, '/', { hub })
+}

@@ -4,19 +4,15 @@
  */
 import { Hono } from 'hono'
 import { describe, expect, it, vi } from 'vitest'
-import { type Backplane, type BackplaneSink, createHub, type HistoryRead } from '../src/adapter.js'
+import { createHub, type HistoryRead } from '../src/adapter.js'
 import { MemoryHistory } from '../src/history.js'
-import { type Delivery, type Position, upgrade } from '../src/index.js'
+import { type Position, upgrade } from '../src/index.js'
 import { connect } from '../src/testing.js'
+import { frameOffsets, historyHub, stubBackplane, subscriber } from './framed.js'
 
 const quiet = { error: vi.fn() }
 
-const frame = (d: Delivery) =>
-  JSON.stringify(
-    d.type === 'message'
-      ? { t: 'm', o: d.position?.offset, d: d.data }
-      : { t: 'g', o: d.position.offset, r: d.reason },
-  )
+const frame = frameOffsets
 
 describe('a recovering subscriber that publishes at once', () => {
   it('is not sent its own message back by the recovery (memory store)', async () => {
@@ -118,51 +114,23 @@ describe('a second subscribe while the first one recovers', () => {
 describe('a gap filled while the own copy of a message is held', () => {
   it('skips the sender of a message the read gives without its origin but whose held copy has it', async () => {
     const E = 'e'.repeat(16)
-    let sink: BackplaneSink | undefined
     let answer: ((read: HistoryRead) => void) | undefined
-    const backplane: Backplane = {
-      start: (s) => {
-        sink = s
-      },
-      subscribe: async () => {},
-      unsubscribe: async () => {},
-      publish: () => {},
-      close: async () => {},
-      history: {
-        publish: () => {},
-        read: (_topic, since) =>
-          since === undefined
-            ? Promise.resolve({ epoch: E, offset: 0, messages: [], complete: true })
-            : new Promise((resolve) => {
-                answer = resolve
-              }),
-      },
-    }
-    const hub = createHub({ logger: quiet })
-    await hub.topics.useBackplane(backplane)
-    hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame })
-    let sender: object | undefined
-    const app = new Hono()
-    app.get(
-      '/',
-      upgrade(
-        {
-          async serve(conn) {
-            sender = conn
-            const subscription = await conn.subscribe('t')
-            await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
-            for await (const _ of conn);
-          },
-        },
-        { logger: quiet },
-      ),
+    const { backplane, sink } = stubBackplane((_topic, since) =>
+      since === undefined
+        ? Promise.resolve({ epoch: E, offset: 0, messages: [], complete: true })
+        : new Promise((resolve) => {
+            answer = resolve
+          }),
     )
-    const peer = await connect(app, '/', { hub })
+    let sender: object | undefined
+    const peer = await subscriber(await historyHub(backplane), undefined, (conn) => {
+      sender = conn
+    })
     expect(JSON.parse((await peer.read()).data as string)).toMatchObject({ t: 'sub' })
     // Another instance's message 2 comes first: a jump, filled from the history.
-    sink?.message('t', 'theirs', { epoch: E, offset: 2 })
+    sink().message('t', 'theirs', { epoch: E, offset: 2 })
     // Its own message 1 comes back while the read is on its way: held, with its sender.
-    sink?.message('t', 'mine', { epoch: E, offset: 1 }, sender)
+    sink().message('t', 'mine', { epoch: E, offset: 1 }, sender)
     // The history gives message 1 without its origin (the backplane no longer needs it).
     answer?.({
       epoch: E,
@@ -181,57 +149,27 @@ describe('a gap filled while the own copy of a message is held', () => {
 describe('the backplane comes back while the first position is read', () => {
   it('reads what was published during the outage once the position is known', async () => {
     const E = 'f'.repeat(16)
-    let sink: BackplaneSink | undefined
     const reads: (Position | undefined)[] = []
     let first: ((read: HistoryRead) => void) | undefined
-    const backplane: Backplane = {
-      start: (s) => {
-        sink = s
-      },
-      subscribe: async () => {},
-      unsubscribe: async () => {},
-      publish: () => {},
-      close: async () => {},
-      history: {
-        publish: () => {},
-        read: (_topic, since) => {
-          reads.push(since)
-          if (since === undefined) {
-            return new Promise((resolve) => {
-              first = resolve
-            })
-          }
-          return Promise.resolve({
-            epoch: E,
-            offset: 1,
-            messages: [{ offset: 1, data: 'during' }],
-            complete: true,
-          })
-        },
-      },
-    }
-    const hub = createHub({ logger: quiet })
-    await hub.topics.useBackplane(backplane)
-    hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame })
-    const app = new Hono()
-    app.get(
-      '/',
-      upgrade(
-        {
-          async serve(conn) {
-            const subscription = await conn.subscribe('t')
-            await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
-            for await (const _ of conn);
-          },
-        },
-        { logger: quiet },
-      ),
-    )
-    const peer = await connect(app, '/', { hub })
+    const { backplane, sink } = stubBackplane((_topic, since) => {
+      reads.push(since)
+      if (since === undefined) {
+        return new Promise((resolve) => {
+          first = resolve
+        })
+      }
+      return Promise.resolve({
+        epoch: E,
+        offset: 1,
+        messages: [{ offset: 1, data: 'during' }],
+        complete: true,
+      })
+    })
+    const peer = await subscriber(await historyHub(backplane))
     await vi.waitFor(() => expect(first).toBeDefined())
     // An outage ends while the first read is on its way (answered from before the outage).
-    sink?.down(new Error('lost'))
-    sink?.up()
+    sink().down(new Error('lost'))
+    sink().up()
     first?.({ epoch: E, offset: 0, messages: [], complete: true })
     // What was published during the outage is read and delivered, with no newer message to
     // show the jump (before or after the app's answer, which goes its own way).

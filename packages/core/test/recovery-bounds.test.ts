@@ -4,24 +4,15 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { Hono } from 'hono'
 import { describe, expect, it, vi } from 'vitest'
-import { type Backplane, type BackplaneSink, createHub, type HistoryRead } from '../src/adapter.js'
-import { type Delivery, type Position, upgrade } from '../src/index.js'
+import type { HistoryRead } from '../src/adapter.js'
+import type { Position } from '../src/index.js'
 import { DELIVER } from '../src/internal.js'
 import { MAX_RECOVERY_BUFFER, Sequencer, type SequencerHost } from '../src/sequencer.js'
 import type { Subscriber } from '../src/subscriber.js'
-import { connect } from '../src/testing.js'
+import { frameOffsets, historyHub, stubBackplane, subscriber } from './framed.js'
 
-const quiet = { error: vi.fn() }
 const E = 'b'.repeat(16)
-
-const frame = (d: Delivery) =>
-  JSON.stringify(
-    d.type === 'message'
-      ? { t: 'm', o: d.position?.offset, d: d.data }
-      : { t: 'g', o: d.position.offset, r: d.reason },
-  )
 
 /** Rejects when `promise` is not settled within `ms`: the test fails instead of timing out. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -33,53 +24,25 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
 
 /** A backplane whose history gives the latest position (5) but never answers a recovery read. */
 function hangingBackplane() {
-  const state = { sink: undefined as BackplaneSink | undefined, recoveryReads: 0 }
-  const backplane: Backplane = {
-    start: (sink) => {
-      state.sink = sink
-    },
-    subscribe: async () => {},
-    unsubscribe: async () => {},
-    publish: () => {},
-    close: async () => {},
-    history: {
-      publish: () => {},
-      read: (_topic, since) => {
-        if (since === undefined) {
-          return Promise.resolve({ epoch: E, offset: 5, messages: [], complete: true })
-        }
-        state.recoveryReads++
-        return new Promise<HistoryRead>(() => {})
-      },
-    },
-  }
-  return { backplane, state }
+  const state = { recoveryReads: 0 }
+  const stub = stubBackplane((_topic, since) => {
+    if (since === undefined) {
+      return Promise.resolve({ epoch: E, offset: 5, messages: [], complete: true })
+    }
+    state.recoveryReads++
+    return new Promise<HistoryRead>(() => {})
+  })
+  return { ...stub, state }
 }
 
 describe('a recovery whose history read hangs while pub/sub keeps delivering', () => {
   // It failed before: the buffer grew with every message and subscribe() never resolved.
   it(`buffers at most ${MAX_RECOVERY_BUFFER} messages, then tells a gap and goes live`, async () => {
-    const { backplane, state } = hangingBackplane()
-    const hub = createHub({ logger: quiet })
-    await hub.topics.useBackplane(backplane)
-    hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame })
-    const app = new Hono()
-    app.get(
-      '/',
-      upgrade(
-        {
-          async serve(conn) {
-            const subscription = await conn.subscribe('t', { since: { epoch: E, offset: 2 } })
-            await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
-            for await (const _ of conn);
-          },
-        },
-        { logger: quiet },
-      ),
-    )
-    const peer = await connect(app, '/', { hub })
+    const { backplane, sink: started, state } = hangingBackplane()
+    const hub = await historyHub(backplane)
+    const peer = await subscriber(hub, { epoch: E, offset: 2 })
     await vi.waitFor(() => expect(state.recoveryReads).toBe(1))
-    const sink = state.sink as BackplaneSink
+    const sink = started()
     const last = 5 + MAX_RECOVERY_BUFFER + 1
     for (let offset = 6; offset <= last; offset++)
       sink.message('t', `m${offset}`, { epoch: E, offset })
@@ -101,47 +64,19 @@ describe('a recovery whose history read hangs while pub/sub keeps delivering', (
 
   it('keeps buffering up to the bound, and recovers in full when the read then comes back', async () => {
     let answer: ((read: HistoryRead) => void) | undefined
-    let sink: BackplaneSink | undefined
-    const backplane: Backplane = {
-      start: (s) => {
-        sink = s
-      },
-      subscribe: async () => {},
-      unsubscribe: async () => {},
-      publish: () => {},
-      close: async () => {},
-      history: {
-        publish: () => {},
-        read: (_topic, since) =>
-          since === undefined
-            ? Promise.resolve({ epoch: E, offset: 5, messages: [], complete: true })
-            : new Promise((resolve) => {
-                answer = resolve
-              }),
-      },
-    }
-    const hub = createHub({ logger: quiet })
-    await hub.topics.useBackplane(backplane)
-    hub.topics.useHistory({ history: () => ({ size: 100, ttl: 60_000 }), frame })
-    const app = new Hono()
-    app.get(
-      '/',
-      upgrade(
-        {
-          async serve(conn) {
-            const subscription = await conn.subscribe('t', { since: { epoch: E, offset: 3 } })
-            await conn.send(JSON.stringify({ t: 'sub', ...subscription }))
-            for await (const _ of conn);
-          },
-        },
-        { logger: quiet },
-      ),
+    const { backplane, sink } = stubBackplane((_topic, since) =>
+      since === undefined
+        ? Promise.resolve({ epoch: E, offset: 5, messages: [], complete: true })
+        : new Promise((resolve) => {
+            answer = resolve
+          }),
     )
-    const peer = await connect(app, '/', { hub })
+    const hub = await historyHub(backplane)
+    const peer = await subscriber(hub, { epoch: E, offset: 3 })
     await vi.waitFor(() => expect(answer).toBeDefined())
     const last = 5 + MAX_RECOVERY_BUFFER
     for (let offset = 6; offset <= last; offset++)
-      sink?.message('t', `m${offset}`, { epoch: E, offset })
+      sink().message('t', `m${offset}`, { epoch: E, offset })
     answer?.({
       epoch: E,
       offset: 5,
@@ -176,7 +111,7 @@ describe('a subscriber that leaves while it waits for its hub to catch up', () =
   it('is let go at once, and its subscribe() answers not recovered', async () => {
     const host: SequencerHost = {
       fanOut: () => {},
-      frame: (delivery) => frame(delivery),
+      frame: frameOffsets,
       raw: false,
       // The history is ahead of this hub (at 9), which is at 5.
       read: (since) => ({ epoch: E, offset: since ? 9 : 9, messages: [], complete: true }),
