@@ -197,7 +197,7 @@ export type EventControllerWithHooks<Data = any, E extends Env = any> = EventCon
 // biome-ignore lint/suspicious/noExplicitAny: see Controller
 export type AnyController<E extends Env = any> =
   | ControllerWithHooks<E>
-  | EventControllerWithHooks<any, E>
+  | EventControllerWithHooks<unknown, E>
 
 /** Tells an {@link EventController} from a `serve` {@link Controller}. */
 // biome-ignore lint/suspicious/noExplicitAny: see Controller
