@@ -6,12 +6,12 @@
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
-import { connect, createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TOPIC } from '../servers/fanout-app.mjs'
 import { buildClient } from './loadgen.mjs'
 import { sleep, startServer, stopServer } from './proc.mjs'
+import { startRedis } from './redis.mjs'
 import { adapterMissing, benchDir } from './runtimes.mjs'
 import { median } from './stats.mjs'
 
@@ -117,46 +117,6 @@ function runClient(ports, pids, config) {
       }
     })
   })
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** A redis-server of its own on a free port, with no persistence; stopped by PID. */
-async function startRedis() {
-  const port = await freePort()
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    {
-      stdio: 'ignore',
-    },
-  )
-  const failed = new Promise((_, reject) => proc.once('error', reject))
-  const listening = () =>
-    new Promise((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-  for (let i = 0; i < 100; i++) {
-    if (await Promise.race([listening(), failed])) {
-      return { url: `redis://127.0.0.1:${port}`, stop: () => stopServer({ proc }) }
-    }
-    await sleep(50)
-  }
-  proc.kill('SIGKILL')
-  throw new Error('redis-server did not start within 5 s')
 }
 
 /**

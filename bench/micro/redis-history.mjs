@@ -12,9 +12,7 @@
  * and redis-server's from /proc; the best of 5 runs of 20,000 messages (the machine is shared:
  * the least disturbed run is the closest to the code's own cost).
  */
-import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import process from 'node:process'
 import { upgrade } from '@handshake/core'
 import { createHub } from '@handshake/core/adapter'
@@ -22,6 +20,7 @@ import { connect } from '@handshake/core/testing'
 import { redisBackplane } from '@handshake/redis'
 import { Hono } from 'hono'
 import { Redis } from 'ioredis'
+import { startRedis } from '../lib/redis.mjs'
 
 const N = 20_000
 const WARMUP = 2_000
@@ -29,40 +28,6 @@ const WINDOW = 64
 const RUNS = 5
 const KEPT = 10_000
 const TEXT = 'x'.repeat(64)
-
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-
-async function startRedis() {
-  const port = await freePort()
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  )
-  for (let tries = 0; ; tries++) {
-    const probe = new Redis({ port, lazyConnect: true, retryStrategy: () => null })
-    probe.on('error', () => {})
-    try {
-      await probe.connect()
-      return { port, pid: proc.pid, probe, stop: () => proc.kill('SIGKILL') }
-    } catch (err) {
-      probe.disconnect()
-      if (tries > 100) {
-        proc.kill('SIGKILL')
-        throw err
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
-}
 
 /** redis-server's CPU time so far, in µs (utime + stime of /proc/pid/stat, at 100 Hz). */
 function redisCpu(pid) {
@@ -203,7 +168,9 @@ async function memory(redis, binary) {
   return { kept, bytes, perMessage: bytes / kept, hash }
 }
 
-const redis = await startRedis()
+const server = await startRedis()
+// A client of the bench's own, for INFO, MEMORY USAGE and the like.
+const redis = { ...server, probe: new Redis({ port: server.port }) }
 try {
   const plain = await measure(redis, false)
   const history = await measure(redis, true)
@@ -227,6 +194,6 @@ try {
   }
 } finally {
   await redis.probe.quit()
-  redis.stop()
+  await redis.stop()
 }
 process.exit(0)

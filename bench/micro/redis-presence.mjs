@@ -16,50 +16,15 @@
  *   pnpm build && node bench/micro/redis-presence.mjs            # WINDOW_S=60
  *   WINDOW_S=20 node bench/micro/redis-presence.mjs              # a shorter window, scaled
  */
-import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import process from 'node:process'
 import { redisBackplane } from '@handshake/redis'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
+import { startRedis } from '../lib/redis.mjs'
 
 const WINDOW_S = Number(process.env.WINDOW_S ?? 60)
 const MEMBERS = 1000
 const INSTANCES = 2
-
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-
-async function startRedis() {
-  const port = await freePort()
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  )
-  for (let tries = 0; ; tries++) {
-    const probe = new Redis({ port, lazyConnect: true, retryStrategy: () => null })
-    probe.on('error', () => {})
-    try {
-      await probe.connect()
-      return { port, probe, stop: () => proc.kill('SIGKILL') }
-    } catch (err) {
-      probe.disconnect()
-      if (tries > 100) {
-        proc.kill('SIGKILL')
-        throw err
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
-}
 
 async function client(kind, port) {
   if (kind === 'ioredis') {
@@ -179,7 +144,9 @@ async function memory(redis) {
   return { hashBytes, indexBytes }
 }
 
-const redis = await startRedis()
+const server = await startRedis()
+// A client of the bench's own, for INFO, MEMORY USAGE and the like.
+const redis = { ...server, probe: new Redis({ port: server.port }) }
 try {
   console.log(
     `Redis commands per member per minute (${INSTANCES} instances × ${MEMBERS} members, presenceInterval 5000 ms, a ${WINDOW_S} s window)`,
@@ -208,6 +175,6 @@ try {
   )
 } finally {
   redis.probe.disconnect()
-  redis.stop()
+  await redis.stop()
 }
 process.exit(0)
