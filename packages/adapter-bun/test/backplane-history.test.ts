@@ -2,27 +2,7 @@
  * Issue 20's faults with history on: two Bun instances, each in its own process (the `bun`
  * devDependency), on one Redis.
  */
-import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { backplaneHistorySuite, startServerProcess } from '@handshake/conformance'
+import { backplaneHistorySuite } from '@handshake/conformance'
+import { startInstance } from './backplane-start.js'
 
-const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
-
-/** The binary of the `bun` devDependency, found the way Node resolves any package. */
-function bunBinary(): string {
-  const manifestPath = createRequire(join(packageDir, 'package.json')).resolve('bun/package.json')
-  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { bin: { bun: string } }
-  return join(dirname(manifestPath), manifest.bin.bun)
-}
-
-backplaneHistorySuite({
-  name: 'bun',
-  start: ({ redisUrl, client }) =>
-    startServerProcess(
-      bunBinary(),
-      [join(packageDir, 'test', 'backplane-server.ts'), redisUrl, client, 'history'],
-      { cwd: packageDir },
-    ),
-})
+backplaneHistorySuite({ name: 'bun', start: startInstance('history') })

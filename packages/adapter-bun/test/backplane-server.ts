@@ -1,33 +1,14 @@
 /**
- * An instance of the two-instance scenario, in its own Bun process: the conformance app on a
+ * An instance of the two-instance scenarios, in its own Bun process: the conformance app on a
  * Redis backplane, with `serve(app)` (whose hub is at hand before the first request), on
  * 127.0.0.1 and a port the OS picks, printed as `{"listening": port}`. Arguments: the Redis URL,
- * the client (`ioredis` or `node-redis`), and `history` for the history app with history on (the
- * history scenarios), or `presence` for the presence app with a short heartbeat (the presence
- * scenarios).
+ * the client (`ioredis` or `node-redis`), and `history` or `presence` for those scenarios' app
+ * (see `runBackplaneInstance`).
  */
-import { createConformanceApp } from '@handshake/conformance/app'
-import {
-  createHistoryApp,
-  createPresenceApp,
-  useRedisBackplane,
-} from '@handshake/conformance/backplane-setup'
+import { runBackplaneInstance } from '@handshake/conformance/backplane-setup'
 import { serve } from '../src/index.js'
 
-const [redisUrl = '', client = '', mode = ''] = process.argv.slice(2)
-const history = mode === 'history'
-const presence = mode === 'presence'
-const server = await serve(
-  history
-    ? createHistoryApp()
-    : presence
-      ? createPresenceApp(() => server.topics)
-      : createConformanceApp(),
-  {
-    hostname: '127.0.0.1',
-    port: 0,
-    onListen() {},
-  },
+await runBackplaneInstance(
+  (app) => serve(app, { hostname: '127.0.0.1', port: 0, onListen() {} }),
+  process.argv.slice(2),
 )
-await useRedisBackplane(server.topics, redisUrl, client, { history, presence })
-console.log(JSON.stringify({ listening: server.address.port }))

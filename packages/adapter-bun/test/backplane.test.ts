@@ -2,29 +2,7 @@
  * Two Bun instances, each in its own process (the `bun` devDependency), on one Redis: the
  * suite's two-instance scenario.
  */
-import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { backplaneSuite, startServerProcess } from '@handshake/conformance'
+import { backplaneSuite } from '@handshake/conformance'
+import { startInstance } from './backplane-start.js'
 
-const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
-
-/** The binary of the `bun` devDependency, found the way Node resolves any package. */
-function bunBinary(): string {
-  const manifestPath = createRequire(join(packageDir, 'package.json')).resolve('bun/package.json')
-  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { bin: { bun: string } }
-  return join(dirname(manifestPath), manifest.bin.bun)
-}
-
-backplaneSuite({
-  name: 'bun',
-  start: ({ redisUrl, client }) =>
-    startServerProcess(
-      bunBinary(),
-      [join(packageDir, 'test', 'backplane-server.ts'), redisUrl, client],
-      {
-        cwd: packageDir,
-      },
-    ),
-})
+backplaneSuite({ name: 'bun', start: startInstance() })

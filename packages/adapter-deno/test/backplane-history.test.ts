@@ -2,38 +2,7 @@
  * Issue 20's faults with history on: two Deno instances, each in its own process (the `deno`
  * devDependency), on one Redis, with the narrowest permissions the clients need.
  */
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import {
-  type BackplaneClient,
-  backplaneHistorySuite,
-  startServerProcess,
-} from '@handshake/conformance'
-import { denoBinary } from './deno-process.js'
+import { backplaneHistorySuite } from '@handshake/conformance'
+import { startInstance } from './backplane-start.js'
 
-const here = dirname(fileURLToPath(import.meta.url))
-
-/** What each client needs beyond the network (see backplane.test.ts). */
-const clientPermissions: Record<BackplaneClient, string[]> = {
-  'node-redis': ['--allow-env=REDIS_DEBUG_MAINTENANCE'],
-  ioredis: ['--allow-env'],
-}
-
-backplaneHistorySuite({
-  name: 'deno',
-  start: ({ redisUrl, client }) =>
-    startServerProcess(
-      denoBinary(),
-      [
-        'run',
-        '--no-prompt',
-        '--allow-net=127.0.0.1',
-        ...clientPermissions[client],
-        join(here, 'backplane-server.ts'),
-        redisUrl,
-        client,
-        'history',
-      ],
-      { cwd: join(here, '..'), env: { ...process.env, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' } },
-    ),
-})
+backplaneHistorySuite({ name: 'deno', start: startInstance('history') })

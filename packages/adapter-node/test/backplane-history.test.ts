@@ -1,21 +1,7 @@
 /**
  * Issue 20's faults with history on: two Node instances, each in its own process, on one Redis.
  */
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { backplaneHistorySuite, startServerProcess } from '@handshake/conformance'
+import { backplaneHistorySuite } from '@handshake/conformance'
+import { startInstance } from './backplane-start.js'
 
-const here = dirname(fileURLToPath(import.meta.url))
-// tsx runs the TypeScript entry on Node 20, which cannot strip types itself.
-const tsx = createRequire(import.meta.url).resolve('tsx')
-
-backplaneHistorySuite({
-  name: 'node',
-  start: ({ redisUrl, client }) =>
-    startServerProcess(
-      process.execPath,
-      ['--import', tsx, join(here, 'backplane-server.ts'), redisUrl, client, 'history'],
-      { cwd: join(here, '..') },
-    ),
-})
+backplaneHistorySuite({ name: 'node', start: startInstance('history') })

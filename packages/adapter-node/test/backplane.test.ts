@@ -1,21 +1,7 @@
 /**
  * Two Node instances, each in its own process, on one Redis: the suite's two-instance scenario.
  */
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { backplaneSuite, startServerProcess } from '@handshake/conformance'
+import { backplaneSuite } from '@handshake/conformance'
+import { startInstance } from './backplane-start.js'
 
-const here = dirname(fileURLToPath(import.meta.url))
-// tsx runs the TypeScript entry on Node 20, which cannot strip types itself.
-const tsx = createRequire(import.meta.url).resolve('tsx')
-
-backplaneSuite({
-  name: 'node',
-  start: ({ redisUrl, client }) =>
-    startServerProcess(
-      process.execPath,
-      ['--import', tsx, join(here, 'backplane-server.ts'), redisUrl, client],
-      { cwd: join(here, '..') },
-    ),
-})
+backplaneSuite({ name: 'node', start: startInstance() })

@@ -1,13 +1,15 @@
 /**
- * What a runtime entry of the two-instance scenarios runs before it serves: the server's topics
- * on a Redis backplane, through the client the scenario names, and for the history scenarios
- * (`backplane-history.ts`) the app they drive. It imports no runtime API, so Node, Bun and Deno
- * run it as is.
+ * What a runtime entry of the two-instance scenarios runs: the server's topics on a Redis
+ * backplane, through the client the scenario names, the apps of the history and presence
+ * scenarios (`backplane-history.ts`, `backplane-presence.ts`), and the whole entry but the
+ * runtime's `serve` ({@link runBackplaneInstance}). It imports no runtime API, so Node, Bun and
+ * Deno run it as is.
  * @module
  */
 import { type Delivery, type EventController, type Topics, upgrade } from '@handshake/core'
 import { redisBackplane } from '@handshake/redis'
 import { Hono } from 'hono'
+import { createConformanceApp } from './app.ts'
 
 /**
  * The presence heartbeat of the presence scenarios (`backplane-presence.ts`), in ms: short, so
@@ -119,4 +121,32 @@ export function createPresenceApp(topics: () => Topics): Hono {
   return new Hono()
     .get('/presence/:topic', upgrade(room))
     .get('/members/:topic', async (c) => c.json(await topics().presence(c.req.param('topic'))))
+}
+
+/** A runtime's `serve` for {@link runBackplaneInstance}: on 127.0.0.1, a port the OS picks. */
+export type InstanceServe = (app: Hono) => Promise<{ topics: Topics; address: { port: number } }>
+
+/**
+ * A runtime entry of the two-instance scenarios, given the runtime's `serve`: the app of `mode`
+ * (`history`: the history app, with history on; `presence`: the presence app, with a short
+ * heartbeat; none: the conformance app), its server's topics on Redis at `url` through the
+ * `kind` client, and `{"listening": port}` printed once it is ready.
+ * @param serve - the runtime's serve
+ * @param args - the entry's arguments: the Redis URL, the client, and the mode
+ */
+export async function runBackplaneInstance(
+  serve: InstanceServe,
+  [url = '', kind = '', mode = '']: readonly string[],
+): Promise<void> {
+  const history = mode === 'history'
+  const presence = mode === 'presence'
+  const server = await serve(
+    history
+      ? createHistoryApp()
+      : presence
+        ? createPresenceApp(() => server.topics)
+        : createConformanceApp(),
+  )
+  await useRedisBackplane(server.topics, url, kind, { history, presence })
+  console.log(JSON.stringify({ listening: server.address.port }))
 }
