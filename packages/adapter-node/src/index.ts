@@ -4,6 +4,7 @@
  * bound maps onto ws and `node:http`.
  * @module
  */
+import { once } from 'node:events'
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -15,8 +16,6 @@ import { WebSocket, WebSocketServer } from 'ws'
 
 export type { ShutdownOptions } from '@handshake/core'
 export type { FetchApp } from '@handshake/core/adapter'
-
-// --- types ---
 
 /** permessage-deflate settings (RFC 7692), as ws takes them (declared here: no `@types/ws`). */
 export interface PerMessageDeflateOptions {
@@ -81,8 +80,6 @@ export interface UpgradeBindings {
 
 /** The app's fetch, as `app.fetch` is: it is called once per upgrade request. */
 export type FetchCallback = (request: Request, env: UpgradeBindings) => unknown
-
-// --- the socket ---
 
 // ws marks a protocol fault's error with the close code it calls for, under a private symbol
 // (`kStatusCode` in ws/lib/constants.js). Should a release rename it, the public `WS_ERR_*` code
@@ -173,8 +170,6 @@ function onClose(this: WsSocket, code: number, reason: Buffer): void {
   // ws fails such a frame with 1002), so the code says whether one was received.
   this.events?.closed(code, reason.toString('utf8'), code !== 1006)
 }
-
-// --- the adapter ---
 
 /** The default hub: that of {@link attach}'s servers, and of requests that came through none. */
 export const hub: Hub = port.createHub()
@@ -297,13 +292,8 @@ export async function serve(
   const server = createAdaptorServer({ ...serverOptions, fetch } as never) as Server
   port.installAdapter(adapter)
   const websockets = attachTo(server, fetch, { perMessageDeflate, shouldHandle }, own)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port ?? 3000, options.hostname ?? '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
+  // Rejects with the server's error (a port in use) when it comes before 'listening'.
+  await once(server.listen(options.port ?? 3000, options.hostname ?? '127.0.0.1'), 'listening')
   const { address: hostname, port: at } = server.address() as AddressInfo
   return port.hubServer(own, server, { hostname, port: at }, websockets.shutdown, onListen)
 }

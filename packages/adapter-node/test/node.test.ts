@@ -824,6 +824,16 @@ describe('the address serve() listens on (issue 18 #29)', () => {
       await server.shutdown({ timeout: 1000 })
     }
   })
+
+  it('rejects with the listen error when the port is taken, and keeps no listener for it', async () => {
+    const first = await serve(makeApp(), { port: 0, onListen: () => {} })
+    try {
+      const taken = serve(makeApp(), { port: first.address.port, onListen: () => {} })
+      await expect(taken).rejects.toMatchObject({ code: 'EADDRINUSE' })
+    } finally {
+      await first.shutdown({ timeout: 1000 })
+    }
+  })
 })
 
 describe('attach', () => {
