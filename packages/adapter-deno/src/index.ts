@@ -79,6 +79,7 @@ function deno(): DenoNamespace {
   return runtime
 }
 
+const PROTOCOL_FAULT = /^(invalid|reserved bits|control frame|ping frame too large|unmasked)/i
 /**
  * The close code a Deno fault calls for, from its message (Deno reports only a message). The
  * messages come from Deno's WebSocket library (fastwebsockets); unknown ones, and the end of
@@ -87,9 +88,7 @@ function deno(): DenoNamespace {
 function faultCode(message: string): number | undefined {
   if (/utf-?8/i.test(message)) return CloseCode.InvalidFramePayloadData
   if (/^frame too large/i.test(message)) return CloseCode.MessageTooBig
-  if (/^(invalid|reserved bits|control frame|ping frame too large|unmasked)/i.test(message)) {
-    return CloseCode.ProtocolError
-  }
+  if (PROTOCOL_FAULT.test(message)) return CloseCode.ProtocolError
   return undefined
 }
 
@@ -149,9 +148,8 @@ class DetachedRequest extends port.RequestView {
 /**
  * The core's socket over a Deno `WebSocket`, and the listener of its events: one object per
  * connection, where handler properties (`onmessage`...) would make a wrapper closure each.
- * Also the handler of the proxy lent to `Deno.upgradeWebSocket` as the request: Deno's idle
- * timeout keeps that for the socket's life; the original (its signal, the header caches the
- * copy built: 2.8 KB a connection on Deno 2.9.6) goes at the socket's first event.
+ * Also the handler of the proxy Deno gets as the request, which its idle timeout keeps: the
+ * original (signal, header caches: 2.8 KB on Deno 2.9.6) goes at the socket's first event.
  * No terminate: Deno cannot destroy one upgraded connection (at the close timeout the core ends
  * the Conn with 1006; the TCP connection stays until the peer or the server ends it). No pause
  * or resume: Deno cannot stop reading one socket. No ping: Deno pings on its own (idleTimeout).
@@ -161,6 +159,8 @@ class DenoSocket implements port.RuntimeSocket {
   /** The close frame this side sent, once it has. */
   #sent: { code: number; reason: string } | undefined
   socket!: WebSocket
+  /** The last bufferedAmount read plus the bytes sent since: the core's read is a Deno op. */
+  bufferedAtMost = 0
 
   constructor(
     /** The upgrade, until the socket opens or ends. */
@@ -169,7 +169,6 @@ class DenoSocket implements port.RuntimeSocket {
     public lent: Request | undefined,
   ) {}
 
-  /** The proxy's trap: reads of the lent request. */
   get(_target: object, key: PropertyKey): unknown {
     if (!this.lent) throw new Error('@handshake/deno: the upgrade request was read after open')
     return Reflect.get(this.lent, key)
@@ -181,11 +180,13 @@ class DenoSocket implements port.RuntimeSocket {
   }
 
   get bufferedAmount(): number {
-    return this.socket.bufferedAmount
+    this.bufferedAtMost = this.socket.bufferedAmount
+    return this.bufferedAtMost
   }
 
-  // Deno sends exactly the bytes of an ArrayBufferView, not its whole buffer.
+  // Exactly the view's bytes. Deno counts the UTF-8 payload: 3 bytes at most a UTF-16 unit.
   send(data: string | Uint8Array): void {
+    this.bufferedAtMost += typeof data === 'string' ? data.length * 3 : data.byteLength
     this.socket.send(data)
   }
 
@@ -212,8 +213,7 @@ class DenoSocket implements port.RuntimeSocket {
       const cause = error instanceof Error ? error : new Error(message || 'WebSocket error')
       this.#events?.error(cause, faultCode(message || 'WebSocket error'))
     } else if (event.type === 'close') {
-      // Deno reports code 0 for a connection that ended without a close frame: 1006. A second
-      // close event (after an idle timeout) is harmless: the core takes the first.
+      // Code 0: no close frame (1006). A second close event (idle timeout): the core takes one.
       const { code, reason, wasClean } = event as CloseEvent
       // After our close frame, Deno (fastwebsockets) drops the TCP connection when the peer
       // sends data instead of its answer, and reports code 0. RFC 6455 lets the peer finish

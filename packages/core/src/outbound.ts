@@ -22,6 +22,7 @@ import {
   STATE,
 } from './conn-fields.js'
 import type { MessageData } from './contracts.js'
+import type { RuntimeSocket } from './port.js'
 
 /** A pending send or ping. */
 export interface Waiter<T> {
@@ -51,7 +52,7 @@ export function send(conn: Conn, data: MessageData): Promise<void> {
   // The runtime dropped it and reported the end inside send() (Bun, past its
   // backpressureLimit): this message was not sent.
   if (conn[STATE] !== 'open') return quiet(Promise.reject(endError(conn)))
-  if (socket.bufferedAmount <= conn[LIMITS].sendHighWaterMark) return resolved
+  if (!over(socket, conn[LIMITS].sendHighWaterMark)) return resolved
   return quiet(
     new Promise<void>((resolve, reject) => {
       conn[DRAIN_WAITERS] ??= []
@@ -126,7 +127,7 @@ export function deliver(conn: Conn, data: MessageData): void {
   if (conn[STATE] !== 'open') return
   try {
     const limits = conn[LIMITS]
-    if (conn[SOCKET].bufferedAmount > limits.maxPublishBuffer) {
+    if (over(conn[SOCKET], limits.maxPublishBuffer)) {
       if (limits.slowSubscriber === 'drop') conn.droppedMessages++
       else tooSlow(conn)
       return
@@ -135,6 +136,15 @@ export function deliver(conn: Conn, data: MessageData): void {
   } catch (err) {
     onError(conn, err instanceof Error ? err : new Error(describeError(err)))
   }
+}
+
+/**
+ * Whether the runtime holds more than `limit` unsent bytes. `bufferedAmount` is a native call on
+ * some runtimes: it is read only when the adapter's free bound (`bufferedAtMost`) is past `limit`.
+ */
+export function over(socket: RuntimeSocket, limit: number): boolean {
+  const atMost = socket.bufferedAtMost
+  return (atMost === undefined || atMost > limit) && socket.bufferedAmount > limit
 }
 
 /** The runtime's tree sent to this connection: closes it when it is over its bound. */

@@ -33,6 +33,12 @@ export interface RuntimeSocket {
   /** Bytes queued by the runtime and not yet written to the network. */
   readonly bufferedAmount: number
   /**
+   * What `bufferedAmount` can be at most, where reading it is a native call and the adapter
+   * keeps this bound for nothing (its last reading plus the bytes sent since). The core reads
+   * `bufferedAmount` only when this bound is past the limit it checks. Absent: it always reads.
+   */
+  readonly bufferedAtMost?: number
+  /**
    * True when the adapter calls {@link SocketEvents.drain} as the runtime drains its buffer.
    * When false, the core polls `bufferedAmount` with a backing-off timer instead.
    */
