@@ -153,9 +153,10 @@ export const adapter: port.Adapter = {
     }
     // The server is its own topic tree: the core publishes once per server, Bun to each socket.
     const link = new Link(request, server)
-    // Bun echoes the client's first offer when no protocol is set; an empty header stops it
-    // and is not sent (oven-sh/bun#18243).
-    const headers = port.handshakeHeaders(request, request.protocol ?? '')
+    // Bun echoes the client's first offer when no protocol is chosen; an empty header stops it
+    // and is not sent (oven-sh/bun#18243). With nothing to add, no header list is built.
+    const offered = request.protocol === undefined && !!c.req.header('sec-websocket-protocol')
+    const headers = port.handshakeHeadersIfAny(request, offered ? '' : request.protocol)
     let upgraded: boolean
     try {
       upgraded = server.upgrade(c.req.raw, { data: link as never, headers })
@@ -163,22 +164,21 @@ export const adapter: port.Adapter = {
       if (!String(err).includes('websocket')) throw err
       throw entryError('Bun.serve was started without a `websocket` handler', err)
     }
-    const refused = 'the request was already upgraded, or is not the one Bun passed to fetch'
-    if (!upgraded)
-      throw new Error(`Bun refused the upgrade (server.upgrade returned false): ${refused}`)
+    if (!upgraded) throw new Error(`Bun refused the upgrade: ${REFUSED}`)
     if (link.refused) throw link.refused
     // Bun runs the `open` handler inside server.upgrade(): if ours did not run, the server
     // uses another `websocket` object, and nothing would ever serve this connection.
-    if (!link.events) {
+    if (!link.events)
       throw entryError('The `websocket` of Bun.serve is not the one from @handshake/bun')
-    }
     // Bun already wrote the real 101; this one is for middleware that looks at the response.
-    if (request.protocol === undefined) headers.delete('Sec-WebSocket-Protocol')
+    if (offered) headers?.delete('Sec-WebSocket-Protocol')
     return new Response(null, { status: 101, headers })
   },
 }
 
 port.installAdapter(adapter)
+
+const REFUSED = `server.upgrade() returned false: the request was already upgraded, or is not the one Bun passed to fetch`
 
 const linkOf = (ws: BunSocket) => (ws.data instanceof Link ? ws.data : undefined)
 
@@ -246,13 +246,12 @@ export function createWebSocketHandler(
     },
     close(ws, code, reason) {
       const link = linkOf(ws)
-      const events = link?.events
       if (!link || link.closed) return
       link.closed = true
       const fault = faultCode(code, reason)
-      if (fault !== undefined) events?.error(new Error(reason), fault)
+      if (fault !== undefined) link.events?.error(new Error(reason), fault)
       // A peer's close frame came only if it closed first: after ours Bun reports the end at once.
-      events?.closed(code, reason, !link.closeSent && code !== 1006)
+      link.events?.closed(code, reason, !link.closeSent && code !== 1006)
     },
   }
 }

@@ -62,6 +62,7 @@ export {
   deferredUpgrade,
   type FetchApp,
   handshakeHeaders,
+  handshakeHeadersIfAny,
   headerLines,
   hubOf,
   hubServer,

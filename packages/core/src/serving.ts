@@ -40,6 +40,28 @@ export function handshakeHeaders(
 }
 
 /**
+ * {@link handshakeHeaders}, or undefined when there are none (no `upgradeHeaders`, no
+ * subprotocol): most upgrades, for which a runtime then builds no header list at all.
+ * @param request - the core's upgrade request
+ * @param protocol - the subprotocol to echo; none when undefined
+ */
+export function handshakeHeadersIfAny(
+  request: UpgradeRequest,
+  protocol: string | undefined = request.protocol,
+): Headers | undefined {
+  let into: Headers | undefined
+  request.headers.forEach((value, name) => {
+    into ??= new Headers()
+    into.append(name, value)
+  })
+  if (protocol !== undefined) {
+    into ??= new Headers()
+    into.set('Sec-WebSocket-Protocol', protocol)
+  }
+  return into
+}
+
+/**
  * `name: value` lines of `headers` but those named in `skip`, with each `Set-Cookie` on a line
  * of its own, as a raw HTTP head writes them.
  */
