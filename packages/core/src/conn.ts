@@ -171,11 +171,14 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal */ [DISPATCH_STOPPED] = false;
   /** @internal */ [WHEN_ENDED]: Promise<void> | undefined;
   /** @internal */ [RESOLVE_ENDED]: (() => void) | undefined;
-  /** @internal */ [ENDED_SETTLED] = false
+  /** @internal */ [ENDED_SETTLED] = false;
   // Made on first use: most connections never ask for a signal or wait for the close. The
-  // fields of the end and of rare paths are declared only (`declare`): no slot is made for them
-  // until they are set, so an open connection does not carry ten empty fields.
-  /** @internal */ declare [ABORT]: AbortController | undefined
+  // fields of the end are declared only (`declare`): no slot is made for them until the
+  // connection closes. The ones an open connection may set (the signal's controller, the drain
+  // and ping waiters, the drain poll) have their slot from the start, so that every open
+  // connection keeps one hidden class whatever it used: one per order of use made the property
+  // reads of the per-message path polymorphic, past four megamorphic.
+  /** @internal */ [ABORT]: AbortController | undefined
   /** @internal */ declare [ABORT_REASON]: CloseEnd | undefined;
   /** @internal */ [CLOSE_TIMEOUT]: number;
   /** @internal */ [STATE]: ConnState = 'open';
@@ -198,13 +201,13 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   /** @internal */ declare [CLOSE_ERROR]: CloseEnd | undefined
   /** @internal */ declare [CLOSE_TIMER]: ReturnType<typeof setTimeout> | undefined
   /** @internal */ declare [WHEN_CLOSED]: Promise<void> | undefined
-  /** @internal */ declare [SETTLE_CLOSED]: (() => void) | undefined
+  /** @internal */ declare [SETTLE_CLOSED]: (() => void) | undefined;
   // Outbound (outbound.ts): sends waiting for the runtime to drain, and pings waiting for a
   // pong; made on first use, since most connections never wait.
-  /** @internal */ declare [DRAIN_WAITERS]: Waiter<void>[] | undefined
-  /** @internal */ declare [DRAIN_POLL]: ReturnType<typeof setTimeout> | undefined;
-  /** @internal */ [DRAIN_POLL_DELAY] = DRAIN_POLL_MIN_MS
-  /** @internal */ declare [PING_WAITERS]: Waiter<void>[] | undefined
+  /** @internal */ [DRAIN_WAITERS]: Waiter<void>[] | undefined;
+  /** @internal */ [DRAIN_POLL]: ReturnType<typeof setTimeout> | undefined;
+  /** @internal */ [DRAIN_POLL_DELAY] = DRAIN_POLL_MIN_MS;
+  /** @internal */ [PING_WAITERS]: Waiter<void>[] | undefined
 
   /** @internal The handlers the adapter forwards the runtime's events to. */
   readonly [EVENTS]: SocketEvents
