@@ -11,7 +11,8 @@
  * its own echo in the same rounds.
  *
  * Options: --quick, --runtimes node,bun,deno,workers, --rounds N (5 by default, 1 with --quick),
- * --idle-rounds N (3 by default), --profile / --no-profile, --report-only (render BENCHMARKS.md
+ * --idle-rounds N (3 by default), --jit-warmup-ms N (2000 by default, 0 with --quick: an unmeasured
+ * pass of the echo, channel and churn workloads over every server before round 1), --profile / --no-profile, --report-only (render BENCHMARKS.md
  * again from the last results.json), --no-build (skip building the Handshake packages first).
  * It is plain JavaScript so that Node 20 runs it with no TypeScript loader.
  */
@@ -54,6 +55,7 @@ const config = quick
       idleConns: 2000,
       warmupMs: { small: 300, large: 200, churn: 200, latency: 200, fanout: 300 },
       durationMs: { small: 1000, large: 800, churn: 800, latency: 800, fanout: 1000 },
+      jitWarmupMs: 0,
     }
   : {
       // Five rounds, so that each figure has a median and a spread worth the name; shorter
@@ -62,8 +64,14 @@ const config = quick
       idleRounds: 3,
       warmupMs: { small: 300, large: 200, churn: 200, latency: 200, fanout: 500 },
       durationMs: { small: 1000, large: 700, churn: 700, latency: 1000, fanout: 2000 },
+      // Before round 1, each server runs the small echo, the channel workloads and churn once,
+      // unmeasured, for this long: a JIT compiles the code of a bigger server for longer (Bun's
+      // compiler thread took about 24 µs per connection of Handshake's first 4 s of churn,
+      // against 6 for Hono's helper), and a long-running server pays that once, not per round.
+      jitWarmupMs: 2000,
     }
 config.rounds = Number(option('rounds') ?? config.rounds)
+config.jitWarmupMs = Number(option('jit-warmup-ms') ?? config.jitWarmupMs)
 config.idleRounds = Math.min(Number(option('idle-rounds') ?? config.idleRounds), config.rounds)
 
 const wanted = (option('runtimes') ?? (quick ? 'node' : 'node,bun,deno,workers')).split(',')
@@ -124,6 +132,7 @@ async function throughput(rt, rows) {
       log(rt.id, kind, rows[kind].unavailable)
     }
   }
+  if (config.jitWarmupMs > 0) await jitWarmup(rt, started)
   for (let round = 0; round < config.rounds; round++) {
     // A B C D, then D C B A: drift on a shared machine hits every server alike.
     const forward = round % 2 === 0
@@ -152,6 +161,21 @@ async function throughput(rt, rows) {
     }
   }
   for (const server of Object.values(started)) await stopServer(server)
+}
+
+/** One unmeasured pass of the per-message and churn workloads over every server, in order. */
+async function jitWarmup(rt, started) {
+  for (const workload of ['small', ...Object.keys(CHANNEL_WORKLOADS), 'churn']) {
+    for (const kind of KINDS) {
+      if (!started[kind] || (CHANNEL_WORKLOADS[workload] && kind !== 'events')) continue
+      const options = { ...loadOptions(workload), 'warmup-ms': config.jitWarmupMs }
+      const mode = workload === 'churn' ? 'churn' : 'echo'
+      await runLoad(mode, started[kind].port, started[kind].pids(), options).catch((err) => {
+        log(rt.id, kind, workload, 'warm-up failed:', err.message)
+      })
+    }
+  }
+  log(rt.id, 'JIT warm-up done')
 }
 
 async function memory(rt, server) {

@@ -521,7 +521,7 @@ function machineSection(info) {
     `| load generator compiler | ${v.compiler} |`,
     `| command | \`${info.command}\`${info.argv.length ? ` (arguments: \`${info.argv.join(' ')}\`)` : ''} |`,
     `| rounds | ${c.rounds} throughput rounds, ${c.idleRounds} idle-memory rounds; medians |`,
-    `| windows | warmup ${c.warmupMs.small}/${c.warmupMs.large}/${c.warmupMs.churn}/${c.warmupMs.latency ?? '–'} ms, measured ${c.durationMs.small}/${c.durationMs.large}/${c.durationMs.churn}/${c.durationMs.latency ?? '–'} ms (small/large/churn/latency) |`,
+    `| windows | warmup ${c.warmupMs.small}/${c.warmupMs.large}/${c.warmupMs.churn}/${c.warmupMs.latency ?? '–'} ms, measured ${c.durationMs.small}/${c.durationMs.large}/${c.durationMs.churn}/${c.durationMs.latency ?? '–'} ms (small/large/churn/latency)${c.jitWarmupMs ? `; before round 1, an unmeasured ${c.jitWarmupMs} ms pass of the echo, channel and churn workloads over every server` : ''} |`,
     `| date | ${info.date} |`,
     `| wall time of the run | ${info.seconds.toFixed(0)} s |`,
   ].join('\n')
@@ -583,7 +583,7 @@ export function renderReport({ info, results, profiles, fanout, notes, chart, ch
   const out = [
     '# Benchmarks',
     '',
-    `Written by \`${info.command}\` (bench/run.mjs) on ${info.date.slice(0, 10)}. Every figure is the median of ${info.config.rounds} rounds, run A B C D / D C B A against the same load, with each server in its own process on 127.0.0.1; the figures in brackets are their spread, the least and the greatest of the rounds. A ratio of two servers is taken round by round (they ran side by side in each round), and a target counts as met (✅) only when its whole spread meets it: ↔ marks a spread that crosses its target (not met), ❌ one that misses it entirely. Compare each runtime only with itself: they ran the same workloads, but workerd runs under Miniflare and the runtimes differ widely.`,
+    `Written by \`${info.command}\` (bench/run.mjs) on ${info.date.slice(0, 10)}. Every figure is the median of ${info.config.rounds} rounds, run A B C D / D C B A against the same load, with each server in its own process on 127.0.0.1${info.config.jitWarmupMs ? `, after an unmeasured ${info.config.jitWarmupMs / 1000} s pass of the echo, channel and churn workloads over every server (servers stay up across rounds, so this is the steady state a long-running server sees, not its JIT compiling)` : ''}; the figures in brackets are their spread, the least and the greatest of the rounds. A ratio of two servers is taken round by round (they ran side by side in each round), and a target counts as met (✅) only when its whole spread meets it: ↔ marks a spread that crosses its target (not met), ❌ one that misses it entirely. Compare each runtime only with itself: they ran the same workloads, but workerd runs under Miniflare and the runtimes differ widely.`,
     '',
   ]
   if (shared) {
