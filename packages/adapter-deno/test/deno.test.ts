@@ -389,6 +389,27 @@ describe('@handshake/deno: the upgrade request once open', () => {
   })
 })
 
+describe('@handshake/deno: the bound on bufferedAmount the core trusts (bufferedAtMost)', () => {
+  // A runtime contract, not a fixed defect: the core reads no bufferedAmount while the adapter's
+  // bound is within its limit, so a Deno that counted more than the bound would let back-pressure
+  // slip without any error. It fails when the bound counts a string's UTF-16 units, not 3 each.
+  it('is at least what Deno counts after each send, for text of any width and binary views', async () => {
+    const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
+    const { stdout } = await promisify(execFile)(
+      denoBinary(),
+      [
+        'run',
+        '--no-prompt',
+        '--allow-net=127.0.0.1',
+        join(packageDir, 'test', 'buffered-count.ts'),
+      ],
+      { cwd: packageDir, timeout: 20_000, env: { ...process.env, DENO_NO_UPDATE_CHECK: '1' } },
+    )
+    const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
+    expect(report).toEqual({ below: [], counted: true })
+  })
+})
+
 describe('@handshake/deno serve(): a backplane that fails to close', () => {
   // It failed before: the first shutdown() rejected with the backplane's error.
   it('runs the shutdown once, resolves every call, logs the failure, and lets the process end', async () => {
