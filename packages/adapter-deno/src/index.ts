@@ -148,8 +148,8 @@ class DetachedRequest extends port.RequestView {
 /**
  * The core's socket over a Deno `WebSocket`, and the listener of its events: one object per
  * connection, where handler properties (`onmessage`...) would make a wrapper closure each.
- * Also the handler of the proxy Deno gets as the request, which its idle timeout keeps: the
- * original (signal, header caches: 2.8 KB on Deno 2.9.6) goes at the socket's first event.
+ * Also the handler of the proxy Deno gets as the request (its idle timeout keeps it): reads go
+ * to the original, with no receiver (Request's getters check their brand), until the first event.
  * No terminate: Deno cannot destroy one upgraded connection (at the close timeout the core ends
  * the Conn with 1006; the TCP connection stays until the peer or the server ends it). No pause
  * or resume: Deno cannot stop reading one socket. No ping: Deno pings on its own (idleTimeout).

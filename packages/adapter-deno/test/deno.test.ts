@@ -387,6 +387,26 @@ describe('@handshake/deno: the upgrade request once open', () => {
     const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
     expect(report).toEqual({ header: 'kept', released: true })
   })
+
+  // The documented exception: Hono's Context keeps the request it was made with (its private
+  // #rawRequest, which c.req.raw = copy does not change), so a serve that holds c holds it.
+  it("stays with a serve that holds c: Hono's Context keeps it (documented)", async () => {
+    const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..')
+    const { stdout } = await promisify(execFile)(
+      denoBinary(),
+      [
+        'run',
+        '--no-prompt',
+        '--allow-net=127.0.0.1',
+        '--v8-flags=--expose-gc',
+        join(packageDir, 'test', 'released-request.ts'),
+        'serve',
+      ],
+      { cwd: packageDir, timeout: 20_000, env: { ...process.env, DENO_NO_UPDATE_CHECK: '1' } },
+    )
+    const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}')
+    expect(report).toEqual({ header: 'kept', released: false })
+  })
 })
 
 describe('@handshake/deno: the bound on bufferedAmount the core trusts (bufferedAtMost)', () => {
