@@ -424,8 +424,8 @@ function interrupt(child: ChildProcess): void {
   const tsx =
     child.pid !== undefined && /tsx/.test(readFileSync(`/proc/${child.pid}/cmdline`, 'utf8'))
   const server = tsx ? firstChildOf(child.pid as number) : undefined
-  if (server === undefined) return signalGroup(child, 'SIGINT')
-  process.kill(server, 'SIGINT')
+  if (server === undefined) signalGroup(child, 'SIGINT')
+  else process.kill(server, 'SIGINT')
 }
 
 /** Starts `command args` in `cwd` with PORT set, and waits until the port accepts. */
