@@ -401,6 +401,11 @@ function runFeatures() {
       env: { WINDOW_S: window },
     },
     {
+      name: 'history in memory: CPU per publish against a plain publish, and heap per message kept',
+      file: 'history.mjs',
+      node: ['--expose-gc'],
+    },
+    {
       name: 'history on Redis Streams: CPU and Redis per message against the plain backplane',
       file: 'redis-history.mjs',
     },
