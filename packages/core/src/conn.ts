@@ -376,9 +376,9 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
     enterTree(this, topic)
   }
 
-  /** @internal Delivers a published message: never waits, never throws. */
-  [DELIVER](data: MessageData): void {
-    deliver(this, data)
+  /** @internal Delivers a published message: never waits, never throws; false when not sent. */
+  [DELIVER](data: MessageData, notice?: MessageData, always?: boolean): boolean {
+    return deliver(this, data, notice, always)
   }
 
   /** @internal The runtime's tree sent to this connection: closes it when it is over its bound. */

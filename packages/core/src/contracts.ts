@@ -288,7 +288,8 @@ export interface UpgradeOptions {
   /**
    * What happens to a subscriber past {@link UpgradeOptions.maxPublishBuffer}: `'close'` closes
    * it with 1008 and a reason that says why; `'drop'` drops the message for it and counts it in
-   * `conn.droppedMessages`. The other subscribers never slow down.
+   * `conn.droppedMessages` (a subscriber recovering from a position is also sent a gap notice
+   * and answered `recovered: false`). The other subscribers never slow down.
    * @defaultValue 'close'
    */
   slowSubscriber?: SlowSubscriberPolicy

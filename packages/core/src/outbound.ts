@@ -122,19 +122,32 @@ export function rejectWaiters(conn: Conn, end: CloseEnd): void {
   for (const waiter of waiters) waiter.reject(error)
 }
 
-/** Delivers a published message: never waits, never throws. */
-export function deliver(conn: Conn, data: MessageData): void {
-  if (conn[STATE] !== 'open') return
+/**
+ * Delivers a published message: never waits, never throws. False when it was not sent (dropped
+ * or the connection closed past `maxPublishBuffer`, or not open). `notice` (a recovery's gap
+ * notice) goes just before `data`, and only with it. `always` sends past the bound: for the one
+ * gap notice a recovery still owes when it goes live.
+ */
+export function deliver(
+  conn: Conn,
+  data: MessageData,
+  notice?: MessageData,
+  always = false,
+): boolean {
+  if (conn[STATE] !== 'open') return false
   try {
     const limits = conn[LIMITS]
-    if (over(conn[SOCKET], limits.maxPublishBuffer)) {
+    if (!always && over(conn[SOCKET], limits.maxPublishBuffer)) {
       if (limits.slowSubscriber === 'drop') conn.droppedMessages++
       else tooSlow(conn)
-      return
+      return false
     }
+    if (notice !== undefined) conn[SOCKET].send(notice)
     conn[SOCKET].send(data)
+    return true
   } catch (err) {
     onError(conn, err instanceof Error ? err : new Error(describeError(err)))
+    return false
   }
 }
 

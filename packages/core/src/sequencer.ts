@@ -60,6 +60,8 @@ interface Pending {
 interface Buffered {
   readonly position: Position
   readonly gap: boolean
+  /** A gap's reason. */
+  readonly reason?: 'trimmed' | 'epoch'
   readonly data: MessageData | undefined
   /** The subscriber's own message: it is not sent back to it, by the buffer or by the read. */
   readonly own?: boolean
@@ -77,6 +79,11 @@ class Recovery {
   /** Set while it is ahead of its hub: resolves once the hub reached `position`. */
   ahead: { position: Position; resolve: () => void } | undefined
   recovered = true
+  /**
+   * A gap it has not been sent the notice of yet (what the history no longer holds, or what
+   * the publish bound dropped): it goes out just before its next delivery, or when it goes live.
+   */
+  lost: { position: Position; reason: 'trimmed' | 'epoch' } | undefined
   /** What `subscribe()` answers; settled once, when it goes live or leaves. */
   readonly answer: Promise<Subscription>
   #settle!: (subscription: Subscription) => void
@@ -388,7 +395,10 @@ export class Sequencer {
     const recovering = this.recovering
     if (!recovering || recovering.size === 0) return
     const position = delivery.position as Position
-    const buffered: Buffered = { position, gap: delivery.type === 'gap', data }
+    const buffered: Buffered =
+      delivery.type === 'gap'
+        ? { position, gap: true, reason: delivery.reason, data }
+        : { position, gap: false, data }
     for (const [subscriber, recovery] of recovering) {
       const ahead = recovery.ahead?.position
       if (ahead) {
@@ -414,16 +424,49 @@ export class Sequencer {
     const reason = position.epoch === recovery.cursor.epoch ? 'trimmed' : 'epoch'
     this.#gapTo(recovery, position, reason)
     recovery.buffer.length = 0
+    this.#owed(recovery)
     this.#host.joinLive(recovery.subscriber)
     recovery.settle()
   }
 
-  /** Sends one recovering subscriber a gap notice: it is now at `position`. */
+  /**
+   * Tells one recovering subscriber of a gap: it is now at `position`. The notice goes out with
+   * its next delivery (or when it goes live), after what it was given before.
+   */
   #gapTo(recovery: Recovery, position: Position, reason: 'trimmed' | 'epoch'): void {
-    recovery.recovered = false
     recovery.cursor = position
-    const data = this.#host.frame({ type: 'gap', topic: this.#topic, position, reason })
-    if (data !== undefined) recovery.subscriber[DELIVER](data)
+    this.#lose(recovery, position, reason)
+  }
+
+  /** A recovering subscriber lost what comes up to `position`: it is owed a gap notice. */
+  #lose(recovery: Recovery, position: Position, reason: 'trimmed' | 'epoch'): void {
+    recovery.recovered = false
+    // One notice for what it lost since its last delivery; a change of epoch among it is told.
+    recovery.lost = { position, reason: recovery.lost?.reason === 'epoch' ? 'epoch' : reason }
+  }
+
+  /** The framed gap notice a recovering subscriber is owed, if any (none without a frame). */
+  #notice(recovery: Recovery): MessageData | undefined {
+    const lost = recovery.lost
+    if (!lost) return undefined
+    return this.#host.frame({ type: 'gap', topic: this.#topic, ...lost })
+  }
+
+  /**
+   * Sends a recovering subscriber one delivery, after the gap notice it is owed. A delivery the
+   * publish bound drops (`slowSubscriber: 'drop'`) is a gap it is told of: never a silent one.
+   */
+  #pass(recovery: Recovery, data: MessageData, position: Position, reason?: 'epoch'): void {
+    if (recovery.subscriber[DELIVER](data, this.#notice(recovery)) === false) {
+      this.#lose(recovery, position, reason ?? 'trimmed')
+    } else recovery.lost = undefined
+  }
+
+  /** It goes live: the gap notice it is still owed is sent now, past the publish bound. */
+  #owed(recovery: Recovery): void {
+    const notice = this.#notice(recovery)
+    recovery.lost = undefined
+    if (notice !== undefined) recovery.subscriber[DELIVER](notice, undefined, true)
   }
 
   /** The subscriber left (unsubscribed, closed) while it was recovering. */
@@ -550,7 +593,7 @@ export class Sequencer {
             data: message.data,
             position,
           })
-          if (data !== undefined) subscriber[DELIVER](data)
+          if (data !== undefined) this.#pass(recovery, data, position)
         }
         if (recovery.cursor === before && before.offset < upTo.offset) {
           // The history holds less than it said: what is missing is a gap.
@@ -568,8 +611,15 @@ export class Sequencer {
       if (stale(item.position, recovery.cursor)) continue
       if (item.gap) recovery.recovered = false
       recovery.cursor = item.position
-      if (item.data !== undefined) subscriber[DELIVER](item.data)
+      if (item.data !== undefined)
+        this.#pass(
+          recovery,
+          item.data,
+          item.position,
+          item.reason === 'epoch' ? 'epoch' : undefined,
+        )
     }
+    this.#owed(recovery)
     this.#host.joinLive(subscriber)
     recovery.settle()
   }

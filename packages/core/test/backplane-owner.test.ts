@@ -42,7 +42,7 @@ class OneOwner implements Backplane {
 
 // A subscriber as the core sees one (a Conn), through the core's own keys.
 const member = {
-  [DELIVER]() {},
+  [DELIVER]: () => true,
   [TREE]: undefined,
   [PUBLISH_NATIVE]() {},
   [CHECK_BACKLOG]() {},
@@ -81,7 +81,7 @@ describe('a backplane closed with closeBackplane()', () => {
     const delivered: MessageData[] = []
     await topics[JOIN]('room', {
       ...member,
-      [DELIVER]: (data: MessageData) => delivered.push(data),
+      [DELIVER]: (data: MessageData) => delivered.push(data) > 0,
     })
     const old = new OneOwner()
     await topics.useBackplane(old)
