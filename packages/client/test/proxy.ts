@@ -19,12 +19,13 @@ export interface TcpProxy {
   refuse: boolean
   /** Milliseconds each chunk waits before it is forwarded, both ways (order kept). */
   delay: number
+  /** Where new connections go (`http://127.0.0.1:N`): set it to move the next ones to another server. */
+  target: string
   stop(): Promise<void>
 }
 
 /** Starts a proxy on a free port of 127.0.0.1 in front of `target` (`http://127.0.0.1:N`). */
 export async function startProxy(target: string): Promise<TcpProxy> {
-  const { hostname, port } = new URL(target)
   /** Pipes `from` into `to`, each chunk after `proxy.delay` ms; stall() stops it. */
   const forward = (from: Socket, to: Socket) => {
     from.on('data', (chunk: Buffer) => {
@@ -41,6 +42,7 @@ export async function startProxy(target: string): Promise<TcpProxy> {
       client.resetAndDestroy()
       return
     }
+    const { hostname, port } = new URL(proxy.target)
     const upstream = connect(Number(port), hostname)
     const pair: [Socket, Socket] = [client, upstream]
     pairs.add(pair)
@@ -63,6 +65,7 @@ export async function startProxy(target: string): Promise<TcpProxy> {
     },
     refuse: false,
     delay: 0,
+    target,
     cut() {
       for (const [client, upstream] of pairs) {
         client.resetAndDestroy()

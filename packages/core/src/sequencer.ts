@@ -550,9 +550,19 @@ export class Sequencer {
         // comes twice.
         const latest = await this.#host.read(undefined, 0)
         if (!here()) return
-        if (latest.epoch !== since.epoch || latest.offset < since.offset) {
+        if (latest.epoch === since.epoch && latest.offset < since.offset) {
+          // The history itself is behind it: what it was given is lost, and the offsets after
+          // the history's latest will be given to other messages.
           this.#gapTo(recovery, upTo, 'epoch')
-        } else await this.#reach(recovery, since)
+        } else if (latest.epoch === since.epoch) await this.#reach(recovery, since)
+        else {
+          // The history moved to another epoch: this hub, still in the old one, would deliver
+          // what is on its way up to `since`, which it was given already. The hub reads the
+          // history now, and moves to the new epoch; the subscriber gets that gap notice.
+          const reached = this.#reach(recovery, since)
+          this.refill()
+          await reached
+        }
         if (!here()) return
       }
       while (

@@ -444,6 +444,35 @@ describe('recovery on subscribe, across hubs', () => {
     await expect(waiting.read()).rejects.toMatchObject({ code: 1006 })
   })
 
+  it('takes a subscriber ahead of its hub to the new epoch when the history was lost, never back in the old one', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const onA = await a.join('t')
+    const onB = await b.join('t')
+    for (let i = 1; i <= 10; i++) a.topics.publish('t', `m${i}`)
+    await readFramed(onB.peer, 10)
+    bus.cut(b.backplane)
+    for (let i = 11; i <= 15; i++) a.topics.publish('t', `m${i}`)
+    const seen = await readFramed(onA.peer, 15)
+    const old = seen[0]?.e as string
+    // The client was on A up to 15; the history is lost; it comes back on B, which is at 10.
+    bus.reset()
+    const late = await b.join('t', { epoch: old, offset: 15 })
+    const epoch = late.before[0]?.e
+    expect(epoch).not.toBe(old)
+    // It failed before: the gap took it back to 10 in the old epoch, so that 11 to 15, had
+    // they still reached B, would have come twice.
+    expect(late.before).toEqual([{ t: 'g', e: epoch, o: 0, r: 'epoch' }])
+    expect(late.sub).toEqual({ t: 'sub', position: { epoch, offset: 0 }, recovered: false })
+    // B moved with it: its other subscriber is told too, and both go on in the new epoch.
+    expect(await next(onB.peer)).toEqual({ t: 'g', e: epoch, o: 0, r: 'epoch' })
+    bus.restore(b.backplane)
+    a.topics.publish('t', 'new')
+    expect(await next(late.peer)).toEqual({ t: 'm', e: epoch, o: 1, d: 'new' })
+    expect(await next(onB.peer)).toEqual({ t: 'm', e: epoch, o: 1, d: 'new' })
+  })
+
   it('tells a subscriber whose since is ahead of the history itself of an epoch gap', async () => {
     const bus = memoryBackplane()
     const a = await instance(bus.backplane())
