@@ -125,8 +125,9 @@ export function rejectWaiters(conn: Conn, end: CloseEnd): void {
 /**
  * Delivers a published message: never waits, never throws. False when it was not sent (dropped
  * or the connection closed past `maxPublishBuffer`, or not open). `notice` (a recovery's gap
- * notice) goes just before `data`, and only with it. `always` sends past the bound: for the one
- * gap notice a recovery still owes when it goes live.
+ * notice) goes just before `data`, and only with it. `always` sends past the bound under
+ * `slowSubscriber: 'drop'`: for the one gap notice a recovery still owes when it goes live
+ * (under `'close'`, past the bound is a close with 1008, notice or not).
  */
 export function deliver(
   conn: Conn,
@@ -137,7 +138,10 @@ export function deliver(
   if (conn[STATE] !== 'open') return false
   try {
     const limits = conn[LIMITS]
-    if (!always && over(conn[SOCKET], limits.maxPublishBuffer)) {
+    if (
+      over(conn[SOCKET], limits.maxPublishBuffer) &&
+      !(always && limits.slowSubscriber === 'drop')
+    ) {
       if (limits.slowSubscriber === 'drop') conn.droppedMessages++
       else tooSlow(conn)
       return false

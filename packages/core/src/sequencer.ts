@@ -462,7 +462,7 @@ export class Sequencer {
     } else recovery.lost = undefined
   }
 
-  /** It goes live: the gap notice it is still owed is sent now, past the publish bound. */
+  /** It goes live: the gap notice it is still owed is sent now, past the bound under 'drop'. */
   #owed(recovery: Recovery): void {
     const notice = this.#notice(recovery)
     recovery.lost = undefined

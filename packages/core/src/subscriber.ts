@@ -15,7 +15,7 @@ export interface Subscriber {
   /**
    * Delivers a published message; never waits and never throws. False when it was not sent
    * (dropped past the publish bound, or the connection is closing). `notice` is sent just before
-   * `data`, and only with it; `always` sends past the bound.
+   * `data`, and only with it; `always` sends past the bound under `slowSubscriber: 'drop'`.
    */
   [DELIVER](data: MessageData, notice?: MessageData, always?: boolean): boolean
   /** The runtime's own topic tree this subscriber belongs to (Bun), if any. */
