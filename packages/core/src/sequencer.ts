@@ -76,8 +76,12 @@ class Recovery {
   readonly buffer: Buffered[] = []
   /** The buffered deliveries before this index are the hub's up to where the history is read. */
   skip = 0
-  /** Set while it is ahead of its hub: resolves once the hub reached `position`. */
-  ahead: { position: Position; resolve: () => void } | undefined
+  /**
+   * Set while it is ahead of its hub: resolves once the hub reached `position`. `refill` while
+   * it waits for the hub's read of the history (to move to the history's new epoch): a read
+   * that fails answers its `subscribe()`.
+   */
+  ahead: { position: Position; resolve: () => void; refill: boolean } | undefined
   recovered = true
   /**
    * A gap it has not been sent the notice of yet (what the history no longer holds, or what
@@ -295,6 +299,7 @@ export class Sequencer {
         // The messages stay held: the backplane's return (or the next message) tries again.
         this.#filling = false
         this.#host.fault(err)
+        this.#stalled()
         return
       }
       // The held copies' senders: a copy of this hub's own message that came meanwhile carries
@@ -481,11 +486,28 @@ export class Sequencer {
   }
 
   /** Resolves once this hub has delivered up to `position` (or moved to another epoch). */
-  #reach(recovery: Recovery, position: Position): Promise<void> {
+  #reach(recovery: Recovery, position: Position, refill = false): Promise<void> {
     return new Promise((resolve) => {
-      recovery.ahead = { position, resolve }
+      recovery.ahead = { position, resolve, refill }
       this.#wake(recovery)
     })
+  }
+
+  /**
+   * The history could not be read: the recoveries that wait for this hub to move to the
+   * history's new epoch are answered now (nothing else may move the hub soon: a quiet topic, a
+   * backplane that stays up), with `recovered: false`, which the new epoch makes certain. They
+   * still wait, out of the live set, for the hub to catch up or move (the next message or read),
+   * so that what is on its way to it of the old epoch is not sent to them twice.
+   */
+  #stalled(): void {
+    for (const recovery of this.recovering?.values() ?? []) {
+      const ahead = recovery.ahead
+      if (!ahead?.refill) continue
+      ahead.refill = false
+      recovery.recovered = false
+      recovery.settle()
+    }
   }
 
   #wake(recovery: Recovery): void {
@@ -559,7 +581,7 @@ export class Sequencer {
           // The history moved to another epoch: this hub, still in the old one, would deliver
           // what is on its way up to `since`, which it was given already. The hub reads the
           // history now, and moves to the new epoch; the subscriber gets that gap notice.
-          const reached = this.#reach(recovery, since)
+          const reached = this.#reach(recovery, since, true)
           this.refill()
           await reached
         }

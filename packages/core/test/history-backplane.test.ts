@@ -473,6 +473,108 @@ describe('recovery on subscribe, across hubs', () => {
     expect(await next(onB.peer)).toEqual({ t: 'm', e: epoch, o: 1, d: 'new' })
   })
 
+  it('lets a subscriber ahead of its hub go on, not wait forever, when the hub cannot read the new epoch', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const { backplane, inner } = holdingReads(bus.backplane())
+    // The latest position is read, but a read from a position fails (a store that just failed).
+    const history = backplane.history as NonNullable<Backplane['history']>
+    const read = history.read
+    let failFrom = false
+    let failed = 0
+    history.read = async (topic, since, limit) => {
+      if (failFrom && since) {
+        failed++
+        throw new Error('read failed')
+      }
+      return read(topic, since, limit)
+    }
+    const b = await instance(backplane)
+    const onA = await a.join('t')
+    const onB = await b.join('t')
+    for (let i = 1; i <= 10; i++) a.topics.publish('t', `m${i}`)
+    await readFramed(onB.peer, 10)
+    bus.cut(inner)
+    for (let i = 11; i <= 15; i++) a.topics.publish('t', `m${i}`)
+    const seen = await readFramed(onA.peer, 15)
+    const old = seen[0]?.e as string
+    bus.reset()
+    failFrom = true
+    // It failed before: the hub's refill failed, nothing else made it move, and subscribe()
+    // never answered (nothing published, the backplane not back).
+    const late = await b.join('t', { epoch: old, offset: 15 })
+    expect(failed).toBe(1)
+    expect(late.before).toEqual([])
+    expect(late.sub).toEqual({ t: 'sub', position: { epoch: old, offset: 15 }, recovered: false })
+    // Once the history can be read again, the hub moves and both are told of the new epoch.
+    failFrom = false
+    bus.restore(inner)
+    const gap = await next(late.peer)
+    expect(gap).toMatchObject({ t: 'g', o: 0, r: 'epoch' })
+    expect(gap.e).not.toBe(old)
+    expect(await next(onB.peer)).toEqual(gap)
+    a.topics.publish('t', 'new')
+    expect(await next(late.peer)).toEqual({ t: 'm', e: gap.e, o: 1, d: 'new' })
+  })
+
+  it('sends a subscriber ahead of its hub nothing twice when the hub cannot read the new epoch and the old one’s messages come late', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const inner = bus.backplane()
+    // B's pub/sub is slow: what reaches it waits while `held`.
+    let held = false
+    const waiting: (() => void)[] = []
+    let failFrom = false
+    const history = inner.history as NonNullable<Backplane['history']>
+    const backplane: Backplane = {
+      ...inner,
+      start: (sink) =>
+        inner.start({
+          ...sink,
+          message(topic, data, position, origin) {
+            if (held) waiting.push(() => sink.message(topic, data, position, origin))
+            else sink.message(topic, data, position, origin)
+          },
+        }),
+      subscribe: (topic) => inner.subscribe(topic),
+      unsubscribe: (topic) => inner.unsubscribe(topic),
+      publish: (topic, data, origin) => inner.publish(topic, data, origin),
+      close: () => inner.close(),
+      history: {
+        publish: (topic, data, options, origin) => history.publish(topic, data, options, origin),
+        async read(topic, since, limit) {
+          if (failFrom && since) throw new Error('read failed')
+          return history.read(topic, since, limit)
+        },
+      },
+    }
+    const b = await instance(backplane)
+    const onA = await a.join('t')
+    const onB = await b.join('t')
+    for (let i = 1; i <= 10; i++) a.topics.publish('t', `m${i}`)
+    await readFramed(onB.peer, 10)
+    held = true
+    for (let i = 11; i <= 15; i++) a.topics.publish('t', `m${i}`)
+    const seen = await readFramed(onA.peer, 15)
+    const old = seen[0]?.e as string
+    bus.reset()
+    failFrom = true
+    const late = await b.join('t', { epoch: old, offset: 15 })
+    expect(late.sub).toEqual({ t: 'sub', position: { epoch: old, offset: 15 }, recovered: false })
+    // 11 to 15 reach B now: its other subscriber gets them, the late one has them already.
+    held = false
+    for (const deliver of waiting.splice(0)) deliver()
+    expect(offsets(await readFramed(onB.peer, 5))).toEqual(range(11, 15))
+    failFrom = false
+    a.topics.publish('t', 'new')
+    // It failed with the first fix of the hang: the late one got 11 to 15 again.
+    const gap = await next(late.peer)
+    expect(gap).toMatchObject({ t: 'g', o: 0, r: 'epoch' })
+    expect(gap.e).not.toBe(old)
+    expect(await next(late.peer)).toEqual({ t: 'm', e: gap.e, o: 1, d: 'new' })
+    expect(await next(onB.peer)).toEqual(gap)
+  })
+
   it('tells a subscriber whose since is ahead of the history itself of an epoch gap', async () => {
     const bus = memoryBackplane()
     const a = await instance(bus.backplane())
