@@ -377,7 +377,7 @@ export class Conn<Data = any> implements AsyncIterable<Message>, Subscriber {
   }
 
   /** @internal Delivers a published message: never waits, never throws; false when not sent. */
-  [DELIVER](data: MessageData, notice?: MessageData, always?: boolean): boolean {
+  [DELIVER](data: MessageData, notice?: () => MessageData | undefined, always?: boolean): boolean {
     return deliver(this, data, notice, always)
   }
 

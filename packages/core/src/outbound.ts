@@ -125,14 +125,15 @@ export function rejectWaiters(conn: Conn, end: CloseEnd): void {
 /**
  * Delivers a published message: never waits, never throws. False when it was not sent (dropped
  * or the connection closed past `maxPublishBuffer`, or not open). `notice` (a recovery's gap
- * notice) goes just before `data`, and only with it. `always` sends past the bound under
- * `slowSubscriber: 'drop'`: for the one gap notice a recovery still owes when it goes live
- * (under `'close'`, past the bound is a close with 1008, notice or not).
+ * notice) goes just before `data`, and only with it: it is framed only then, so that a run of
+ * drops frames it once. `always` sends past the bound under `slowSubscriber: 'drop'`: for the
+ * one gap notice a recovery still owes when it goes live (under `'close'`, past the bound is a
+ * close with 1008, notice or not).
  */
 export function deliver(
   conn: Conn,
   data: MessageData,
-  notice?: MessageData,
+  notice?: () => MessageData | undefined,
   always = false,
 ): boolean {
   if (conn[STATE] !== 'open') return false
@@ -146,7 +147,10 @@ export function deliver(
       else tooSlow(conn)
       return false
     }
-    if (notice !== undefined) conn[SOCKET].send(notice)
+    if (notice !== undefined) {
+      const framed = notice()
+      if (framed !== undefined) conn[SOCKET].send(framed)
+    }
     conn[SOCKET].send(data)
     return true
   } catch (err) {

@@ -462,7 +462,9 @@ export class Sequencer {
    * publish bound drops (`slowSubscriber: 'drop'`) is a gap it is told of: never a silent one.
    */
   #pass(recovery: Recovery, data: MessageData, position: Position, reason?: 'epoch'): void {
-    if (recovery.subscriber[DELIVER](data, this.#notice(recovery)) === false) {
+    // Framed only if it goes out (a run of drops would frame it once per drop).
+    const notice = recovery.lost ? () => this.#notice(recovery) : undefined
+    if (recovery.subscriber[DELIVER](data, notice) === false) {
       this.#lose(recovery, position, reason ?? 'trimmed')
     } else recovery.lost = undefined
   }

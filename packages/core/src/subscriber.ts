@@ -14,10 +14,10 @@ import type { Topics } from './topics.js'
 export interface Subscriber {
   /**
    * Delivers a published message; never waits and never throws. False when it was not sent
-   * (dropped past the publish bound, or the connection is closing). `notice` is sent just before
-   * `data`, and only with it; `always` sends past the bound under `slowSubscriber: 'drop'`.
+   * (dropped past the publish bound, or the connection is closing). `notice` frames what is sent
+   * just before `data`, called only when `data` is sent; `always` sends past the bound under `slowSubscriber: 'drop'`.
    */
-  [DELIVER](data: MessageData, notice?: MessageData, always?: boolean): boolean
+  [DELIVER](data: MessageData, notice?: () => MessageData | undefined, always?: boolean): boolean
   /** The runtime's own topic tree this subscriber belongs to (Bun), if any. */
   readonly [TREE]: TopicTree | undefined
   /** Publishes through the runtime's tree to every subscriber but this one (Bun). */

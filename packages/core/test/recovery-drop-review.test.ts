@@ -1,13 +1,18 @@
 /**
  * The review of recovery under the publish bound (d0a38ca): what the gap notice owed when a
- * recovery goes live does to a subscriber with `slowSubscriber: 'close'`.
+ * recovery goes live does to a subscriber with `slowSubscriber: 'close'`, and how often a
+ * notice owed across a run of drops is framed.
  */
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { createHub } from '../src/adapter.js'
-import { type Conn, upgrade } from '../src/index.js'
+import type { MessageData } from '../src/contracts.js'
+import { type Conn, type Delivery, upgrade } from '../src/index.js'
+import { DELIVER } from '../src/internal.js'
+import { Sequencer, type SequencerHost } from '../src/sequencer.js'
+import type { Subscriber } from '../src/subscriber.js'
 import { connect } from '../src/testing.js'
-import { frameAsJson } from './framed.js'
+import { frameAsJson, frameOffsets, range } from './framed.js'
 
 const quiet = { error: () => {} }
 
@@ -41,5 +46,59 @@ describe("a recovery's gap notice to a subscriber past the bound, with slowSubsc
     peer.send(JSON.stringify({ epoch, offset: 999 }))
     await expect.poll(() => conns[0]?.state).not.toBe('open')
     expect((await peer.closeFrame).code).toBe(1008)
+  })
+})
+
+describe('a gap notice owed across a run of drops', () => {
+  it('is framed once, when it goes out, not once per dropped message', async () => {
+    const E = 'c'.repeat(16)
+    const gapsFramed: Delivery[] = []
+    const host: SequencerHost = {
+      fanOut: () => {},
+      frame: (delivery) => {
+        if (delivery.type === 'gap') gapsFramed.push(delivery)
+        return frameOffsets(delivery)
+      },
+      raw: false,
+      read: (since) => ({
+        epoch: E,
+        offset: 8,
+        messages: since
+          ? range(since.offset + 1, 8).map((offset) => ({ offset, data: `m${offset}` }))
+          : [],
+        complete: true,
+      }),
+      gap: () => {},
+      fault: () => {},
+      joinLive: () => {},
+    }
+    const sequencer = new Sequencer('t', host, Promise.resolve())
+    await sequencer.ready
+    // Its socket is over the bound from m2 to m7: six drops, then m8 goes out.
+    let over = false
+    const sent: unknown[] = []
+    const subscriber = {
+      [DELIVER](data: MessageData, notice?: () => MessageData | undefined) {
+        const message = JSON.parse(data as string)
+        over = message.o >= 2 && message.o <= 7
+        if (over) return false
+        // (Framed already, before this fix: a string.)
+        const framed = typeof notice === 'function' ? notice() : notice
+        if (framed !== undefined) sent.push(JSON.parse(framed as string))
+        sent.push(message)
+        return true
+      },
+    } as unknown as Subscriber
+    const answer = await sequencer.recover(subscriber, { epoch: E, offset: 0 })
+    expect(sent).toEqual([
+      { t: 'm', o: 1, d: 'm1' },
+      { t: 'g', o: 7, r: 'trimmed' },
+      { t: 'm', o: 8, d: 'm8' },
+    ])
+    expect(answer).toEqual({ position: { epoch: E, offset: 8 }, recovered: false })
+    // The app's frame saw the one notice that went out (it was called for each drop after m2).
+    expect(gapsFramed).toEqual([
+      { type: 'gap', topic: 't', position: { epoch: E, offset: 7 }, reason: 'trimmed' },
+    ])
   })
 })

@@ -108,10 +108,11 @@ describe('a recovery whose subscriber drains between its drops', () => {
     const full = new Set(['m2', 'm3', 'm6'])
     const sent: unknown[] = []
     const subscriber = {
-      [DELIVER](data: MessageData, notice?: MessageData, always?: boolean) {
+      [DELIVER](data: MessageData, notice?: () => MessageData | undefined, always?: boolean) {
         const message = JSON.parse(data as string)
         if (!always && full.has(message.d)) return false
-        if (notice !== undefined) sent.push(JSON.parse(notice as string))
+        const framed = notice?.()
+        if (framed !== undefined) sent.push(JSON.parse(framed as string))
         sent.push(message)
         return true
       },
