@@ -578,12 +578,13 @@ export class Sequencer {
           // The history itself is behind it: what it was given is lost, and the offsets after
           // the history's latest will be given to other messages.
           this.#gapTo(recovery, upTo, 'epoch')
-        } else if (latest.epoch === since.epoch) await this.#reach(recovery, since)
-        else {
-          // The history moved to another epoch: this hub, still in the old one, would deliver
-          // what is on its way up to `since`, which it was given already. The hub reads the
-          // history now, and moves to the new epoch; the subscriber gets that gap notice.
-          const reached = this.#reach(recovery, since, true)
+        } else {
+          // The hub reads the history now rather than wait for its next message, which may
+          // never come (what was on its way to it lost, a quiet topic). When the history moved
+          // to another epoch, this hub, still in the old one, would deliver what is on its way
+          // up to `since`, which it was given already: it moves to the new epoch instead, and
+          // the subscriber gets that gap notice.
+          const reached = this.#reach(recovery, since, latest.epoch !== since.epoch)
           this.refill()
           await reached
         }

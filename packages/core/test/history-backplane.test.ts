@@ -414,6 +414,29 @@ describe('recovery on subscribe, across hubs', () => {
     expect(offsets(await readFramed(onB.peer, 6))).toEqual(range(11, 16))
   })
 
+  it('answers a subscriber ahead of its hub on a quiet topic whose messages to the hub were lost', async () => {
+    const bus = memoryBackplane()
+    const a = await instance(bus.backplane())
+    const b = await instance(bus.backplane())
+    const onB = await b.join('t')
+    for (let i = 1; i <= 10; i++) a.topics.publish('t', `m${i}`)
+    await readFramed(onB.peer, 10)
+    // 11 to 15 never reach B live (the history keeps them); nothing is published after.
+    bus.drop(5)
+    for (let i = 11; i <= 15; i++) a.topics.publish('t', `m${i}`)
+    // A client was given them on another instance, and comes back on B.
+    const since = (await a.topics.position('t')) as Position
+    expect(since.offset).toBe(15)
+    // It failed before: B waited for a message that never came, and subscribe() never answered.
+    const late = await b.join('t', since)
+    expect(late.before).toEqual([])
+    expect(late.sub).toEqual({ t: 'sub', position: since, recovered: true })
+    // B's other subscriber is given what B missed, from the history.
+    expect(offsets(await readFramed(onB.peer, 5))).toEqual(range(11, 15))
+    a.topics.publish('t', 'm16')
+    expect(await next(late.peer)).toMatchObject({ o: 16, d: 'm16' })
+  })
+
   it('lets go of a subscriber that is ahead of its hub and leaves while it waits', async () => {
     const bus = memoryBackplane()
     const a = await instance(bus.backplane())
