@@ -49,16 +49,13 @@ export function handshakeHeadersIfAny(
   request: UpgradeRequest,
   protocol: string | undefined = request.protocol,
 ): Headers | undefined {
-  let into: Headers | undefined
-  request.headers.forEach((value, name) => {
-    into ??= new Headers()
-    into.append(name, value)
-  })
-  if (protocol !== undefined) {
-    into ??= new Headers()
-    into.set('Sec-WebSocket-Protocol', protocol)
+  let none = protocol === undefined
+  if (none && request.headers !== NO_UPGRADE_HEADERS) {
+    request.headers.forEach(() => {
+      none = false
+    })
   }
-  return into
+  return none ? undefined : handshakeHeaders(request, protocol)
 }
 
 /**

@@ -10,7 +10,11 @@ import {
   type BackplaneSink,
   createHub,
 } from '../src/adapter.js'
+import type { MessageData } from '../src/contracts.js'
 import { type Conn, type Delivery, type Hub, type Position, upgrade } from '../src/index.js'
+import { DELIVER } from '../src/internal.js'
+import type { SequencerHost } from '../src/sequencer.js'
+import type { Subscriber } from '../src/subscriber.js'
 import { connect, type TestPeer } from '../src/testing.js'
 
 /** What a test peer reads: a message, a gap notice, or the app's answer to its subscribe. */
@@ -127,4 +131,53 @@ export function subscriber(
     ),
   )
   return connect(app, '/', { hub })
+}
+
+/**
+ * A sequencer host over topic `t`'s history of `m1` to `m<latest>` in `epoch`, every read
+ * complete, framed by `frame`: for the tests that drive a `Sequencer`'s recovery directly.
+ */
+export function recoveryHost(
+  epoch: string,
+  latest: number,
+  frame: SequencerHost['frame'] = frameOffsets,
+): SequencerHost {
+  return {
+    fanOut: () => {},
+    frame,
+    raw: false,
+    read: (since) => ({
+      epoch,
+      offset: latest,
+      messages: since
+        ? range(since.offset + 1, latest).map((offset) => ({ offset, data: `m${offset}` }))
+        : [],
+      complete: true,
+    }),
+    gap: () => {},
+    fault: () => {},
+    joinLive: () => {},
+  }
+}
+
+/**
+ * A subscriber stub for a recovery: it drops the framed messages `dropped` names (unless the
+ * delivery must go out), and records in `sent` what goes out, a notice before its message.
+ */
+export function droppingSubscriber(dropped: (message: Framed) => boolean): {
+  subscriber: Subscriber
+  sent: Framed[]
+} {
+  const sent: Framed[] = []
+  const subscriber = {
+    [DELIVER](data: MessageData, notice?: () => MessageData | undefined, always?: boolean) {
+      const message = JSON.parse(data as string)
+      if (!always && dropped(message)) return false
+      const framed = notice?.()
+      if (framed !== undefined) sent.push(JSON.parse(framed as string))
+      sent.push(message)
+      return true
+    },
+  } as unknown as Subscriber
+  return { subscriber, sent }
 }

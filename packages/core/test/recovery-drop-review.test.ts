@@ -6,13 +6,10 @@
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { createHub } from '../src/adapter.js'
-import type { MessageData } from '../src/contracts.js'
 import { type Conn, type Delivery, upgrade } from '../src/index.js'
-import { DELIVER } from '../src/internal.js'
-import { Sequencer, type SequencerHost } from '../src/sequencer.js'
-import type { Subscriber } from '../src/subscriber.js'
+import { Sequencer } from '../src/sequencer.js'
 import { connect } from '../src/testing.js'
-import { frameAsJson, frameOffsets, range } from './framed.js'
+import { droppingSubscriber, frameAsJson, frameOffsets, recoveryHost } from './framed.js'
 
 const quiet = { error: () => {} }
 
@@ -53,42 +50,16 @@ describe('a gap notice owed across a run of drops', () => {
   it('is framed once, when it goes out, not once per dropped message', async () => {
     const E = 'c'.repeat(16)
     const gapsFramed: Delivery[] = []
-    const host: SequencerHost = {
-      fanOut: () => {},
-      frame: (delivery) => {
-        if (delivery.type === 'gap') gapsFramed.push(delivery)
-        return frameOffsets(delivery)
-      },
-      raw: false,
-      read: (since) => ({
-        epoch: E,
-        offset: 8,
-        messages: since
-          ? range(since.offset + 1, 8).map((offset) => ({ offset, data: `m${offset}` }))
-          : [],
-        complete: true,
-      }),
-      gap: () => {},
-      fault: () => {},
-      joinLive: () => {},
-    }
+    const host = recoveryHost(E, 8, (delivery) => {
+      if (delivery.type === 'gap') gapsFramed.push(delivery)
+      return frameOffsets(delivery)
+    })
     const sequencer = new Sequencer('t', host, Promise.resolve())
     await sequencer.ready
     // Its socket is over the bound from m2 to m7: six drops, then m8 goes out.
-    let over = false
-    const sent: unknown[] = []
-    const subscriber = {
-      [DELIVER](data: MessageData, notice?: () => MessageData | undefined) {
-        const message = JSON.parse(data as string)
-        over = message.o >= 2 && message.o <= 7
-        if (over) return false
-        // (Framed already, before this fix: a string.)
-        const framed = typeof notice === 'function' ? notice() : notice
-        if (framed !== undefined) sent.push(JSON.parse(framed as string))
-        sent.push(message)
-        return true
-      },
-    } as unknown as Subscriber
+    const { subscriber, sent } = droppingSubscriber(
+      (m) => (m.o as number) >= 2 && (m.o as number) <= 7,
+    )
     const answer = await sequencer.recover(subscriber, { epoch: E, offset: 0 })
     expect(sent).toEqual([
       { t: 'm', o: 1, d: 'm1' },

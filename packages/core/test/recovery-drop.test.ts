@@ -5,13 +5,18 @@
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { createHub } from '../src/adapter.js'
-import type { MessageData } from '../src/contracts.js'
 import { type Conn, upgrade } from '../src/index.js'
-import { DELIVER } from '../src/internal.js'
-import { Sequencer, type SequencerHost } from '../src/sequencer.js'
-import type { Subscriber } from '../src/subscriber.js'
+import { Sequencer } from '../src/sequencer.js'
 import { connect } from '../src/testing.js'
-import { frameAsJson, frameOffsets, next, offsets, range, untilSubscribed } from './framed.js'
+import {
+  droppingSubscriber,
+  frameAsJson,
+  next,
+  offsets,
+  range,
+  recoveryHost,
+  untilSubscribed,
+} from './framed.js'
 
 const quiet = { error: () => {} }
 
@@ -86,37 +91,12 @@ describe("a recovering subscriber whose missed messages are dropped ('drop')", (
 describe('a recovery whose subscriber drains between its drops', () => {
   it('sends the gap notice just before the next message that goes out, once per run of drops', async () => {
     const E = 'c'.repeat(16)
-    const host: SequencerHost = {
-      fanOut: () => {},
-      frame: frameOffsets,
-      raw: false,
-      read: (since) => ({
-        epoch: E,
-        offset: 6,
-        messages: since
-          ? range(since.offset + 1, 6).map((offset) => ({ offset, data: `m${offset}` }))
-          : [],
-        complete: true,
-      }),
-      gap: () => {},
-      fault: () => {},
-      joinLive: () => {},
-    }
+    const host = recoveryHost(E, 6)
     const sequencer = new Sequencer('t', host, Promise.resolve())
     await sequencer.ready
     // Its socket is over the bound for m2 and m3, and again for m6, the last one.
     const full = new Set(['m2', 'm3', 'm6'])
-    const sent: unknown[] = []
-    const subscriber = {
-      [DELIVER](data: MessageData, notice?: () => MessageData | undefined, always?: boolean) {
-        const message = JSON.parse(data as string)
-        if (!always && full.has(message.d)) return false
-        const framed = notice?.()
-        if (framed !== undefined) sent.push(JSON.parse(framed as string))
-        sent.push(message)
-        return true
-      },
-    } as unknown as Subscriber
+    const { subscriber, sent } = droppingSubscriber((message) => full.has(message.d as string))
     const answer = await sequencer.recover(subscriber, { epoch: E, offset: 0 })
     expect(sent).toEqual([
       { t: 'm', o: 1, d: 'm1' },
